@@ -1,0 +1,214 @@
+"""The API's OpenAPI 3.1 document, served at /api/openapi.json.
+
+Response schemas are generated from the domain models by the same rules that serialise them, so
+the document cannot drift from what the API answers; a test checks that its paths are exactly the
+registered routes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from shared.domain import validation
+from shared.domain.errors import ErrorCode
+from shared.domain.models import Attachment, DetachMode, Redundancy, StorageInfo, StorageStatus, Tier
+from shared.domain.operations import Operation, Progress
+from shared.domain.serialization import json_schema
+
+TITLE = "azlin storage service"
+VERSION = "0.1.0"
+_MODELS = (Operation, Progress, StorageInfo, StorageStatus, Attachment)
+
+
+def _ref(model: type | str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model if isinstance(model, str) else model.__name__}"}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str,
+           required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path",
+            "schema": schema, "description": description}
+
+
+_TEXT = {"type": "string"}
+_FLAG = {"type": "boolean"}
+P_NAME = _param("name", "path", {"type": "string", "pattern": "^[a-z0-9]{3,24}$"},
+                "Storage account name: 3-24 lowercase letters and digits.")
+P_VM = _param("vm", "path", {"type": "string", "maxLength": 64}, "Virtual machine name.")
+P_ID = _param("id", "path", {"type": "string", "format": "uuid"}, "Operation id.")
+P_GROUP = _param("resourceGroup", "query", {"type": "string", "maxLength": 90},
+                 "Resource group; defaults to the service's DEFAULT_RESOURCE_GROUP.")
+P_STORAGE_GROUP = _param("resourceGroup", "query", {"type": "string", "maxLength": 90},
+                         "Only match storage in this resource group.")
+P_KEY = _param("Idempotency-Key", "header",
+               {"type": "string", "maxLength": validation.MAX_IDEMPOTENCY_KEY_LENGTH},
+               "Repeat a request safely: the same key and body return the same operation (24 h).")
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, **_json(_ref("Error"))}
+
+
+def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"200": {"description": description, **_json(schema)}}
+
+
+_ACCEPTED = {"202": {
+    "description": "Accepted: poll the operation at Location.",
+    "headers": {"Location": {"schema": {"type": "string", "format": "uri"}},
+                "Retry-After": {"schema": {"type": "integer"}}},
+    **_json(_ref(Operation)),
+}}
+_COMMON_ERRORS = {"400": _error("Bad input; nothing was changed."),
+                  "503": _error("A dependency is unavailable; retry after Retry-After seconds.")}
+
+
+def _op(operation_id: str, summary: str, responses: dict[str, Any], *, params: tuple[Any, ...] = (),
+        body: dict[str, Any] | None = None, anonymous: bool = False) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "parameters": list(params),
+                          "responses": {**responses, **_COMMON_ERRORS}}
+    if body is not None:
+        op["requestBody"] = {"required": True, **_json(body)}
+    if anonymous:
+        op["security"] = []
+    return op
+
+
+def _paths() -> dict[str, dict[str, Any]]:
+    not_found = {"404": _error("Not found.")}
+    mutation = (P_KEY,)
+    return {
+        "/api/storage": {
+            "post": _op("create_storage", "Create NFS storage (a premium FileStorage account with "
+                        "share 'home' behind a private endpoint).", _ACCEPTED,
+                        params=mutation, body=_ref("CreateStorageRequest")),
+            "get": _op("list_storage", "List storage recorded by the service.",
+                       _ok(_ref("StorageList")), params=(
+                           P_STORAGE_GROUP,
+                           _param("$top", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
+                                  "Page size (default 100)."),
+                           _param("$skipToken", "query", _TEXT, "Continuation from nextLink."))),
+        },
+        "/api/storage/{name}": {
+            "get": _op("get_storage", "Get one storage.", {**_ok(_ref(StorageInfo)), **not_found},
+                       params=(P_NAME, P_STORAGE_GROUP)),
+            "patch": _op("resize_storage", "Grow, or shrink where Azure allows it.",
+                         {**_ACCEPTED, **not_found}, params=(P_NAME, P_STORAGE_GROUP, *mutation),
+                         body=_ref("ResizeStorageRequest")),
+            "delete": _op("delete_storage", "Delete storage; refused while VMs are attached "
+                          "unless force.", {**_ACCEPTED, "409": _error("StorageInUse: VMs are attached.")},
+                          params=(P_NAME, P_STORAGE_GROUP,
+                                  _param("force", "query", _FLAG, "Detach attached VMs safely first."),
+                                  *mutation)),
+        },
+        "/api/storage/{name}/status": {
+            "get": _op("storage_status", "Usage, attached VMs and monthly cost.",
+                       {**_ok(_ref(StorageStatus)), **not_found}, params=(P_NAME, P_STORAGE_GROUP)),
+        },
+        "/api/storage/{name}/cloud-init": {
+            "get": _op("storage_cloud_init", "cloud-config that mounts the share on a new VM.", {
+                "200": {"description": "OK", "content": {"text/cloud-config": {"schema": _TEXT}}},
+                **not_found, "501": _error("Not served by this version yet.")},
+                params=(P_NAME, P_STORAGE_GROUP)),
+        },
+        "/api/storage/{name}/attachments": {
+            "post": _op("attach_vm", "Make a VM's home directory the shared share.",
+                        {**_ACCEPTED, **not_found,
+                         "409": _error("VmAttachedElsewhere: detach it from its storage first.")},
+                        params=(P_NAME, *mutation), body=_ref("AttachRequest")),
+        },
+        "/api/vms/{vm}/attachment": {
+            "get": _op("get_attachment", "The VM's recorded attachment.", {
+                **_ok(_ref(Attachment)), **not_found, "501": _error("verify is not served yet.")},
+                params=(P_VM, P_GROUP, _param("verify", "query", _FLAG, "Check the live mount."))),
+            "delete": _op("detach_vm", "Give the VM a local home directory again.", _ACCEPTED,
+                          params=(P_VM, P_GROUP, _param(
+                              "mode", "query", {"type": "string", "enum": [m.value for m in DetachMode]},
+                              "copy (default): copy the shared home to the VM; restore: put back "
+                              "the pre-attach home."), *mutation)),
+        },
+        "/api/operations/{id}": {
+            "get": _op("get_operation", "Poll an operation.", {**_ok(_ref(Operation)), **not_found},
+                       params=(P_ID,)),
+        },
+        "/api/costs": {
+            "get": _op("get_costs", "Cost totals for VMs and storage.", {
+                "200": {"description": "OK", **_json({"type": "object"})},
+                "501": _error("Not served by this version yet.")}, params=(P_GROUP,)),
+        },
+        "/api/health": {
+            "get": _op("health", "Liveness; with ready=true, readiness of each dependency.", {
+                **_ok(_ref("Health")), "503": _error("A dependency is not ready.")},
+                params=(_param("ready", "query", _FLAG, "Also check dependencies."),), anonymous=True),
+        },
+        "/api/openapi.json": {
+            "get": _op("openapi_document", "This document.", _ok({"type": "object"}), anonymous=True),
+        },
+    }
+
+
+def _request_schemas() -> dict[str, Any]:
+    size = {"oneOf": [{"type": "integer", "minimum": validation.MIN_SHARE_GIB,
+                       "maximum": validation.MAX_SHARE_GIB},
+                      {"type": "string", "examples": ["100", "100GiB", "1TiB"]}],
+            "description": "GiB; GB and TB are read as GiB and TiB. Premium NFS: 100-102400 GiB."}
+    return {
+        "CreateStorageRequest": {
+            "type": "object", "required": ["name"], "additionalProperties": False,
+            "properties": {"name": P_NAME["schema"], "resourceGroup": P_GROUP["schema"],
+                           "region": _TEXT,
+                           "tier": {"type": "string", "enum": [t.value for t in Tier],
+                                    "description": "Standard cannot serve NFS and is refused."},
+                           "redundancy": {"type": "string", "enum": [r.value for r in Redundancy]},
+                           "size": size}},
+        "ResizeStorageRequest": {"type": "object", "required": ["size"],
+                                 "additionalProperties": False, "properties": {"size": size}},
+        "AttachRequest": {
+            "type": "object", "required": ["vm"], "additionalProperties": False,
+            "properties": {"vm": P_VM["schema"], "resourceGroup": P_GROUP["schema"],
+                           "mountPoint": {"type": "string", "pattern": "^/",
+                                          "description": "Default: the VM admin user's home."}}},
+    }
+
+
+def _response_schemas() -> dict[str, Any]:
+    return {
+        **{model.__name__: json_schema(model, _ref) for model in _MODELS},
+        "StorageList": {"type": "object", "required": ["value"], "additionalProperties": False,
+                        "properties": {"value": {"type": "array", "items": _ref(StorageInfo)},
+                                       "nextLink": {"type": "string", "format": "uri"}}},
+        "Health": {"type": "object", "required": ["status"],
+                   "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
+                                  "checks": {"type": "object",
+                                             "additionalProperties": {"type": "string"}}}},
+        "Error": {"type": "object", "required": ["error"], "additionalProperties": False,
+                  "properties": {"error": {
+                      "type": "object", "required": ["code", "message"], "additionalProperties": False,
+                      "properties": {"code": {"type": "string", "enum": [c.value for c in ErrorCode]},
+                                     "message": _TEXT,
+                                     "causes": {"type": "array", "items": _TEXT},
+                                     "try": _TEXT}}}},
+    }
+
+
+@cache
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": VERSION,
+                 "description": "Shared Linux home directories on Azure Files NFS for fleets of "
+                                "Azure VMs. Mutations are asynchronous: they answer 202 with an "
+                                "operation to poll."},
+        "paths": _paths(),
+        "components": {
+            "schemas": {**_request_schemas(), **_response_schemas()},
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}},
+        },
+        "security": [{"functionKey": []}],
+    }

@@ -1,0 +1,408 @@
+"""Service state on Azure Table Storage (azure-data-tables).
+
+Tables (names prefixed by STATE_TABLE_PREFIX): Operations, IdempotencyKeys, Storages,
+Attachments, Locks. Records are the models' JSON shapes: scalar members become properties, nested
+ones are stored as JSON text under `<name>Json`. Keys never contain raw client text that Table
+Storage forbids (`/ \\ # ?`, control characters): names are validated before they get here and
+idempotency keys are hashed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+
+from shared.domain.errors import ConcurrentUpdate, ErrorCode, ResourceBusy, TransientError, ValidationError
+from shared.domain.models import Attachment, StorageInfo, attached_elsewhere
+from shared.domain.operations import Operation
+from shared.domain.serialization import format_time, from_json, parse_time, to_json
+from shared.ports import Clock, IdempotencyRecord, Lease, Page
+from shared.settings import StorageConnection
+
+from .azure_errors import translated
+from .credentials import managed_identity
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEPENDENCY = "Table Storage"
+JSON_SUFFIX = "Json"
+MAX_PROPERTY_CHARS = 32_000  # Table Storage holds at most 64 KiB (UTF-16) per string property
+_TOKEN_PART = re.compile(r"[A-Za-z0-9+/=_-]{1,1024}")
+_CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 20}
+
+
+class TableState:
+    """Opens the service's tables, creating each at most once per process."""
+
+    name = "tables"
+
+    def __init__(self, connection: StorageConnection, prefix: str) -> None:
+        self.connection = connection
+        self.prefix = prefix
+        self._tables: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    @cached_property
+    def service(self) -> TableServiceClient:
+        if self.connection.connection_string:
+            return TableServiceClient.from_connection_string(
+                self.connection.connection_string, **_CLIENT_OPTIONS)
+        assert self.connection.table_endpoint
+        return TableServiceClient(self.connection.table_endpoint,
+                                  credential=managed_identity(self.connection.client_id),
+                                  **_CLIENT_OPTIONS)
+
+    @translated(DEPENDENCY)
+    def table(self, suffix: str) -> TableClient:
+        with self._lock:
+            if suffix not in self._tables:
+                self._tables[suffix] = self.service.create_table_if_not_exists(self.prefix + suffix)
+            return self._tables[suffix]
+
+    @translated(DEPENDENCY)
+    def check(self) -> None:
+        next(iter(self.service.list_tables(results_per_page=1)), None)
+
+
+def encode(model: object, partition: str, row: str, **extra: Any) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row}
+    for name, value in {**to_json(model), **extra}.items():
+        if value is None:
+            continue
+        nested = isinstance(value, (dict, list))
+        stored = json.dumps(value, separators=(",", ":")) if nested else value
+        if isinstance(stored, str) and len(stored) > MAX_PROPERTY_CHARS:
+            raise ValueError(f"{name} is {len(stored)} characters; Table Storage holds {MAX_PROPERTY_CHARS}")
+        entity[name + JSON_SUFFIX if nested else name] = stored
+    return entity
+
+
+def decode(cls: type[T], entity: Mapping[str, Any]) -> T:
+    data = {}
+    for key, value in entity.items():
+        if key.endswith(JSON_SUFFIX) and isinstance(value, str):
+            data[key[: -len(JSON_SUFFIX)]] = json.loads(value)
+        else:
+            data[key] = value
+    return from_json(cls, data)
+
+
+class TableOperationRepository:
+    ROW = "operation"
+
+    def __init__(self, state: TableState) -> None:
+        self.state = state
+
+    @property
+    def table(self) -> TableClient:
+        return self.state.table("Operations")
+
+    @translated(DEPENDENCY)
+    def add(self, operation: Operation) -> Operation:
+        try:
+            meta = self.table.create_entity(encode(operation, operation.id, self.ROW))
+        except ResourceExistsError:
+            existing = self.get(operation.id)
+            assert existing is not None
+            return existing
+        return replace(operation, etag=meta["etag"])
+
+    @translated(DEPENDENCY)
+    def get(self, operation_id: str) -> Operation | None:
+        try:
+            entity = self.table.get_entity(operation_id, self.ROW)
+        except ResourceNotFoundError:
+            return None
+        return replace(decode(Operation, entity), etag=entity.metadata["etag"])
+
+    @translated(DEPENDENCY)
+    def save(self, operation: Operation) -> Operation:
+        entity = encode(operation, operation.id, self.ROW)
+        try:
+            if operation.etag is None:
+                meta = self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            else:
+                meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=operation.etag,
+                                                match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as err:
+            raise ConcurrentUpdate(f"Operation {operation.id} was changed by someone else.",
+                                   try_hint="the queue will retry with the current record") from err
+        return replace(operation, etag=meta["etag"])
+
+
+class TableIdempotencyStore:
+    def __init__(self, state: TableState) -> None:
+        self.state = state
+
+    @property
+    def table(self) -> TableClient:
+        return self.state.table("IdempotencyKeys")
+
+    @translated(DEPENDENCY)
+    def claim(self, record: IdempotencyRecord, expired_before: datetime) -> IdempotencyRecord:
+        partition, row = _key_row(record.key)
+        entity = {"PartitionKey": partition, "RowKey": row, "fingerprint": record.fingerprint,
+                  "operationId": record.operation_id, "createdAt": format_time(record.created_at),
+                  "queued": record.queued}
+        try:
+            self.table.create_entity(entity)
+            return record
+        except ResourceExistsError:
+            pass
+        held = self.table.get_entity(partition, row)
+        holder = IdempotencyRecord(record.key, held["fingerprint"], held["operationId"],
+                                   parse_time(held["createdAt"]), bool(held.get("queued")))
+        if holder.created_at >= expired_before:
+            return holder
+        try:  # the old claim has expired: this request starts afresh
+            self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=held.metadata["etag"],
+                                     match_condition=MatchConditions.IfNotModified)
+            return record
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return self.claim(record, expired_before)
+
+
+    @translated(DEPENDENCY)
+    def mark_queued(self, key: str) -> None:
+        partition, row = _key_row(key)
+        self.table.update_entity({"PartitionKey": partition, "RowKey": row, "queued": True},
+                                 mode=UpdateMode.MERGE)
+
+
+def _key_row(key: str) -> tuple[str, str]:
+    """Keys are client text: hashed, so any printable key is a valid row key."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return digest[:2], digest
+
+
+class TableStorageRepository:
+    PARTITION = "storage"
+
+    def __init__(self, state: TableState) -> None:
+        self.state = state
+
+    @property
+    def table(self) -> TableClient:
+        return self.state.table("Storages")
+
+    @translated(DEPENDENCY)
+    def get(self, name: str) -> StorageInfo | None:
+        try:
+            return decode(StorageInfo, self.table.get_entity(self.PARTITION, name))
+        except ResourceNotFoundError:
+            return None
+
+    @translated(DEPENDENCY)
+    def list(self, resource_group: str | None, page_size: int,
+             continuation: str | None) -> Page[StorageInfo]:
+        query, params = "PartitionKey eq @p", {"p": self.PARTITION}
+        if resource_group is not None:
+            query, params["rg"] = query + " and resourceGroupKey eq @rg", resource_group.lower()
+        pages = self.table.query_entities(query, parameters=params, results_per_page=page_size)
+        # Table Storage continuation tokens are dicts, though ItemPaged annotates them as str.
+        pager = pages.by_page(continuation_token=_decode_token(continuation))  # type: ignore[arg-type]
+        items = [decode(StorageInfo, e) for e in next(pager, [])]
+        return Page(items, _encode_token(pager.continuation_token))  # type: ignore[attr-defined]
+
+    @translated(DEPENDENCY)
+    def save(self, storage: StorageInfo) -> None:
+        entity = encode(storage, self.PARTITION, storage.name,
+                        resourceGroupKey=storage.resource_group.lower())
+        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    @translated(DEPENDENCY)
+    def delete(self, name: str) -> None:
+        self.table.delete_entity(self.PARTITION, name)
+
+
+class TableAttachmentRepository:
+    """One partition; each attachment is two rows written in one transaction: `vm|rg|vm`
+    (unique: a VM has at most one attachment) and `storage|name|rg|vm` (lists a storage's VMs).
+    `|` cannot occur in Azure resource names, so the keys cannot collide."""
+
+    PARTITION = "attachment"
+
+    def __init__(self, state: TableState) -> None:
+        self.state = state
+
+    @property
+    def table(self) -> TableClient:
+        return self.state.table("Attachments")
+
+    @translated(DEPENDENCY)
+    def get(self, resource_group: str, vm: str) -> Attachment | None:
+        try:
+            return decode(Attachment, self.table.get_entity(self.PARTITION, _vm_row(resource_group, vm)))
+        except ResourceNotFoundError:
+            return None
+
+    @translated(DEPENDENCY)
+    def list_for_storage(self, storage: str) -> list[Attachment]:
+        prefix = f"storage|{storage}|"
+        entities = self.table.query_entities(
+            "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi",
+            parameters={"p": self.PARTITION, "lo": prefix, "hi": prefix[:-1] + "}"})
+        return [decode(Attachment, e) for e in entities]
+
+    @translated(DEPENDENCY)
+    def add(self, attachment: Attachment) -> Attachment:
+        vm_row, storage_row = self._rows(attachment)
+        try:
+            self.table.submit_transaction([("create", vm_row), ("upsert", storage_row)])
+            return attachment
+        except TableTransactionError as err:
+            if err.status_code != 409:
+                raise
+        existing = self.get(attachment.resource_group, attachment.vm)
+        if existing is None:
+            raise ConcurrentUpdate(f"The attachment of VM {attachment.vm} changed while recording it.")
+        if existing.storage != attachment.storage:
+            raise attached_elsewhere(attachment.vm, existing)
+        return existing
+
+    @translated(DEPENDENCY)
+    def save(self, attachment: Attachment) -> None:
+        vm_row, storage_row = self._rows(attachment)
+        try:
+            self.table.submit_transaction([("update", vm_row, {"mode": UpdateMode.REPLACE}),
+                                           ("update", storage_row, {"mode": UpdateMode.REPLACE})])
+        except TableTransactionError as err:
+            if err.status_code != 404:
+                raise
+            raise ConcurrentUpdate(f"VM {attachment.vm} was detached while its record was updated.") from err
+
+    @translated(DEPENDENCY)
+    def remove(self, resource_group: str, vm: str) -> None:
+        existing = self.get(resource_group, vm)
+        if existing is None:
+            return
+        vm_row, storage_row = self._rows(existing)
+        try:
+            self.table.submit_transaction([("delete", vm_row), ("delete", storage_row)])
+        except TableTransactionError as err:
+            if err.status_code != 404:
+                raise
+            self.remove(resource_group, vm)  # removed concurrently: make sure both rows are gone
+
+    def _rows(self, attachment: Attachment) -> tuple[dict[str, Any], dict[str, Any]]:
+        vm_key = _vm_row(attachment.resource_group, attachment.vm)
+        storage_key = f"storage|{attachment.storage}|{vm_key[3:]}"
+        return (encode(attachment, self.PARTITION, vm_key),
+                encode(attachment, self.PARTITION, storage_key))
+
+
+class TableLockManager:
+    """Per-resource locks: a row per resource with an expiring lease. Every change is conditional
+    on the ETag read, so of two workers racing for one lock exactly one wins."""
+
+    PARTITION = "lock"
+
+    def __init__(self, state: TableState, clock: Clock, lease_seconds: int) -> None:
+        self.state = state
+        self.clock = clock
+        self.lease = timedelta(seconds=lease_seconds)
+
+    @property
+    def table(self) -> TableClient:
+        return self.state.table("Locks")
+
+    @translated(DEPENDENCY)
+    def acquire(self, key: str, owner: str, holder: str) -> Lease:
+        now = self.clock.now()
+        entity = self._entity(key, owner, holder, now + self.lease)
+        try:
+            return self._lease(entity, self.table.create_entity(entity))
+        except ResourceExistsError:
+            pass
+        try:
+            current = self.table.get_entity(self.PARTITION, key)
+        except ResourceNotFoundError:  # released between our two calls: try once more
+            return self._lease(entity, self.table.create_entity(entity))
+        if parse_time(current["expiresAt"]) > now:
+            raise self._busy(key, f"operation {current['holder']}", current["expiresAt"])
+        try:  # expired: take it over, unless another worker just did
+            meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE,
+                                            etag=current.metadata["etag"],
+                                            match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as err:
+            raise self._busy(key, "another worker, which took over the expired lease", None) from err
+        log.warning("lock %s: took over an expired lease of %s", key, current["holder"])
+        return self._lease(entity, meta)
+
+    @translated(DEPENDENCY)
+    def renew(self, lease: Lease) -> Lease:
+        entity = self._entity(lease.key, lease.owner, lease.holder, self.clock.now() + self.lease)
+        try:
+            meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=lease.etag,
+                                            match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as err:
+            raise TransientError(f"The lock on {lease.key} was lost after its lease expired.",
+                                 causes=["another worker took it over"],
+                                 code=ErrorCode.LEASE_LOST) from err
+        return self._lease(entity, meta)
+
+    @translated(DEPENDENCY)
+    def release(self, lease: Lease) -> None:
+        try:
+            self.table.delete_entity(self.PARTITION, lease.key, etag=lease.etag,
+                                     match_condition=MatchConditions.IfNotModified)
+        except ResourceNotFoundError:
+            pass
+        except ResourceModifiedError:
+            log.warning("lock %s: not released, it was taken over after its lease expired", lease.key)
+
+    def _entity(self, key: str, owner: str, holder: str, expires_at: datetime) -> dict[str, Any]:
+        return {"PartitionKey": self.PARTITION, "RowKey": key, "owner": owner, "holder": holder,
+                "expiresAt": format_time(expires_at)}
+
+    @staticmethod
+    def _lease(entity: Mapping[str, Any], meta: Mapping[str, Any]) -> Lease:
+        return Lease(entity["RowKey"], entity["owner"], entity["holder"],
+                     parse_time(entity["expiresAt"]), meta["etag"])
+
+    @staticmethod
+    def _busy(key: str, holder: str, until: str | None) -> ResourceBusy:
+        lease = f"; its lease runs until {until}" if until else ""
+        return ResourceBusy(f"{key} is busy with {holder}.",
+                            causes=[f"one mutating operation per resource at a time{lease}"],
+                            try_hint="the queue retries this operation when the other one finishes",
+                            retry_after=15)
+
+
+def _vm_row(resource_group: str, vm: str) -> str:
+    return f"vm|{resource_group.lower()}|{vm.lower()}"
+
+
+def _encode_token(token: Mapping[str, str] | None) -> str | None:
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+
+
+def _decode_token(text: str | None) -> dict[str, str] | None:
+    if text is None:
+        return None
+    try:
+        token = json.loads(base64.urlsafe_b64decode(text.encode()))
+    except (ValueError, binascii.Error, UnicodeError):
+        token = None
+    if not (isinstance(token, dict) and token.keys() <= {"PartitionKey", "RowKey"}
+            and all(isinstance(v, str) and _TOKEN_PART.fullmatch(v) for v in token.values())):
+        raise ValidationError("'$skipToken' is not a token this service issued.",
+                              try_hint="follow nextLink exactly as returned, or start from the first page")
+    return token

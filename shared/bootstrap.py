@@ -1,0 +1,142 @@
+"""The composition root: the one place that builds adapters and services and wires them together.
+
+Everything is built on first use and cached for the life of the process, so indexing the function
+app imports no SDK and a warm instance reuses its clients. Tests build a `Container` with their
+own settings, clock or handlers and install it with `use`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from .domain.operations import OperationKind
+from .ports import Clock, Probe
+from .services.attachments import AttachmentService
+from .services.operations import OperationIntake
+from .services.storage import StorageService
+from .services.worker import Handler, OperationWorker
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .adapters.queues import StorageQueue
+    from .adapters.tables import (
+        TableAttachmentRepository,
+        TableIdempotencyStore,
+        TableLockManager,
+        TableOperationRepository,
+        TableState,
+        TableStorageRepository,
+    )
+
+OPERATIONS_QUEUE = "operations"
+POISON_QUEUE = OPERATIONS_QUEUE + "-poison"
+
+
+class Container:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 handlers: Mapping[OperationKind, Handler] | None = None) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._handlers = handlers
+
+    @cached_property
+    def clock(self) -> Clock:
+        from .adapters.clock import SystemClock
+
+        return self._clock or SystemClock()
+
+    # State and queue (adapters) -------------------------------------------------------------
+
+    @cached_property
+    def state(self) -> TableState:
+        from .adapters.tables import TableState
+
+        return TableState(self.settings.storage, self.settings.table_prefix)
+
+    @cached_property
+    def operations(self) -> TableOperationRepository:
+        from .adapters.tables import TableOperationRepository
+
+        return TableOperationRepository(self.state)
+
+    @cached_property
+    def idempotency(self) -> TableIdempotencyStore:
+        from .adapters.tables import TableIdempotencyStore
+
+        return TableIdempotencyStore(self.state)
+
+    @cached_property
+    def storages(self) -> TableStorageRepository:
+        from .adapters.tables import TableStorageRepository
+
+        return TableStorageRepository(self.state)
+
+    @cached_property
+    def attachments(self) -> TableAttachmentRepository:
+        from .adapters.tables import TableAttachmentRepository
+
+        return TableAttachmentRepository(self.state)
+
+    @cached_property
+    def locks(self) -> TableLockManager:
+        from .adapters.tables import TableLockManager
+
+        return TableLockManager(self.state, self.clock, self.settings.lock_lease_seconds)
+
+    @cached_property
+    def queue(self) -> StorageQueue:
+        from .adapters.queues import StorageQueue
+
+        return StorageQueue(self.settings.storage, OPERATIONS_QUEUE)
+
+    @property
+    def probes(self) -> list[Probe]:
+        return [self.state, self.queue]
+
+    # Services ----------------------------------------------------------------------------------
+
+    @cached_property
+    def intake(self) -> OperationIntake:
+        return OperationIntake(self.operations, self.idempotency, self.queue, self.clock)
+
+    @cached_property
+    def storage(self) -> StorageService:
+        return StorageService(self.storages, self.attachments, self.intake, self.settings.defaults)
+
+    @cached_property
+    def attachment(self) -> AttachmentService:
+        return AttachmentService(self.attachments, self.storage, self.intake)
+
+    @cached_property
+    def worker(self) -> OperationWorker:
+        handlers = self._handlers if self._handlers is not None else self._operation_handlers()
+        return OperationWorker(self.operations, self.locks, self.clock, handlers)
+
+    def _operation_handlers(self) -> dict[OperationKind, Handler]:
+        """The service that runs each operation kind. Kinds without one end Failed with
+        UnsupportedOperation; the storage and attachment services register here as they land."""
+        return {}
+
+
+_current: Container | None = None
+_lock = threading.Lock()
+
+
+def container() -> Container:
+    """The process-wide container, built from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Container(Settings.from_environ(os.environ))
+        return _current
+
+
+def use(replacement: Container | None) -> None:
+    """Install a container (tests), or None to rebuild from the environment on next use."""
+    global _current
+    with _lock:
+        _current = replacement

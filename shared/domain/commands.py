@@ -1,0 +1,121 @@
+"""Commands: validated requests for work, one per operation kind.
+
+A command knows what it acts on (`target`) and which per-resource locks it needs (`lock_keys`):
+one mutating operation per storage account and per VM at a time. Commands travel inside an
+Operation as JSON (`params`) and are rebuilt by the worker with `command_for`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .errors import ValidationError
+from .models import DetachMode, Redundancy, Tier
+from .operations import Operation, OperationKind
+from .serialization import from_json, to_json
+
+
+def storage_lock(name: str) -> str:
+    return f"storage:{name}"
+
+
+def vm_lock(resource_group: str, vm: str) -> str:
+    # Azure resource names are case-insensitive; so are our locks on them.
+    return f"vm:{resource_group.lower()}:{vm.lower()}"
+
+
+class _OnStorage:
+    """Mutates one storage account: locks it."""
+
+    name: str
+
+    @property
+    def target(self) -> str:
+        return f"storage/{self.name}"
+
+    @property
+    def lock_keys(self) -> tuple[str, ...]:
+        return (storage_lock(self.name),)
+
+
+class _OnVm:
+    """Mutates one VM: locks it."""
+
+    vm: str
+    resource_group: str
+
+    @property
+    def target(self) -> str:
+        return f"vm/{self.resource_group}/{self.vm}"
+
+    @property
+    def lock_keys(self) -> tuple[str, ...]:
+        return (vm_lock(self.resource_group, self.vm),)
+
+
+@dataclass(frozen=True)
+class CreateStorage(_OnStorage):
+    KIND: ClassVar[OperationKind] = OperationKind.CREATE_STORAGE
+    name: str
+    resource_group: str
+    region: str | None = None  # None: the resource group's region
+    tier: Tier = Tier.PREMIUM
+    redundancy: Redundancy = Redundancy.LRS
+    size_gb: int = 100
+
+
+@dataclass(frozen=True)
+class ResizeStorage(_OnStorage):
+    KIND: ClassVar[OperationKind] = OperationKind.RESIZE_STORAGE
+    name: str
+    resource_group: str
+    size_gb: int
+
+
+@dataclass(frozen=True)
+class DeleteStorage(_OnStorage):
+    KIND: ClassVar[OperationKind] = OperationKind.DELETE_STORAGE
+    name: str
+    resource_group: str
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class AttachVm(_OnVm):
+    KIND: ClassVar[OperationKind] = OperationKind.ATTACH_VM
+    storage: str
+    vm: str
+    resource_group: str  # the VM's
+    mount_point: str | None = None  # None: the VM admin user's home
+
+
+@dataclass(frozen=True)
+class DetachVm(_OnVm):
+    KIND: ClassVar[OperationKind] = OperationKind.DETACH_VM
+    vm: str
+    resource_group: str
+    mode: DetachMode = DetachMode.COPY
+
+
+Command = CreateStorage | ResizeStorage | DeleteStorage | AttachVm | DetachVm
+COMMANDS: dict[OperationKind, type[Command]] = {
+    cls.KIND: cls for cls in (CreateStorage, ResizeStorage, DeleteStorage, AttachVm, DetachVm)
+}
+
+
+def params_of(command: Command) -> dict[str, Any]:
+    params: dict[str, Any] = to_json(command)
+    return params
+
+
+def command_for(operation: Operation) -> Command:
+    """Rebuild the command an operation carries; a record that does not parse is a final error."""
+    try:
+        return from_json(COMMANDS[operation.kind], operation.params)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValidationError(
+            f"Operation {operation.id} carries parameters this version cannot read.",
+            causes=[f"{type(err).__name__}: {err}"],
+            try_hint="submit the request again",
+        ) from err

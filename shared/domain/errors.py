@@ -1,0 +1,159 @@
+"""One error hierarchy for the whole service.
+
+Every error carries a stable code, a message, the likely causes and a "try" hint: the seed's
+"[ERROR] reason / Possible causes / Try:" pattern, as data. Two families:
+
+- `DomainError`: final. The request or operation is wrong or impossible as asked; an HTTP caller
+  gets a 4xx, a queued operation ends Failed and its message is acknowledged.
+- `TransientError`: try again later. An HTTP caller gets 503 with `Retry-After`; the queue
+  worker re-raises so the message is delivered again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import Enum
+from typing import Any
+
+
+class ErrorCode(str, Enum):
+    """Every code a client can see. Stable: clients branch on these, never on messages."""
+
+    VALIDATION_ERROR = "ValidationError"
+    UNSUPPORTED_TIER = "UnsupportedTier"
+    NOT_FOUND = "NotFound"
+    STORAGE_NOT_FOUND = "StorageNotFound"
+    OPERATION_NOT_FOUND = "OperationNotFound"
+    ATTACHMENT_NOT_FOUND = "AttachmentNotFound"
+    CONFLICT = "Conflict"
+    STORAGE_IN_USE = "StorageInUse"
+    VM_ATTACHED_ELSEWHERE = "VmAttachedElsewhere"
+    IDEMPOTENCY_KEY_REUSED = "IdempotencyKeyReused"
+    INVALID_TRANSITION = "InvalidTransition"
+    AUTHORIZATION_FAILED = "AuthorizationFailed"
+    UNSUPPORTED_OPERATION = "UnsupportedOperation"
+    NOT_IMPLEMENTED = "NotImplemented"
+    RETRIES_EXHAUSTED = "RetriesExhausted"
+    SERVICE_UNAVAILABLE = "ServiceUnavailable"
+    THROTTLED = "Throttled"
+    RESOURCE_BUSY = "ResourceBusy"
+    LEASE_LOST = "LeaseLost"
+    CONCURRENT_UPDATE = "ConcurrentUpdate"
+    CONFIGURATION_ERROR = "ConfigurationError"
+    INTERNAL_ERROR = "InternalError"
+
+
+class ServiceError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    default_code: ErrorCode = ErrorCode.INTERNAL_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        causes: Iterable[str] = (),
+        try_hint: str | None = None,
+        code: ErrorCode | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.causes = tuple(causes)
+        self.try_hint = try_hint
+        self.code = code or self.default_code
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `error` object of the HTTP contract (and of a Failed operation)."""
+        body: dict[str, Any] = {"code": self.code.value, "message": self.message}
+        if self.causes:
+            body["causes"] = list(self.causes)
+        if self.try_hint:
+            body["try"] = self.try_hint
+        return body
+
+    def __str__(self) -> str:
+        lines = [f"[{self.code.value}] {self.message}"]
+        lines += [f"  - {cause}" for cause in self.causes]
+        if self.try_hint:
+            lines.append(f"Try: {self.try_hint}")
+        return "\n".join(lines)
+
+
+class DomainError(ServiceError):
+    """Final: retrying the same request cannot succeed."""
+
+
+class ValidationError(DomainError):
+    default_code = ErrorCode.VALIDATION_ERROR
+
+
+class NotFound(DomainError):
+    default_code = ErrorCode.NOT_FOUND
+
+
+class Conflict(DomainError):
+    default_code = ErrorCode.CONFLICT
+
+
+class InvalidTransition(DomainError):
+    default_code = ErrorCode.INVALID_TRANSITION
+
+
+class PermissionDenied(DomainError):
+    default_code = ErrorCode.AUTHORIZATION_FAILED
+
+
+class NotImplementedYet(DomainError):
+    """A route or operation kind that this release does not serve yet."""
+
+    default_code = ErrorCode.NOT_IMPLEMENTED
+
+
+class TransientError(ServiceError):
+    """Worth retrying: the same request may succeed later."""
+
+    default_code = ErrorCode.SERVICE_UNAVAILABLE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        causes: Iterable[str] = (),
+        try_hint: str | None = None,
+        code: ErrorCode | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message, causes=causes, try_hint=try_hint, code=code)
+        self.retry_after = retry_after
+
+
+class ResourceBusy(TransientError):
+    """Another operation holds the lock on the same resource."""
+
+    default_code = ErrorCode.RESOURCE_BUSY
+
+
+class ConcurrentUpdate(TransientError):
+    """A conditional write lost a race; re-read and try again."""
+
+    default_code = ErrorCode.CONCURRENT_UPDATE
+
+
+class ConfigurationError(TransientError):
+    """A required app setting is missing or malformed; retrying helps once an operator fixes it."""
+
+    default_code = ErrorCode.CONFIGURATION_ERROR
+
+
+def error_from_dict(data: Mapping[str, Any]) -> DomainError:
+    """Rebuild a recorded error (e.g. a Failed operation's) for display or re-raising."""
+    try:
+        code = ErrorCode(data.get("code"))
+    except ValueError:
+        code = ErrorCode.INTERNAL_ERROR
+    return DomainError(
+        str(data.get("message", "")),
+        causes=[str(c) for c in data.get("causes", ())],
+        try_hint=data.get("try"),
+        code=code,
+    )

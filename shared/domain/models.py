@@ -1,0 +1,128 @@
+"""The service's records and results, as immutable values.
+
+StorageInfo, StorageStatus, MountResult, UnmountResult and MountInfo follow the seed design
+(`azure-files-nfs-design.md`), corrected where Azure differs (no Standard tier, redundancy is
+explicit, usage can be unknown). Their JSON shapes come from `serialization.to_json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+
+from .errors import Conflict, ErrorCode
+from .serialization import OMIT_IF_NONE
+
+SHARE_NAME = "home"
+FILE_ENDPOINT_SUFFIX = "file.core.windows.net"
+
+
+class Tier(str, Enum):
+    """Only SSD (premium) Azure Files shares serve NFS 4.1."""
+
+    PREMIUM = "Premium"
+
+
+class Redundancy(str, Enum):
+    LRS = "LRS"
+    ZRS = "ZRS"
+
+
+class DetachMode(str, Enum):
+    COPY = "copy"  # copy the shared home onto the VM's disk, then unmount
+    RESTORE = "restore"  # unmount and put back the home the VM had before attach
+
+
+class AttachmentHealth(str, Enum):
+    UNKNOWN = "unknown"  # not verified yet
+    HEALTHY = "healthy"
+    UNMOUNTED = "unmounted"
+    WRONG_SOURCE = "wrongSource"
+    VM_GONE = "vmGone"
+    STORAGE_GONE = "storageGone"
+
+
+def nfs_endpoint(account: str) -> str:
+    """`<account>.file.core.windows.net:/<account>/home`: what `mount -t nfs` takes."""
+    return f"{account}.{FILE_ENDPOINT_SUFFIX}:/{account}/{SHARE_NAME}"
+
+
+@dataclass(frozen=True)
+class StorageInfo:
+    name: str
+    resource_group: str
+    region: str
+    tier: Tier
+    redundancy: Redundancy
+    size_gb: int
+    nfs_endpoint: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StorageStatus:
+    info: StorageInfo
+    used_gb: float | None  # None: usage could not be read (never reported as 0)
+    utilization_percent: float | None
+    connected_vms: tuple[str, ...]
+    cost_per_month: Decimal
+    currency: str
+    price_source: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    storage: str
+    vm: str
+    resource_group: str
+    mount_point: str
+    attached_at: datetime
+    vm_id: str | None = None
+    owner: str | None = None
+    backup_path: str | None = None
+    health: AttachmentHealth = AttachmentHealth.UNKNOWN
+    last_verified_at: datetime | None = None
+    last_error: str | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+@dataclass(frozen=True)
+class MountResult:
+    success: bool
+    mount_point: str
+    nfs_endpoint: str
+    backed_up_files: int = 0
+    copied_files: int = 0
+    backup_path: str | None = None
+    rolled_back: bool = False
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UnmountResult:
+    success: bool
+    mount_point: str
+    mode: DetachMode
+    copied_files: int = 0
+    kept_path: str | None = None  # the copy that was not put in place is kept, never removed
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    mount_point: str
+    nfs_endpoint: str
+    filesystem_type: str
+    mount_options: str
+    in_fstab: bool
+
+
+def attached_elsewhere(vm: str, existing: Attachment) -> Conflict:
+    """The refusal for a VM whose home is already another storage's share."""
+    return Conflict(
+        f"VM {vm} is already attached to storage {existing.storage}.",
+        causes=[f"{existing.mount_point} on {vm} is the share of {existing.storage}"],
+        try_hint=f"detach it first: DELETE /api/vms/{vm}/attachment?resourceGroup={existing.resource_group}",
+        code=ErrorCode.VM_ATTACHED_ELSEWHERE,
+    )

@@ -1,0 +1,126 @@
+"""Operations: the unit of queued work, and the state machine that governs them.
+
+    Pending --start--> Running --succeed--> Succeeded
+       |                 |  ^
+       |                 |  +-- start (redelivered after a crash: resume), progress, retry
+       +--fail-----------+--fail--> Failed
+       +-- retry (a transient error before the work began)
+
+Terminal states accept no event. The table below is the whole machine; anything not in it raises
+`InvalidTransition`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from .errors import InvalidTransition, ServiceError
+from .serialization import OMIT_IF_NONE
+
+
+class OperationStatus(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class OperationEvent(str, Enum):
+    START = "start"
+    PROGRESS = "progress"
+    RETRY = "retry"  # a transient failure was recorded; the queue will deliver again
+    SUCCEED = "succeed"
+    FAIL = "fail"
+
+
+class OperationKind(str, Enum):
+    CREATE_STORAGE = "CreateStorage"
+    RESIZE_STORAGE = "ResizeStorage"
+    DELETE_STORAGE = "DeleteStorage"
+    ATTACH_VM = "AttachVm"
+    DETACH_VM = "DetachVm"
+
+
+_P, _R = OperationStatus.PENDING, OperationStatus.RUNNING
+TRANSITIONS: Mapping[tuple[OperationStatus, OperationEvent], OperationStatus] = {
+    (_P, OperationEvent.START): _R,
+    (_P, OperationEvent.RETRY): _P,
+    (_P, OperationEvent.FAIL): OperationStatus.FAILED,
+    (_R, OperationEvent.START): _R,
+    (_R, OperationEvent.PROGRESS): _R,
+    (_R, OperationEvent.RETRY): _R,
+    (_R, OperationEvent.SUCCEED): OperationStatus.SUCCEEDED,
+    (_R, OperationEvent.FAIL): OperationStatus.FAILED,
+}
+TERMINAL = frozenset({OperationStatus.SUCCEEDED, OperationStatus.FAILED})
+
+
+def next_status(status: OperationStatus, event: OperationEvent) -> OperationStatus:
+    try:
+        return TRANSITIONS[(status, event)]
+    except KeyError:
+        raise InvalidTransition(
+            f"An operation that is {status.value} cannot {event.value}.",
+            causes=[f"allowed from {status.value}: "
+                    + (", ".join(e.value for (s, e) in TRANSITIONS if s is status) or "nothing (final)")],
+        ) from None
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: str
+    kind: OperationKind
+    target: str  # what it acts on, for people: "storage/teamhome", "vm/rg1/vm1"
+    params: Mapping[str, Any]  # the validated command, as JSON
+    status: OperationStatus
+    created_at: datetime
+    updated_at: datetime
+    progress: Progress | None = None
+    result: Mapping[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
+    error: Mapping[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
+    last_error: Mapping[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
+    attempts: int = 0
+    etag: str | None = field(default=None, compare=False, metadata={"json": False})
+
+    @classmethod
+    def new(cls, kind: OperationKind, target: str, params: Mapping[str, Any], now: datetime,
+            operation_id: str | None = None) -> Operation:
+        return cls(id=operation_id or str(uuid.uuid4()), kind=kind, target=target, params=params,
+                   status=OperationStatus.PENDING, created_at=now, updated_at=now)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def start(self, now: datetime) -> Operation:
+        return self._apply(OperationEvent.START, now, attempts=self.attempts + 1)
+
+    def advance(self, step: str, done: int, total: int, now: datetime) -> Operation:
+        if not 0 <= done <= total:
+            raise ValueError(f"progress {done}/{total} is out of range")
+        return self._apply(OperationEvent.PROGRESS, now, progress=Progress(step, done, total))
+
+    def note_retry(self, error: ServiceError, now: datetime) -> Operation:
+        return self._apply(OperationEvent.RETRY, now, last_error=error.to_dict())
+
+    def succeed(self, result: Mapping[str, Any] | None, now: datetime) -> Operation:
+        progress = self.progress and Progress("Done", self.progress.total, self.progress.total)
+        return self._apply(OperationEvent.SUCCEED, now, result=result or {}, progress=progress)
+
+    def fail(self, error: ServiceError, now: datetime) -> Operation:
+        return self._apply(OperationEvent.FAIL, now, error=error.to_dict())
+
+    def _apply(self, event: OperationEvent, now: datetime, **changes: Any) -> Operation:
+        return replace(self, status=next_status(self.status, event), updated_at=now, **changes)

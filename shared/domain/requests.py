@@ -1,0 +1,154 @@
+"""HTTP inputs (JSON bodies, query strings, route values) -> validated commands and references.
+
+Every problem in a request is reported at once; nothing here touches Azure or state. Unknown body
+members are refused, so a typo ("sise") is an error instead of a silently ignored default.
+Unknown query parameters are ignored: the Functions host adds its own (`code`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from typing import Any
+
+from . import validation as v
+from .commands import AttachVm, CreateStorage, DetachVm
+from .errors import ValidationError
+from .models import DetachMode, Redundancy, Tier
+
+
+@dataclass(frozen=True)
+class RequestDefaults:
+    """What the service uses when a request names no resource group or region (app settings)."""
+
+    resource_group: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class StorageRef:
+    name: str
+    resource_group: str | None  # None: wherever the recorded storage lives
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    resource_group: str | None
+    page_size: int
+    continuation: str | None
+
+
+@dataclass(frozen=True)
+class VmRef:
+    vm: str
+    resource_group: str
+
+
+def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
+    data = json_object(body, required={"name"},
+                       optional={"resourceGroup", "region", "tier", "redundancy", "size"})
+    problems = v.Problems()
+    name = problems.check(v.storage_account_name, data.get("name"), "name")
+    group = problems.check(_resource_group, data.get("resourceGroup"), defaults)
+    region = problems.check(v.region_name, data["region"]) if "region" in data else defaults.region
+    tier = problems.check(v.tier, data["tier"]) if "tier" in data else Tier.PREMIUM
+    redundancy = (problems.check(v.redundancy, data["redundancy"]) if "redundancy" in data
+                  else Redundancy.LRS)
+    size = problems.check(v.size_gib, data["size"]) if "size" in data else v.MIN_SHARE_GIB
+    problems.raise_if_any()
+    assert name and group and tier and redundancy and size  # narrowed: no problems recorded
+    return CreateStorage(name, group, region, tier, redundancy, size)
+
+
+def resize_size(body: object) -> int:
+    data = json_object(body, required={"size"})
+    return v.size_gib(data["size"])
+
+
+DEFAULT_PAGE_SIZE = 100
+
+
+def list_query(query: Mapping[str, str]) -> ListQuery:
+    problems = v.Problems()
+    group = (problems.check(v.resource_group_name, query["resourceGroup"])
+             if query.get("resourceGroup") else None)
+    size = problems.check(v.page_size, query["$top"]) if "$top" in query else DEFAULT_PAGE_SIZE
+    problems.raise_if_any()
+    assert size
+    return ListQuery(group, size, query.get("$skipToken") or None)
+
+
+def storage_ref(name: object, query: Mapping[str, str]) -> StorageRef:
+    problems = v.Problems()
+    checked = problems.check(v.storage_account_name, name, "name")
+    group = (problems.check(v.resource_group_name, query["resourceGroup"])
+             if query.get("resourceGroup") else None)
+    problems.raise_if_any()
+    assert checked
+    return StorageRef(checked, group)
+
+
+def vm_ref(vm: object, query: Mapping[str, str], defaults: RequestDefaults) -> VmRef:
+    problems = v.Problems()
+    name = problems.check(v.vm_name, vm, "vm")
+    group = problems.check(_resource_group, query.get("resourceGroup") or None, defaults)
+    problems.raise_if_any()
+    assert name and group
+    return VmRef(name, group)
+
+
+def attach_vm(storage: object, body: object, defaults: RequestDefaults) -> AttachVm:
+    data = json_object(body, required={"vm"}, optional={"resourceGroup", "mountPoint"})
+    problems = v.Problems()
+    name = problems.check(v.storage_account_name, storage, "name")
+    vm = problems.check(v.vm_name, data.get("vm"), "vm")
+    group = problems.check(_resource_group, data.get("resourceGroup"), defaults)
+    mount = problems.check(v.mount_point, data["mountPoint"]) if "mountPoint" in data else None
+    problems.raise_if_any()
+    assert name and vm and group
+    return AttachVm(name, vm, group, mount)
+
+
+def detach_vm(ref: VmRef, query: Mapping[str, str]) -> DetachVm:
+    mode = v.detach_mode(query["mode"]) if query.get("mode") else DetachMode.COPY
+    return DetachVm(ref.vm, ref.resource_group, mode)
+
+
+def optional_flag(query: Mapping[str, str], name: str) -> bool:
+    return v.flag(query[name], name) if name in query else False
+
+
+def json_object(body: object, *, required: AbstractSet[str] = frozenset(),
+                optional: AbstractSet[str] = frozenset()) -> dict[str, Any]:
+    """A JSON object with the required members present and no unknown ones. `null` members
+    count as absent, so clients may send explicit nulls for optional values."""
+    if not isinstance(body, dict):
+        raise ValidationError(
+            "The request body must be a JSON object.",
+            causes=[f"got {type(body).__name__ if body is not None else 'no body'}"],
+            try_hint="send Content-Type: application/json with an object such as "
+                     + "{" + ", ".join(f'"{k}": ...' for k in sorted(required)) + "}",
+        )
+    data = {k: val for k, val in body.items() if val is not None}
+    causes = [f"'{k}' is required" for k in sorted(required - data.keys())]
+    unknown = sorted(set(data) - required - optional)
+    causes += [f"'{k}' is not a known member" for k in unknown]
+    if causes:
+        known = ", ".join(sorted(required | optional))
+        raise ValidationError("The request body does not have the expected members.",
+                              causes=causes, try_hint=f"send only: {known}")
+    return data
+
+
+def _resource_group(value: object, defaults: RequestDefaults) -> str:
+    if value is None:
+        if defaults.resource_group is None:
+            raise ValidationError(
+                "'resourceGroup' is required.",
+                causes=["the request names no resource group and the service has no "
+                        "DEFAULT_RESOURCE_GROUP setting"],
+                try_hint="add resourceGroup to the request",
+            )
+        return defaults.resource_group
+    return v.resource_group_name(value)

@@ -1,0 +1,300 @@
+"""Validation of everything a client can send, before any Azure call.
+
+Each validator takes the raw value (from JSON, a query string or a route), returns the normalised
+value, or raises `ValidationError` naming the field, what was wrong and what to do instead.
+Values that pass are safe as Table Storage keys and as Run Command parameters: no control
+characters, no shell metacharacters, nothing that changes a path's meaning.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import uuid
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import TypeVar
+
+from .errors import ErrorCode, ValidationError
+from .models import DetachMode, Redundancy, Tier
+
+T = TypeVar("T")
+
+MIN_SHARE_GIB = 100
+MAX_SHARE_GIB = 102_400
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+_STORAGE_NAME = re.compile(r"[a-z0-9]{3,24}")
+# Azure's own pattern for resource group names; \w is Unicode-aware, as in ARM.
+_RESOURCE_GROUP = re.compile(r"[-\w.()]{1,90}")
+_REGION = re.compile(r"[a-z][a-z0-9]{1,39}")
+# Linux VM resource names: 1-64 letters, digits, '.', '_', '-'; no leading '_' and no trailing
+# '.' or '-' (Azure's naming rules).
+_VM_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9_])?")
+_PATH_CHARS = re.compile(r"[A-Za-z0-9._@+/-]+")
+_SIZE = re.compile(r"\s*([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*(gb|gib|tb|tib)?\s*", re.IGNORECASE)
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also accepts '١٠٠' 
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+# Mount points that would hide part of the operating system, or every user's home at once.
+_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+                 "/proc", "/run", "/sbin", "/sys", "/usr")
+_SYSTEM_DIRS = frozenset({"/", "/home", "/root", "/var", "/tmp", "/opt", "/srv", "/mnt", "/media"})
+_STANDARD_TIERS = frozenset({"standard", "hot", "cool", "transactionoptimized", "standardv2"})
+
+
+def storage_account_name(value: object, field: str = "name") -> str:
+    text = _require_text(value, field)
+    if not _STORAGE_NAME.fullmatch(text):
+        raise ValidationError(
+            f"'{field}' is not a valid storage account name.",
+            causes=[f"got {_show(text)}; a storage account name is 3-24 lowercase letters and digits"],
+            try_hint="use only a-z and 0-9, e.g. 'teamhome01'",
+        )
+    return text
+
+
+def resource_group_name(value: object, field: str = "resourceGroup") -> str:
+    text = _require_text(value, field)
+    if not _RESOURCE_GROUP.fullmatch(text) or text.endswith("."):
+        raise ValidationError(
+            f"'{field}' is not a valid resource group name.",
+            causes=[f"got {_show(text)}; a resource group name is 1-90 letters, digits, "
+                    "'_', '-', '.', '(' or ')' and cannot end with '.'"],
+            try_hint="pass the resource group's name exactly as Azure shows it",
+        )
+    return text
+
+
+def region_name(value: object, field: str = "region") -> str:
+    """Accept `eastus` or the display form `East US`; return the ARM form."""
+    text = _require_text(value, field)
+    normalised = text.replace(" ", "").lower()
+    if not _REGION.fullmatch(normalised):
+        raise ValidationError(
+            f"'{field}' is not a valid Azure region name.",
+            causes=[f"got {_show(text)}; a region name is letters and digits, e.g. 'eastus', 'westeurope'"],
+            try_hint="list region names with `az account list-locations -o table`",
+        )
+    return normalised
+
+
+def vm_name(value: object, field: str = "vm") -> str:
+    text = _require_text(value, field)
+    if not _VM_NAME.fullmatch(text):
+        raise ValidationError(
+            f"'{field}' is not a valid virtual machine name.",
+            causes=[f"got {_show(text)}; a Linux VM name is 1-64 letters, digits, '.', '_' or '-', "
+                    "starting with a letter or digit and not ending with '.' or '-'"],
+            try_hint="pass the VM's resource name as Azure shows it",
+        )
+    return text
+
+
+def mount_point(value: object, field: str = "mountPoint") -> str:
+    """An absolute, normalised directory path that is safe to hand to a root shell script."""
+    text = _require_text(value, field)
+    causes = _mount_point_problems(text)
+    if causes:
+        raise ValidationError(
+            f"'{field}' is not an acceptable mount point.",
+            causes=causes,
+            try_hint="use a user's home directory such as '/home/azureuser'",
+        )
+    return text
+
+
+def _mount_point_problems(path: str) -> list[str]:
+    if not path.startswith("/"):
+        return [f"got {_show(path)}; the mount point must be an absolute path"]
+    if len(path) > 1024:
+        return ["the mount point is longer than 1024 characters"]
+    if not _PATH_CHARS.fullmatch(path):
+        return [f"got {_show(path)}; only letters, digits and . _ @ + - / are allowed "
+                "(no spaces, shell metacharacters or control characters)"]
+    parts = path.split("/")[1:]
+    if posixpath.normpath(path) != path or "//" in path or ".." in parts or "." in parts:
+        return [f"got {_show(path)}; the path must be normalised: no '..', '.', '//' or trailing '/'"]
+    if any(part.startswith("-") for part in parts):
+        return [f"got {_show(path)}; no path component may start with '-'"]
+    if any(len(part) > 255 for part in parts):
+        return ["a path component is longer than 255 characters"]
+    if path in _SYSTEM_DIRS or any(path == t or path.startswith(t + "/") for t in _SYSTEM_TREES):
+        return [f"{path} is a system directory; mounting over it would hide files the VM needs"]
+    return []
+
+
+def size_gib(value: object, field: str = "size") -> int:
+    """`100`, `"100"`, `"100GB"`, `"100GiB"`, `"1TB"`, `"1TiB"` → GiB. GB and TB mean GiB and TiB:
+    Azure Files provisions in binary units."""
+    gib = _parse_size(value, field)
+    if not MIN_SHARE_GIB <= gib <= MAX_SHARE_GIB:
+        raise ValidationError(
+            f"'{field}' is outside the range of a premium NFS share.",
+            causes=[f"got {gib} GiB; premium file shares are provisioned from {MIN_SHARE_GIB} GiB "
+                    f"to {MAX_SHARE_GIB} GiB (100 TiB)"],
+            try_hint=f"ask for between {MIN_SHARE_GIB} and {MAX_SHARE_GIB} GiB",
+        )
+    return gib
+
+
+def _parse_size(value: object, field: str) -> int:
+    invalid = ValidationError(
+        f"'{field}' is not a size.",
+        causes=[f"got {_show(value)}; sizes look like 100, '100GB', '100GiB', '1TB' or '1TiB'"],
+        try_hint="give a whole number of GiB, or TiB with a 'TB'/'TiB' unit",
+    )
+    if isinstance(value, bool):
+        raise invalid
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, str) or not (match := _SIZE.fullmatch(value)):
+        raise invalid
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation as err:
+        raise invalid from err
+    unit = (match.group(2) or "gib").lower()
+    gib = number * 1024 if unit in ("tb", "tib") else number
+    if gib != gib.to_integral_value():
+        raise ValidationError(
+            f"'{field}' is not a whole number of GiB.",
+            causes=[f"got {_show(value)}, which is {gib} GiB; shares grow in 1 GiB steps"],
+            try_hint="round to a whole number of GiB",
+        )
+    return int(gib)
+
+
+def tier(value: object, field: str = "tier") -> Tier:
+    text = _require_text(value, field)
+    if text.lower() == "premium":
+        return Tier.PREMIUM
+    if text.replace("_", "").replace(" ", "").lower() in _STANDARD_TIERS:
+        raise ValidationError(
+            f"'{field}' {_show(text)} cannot serve NFS.",
+            causes=["Azure Files NFS needs SSD (premium) file shares in a FileStorage account; "
+                    "Standard (HDD) shares support SMB only"],
+            try_hint="use tier 'Premium' (the default)",
+            code=ErrorCode.UNSUPPORTED_TIER,
+        )
+    raise ValidationError(
+        f"'{field}' is not a known tier.",
+        causes=[f"got {_show(text)}; the only tier that serves NFS is 'Premium'"],
+        try_hint="use tier 'Premium' (the default)",
+    )
+
+
+def redundancy(value: object, field: str = "redundancy") -> Redundancy:
+    text = _require_text(value, field)
+    try:
+        return Redundancy(text.upper())
+    except ValueError:
+        raise ValidationError(
+            f"'{field}' is not a redundancy NFS shares offer.",
+            causes=[f"got {_show(text)}; premium NFS shares are 'LRS' or 'ZRS' (no GRS or GZRS)"],
+            try_hint="use 'LRS' (the default) or 'ZRS' where the region offers zones",
+        ) from None
+
+
+def detach_mode(value: object, field: str = "mode") -> DetachMode:
+    text = _require_text(value, field)
+    try:
+        return DetachMode(text.lower())
+    except ValueError:
+        raise ValidationError(
+            f"'{field}' is not a detach mode.",
+            causes=[f"got {_show(text)}; 'copy' copies the shared home to the VM's disk, "
+                    "'restore' puts back the home the VM had before it was attached"],
+            try_hint="use mode=copy (the default) or mode=restore",
+        ) from None
+
+
+def flag(value: object, field: str) -> bool:
+    """A boolean from JSON or a query string."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
+        return True
+    if isinstance(value, str) and value.lower() in ("false", "0", "no", ""):
+        return False
+    raise ValidationError(
+        f"'{field}' must be true or false.",
+        causes=[f"got {_show(value)}"],
+        try_hint=f"use {field}=true or {field}=false",
+    )
+
+
+def operation_id(value: object) -> str | None:
+    """The canonical form of an operation id, or None when it cannot be one (so: unknown)."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def idempotency_key(value: object, field: str = "Idempotency-Key") -> str:
+    text = _require_text(value, field)
+    if len(text) > MAX_IDEMPOTENCY_KEY_LENGTH or not _PRINTABLE_ASCII.fullmatch(text):
+        raise ValidationError(
+            f"'{field}' header is not a usable key.",
+            causes=[f"an idempotency key is 1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII "
+                    "characters without spaces"],
+            try_hint="send a fresh UUID per logical request",
+        )
+    return text
+
+
+def page_size(value: object, field: str = "$top", maximum: int = 1000) -> int:
+    text = _require_text(value, field)
+    if not _WHOLE_NUMBER.fullmatch(text) or not 1 <= int(text) <= maximum:
+        raise ValidationError(
+            f"'{field}' must be a whole number from 1 to {maximum}.",
+            causes=[f"got {_show(text)}"],
+            try_hint=f"omit {field} for the default page size",
+        )
+    return int(text)
+
+
+class Problems:
+    """Collects every field's problem so one answer lists them all."""
+
+    def __init__(self) -> None:
+        self.errors: list[ValidationError] = []
+
+    def check(self, validate: Callable[..., T], *args: object, **kwargs: object) -> T | None:
+        try:
+            return validate(*args, **kwargs)
+        except ValidationError as err:
+            self.errors.append(err)
+            return None
+
+    def add(self, err: ValidationError) -> None:
+        self.errors.append(err)
+
+    def raise_if_any(self, message: str = "The request is not valid.") -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ValidationError(
+                message,
+                causes=[f"{err.message} {cause}" for err in self.errors for cause in err.causes],
+                try_hint="; ".join(err.try_hint for err in self.errors if err.try_hint) or None,
+            )
+
+
+def _require_text(value: object, field: str) -> str:
+    if not isinstance(value, str) or value == "":
+        raise ValidationError(
+            f"'{field}' must be a non-empty string.",
+            causes=[f"got {_show(value)}"],
+            try_hint=f"send '{field}' as a JSON string",
+        )
+    return value
+
+
+def _show(value: object) -> str:
+    """A short, printable rendering of what the client sent, safe to echo back."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,106 @@
+"""Accepting work: record a Pending operation, queue it, answer at once.
+
+`Idempotency-Key`: the same key and the same request return the same operation and queue
+nothing new; the same key with a different request is refused. Keys are remembered for 24 hours.
+A request whose message could not be queued answers 503; a replay with the same key queues it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from shared.domain.commands import Command, params_of
+from shared.domain.errors import Conflict, ErrorCode, NotFound, TransientError
+from shared.domain.operations import Operation, OperationStatus
+from shared.domain.validation import operation_id as canonical_operation_id
+from shared.logs import for_operation
+from shared.ports import Clock, IdempotencyRecord, IdempotencyStore, OperationQueue, OperationRepository
+
+log = logging.getLogger(__name__)
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Submission:
+    operation: Operation
+    replayed: bool  # an earlier request with the same Idempotency-Key created it
+
+
+class OperationIntake:
+    def __init__(self, operations: OperationRepository, idempotency: IdempotencyStore,
+                 queue: OperationQueue, clock: Clock) -> None:
+        self.operations = operations
+        self.idempotency = idempotency
+        self.queue = queue
+        self.clock = clock
+
+    def submit(self, command: Command, idempotency_key: str | None = None) -> Submission:
+        params = params_of(command)
+        now = self.clock.now()
+        operation = Operation.new(command.KIND, command.target, params, now)
+        if idempotency_key is None:
+            return Submission(self._record_and_queue(operation, None), replayed=False)
+        claim = IdempotencyRecord(idempotency_key, fingerprint(operation), operation.id, now)
+        holder = self.idempotency.claim(claim, expired_before=now - IDEMPOTENCY_WINDOW)
+        if holder.fingerprint != claim.fingerprint:
+            raise Conflict(
+                "This Idempotency-Key was already used for a different request.",
+                causes=[f"the key belongs to operation {holder.operation_id}"],
+                try_hint="use a new key for a new request",
+                code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            )
+        if holder.operation_id == operation.id:
+            return Submission(self._record_and_queue(operation, holder), replayed=False)
+        earlier = Operation.new(command.KIND, command.target, params, holder.created_at,
+                                operation_id=holder.operation_id)
+        return Submission(self._record_and_queue(earlier, holder), replayed=True)
+
+    def get(self, operation_id: str) -> Operation:
+        canonical = canonical_operation_id(operation_id)
+        operation = self.operations.get(canonical) if canonical else None
+        if operation is None:
+            raise NotFound(
+                "No such operation.",
+                causes=[f"no operation has the id {operation_id[:64]!r}"],
+                try_hint="use the Location header of the 202 answer that started it",
+                code=ErrorCode.OPERATION_NOT_FOUND,
+            )
+        return operation
+
+    def _record_and_queue(self, operation: Operation, claim: IdempotencyRecord | None) -> Operation:
+        """Idempotent: re-recording returns the existing record, and a message goes out only if
+        no earlier request sent one."""
+        recorded = self.operations.add(operation)
+        if claim is not None and claim.queued:
+            return recorded
+        if recorded.status is not OperationStatus.PENDING:
+            return recorded  # a worker already has it
+        oplog = for_operation(log, recorded.id)
+        try:
+            self.queue.send(recorded.id)
+        except TransientError as err:
+            oplog.warning("could not be queued: %s", err.message)
+            if claim is None:  # nobody can replay it: do not leave it Pending forever
+                self._fail_quietly(recorded, err)
+            raise
+        if claim is not None:
+            self.idempotency.mark_queued(claim.key)
+        oplog.info("%s %s accepted", recorded.kind.value, recorded.target)
+        return recorded
+
+    def _fail_quietly(self, operation: Operation, err: TransientError) -> None:
+        try:
+            self.operations.save(operation.fail(err, self.clock.now()))
+        except TransientError:
+            for_operation(log, operation.id).warning("could not record the failure either")
+
+
+def fingerprint(operation: Operation) -> str:
+    """What a request asked for, independent of JSON spacing, member order and defaults."""
+    canonical = json.dumps({"kind": operation.kind.value, "params": operation.params},
+                           sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

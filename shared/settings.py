@@ -1,0 +1,175 @@
+"""App settings, read once from the environment into a frozen value.
+
+Nothing else in the code reads `os.environ`. Every problem with the settings is reported at once
+as a `ConfigurationError` naming the setting, so an operator fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .domain import validation as v
+from .domain.errors import ConfigurationError, ValidationError
+from .domain.requests import RequestDefaults
+
+STORAGE_SETTING = "AzureWebJobsStorage"
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+DEFAULT_RETAIL_PRICES_ENDPOINT = "https://prices.azure.com/api/retail/prices"
+_TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,29}")
+
+
+@dataclass(frozen=True)
+class StorageConnection:
+    """How to reach the app's own queues and tables: a connection string (Azurite, keys) or
+    identity-based service URIs (`AzureWebJobsStorage__*`, as deployed)."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    table_endpoint: str | None = None
+    queue_endpoint: str | None = None
+    client_id: str | None = None  # user-assigned managed identity; None: DefaultAzureCredential
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageConnection
+    subscription_id: str
+    defaults: RequestDefaults = field(default_factory=RequestDefaults)
+    arm_endpoint: str = DEFAULT_ARM_ENDPOINT
+    arm_ca_bundle: str | None = None
+    arm_credential: str = "default"
+    auto_attach_tag: str = "azlin-storage"
+    retail_prices_endpoint: str = DEFAULT_RETAIL_PRICES_ENDPOINT
+    cost_digest_webhook_url: str | None = field(default=None, repr=False)
+    table_prefix: str = "azlin"
+    lock_lease_seconds: int = 300
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> Settings:
+        reader = _Reader(env)
+        settings = cls(
+            storage=reader.storage(),
+            subscription_id=reader.subscription_id(),
+            defaults=RequestDefaults(
+                resource_group=reader.optional("DEFAULT_RESOURCE_GROUP", v.resource_group_name),
+                region=reader.optional("DEFAULT_REGION", v.region_name),
+            ),
+            arm_endpoint=reader.url("ARM_ENDPOINT", DEFAULT_ARM_ENDPOINT),
+            arm_ca_bundle=env.get("ARM_CA_BUNDLE") or None,
+            arm_credential=reader.arm_credential(),
+            auto_attach_tag=env.get("AUTO_ATTACH_TAG") or "azlin-storage",
+            retail_prices_endpoint=reader.url("RETAIL_PRICES_ENDPOINT", DEFAULT_RETAIL_PRICES_ENDPOINT),
+            cost_digest_webhook_url=reader.optional_url("COST_DIGEST_WEBHOOK_URL"),
+            table_prefix=reader.table_prefix(),
+            lock_lease_seconds=reader.seconds("LOCK_LEASE_SECONDS", 300),
+        )
+        reader.raise_if_any()
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.causes: list[str] = []
+
+    def raise_if_any(self) -> None:
+        if self.causes:
+            raise ConfigurationError(
+                "The service's app settings are incomplete or invalid.",
+                causes=self.causes,
+                try_hint="fix these app settings (local.settings.json on a workstation) and restart",
+            )
+
+    def storage(self) -> StorageConnection:
+        if conn := self.env.get(STORAGE_SETTING):
+            return StorageConnection(connection_string=conn)
+        prefix = STORAGE_SETTING + "__"
+        account = self.env.get(prefix + "accountName")
+        table = self.env.get(prefix + "tableServiceUri") or (
+            account and f"https://{account}.table.core.windows.net")
+        queue = self.env.get(prefix + "queueServiceUri") or (
+            account and f"https://{account}.queue.core.windows.net")
+        if not (table and queue):
+            self.causes.append(f"{STORAGE_SETTING} is not set: give a connection string, or "
+                               f"{prefix}accountName (or {prefix}tableServiceUri and "
+                               f"{prefix}queueServiceUri) for identity-based access")
+            return StorageConnection()
+        return StorageConnection(table_endpoint=table, queue_endpoint=queue,
+                                 client_id=self.env.get(prefix + "clientId") or None)
+
+    def subscription_id(self) -> str:
+        value = self.env.get("AZURE_SUBSCRIPTION_ID", "")
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            self.causes.append("AZURE_SUBSCRIPTION_ID must be the subscription's GUID"
+                               + ("" if value else " (it is not set)"))
+            return ""
+
+    def optional(self, name: str, validate: Callable[[object, str], str]) -> str | None:
+        value = self.env.get(name)
+        if not value:
+            return None
+        try:
+            return validate(value, name)
+        except ValidationError as err:
+            self.causes += [f"{name}: {cause}" for cause in err.causes]
+            return None
+
+    def url(self, name: str, default: str) -> str:
+        return self.optional_url(name) or default
+
+    def optional_url(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            self.causes.append(f"{name} must be an http(s) URL")
+            return None
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            self.causes.append(f"{name} must use https unless it points at this machine")
+            return None
+        return value.rstrip("/")
+
+    def arm_credential(self) -> str:
+        kind = self.env.get("ARM_CREDENTIAL") or "default"
+        if kind not in ("default", "emulator"):
+            self.causes.append(f"ARM_CREDENTIAL must be 'default' or 'emulator', got {kind!r}")
+            return "default"
+        host = urlsplit(self.env.get("ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT).hostname or ""
+        if kind == "emulator" and not _is_loopback(host):
+            self.causes.append("ARM_CREDENTIAL=emulator is accepted only when ARM_ENDPOINT "
+                               "is a loopback address (the local emulator)")
+            return "default"
+        return kind
+
+    def table_prefix(self) -> str:
+        prefix = self.env.get("STATE_TABLE_PREFIX") or "azlin"
+        if not _TABLE_PREFIX.fullmatch(prefix):
+            self.causes.append("STATE_TABLE_PREFIX must be 1-30 letters and digits, "
+                               "starting with a letter")
+            return "azlin"
+        return prefix
+
+    def seconds(self, name: str, default: int) -> int:
+        value = self.env.get(name)
+        if not value:
+            return default
+        if not re.fullmatch(r"[0-9]{1,4}", value) or not 10 <= int(value) <= 3600:
+            self.causes.append(f"{name} must be a whole number of seconds from 10 to 3600")
+            return default
+        return int(value)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,191 @@
+"""Shared fixtures: Azurite once per run on free ports, a fresh set of tables per test, the
+function app indexed as the host indexes it, and an HTTP client that calls the indexed functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from local.functions_host import FunctionIndex
+from shared import bootstrap
+from shared.bootstrap import OPERATIONS_QUEUE, Container
+from shared.settings import Settings
+from tests.fakes import FakeClock
+
+ROOT = Path(__file__).resolve().parents[1]
+AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
+# The well-known Azurite development account key (public, documented by Microsoft).
+DEV_ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+                   "K1SZFPTOtr/KBHBeksoGMGw==")
+SUBSCRIPTION = "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"
+DEFAULT_GROUP = "rg-default"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With AZLIN_NO_SKIPS=1 (CI), a skipped test fails the run: CI has everything tests need."""
+    if os.environ.get("AZLIN_NO_SKIPS") == "1" and exitstatus == 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        skipped = reporter.stats.get("skipped", []) if reporter else []
+        if skipped:
+            print(f"\n{len(skipped)} test(s) skipped, and AZLIN_NO_SKIPS=1 forbids skips")
+            session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite on free loopback ports; yields its connection string."""
+    if not AZURITE.exists():
+        pytest.fail(f"{AZURITE} is missing: run `make setup` (npm ci) first", pytrace=False)
+    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(AZURITE), "--inMemoryPersistence", "--skipApiVersionCheck", "--disableTelemetry",
+             "--silent", "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost",
+             "127.0.0.1", "--blobPort", "0", "--queuePort", "0", "--tablePort", "0"],
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        ports = _wait_for_ports(process, log)
+        yield ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+               f"AccountKey={DEV_ACCOUNT_KEY};"
+               f"QueueEndpoint=http://127.0.0.1:{ports['queue']}/devstoreaccount1;"
+               f"TableEndpoint=http://127.0.0.1:{ports['table']}/devstoreaccount1;")
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_for_ports(process: subprocess.Popen[bytes], log: Path) -> dict[str, int]:
+    deadline = time.monotonic() + 30
+    pattern = r"Azurite (Queue|Table) service is successfully listening at http://127\.0\.0\.1:(\d+)"
+    while time.monotonic() < deadline:
+        ports = {svc.lower(): int(port) for svc, port in re.findall(pattern, log.read_text())}
+        if len(ports) == 2:
+            return ports
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError("Azurite did not start:\n" + log.read_text())
+
+
+@pytest.fixture
+def environment(azurite: str) -> dict[str, str]:
+    """App settings for one test: its own tables (a unique prefix) on the shared Azurite."""
+    return {
+        "AzureWebJobsStorage": azurite,
+        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+        "DEFAULT_RESOURCE_GROUP": DEFAULT_GROUP,
+        "STATE_TABLE_PREFIX": "t" + uuid.uuid4().hex[:16],
+    }
+
+
+@pytest.fixture
+def settings(environment: dict[str, str]) -> Settings:
+    return Settings.from_environ(environment)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_app(settings: Settings, clock: FakeClock) -> Iterator[Callable[..., Container]]:
+    """Build and install the process-wide container, with test handlers if given. The shared
+    `operations` queue is emptied so each test sees only its own messages."""
+    def build(handlers: Mapping[Any, Any] | None = None, app_settings: Settings | None = None) -> Container:
+        container = Container(app_settings or settings, clock=clock, handlers=handlers)
+        container.queue.check()  # creates the queue
+        container.queue.client.clear_messages()
+        bootstrap.use(container)
+        return container
+
+    yield build
+    bootstrap.use(None)
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Container]) -> Container:
+    return make_app()
+
+
+@pytest.fixture(scope="session")
+def functions() -> FunctionIndex:
+    import function_app
+
+    return FunctionIndex(function_app.app)
+
+
+class Answer:
+    """An HTTP answer from an indexed function."""
+
+    def __init__(self, response: Any) -> None:
+        self.status = response.status_code
+        self.headers = dict(response.headers)
+        self.mimetype = response.mimetype
+        self.body = response.get_body()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"<Answer {self.status} {self.body[:300]!r}>"
+
+
+class Client:
+    """Calls the function app through its index, as the host would route the request."""
+
+    base = "https://azlin.test"
+
+    def __init__(self, index: FunctionIndex) -> None:
+        self.index = index
+
+    def call(self, method: str, path: str, body: Any = None, *, query: Mapping[str, str] | None = None,
+             headers: Mapping[str, str] | None = None, raw: bytes | None = None) -> Answer:
+        url = self.base + path + (f"?{urlencode(query)}" if query else "")
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        return Answer(self.index.http(method, url, body=data, headers=headers))
+
+    def get(self, path: str, **kw: Any) -> Answer:
+        return self.call("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Answer:
+        return self.call("POST", path, body, **kw)
+
+    def patch(self, path: str, body: Any = None, **kw: Any) -> Answer:
+        return self.call("PATCH", path, body, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Answer:
+        return self.call("DELETE", path, **kw)
+
+
+@pytest.fixture
+def api(app: Container, functions: FunctionIndex) -> Client:
+    return Client(functions)
+
+
+@pytest.fixture
+def queued(app: Container) -> Callable[[], list[str]]:
+    """The operation ids waiting on the `operations` queue (peeked, not consumed)."""
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+    assert app.settings.storage.connection_string
+    client = QueueClient.from_connection_string(app.settings.storage.connection_string, OPERATIONS_QUEUE,
+                                                message_decode_policy=TextBase64DecodePolicy())
+
+    def peek() -> list[str]:
+        return [json.loads(m.content)["operationId"] for m in client.peek_messages(max_messages=32)]
+
+    return peek

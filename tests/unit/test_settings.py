@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.domain.errors import ConfigurationError
+from shared.settings import Settings
+
+SUB = "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"
+BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AZURE_SUBSCRIPTION_ID": SUB}
+
+
+def test_minimal_settings_take_the_design_defaults() -> None:
+    s = Settings.from_environ(BASE)
+    assert s.storage.connection_string == "UseDevelopmentStorage=true"
+    assert s.subscription_id == SUB
+    assert s.arm_endpoint == "https://management.azure.com" and s.arm_credential == "default"
+    assert s.auto_attach_tag == "azlin-storage"
+    assert s.retail_prices_endpoint == "https://prices.azure.com/api/retail/prices"
+    assert s.defaults.resource_group is None and s.cost_digest_webhook_url is None
+
+
+def test_identity_based_storage_as_deployed() -> None:
+    s = Settings.from_environ({"AZURE_SUBSCRIPTION_ID": SUB, "AzureWebJobsStorage__accountName": "appstore",
+                               "AzureWebJobsStorage__clientId": "cid"})
+    assert s.storage.connection_string is None
+    assert s.storage.table_endpoint == "https://appstore.table.core.windows.net"
+    assert s.storage.queue_endpoint == "https://appstore.queue.core.windows.net"
+    assert s.storage.client_id == "cid"
+
+
+def test_defaults_are_validated_and_normalised() -> None:
+    s = Settings.from_environ(BASE | {"DEFAULT_RESOURCE_GROUP": "rg1", "DEFAULT_REGION": "West Europe"})
+    assert (s.defaults.resource_group, s.defaults.region) == ("rg1", "westeurope")
+
+
+def test_the_emulator_credential_only_for_a_loopback_endpoint() -> None:
+    local = Settings.from_environ(BASE | {"ARM_ENDPOINT": "https://127.0.0.1:8443/", "ARM_CREDENTIAL": "emulator"})
+    assert local.arm_credential == "emulator" and local.arm_endpoint == "https://127.0.0.1:8443"
+    with pytest.raises(ConfigurationError, match="incomplete or invalid") as err:
+        Settings.from_environ(BASE | {"ARM_CREDENTIAL": "emulator"})
+    assert "loopback" in err.value.causes[0]
+
+
+def test_every_problem_is_named_at_once_without_echoing_secrets() -> None:
+    env = {"DEFAULT_RESOURCE_GROUP": "bad/rg", "ARM_CREDENTIAL": "magic", "STATE_TABLE_PREFIX": "1x",
+           "LOCK_LEASE_SECONDS": "5", "COST_DIGEST_WEBHOOK_URL": "http://hooks.example.com/secret-token",
+           "RETAIL_PRICES_ENDPOINT": "ftp://x"}
+    with pytest.raises(ConfigurationError) as err:
+        Settings.from_environ(env)
+    text = "\n".join(err.value.causes)
+    for name in ("AzureWebJobsStorage", "AZURE_SUBSCRIPTION_ID", "DEFAULT_RESOURCE_GROUP", "ARM_CREDENTIAL",
+                 "STATE_TABLE_PREFIX", "LOCK_LEASE_SECONDS", "COST_DIGEST_WEBHOOK_URL",
+                 "RETAIL_PRICES_ENDPOINT"):
+        assert name in text
+    assert "secret-token" not in text
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    s = Settings.from_environ(BASE | {"AzureWebJobsStorage": "AccountKey=SECRET",
+                                      "COST_DIGEST_WEBHOOK_URL": "https://hooks.example.com/SECRET2"})
+    assert "SECRET" not in repr(s)

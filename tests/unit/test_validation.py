@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.domain import validation as v
+from shared.domain.errors import ErrorCode, ValidationError
+from shared.domain.models import DetachMode, Redundancy, Tier
+
+
+class TestStorageAccountName:
+    @pytest.mark.parametrize("name", ["abc", "teamhome01", "a" * 24, "0123456789"])
+    def test_accepts_3_to_24_lowercase_letters_and_digits(self, name: str) -> None:
+        assert v.storage_account_name(name) == name
+
+    @pytest.mark.parametrize("name", ["ab", "a" * 25, "TeamHome", "team-home", "team_home", "tëam",
+                                      "team home", "abc\n", " abc", "abc;rm"])
+    def test_refuses_anything_else(self, name: str) -> None:
+        with pytest.raises(ValidationError) as err:
+            v.storage_account_name(name)
+        assert err.value.code is ErrorCode.VALIDATION_ERROR
+        assert "3-24 lowercase letters and digits" in err.value.causes[0]
+
+    @pytest.mark.parametrize("value", [None, "", 123, ["abc"], {"a": 1}, True])
+    def test_refuses_non_strings(self, value: object) -> None:
+        with pytest.raises(ValidationError, match="must be a non-empty string"):
+            v.storage_account_name(value)
+
+
+class TestResourceGroupName:
+    @pytest.mark.parametrize("name", ["rg", "my-rg_1", "rg.prod", "(rg)", "a" * 90, "räksmörgås", "R"])
+    def test_accepts_azure_pattern(self, name: str) -> None:
+        assert v.resource_group_name(name) == name
+
+    @pytest.mark.parametrize("name", ["rg.", "a" * 91, "rg/x", "rg x", "rg#", "rg?", "rg\\x",
+                                      "rg\x00", "rg|x", "rg;ls", "rg$(x)"])
+    def test_refuses_other_characters_length_and_trailing_period(self, name: str) -> None:
+        with pytest.raises(ValidationError):
+            v.resource_group_name(name)
+
+
+class TestRegionName:
+    @pytest.mark.parametrize(("given", "expected"), [
+        ("eastus", "eastus"), ("East US", "eastus"), ("westus2", "westus2"),
+        ("Sweden Central", "swedencentral"), ("EASTUS", "eastus")])
+    def test_normalises_display_names(self, given: str, expected: str) -> None:
+        assert v.region_name(given) == expected
+
+    @pytest.mark.parametrize("name", ["east-us", "2eastus", "e", "east_us", "eastus;", "a" * 41])
+    def test_refuses_malformed(self, name: str) -> None:
+        with pytest.raises(ValidationError):
+            v.region_name(name)
+
+
+class TestVmName:
+    @pytest.mark.parametrize("name", ["vm1", "a", "web-01", "node.prod", "A_b", "x" * 64, "vm_"])
+    def test_accepts_linux_vm_names(self, name: str) -> None:
+        assert v.vm_name(name) == name
+
+    @pytest.mark.parametrize("name", ["-vm", "_vm", "vm-", "vm.", "x" * 65, "vm 1", "vm/1", "vm;1",
+                                      "vm$", "vm\n", "é"])
+    def test_refuses_others(self, name: str) -> None:
+        with pytest.raises(ValidationError):
+            v.vm_name(name)
+
+
+class TestMountPoint:
+    @pytest.mark.parametrize("path", ["/home/azureuser", "/home/a.b-c_d", "/data/shared",
+                                      "/mnt/team-home", "/home/user@corp", "/srv/home/x"])
+    def test_accepts_absolute_normalised_paths(self, path: str) -> None:
+        assert v.mount_point(path) == path
+
+    @pytest.mark.parametrize(("path", "why"), [
+        ("home/azureuser", "absolute"),
+        ("/home/azureuser/", "normalised"),
+        ("/home//azureuser", "normalised"),
+        ("/home/../etc", "normalised"),
+        ("/home/./azureuser", "normalised"),
+        ("//home/azureuser", "normalised"),
+        ("/home/azure user", "only letters"),
+        ("/home/$(reboot)", "only letters"),
+        ("/home/a;b", "only letters"),
+        ("/home/`id`", "only letters"),
+        ("/home/a\nb", "only letters"),
+        ("/home/a\x00b", "only letters"),
+        ("/home/a*", "only letters"),
+        ("/home/-rf", "start with '-'"),
+        ("/home/" + "a" * 256, "255"),
+        ("/", "system directory"),
+        ("/home", "system directory"),
+        ("/etc", "system directory"),
+        ("/etc/ssh", "system directory"),
+        ("/usr/local/x", "system directory"),
+        ("/proc/1", "system directory"),
+        ("/root", "system directory"),
+        ("/var", "system directory"),
+        ("/tmp", "system directory"),
+        ("/boot/efi", "system directory"),
+    ])
+    def test_refuses_unsafe_or_unnormalised_paths(self, path: str, why: str) -> None:
+        with pytest.raises(ValidationError) as err:
+            v.mount_point(path)
+        assert why in " ".join(err.value.causes)
+
+
+class TestSize:
+    @pytest.mark.parametrize(("given", "gib"), [
+        (100, 100), ("100", 100), ("100GB", 100), ("100GiB", 100), ("100 gib", 100), ("1TB", 1024),
+        ("1TiB", 1024), ("1tb", 1024), (" 250 GB ", 250), ("1.5TiB", 1536), ("100TiB", 102400),
+        (102400, 102400), ("0.5TB", 512)])
+    def test_reads_sizes_as_gib(self, given: object, gib: int) -> None:
+        assert v.size_gib(given) == gib
+
+    @pytest.mark.parametrize("given", [99, "99GB", 0, -100, "101TiB", 102401, "1000000TB"])
+    def test_refuses_sizes_outside_the_premium_range(self, given: object) -> None:
+        with pytest.raises(ValidationError) as err:
+            v.size_gib(given)
+        assert "100 GiB to 102400 GiB" in err.value.causes[0]
+
+    @pytest.mark.parametrize("given", ["100MB", "lots", "", "1e3", "100 G B", True, None, 100.0,
+                                       [100], "1,000", "١٠٠"])
+    def test_refuses_what_is_not_a_size(self, given: object) -> None:
+        with pytest.raises(ValidationError):
+            v.size_gib(given)
+
+    def test_refuses_fractions_of_a_gib(self) -> None:
+        with pytest.raises(ValidationError, match="whole number of GiB"):
+            v.size_gib("100.5GB")
+
+
+class TestTierAndRedundancy:
+    @pytest.mark.parametrize("given", ["Premium", "premium", "PREMIUM"])
+    def test_premium_is_the_tier(self, given: str) -> None:
+        assert v.tier(given) is Tier.PREMIUM
+
+    @pytest.mark.parametrize("given", ["Standard", "standard", "Hot", "Cool", "TransactionOptimized",
+                                       "StandardV2"])
+    def test_standard_tiers_are_refused_with_the_reason(self, given: str) -> None:
+        with pytest.raises(ValidationError) as err:
+            v.tier(given)
+        assert err.value.code is ErrorCode.UNSUPPORTED_TIER
+        assert "SSD (premium)" in err.value.causes[0]
+
+    def test_unknown_tier(self) -> None:
+        with pytest.raises(ValidationError) as err:
+            v.tier("Gold")
+        assert err.value.code is ErrorCode.VALIDATION_ERROR
+
+    @pytest.mark.parametrize(("given", "expected"), [("LRS", Redundancy.LRS), ("zrs", Redundancy.ZRS)])
+    def test_redundancy(self, given: str, expected: Redundancy) -> None:
+        assert v.redundancy(given) is expected
+
+    @pytest.mark.parametrize("given", ["GRS", "GZRS", "RA-GRS", "lrs2"])
+    def test_redundancy_without_nfs_is_refused(self, given: str) -> None:
+        with pytest.raises(ValidationError, match="redundancy"):
+            v.redundancy(given)
+
+
+class TestSmallValues:
+    @pytest.mark.parametrize(("given", "expected"), [("copy", DetachMode.COPY), ("RESTORE", DetachMode.RESTORE)])
+    def test_detach_mode(self, given: str, expected: DetachMode) -> None:
+        assert v.detach_mode(given) is expected
+
+    def test_detach_mode_unknown(self) -> None:
+        with pytest.raises(ValidationError):
+            v.detach_mode("move")
+
+    @pytest.mark.parametrize(("given", "expected"), [
+        (True, True), ("true", True), ("1", True), ("yes", True), (False, False), ("false", False),
+        ("0", False), ("", False)])
+    def test_flag(self, given: object, expected: bool) -> None:
+        assert v.flag(given, "force") is expected
+
+    @pytest.mark.parametrize("given", ["maybe", 2, None, "tru"])
+    def test_flag_refuses_others(self, given: object) -> None:
+        with pytest.raises(ValidationError, match="'force' must be true or false"):
+            v.flag(given, "force")
+
+    def test_operation_ids_are_canonical_uuids_or_unknown(self) -> None:
+        assert v.operation_id("6E0B3F2A-5A43-4B7E-9A57-3F0C2D7D1C11") == "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"
+        for junk in ["", "abc", "../etc", "6e0b3f2a" * 20, None, 5]:
+            assert v.operation_id(junk) is None
+
+    @pytest.mark.parametrize("key", ["a", "0f8fad5b-d9cb-469f-a165-70867728950e", "x" * 255, "k:1/2"])
+    def test_idempotency_key_accepts_printable_ascii(self, key: str) -> None:
+        assert v.idempotency_key(key) == key
+
+    @pytest.mark.parametrize("key", ["", "x" * 256, "a b", "ключ", "a\tb"])
+    def test_idempotency_key_refuses_others(self, key: str) -> None:
+        with pytest.raises(ValidationError):
+            v.idempotency_key(key)
+
+    @pytest.mark.parametrize(("given", "ok"), [("1", True), ("1000", True), ("0", False), ("1001", False),
+                                               ("-1", False), ("x", False), ("", False)])
+    def test_page_size(self, given: str, ok: bool) -> None:
+        if ok:
+            assert v.page_size(given) == int(given)
+        else:
+            with pytest.raises(ValidationError):
+                v.page_size(given)
+
+
+class TestProblems:
+    def test_one_problem_is_raised_as_itself(self) -> None:
+        problems = v.Problems()
+        problems.check(v.tier, "Standard")
+        with pytest.raises(ValidationError) as err:
+            problems.raise_if_any()
+        assert err.value.code is ErrorCode.UNSUPPORTED_TIER
+
+    def test_several_problems_are_reported_together(self) -> None:
+        problems = v.Problems()
+        assert problems.check(v.storage_account_name, "A!") is None
+        assert problems.check(v.size_gib, 5) is None
+        assert problems.check(v.region_name, "eastus") == "eastus"
+        with pytest.raises(ValidationError) as err:
+            problems.raise_if_any()
+        assert len(err.value.causes) == 2
+        assert "storage account name" in err.value.causes[0]
+        assert "premium NFS share" in err.value.causes[1]
+
+    def test_no_problem_raises_nothing(self) -> None:
+        v.Problems().raise_if_any()
