@@ -4,16 +4,25 @@ error shape. Mutations answer 202 with the operation to poll."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
-from shared.bootstrap import container
-from shared.domain import requests
-from shared.domain.errors import NotImplementedYet, ServiceError
-from shared.domain.serialization import to_json
-from shared.ports import Probe
+from . import core
+from .http import (
+    absolute,
+    accepted,
+    guarded,
+    idempotency_key,
+    json_response,
+    query,
+    read_json,
+    route,
+    to_json,
+)
 
-from . import openapi
-from .http import absolute, accepted, guarded, idempotency_key, json_response, query, read_json, route
+if TYPE_CHECKING:
+    from shared.ports import Probe
 
 bp = func.Blueprint()
 
@@ -21,16 +30,17 @@ bp = func.Blueprint()
 @bp.route(route="storage", methods=["POST"])
 @guarded
 def create_storage(req: func.HttpRequest) -> func.HttpResponse:
-    app = container()
-    command = requests.create_storage(read_json(req), app.settings.defaults)
+    app = core.bootstrap.container()
+    command = core.requests.create_storage(read_json(req), app.settings.defaults)
     return accepted(req, app.storage.request_create(command, idempotency_key(req)))
 
 
 @bp.route(route="storage", methods=["GET"])
 @guarded
 def list_storage(req: func.HttpRequest) -> func.HttpResponse:
-    wanted = requests.list_query(query(req))
-    page = container().storage.list(wanted.resource_group, wanted.page_size, wanted.continuation)
+    wanted = core.requests.list_query(query(req))
+    page = core.bootstrap.container().storage.list(wanted.resource_group, wanted.page_size,
+                                                   wanted.continuation)
     body: dict[str, object] = {"value": [to_json(storage) for storage in page.items]}
     if page.continuation:
         filters = {"resourceGroup": wanted.resource_group} if wanted.resource_group else {}
@@ -42,90 +52,93 @@ def list_storage(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="storage/{name}", methods=["GET"])
 @guarded
 def get_storage(req: func.HttpRequest) -> func.HttpResponse:
-    ref = requests.storage_ref(route(req, "name"), query(req))
-    return json_response(to_json(container().storage.get(ref)))
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    return json_response(to_json(core.bootstrap.container().storage.get(ref)))
 
 
 @bp.route(route="storage/{name}", methods=["PATCH"])
 @guarded
 def resize_storage(req: func.HttpRequest) -> func.HttpResponse:
-    ref = requests.storage_ref(route(req, "name"), query(req))
-    size = requests.resize_size(read_json(req))
-    return accepted(req, container().storage.request_resize(ref, size, idempotency_key(req)))
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    size = core.requests.resize_size(read_json(req))
+    return accepted(req, core.bootstrap.container().storage.request_resize(ref, size, idempotency_key(req)))
 
 
 @bp.route(route="storage/{name}", methods=["DELETE"])
 @guarded
 def delete_storage(req: func.HttpRequest) -> func.HttpResponse:
-    ref = requests.storage_ref(route(req, "name"), query(req))
-    force = requests.optional_flag(query(req), "force")
-    return accepted(req, container().storage.request_delete(ref, force, idempotency_key(req)))
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    force = core.requests.optional_flag(query(req), "force")
+    return accepted(req, core.bootstrap.container().storage.request_delete(ref, force, idempotency_key(req)))
 
 
 @bp.route(route="storage/{name}/status", methods=["GET"])
 @guarded
 def storage_status(req: func.HttpRequest) -> func.HttpResponse:
-    ref = requests.storage_ref(route(req, "name"), query(req))
-    return json_response(to_json(container().storage.status(ref)))
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    return json_response(to_json(core.bootstrap.container().storage.status(ref)))
 
 
 @bp.route(route="storage/{name}/cloud-init", methods=["GET"])
 @guarded
 def storage_cloud_init(req: func.HttpRequest) -> func.HttpResponse:
-    container().storage.get(requests.storage_ref(route(req, "name"), query(req)))
-    raise NotImplementedYet("cloud-init for new VMs is not served by this version yet.",
-                            try_hint="attach VMs after creation with POST /api/storage/{name}/attachments")
+    core.bootstrap.container().storage.get(core.requests.storage_ref(route(req, "name"), query(req)))
+    raise core.errors.NotImplementedYet(
+        "cloud-init for new VMs is not served by this version yet.",
+        try_hint="attach VMs after creation with POST /api/storage/{name}/attachments")
 
 
 @bp.route(route="storage/{name}/attachments", methods=["POST"])
 @guarded
 def attach_vm(req: func.HttpRequest) -> func.HttpResponse:
-    app = container()
-    command = requests.attach_vm(route(req, "name"), read_json(req), app.settings.defaults)
+    app = core.bootstrap.container()
+    command = core.requests.attach_vm(route(req, "name"), read_json(req), app.settings.defaults)
     return accepted(req, app.attachment.request_attach(command, idempotency_key(req)))
 
 
 @bp.route(route="vms/{vm}/attachment", methods=["GET"])
 @guarded
 def get_attachment(req: func.HttpRequest) -> func.HttpResponse:
-    app = container()
-    ref = requests.vm_ref(route(req, "vm"), query(req), app.settings.defaults)
-    if requests.optional_flag(query(req), "verify"):
-        raise NotImplementedYet("Live verification of a mount is not served by this version yet.",
-                                try_hint="omit verify to read the recorded attachment")
+    app = core.bootstrap.container()
+    ref = core.requests.vm_ref(route(req, "vm"), query(req), app.settings.defaults)
+    if core.requests.optional_flag(query(req), "verify"):
+        raise core.errors.NotImplementedYet(
+            "Live verification of a mount is not served by this version yet.",
+            try_hint="omit verify to read the recorded attachment")
     return json_response(to_json(app.attachment.get(ref)))
 
 
 @bp.route(route="vms/{vm}/attachment", methods=["DELETE"])
 @guarded
 def detach_vm(req: func.HttpRequest) -> func.HttpResponse:
-    app = container()
-    ref = requests.vm_ref(route(req, "vm"), query(req), app.settings.defaults)
-    command = requests.detach_vm(ref, query(req))
+    app = core.bootstrap.container()
+    ref = core.requests.vm_ref(route(req, "vm"), query(req), app.settings.defaults)
+    command = core.requests.detach_vm(ref, query(req))
     return accepted(req, app.attachment.request_detach(command, idempotency_key(req)))
 
 
 @bp.route(route="operations/{id}", methods=["GET"])
 @guarded
 def get_operation(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(to_json(container().intake.get(route(req, "id"))))
+    return json_response(to_json(core.bootstrap.container().intake.get(route(req, "id"))))
 
 
 @bp.route(route="costs", methods=["GET"])
 @guarded
 def get_costs(req: func.HttpRequest) -> func.HttpResponse:
-    requests.list_query(query(req))
-    raise NotImplementedYet("Cost totals are not served by this version yet.",
-                            try_hint="GET /api/storage/{name}/status gives a storage's monthly cost")
+    core.requests.list_query(query(req))
+    raise core.errors.NotImplementedYet(
+        "Cost totals are not served by this version yet.",
+        try_hint="GET /api/storage/{name}/status gives a storage's monthly cost")
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Liveness by default (no dependency is called); `?ready=true` also asks each dependency."""
-    if not requests.optional_flag(query(req), "ready"):
+    if not core.requests.optional_flag(query(req), "ready"):
         return json_response({"status": "ok"})
-    checks = {probe.name: _probe(probe) for probe in container().probes}
+    checks = {probe.name: _probe(probe) for probe in core.bootstrap.container().probes}
     healthy = all(result == "ok" for result in checks.values())
     return json_response({"status": "ok" if healthy else "unavailable", "checks": checks},
                          200 if healthy else 503, {} if healthy else {"Retry-After": "5"})
@@ -134,12 +147,12 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded
 def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(openapi.document())
+    return json_response(core.openapi.document())
 
 
 def _probe(probe: Probe) -> str:
     try:
         probe.check()
-    except ServiceError as err:
+    except core.errors.ServiceError as err:
         return err.message
     return "ok"

@@ -8,34 +8,21 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
-from shared.domain import validation
-from shared.domain.errors import (
-    Conflict,
-    ErrorCode,
-    InvalidTransition,
-    NotFound,
-    NotImplementedYet,
-    PermissionDenied,
-    ServiceError,
-    TransientError,
-    ValidationError,
-)
-from shared.domain.serialization import to_json
-from shared.services.operations import Submission
+from . import core
+
+if TYPE_CHECKING:
+    from shared.domain.errors import ServiceError
+    from shared.services.operations import Submission
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 OPERATION_RETRY_AFTER = 5  # seconds a client should wait before polling an operation
-_STATUS: list[tuple[type[ServiceError], int]] = [
-    (ValidationError, 400), (PermissionDenied, 403), (NotFound, 404), (Conflict, 409),
-    (InvalidTransition, 409), (NotImplementedYet, 501), (TransientError, 503),
-]
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
@@ -48,22 +35,30 @@ def guarded(handler: Handler) -> Handler:
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         try:
             return handler(req)
-        except ServiceError as err:
+        except core.errors.ServiceError as err:
             status = status_for(err)
             level = logging.WARNING if status >= 500 else logging.INFO
             log.log(level, "%s %s -> %d %s", req.method, urlsplit(req.url).path, status, err.code.value)
             return error_response(err)
         except Exception:
             log.exception("%s %s failed unexpectedly", req.method, urlsplit(req.url).path)
-            return error_response(ServiceError("The service failed unexpectedly.",
-                                               try_hint="try again; if it persists, report it",
-                                               code=ErrorCode.INTERNAL_ERROR))
+            return error_response(core.errors.ServiceError(
+                "The service failed unexpectedly.", try_hint="try again; if it persists, report it",
+                code=core.errors.ErrorCode.INTERNAL_ERROR))
 
     return wrapper
 
 
 def status_for(err: ServiceError) -> int:
-    return next((status for kind, status in _STATUS if isinstance(err, kind)), 500)
+    e = core.errors
+    statuses: list[tuple[type[ServiceError], int]] = [
+        (e.ValidationError, 400), (e.PermissionDenied, 403), (e.NotFound, 404), (e.Conflict, 409),
+        (e.InvalidTransition, 409), (e.NotImplementedYet, 501), (e.TransientError, 503)]
+    return next((status for kind, status in statuses if isinstance(err, kind)), 500)
+
+
+def to_json(value: Any) -> Any:
+    return core.serialization.to_json(value)
 
 
 def json_response(body: Any, status: int = 200,
@@ -74,7 +69,7 @@ def json_response(body: Any, status: int = 200,
 
 def error_response(err: ServiceError) -> func.HttpResponse:
     headers = {}
-    if isinstance(err, TransientError):
+    if isinstance(err, core.errors.TransientError):
         headers["Retry-After"] = str(err.retry_after or OPERATION_RETRY_AFTER)
     return json_response({"error": err.to_dict()}, status_for(err), headers)
 
@@ -86,7 +81,7 @@ def accepted(req: func.HttpRequest, submission: Submission) -> func.HttpResponse
                "Retry-After": str(OPERATION_RETRY_AFTER)}
     if submission.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return json_response(to_json(operation), 202, headers)
+    return json_response(core.serialization.to_json(operation), 202, headers)
 
 
 def absolute(req: func.HttpRequest, path: str, query: Mapping[str, str] | None = None) -> str:
@@ -98,14 +93,14 @@ def read_json(req: func.HttpRequest) -> object:
     """The body as JSON; None when empty. Ambiguous JSON (duplicate members, NaN) is refused."""
     raw = req.get_body() or b""
     if len(raw) > MAX_BODY_BYTES:
-        raise ValidationError("The request body is too large.",
+        raise core.errors.ValidationError("The request body is too large.",
                               causes=[f"{len(raw)} bytes; the limit is {MAX_BODY_BYTES}"])
     if not raw.strip():
         return None
     try:
         return json.loads(raw, object_pairs_hook=_unique_members, parse_constant=_no_constants)
     except (ValueError, RecursionError) as err:
-        raise ValidationError("The request body is not valid JSON.",
+        raise core.errors.ValidationError("The request body is not valid JSON.",
                               causes=[str(err)[:200]],
                               try_hint="send a JSON object with Content-Type: application/json") from None
 
@@ -120,7 +115,7 @@ def route(req: func.HttpRequest, name: str) -> str:
 
 def idempotency_key(req: func.HttpRequest) -> str | None:
     value = req.headers.get("Idempotency-Key")
-    return None if value is None else validation.idempotency_key(value)
+    return None if value is None else core.validation.idempotency_key(value)
 
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

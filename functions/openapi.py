@@ -70,6 +70,9 @@ _COMMON_ERRORS = {"400": _error("Bad input; nothing was changed."),
 
 def _op(operation_id: str, summary: str, responses: dict[str, Any], *, params: tuple[Any, ...] = (),
         body: dict[str, Any] | None = None, anonymous: bool = False) -> dict[str, Any]:
+    if P_KEY in params:  # any mutation can meet a reused key
+        responses = {"409": _error("Conflict; IdempotencyKeyReused when the key was used for "
+                                   "another request."), **responses}
     op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "parameters": list(params),
                           "responses": {**responses, **_COMMON_ERRORS}}
     if body is not None:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.bootstrap import OPERATIONS_QUEUE, POISON_QUEUE, container
+from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
+
+from . import core
 
 bp = func.Blueprint()
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=OPERATIONS_QUEUE, connection="AzureWebJobsStorage")
 def run_operation(msg: func.QueueMessage) -> None:
-    container().worker.process(msg.get_body())
+    core.bootstrap.container().worker.process(msg.get_body())
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection="AzureWebJobsStorage")
 def give_up_operation(msg: func.QueueMessage) -> None:
-    container().worker.give_up(msg.get_body())
+    core.bootstrap.container().worker.give_up(msg.get_body())

@@ -8,17 +8,20 @@ queue, timers and Event Grid events to their functions by name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 ROUTE_PREFIX = "api"
 
@@ -63,12 +66,13 @@ class FunctionIndex:
         self.http_routes.sort(key=lambda r: -r.literal_segments)
 
     def _add(self, function: Any) -> None:
-        name, trigger, user = function.get_function_name(), function.get_trigger(), function.get_user_function()
+        name, trigger = function.get_function_name(), function.get_trigger()
+        user = function.get_user_function()
         kind = trigger.get_binding_name()
         self.names.add(name)
         if kind == "httpTrigger":
             methods = frozenset(m.value if hasattr(m, "value") else str(m) for m in trigger.methods)
-            level = getattr(trigger.auth_level, "value", str(trigger.auth_level))
+            level = str(getattr(trigger.auth_level, "value", trigger.auth_level)).upper()
             self.http_routes.append(HttpRoute.from_template(name, trigger.route, methods, level, user))
         elif kind == "queueTrigger":
             self.queue_triggers[trigger.queue_name] = user
@@ -107,7 +111,7 @@ class FunctionIndex:
         """Hand a (decoded) queue message to the trigger bound to that queue."""
         self.queue_triggers[queue_name](QueueMessage(
             id=f"local-{dequeue_count}", body=text.encode(), dequeue_count=dequeue_count,
-            insertion_time=datetime.now(timezone.utc), pop_receipt="local"))
+            insertion_time=datetime.now(UTC), pop_receipt="local"))
 
     def fire_timer(self, name: str, past_due: bool = False) -> None:
         trigger, user = self.timers[name]
@@ -123,3 +127,62 @@ class FunctionIndex:
 
 def json_body(response: func.HttpResponse) -> Any:
     return json.loads(response.get_body())
+
+
+class QueuePump:
+    """The host's delivery rules for one queue trigger, over a real (Azurite) queue: receive,
+    invoke, delete on success; on failure make the message visible again after
+    `visibility_timeout` seconds; when a failed delivery was the `max_dequeue_count`-th, move the
+    message to `<queue>-poison`, as the host does."""
+
+    def __init__(self, index: FunctionIndex, connection_string: str, queue_name: str, *,
+                 max_dequeue_count: int = 5, visibility_timeout: int = 0) -> None:
+        def client(name: str) -> QueueClient:
+            return QueueClient.from_connection_string(
+                connection_string, name, message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=TextBase64DecodePolicy())
+
+        self.index = index
+        self.queue_name = queue_name
+        self.queue = client(queue_name)
+        self.poison = client(queue_name + "-poison")
+        self.max_dequeue_count = max_dequeue_count
+        self.visibility_timeout = visibility_timeout
+        self.failures: list[BaseException] = []
+
+    def run_once(self) -> int:
+        """Deliver every message visible now, once; returns how many were delivered."""
+        delivered = 0
+        try:
+            batch = list(self.queue.receive_messages(max_messages=32, visibility_timeout=60))
+        except ResourceNotFoundError:  # nothing was ever sent to it: as the host, keep polling
+            return 0
+        for message in batch:
+            delivered += 1
+            try:
+                self.index.deliver(self.queue_name, message.content, message.dequeue_count)
+            except Exception as err:
+                self.failures.append(err)
+                if message.dequeue_count >= self.max_dequeue_count:
+                    self._to_poison(message)
+                else:
+                    self.queue.update_message(message, visibility_timeout=self.visibility_timeout)
+            else:
+                self.queue.delete_message(message)
+        return delivered
+
+    def drain(self, rounds: int = 20) -> int:
+        """Deliver until no message is visible; returns the number of deliveries."""
+        total = 0
+        for _ in range(rounds):
+            delivered = self.run_once()
+            if not delivered:
+                return total
+            total += delivered
+        raise RuntimeError(f"{self.queue_name} still had messages after {rounds} rounds")
+
+    def _to_poison(self, message: Any) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self.poison.create_queue()
+        self.poison.send_message(message.content)
+        self.queue.delete_message(message)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .domain.messages import OPERATIONS_QUEUE
 from .domain.operations import OperationKind
 from .ports import Clock, Probe
 from .services.attachments import AttachmentService
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
         TableStorageRepository,
     )
 
-OPERATIONS_QUEUE = "operations"
-POISON_QUEUE = OPERATIONS_QUEUE + "-poison"
 
 
 class Container:

@@ -18,7 +18,8 @@ import pytest
 
 from local.functions_host import FunctionIndex
 from shared import bootstrap
-from shared.bootstrap import OPERATIONS_QUEUE, Container
+from shared.bootstrap import Container
+from shared.domain.messages import OPERATIONS_QUEUE
 from shared.settings import Settings
 from tests.fakes import FakeClock
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-import uuid
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
@@ -33,7 +32,7 @@ _REGION = re.compile(r"[a-z][a-z0-9]{1,39}")
 _VM_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9_])?")
 _PATH_CHARS = re.compile(r"[A-Za-z0-9._@+/-]+")
 _SIZE = re.compile(r"\s*([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*(gb|gib|tb|tib)?\s*", re.IGNORECASE)
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also accepts '١٠٠' 
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts other scripts
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
 # Mount points that would hide part of the operating system, or every user's home at once.
@@ -222,16 +221,6 @@ def flag(value: object, field: str) -> bool:
         causes=[f"got {_show(value)}"],
         try_hint=f"use {field}=true or {field}=false",
     )
-
-
-def operation_id(value: object) -> str | None:
-    """The canonical form of an operation id, or None when it cannot be one (so: unknown)."""
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
 
 
 def idempotency_key(value: object, field: str = "Idempotency-Key") -> str:

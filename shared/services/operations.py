@@ -15,8 +15,8 @@ from datetime import timedelta
 
 from shared.domain.commands import Command, params_of
 from shared.domain.errors import Conflict, ErrorCode, NotFound, TransientError
+from shared.domain.messages import canonical_operation_id
 from shared.domain.operations import Operation, OperationStatus
-from shared.domain.validation import operation_id as canonical_operation_id
 from shared.logs import for_operation
 from shared.ports import Clock, IdempotencyRecord, IdempotencyStore, OperationQueue, OperationRepository
 

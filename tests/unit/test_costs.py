@@ -4,8 +4,15 @@ from decimal import Decimal
 
 import pytest
 
-from shared.domain.costs import (SEED_PREMIUM_USD_PER_GIB_MONTH, PriceSource, StoragePrice,
-                                 monthly_storage_cost, price_for, round_money, storage_cost)
+from shared.domain.costs import (
+    SEED_PREMIUM_USD_PER_GIB_MONTH,
+    PriceSource,
+    StoragePrice,
+    monthly_storage_cost,
+    price_for,
+    round_money,
+    storage_cost,
+)
 from shared.domain.models import Redundancy, Tier
 
 RETAIL = StoragePrice(Decimal("0.20"), "USD", PriceSource.RETAIL)

@@ -1,7 +1,17 @@
 from __future__ import annotations
 
-from shared.domain.errors import (ConcurrentUpdate, ConfigurationError, Conflict, DomainError, ErrorCode,
-                                  NotFound, ResourceBusy, ServiceError, TransientError, ValidationError)
+from shared.domain.errors import (
+    ConcurrentUpdate,
+    ConfigurationError,
+    Conflict,
+    DomainError,
+    ErrorCode,
+    NotFound,
+    ResourceBusy,
+    ServiceError,
+    TransientError,
+    ValidationError,
+)
 
 
 def test_the_contract_error_shape() -> None:

@@ -18,3 +18,9 @@ def test_round_trip() -> None:
                                   b"\xff\xfe", b"null"])
 def test_anything_else_names_no_operation(body: bytes) -> None:
     assert messages.decode(body) is None
+
+
+def test_operation_ids_are_canonical_uuids_or_unknown() -> None:
+    assert messages.canonical_operation_id(OP.upper()) == OP
+    for junk in ["", "abc", "../etc", "6e0b3f2a" * 20, None, 5]:
+        assert messages.canonical_operation_id(junk) is None

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from shared.domain.errors import DomainError, ErrorCode, InvalidTransition, TransientError
-from shared.domain.operations import (TRANSITIONS, Operation, OperationEvent, OperationKind,
-                                      OperationStatus, Progress, next_status)
+from shared.domain.operations import (
+    TRANSITIONS,
+    Operation,
+    OperationEvent,
+    OperationKind,
+    OperationStatus,
+    Progress,
+    next_status,
+)
 
 S, E = OperationStatus, OperationEvent
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 # The whole machine, written out cell by cell: (status, event) -> next status, or None (refused).
 EXPECTED = {

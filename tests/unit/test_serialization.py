@@ -1,17 +1,28 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import jsonschema
 import pytest
 
-from shared.domain.models import (Attachment, AttachmentHealth, DetachMode, MountInfo, MountResult,
-                                  Redundancy, StorageInfo, StorageStatus, Tier, UnmountResult, nfs_endpoint)
+from shared.domain.models import (
+    Attachment,
+    AttachmentHealth,
+    DetachMode,
+    MountInfo,
+    MountResult,
+    Redundancy,
+    StorageInfo,
+    StorageStatus,
+    Tier,
+    UnmountResult,
+    nfs_endpoint,
+)
 from shared.domain.operations import Operation, OperationKind
 from shared.domain.serialization import format_time, from_json, json_schema, parse_time, to_json
 
-NOW = datetime(2026, 11, 27, 12, 30, 15, 123456, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 30, 15, 123456, tzinfo=UTC)
 STORAGE = StorageInfo("teamhome", "rg1", "eastus", Tier.PREMIUM, Redundancy.ZRS, 200,
                       nfs_endpoint("teamhome"), NOW)
 

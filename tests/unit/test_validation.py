@@ -117,7 +117,7 @@ class TestSize:
         assert "100 GiB to 102400 GiB" in err.value.causes[0]
 
     @pytest.mark.parametrize("given", ["100MB", "lots", "", "1e3", "100 G B", True, None, 100.0,
-                                       [100], "1,000", "١٠٠"])
+                                       [100], "1,000", "١٠٠"])  # noqa: RUF001 (non-ASCII digits)
     def test_refuses_what_is_not_a_size(self, given: object) -> None:
         with pytest.raises(ValidationError):
             v.size_gib(given)
@@ -174,11 +174,6 @@ class TestSmallValues:
     def test_flag_refuses_others(self, given: object) -> None:
         with pytest.raises(ValidationError, match="'force' must be true or false"):
             v.flag(given, "force")
-
-    def test_operation_ids_are_canonical_uuids_or_unknown(self) -> None:
-        assert v.operation_id("6E0B3F2A-5A43-4B7E-9A57-3F0C2D7D1C11") == "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"
-        for junk in ["", "abc", "../etc", "6e0b3f2a" * 20, None, 5]:
-            assert v.operation_id(junk) is None
 
     @pytest.mark.parametrize("key", ["a", "0f8fad5b-d9cb-469f-a165-70867728950e", "x" * 255, "k:1/2"])
     def test_idempotency_key_accepts_printable_ascii(self, key: str) -> None:

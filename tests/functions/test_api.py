@@ -1,0 +1,262 @@
+"""The HTTP API through the indexed functions, on Azurite: what each route answers, what it
+records and what it queues."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from local.functions_host import FunctionIndex
+from shared import bootstrap
+from shared.bootstrap import Container
+from shared.domain.models import Attachment, Redundancy, StorageInfo, Tier, nfs_endpoint
+from shared.settings import Settings, StorageConnection
+from tests.conftest import DEFAULT_GROUP, DEV_ACCOUNT_KEY, Client
+from tests.fakes import FakeClock
+
+Queued = Callable[[], list[str]]
+
+
+def record_storage(app: Container, clock: FakeClock, name: str = "teamhome", group: str = "rg1") -> StorageInfo:
+    info = StorageInfo(name, group, "eastus", Tier.PREMIUM, Redundancy.LRS, 200, nfs_endpoint(name), clock.now())
+    app.storages.save(info)
+    return info
+
+
+def record_attachment(app: Container, clock: FakeClock, vm: str, storage: str = "teamhome") -> Attachment:
+    return app.attachments.add(Attachment(storage, vm, DEFAULT_GROUP, "/home/azureuser", clock.now()))
+
+
+def assert_error(answer: Any, status: int, code: str) -> dict[str, Any]:
+    assert answer.status == status, answer
+    assert answer.mimetype == "application/json"
+    error: dict[str, Any] = answer.json()["error"]
+    assert error["code"] == code and error["message"]
+    return error
+
+
+class TestCreateStorage:
+    def test_accepts_records_pending_and_queues(self, api: Client, app: Container, queued: Queued) -> None:
+        answer = api.post("/api/storage", {"name": "teamhome", "size": "1TiB", "redundancy": "ZRS"})
+        assert answer.status == 202, answer
+        op = answer.json()
+        assert answer.headers["Location"] == f"https://azlin.test/api/operations/{op['id']}"
+        assert answer.headers["Retry-After"] == "5"
+        assert op["status"] == "Pending" and op["kind"] == "CreateStorage" and op["target"] == "storage/teamhome"
+        assert op["params"] == {"name": "teamhome", "resourceGroup": DEFAULT_GROUP, "region": None,
+                                "tier": "Premium", "redundancy": "ZRS", "sizeGb": 1024}
+        assert queued() == [op["id"]]
+        assert api.get(f"/api/operations/{op['id']}").json() == op
+
+    def test_bad_input_is_400_and_records_nothing(self, api: Client, app: Container, queued: Queued) -> None:
+        error = assert_error(api.post("/api/storage", {"name": "Bad Name", "size": 5, "tier": "Standard"}),
+                             400, "ValidationError")
+        assert len(error["causes"]) == 3 and "try" in error
+        assert queued() == []
+        assert list(app.state.table("Operations").list_entities()) == []
+
+    def test_standard_tier_explains_why(self, api: Client) -> None:
+        error = assert_error(api.post("/api/storage", {"name": "teamhome", "tier": "Standard"}),
+                             400, "UnsupportedTier")
+        assert "SSD (premium)" in error["causes"][0]
+
+    @pytest.mark.parametrize("raw", [b"{", b"[1,2]", b'{"name": "a", "name": "b"}', b'{"size": NaN}',
+                                     b"\xff\xfe{}", b"[" * 5000 + b"]" * 5000, b'"just a string"'])
+    def test_malformed_bodies_are_400(self, api: Client, raw: bytes) -> None:
+        assert_error(api.post("/api/storage", raw=raw), 400, "ValidationError")
+
+    def test_oversized_bodies_are_400(self, api: Client) -> None:
+        assert_error(api.post("/api/storage", {"name": "teamhome", "pad": "x" * 70_000}), 400, "ValidationError")
+
+
+class TestIdempotencyKey:
+    def test_same_key_and_body_return_the_same_operation_and_queue_nothing_new(
+            self, api: Client, queued: Queued) -> None:
+        key = {"Idempotency-Key": "8c1f1c52-9a61-4d0a-9d8d-0d5c2a7f3e10"}
+        first = api.post("/api/storage", {"name": "teamhome"}, headers=key)
+        again = api.post("/api/storage", {"size": 100, "name": "teamhome"}, headers=key)  # same request
+        assert first.status == again.status == 202
+        assert again.json()["id"] == first.json()["id"]
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert queued() == [first.json()["id"]]
+
+    def test_same_key_with_another_request_is_refused(self, api: Client, queued: Queued) -> None:
+        key = {"Idempotency-Key": "k-1"}
+        api.post("/api/storage", {"name": "teamhome"}, headers=key)
+        assert_error(api.post("/api/storage", {"name": "otherhome"}, headers=key), 409, "IdempotencyKeyReused")
+        assert len(queued()) == 1
+
+    def test_without_a_key_each_request_is_new(self, api: Client, queued: Queued) -> None:
+        first = api.post("/api/storage", {"name": "teamhome"}).json()["id"]
+        second = api.post("/api/storage", {"name": "teamhome"}).json()["id"]
+        assert first != second and sorted(queued()) == sorted([first, second])
+
+    def test_unusable_key_is_400(self, api: Client, queued: Queued) -> None:
+        assert_error(api.post("/api/storage", {"name": "teamhome"}, headers={"Idempotency-Key": "a b"}),
+                     400, "ValidationError")
+        assert queued() == []
+
+
+class TestReadingStorage:
+    def test_get_and_list_from_recorded_state(self, api: Client, app: Container, clock: FakeClock) -> None:
+        record_storage(app, clock, "teamhome", "rg1")
+        record_storage(app, clock, "otherhome", "rg2")
+        got = api.get("/api/storage/teamhome")
+        assert got.status == 200 and got.json()["nfsEndpoint"] == "teamhome.file.core.windows.net:/teamhome/home"
+        assert api.get("/api/storage/teamhome", query={"resourceGroup": "RG1"}).status == 200
+        assert_error(api.get("/api/storage/teamhome", query={"resourceGroup": "rg2"}), 404, "StorageNotFound")
+        assert [s["name"] for s in api.get("/api/storage").json()["value"]] == ["otherhome", "teamhome"]
+        assert [s["name"] for s in api.get("/api/storage", query={"resourceGroup": "rg2"}).json()["value"]] == [
+            "otherhome"]
+
+    def test_list_follows_next_links(self, api: Client, app: Container, clock: FakeClock) -> None:
+        for i in range(5):
+            record_storage(app, clock, f"store{i}")
+        names, answer = [], api.get("/api/storage", query={"$top": "2"}).json()
+        while True:
+            names += [s["name"] for s in answer["value"]]
+            if "nextLink" not in answer:
+                break
+            link = answer["nextLink"].removeprefix(Client.base)
+            path, _, qs = link.partition("?")
+            answer = api.get(path + "?" + qs).json()
+        assert names == [f"store{i}" for i in range(5)]
+
+    def test_unknown_storage_is_404(self, api: Client) -> None:
+        error = assert_error(api.get("/api/storage/nosuchstore"), 404, "StorageNotFound")
+        assert "GET /api/storage" in error["try"]
+        assert_error(api.get("/api/storage/nosuchstore/status"), 404, "StorageNotFound")
+
+    def test_status_reports_unknown_usage_as_null_never_zero(self, api: Client, app: Container,
+                                                            clock: FakeClock) -> None:
+        record_storage(app, clock)
+        record_attachment(app, clock, "vm2")
+        record_attachment(app, clock, "vm1")
+        status = api.get("/api/storage/teamhome/status").json()
+        assert status["usedGb"] is None and status["utilizationPercent"] is None
+        assert status["connectedVms"] == ["vm1", "vm2"]
+        assert status["costPerMonth"] == pytest.approx(200 * 0.1536)
+        assert (status["currency"], status["priceSource"]) == ("USD", "fallback")
+
+
+class TestStorageMutations:
+    def test_resize_needs_recorded_storage(self, api: Client, app: Container, clock: FakeClock,
+                                           queued: Queued) -> None:
+        assert_error(api.patch("/api/storage/teamhome", {"size": 300}), 404, "StorageNotFound")
+        record_storage(app, clock, group="rg1")
+        answer = api.patch("/api/storage/teamhome", {"size": "300GiB"})
+        assert answer.status == 202
+        assert answer.json()["params"] == {"name": "teamhome", "resourceGroup": "rg1", "sizeGb": 300}
+        assert queued() == [answer.json()["id"]]
+        assert_error(api.patch("/api/storage/teamhome", {"size": 99}), 400, "ValidationError")
+
+    def test_delete_is_refused_while_vms_are_attached(self, api: Client, app: Container, clock: FakeClock,
+                                                      queued: Queued) -> None:
+        record_storage(app, clock)
+        record_attachment(app, clock, "vm1")
+        error = assert_error(api.delete("/api/storage/teamhome"), 409, "StorageInUse")
+        assert "vm1" in error["causes"][0]
+        assert queued() == []
+        forced = api.delete("/api/storage/teamhome", query={"force": "true"})
+        assert forced.status == 202 and forced.json()["params"]["force"] is True
+
+    def test_delete_of_unrecorded_storage_is_accepted(self, api: Client, queued: Queued) -> None:
+        answer = api.delete("/api/storage/gonestore")
+        assert answer.status == 202 and answer.json()["params"]["resourceGroup"] == DEFAULT_GROUP
+        assert_error(api.delete("/api/storage/gonestore", query={"force": "perhaps"}), 400, "ValidationError")
+
+
+class TestAttachments:
+    def test_attach_needs_recorded_storage(self, api: Client, queued: Queued) -> None:
+        assert_error(api.post("/api/storage/teamhome/attachments", {"vm": "vm1"}), 404, "StorageNotFound")
+        assert queued() == []
+
+    def test_attach_is_accepted(self, api: Client, app: Container, clock: FakeClock, queued: Queued) -> None:
+        record_storage(app, clock)
+        answer = api.post("/api/storage/teamhome/attachments",
+                          {"vm": "vm1", "resourceGroup": "rg-vms", "mountPoint": "/home/dev"})
+        assert answer.status == 202
+        assert answer.json()["params"] == {"storage": "teamhome", "vm": "vm1", "resourceGroup": "rg-vms",
+                                           "mountPoint": "/home/dev"}
+        assert answer.json()["target"] == "vm/rg-vms/vm1"
+
+    def test_a_vm_attached_elsewhere_is_a_conflict(self, api: Client, app: Container, clock: FakeClock,
+                                                   queued: Queued) -> None:
+        record_storage(app, clock, "teamhome")
+        record_storage(app, clock, "otherhome")
+        record_attachment(app, clock, "vm1", storage="otherhome")
+        assert_error(api.post("/api/storage/teamhome/attachments", {"vm": "vm1"}), 409, "VmAttachedElsewhere")
+        assert api.post("/api/storage/otherhome/attachments", {"vm": "vm1"}).status == 202
+        assert len(queued()) == 1
+
+    def test_unsafe_mount_points_are_refused(self, api: Client, app: Container, clock: FakeClock) -> None:
+        record_storage(app, clock)
+        for bad in ["/home/a;reboot", "/etc", "relative", "/home/../root"]:
+            assert_error(api.post("/api/storage/teamhome/attachments", {"vm": "vm1", "mountPoint": bad}),
+                         400, "ValidationError")
+
+    def test_get_attachment(self, api: Client, app: Container, clock: FakeClock) -> None:
+        assert_error(api.get("/api/vms/vm1/attachment"), 404, "AttachmentNotFound")
+        record_attachment(app, clock, "vm1")
+        got = api.get("/api/vms/vm1/attachment").json()
+        assert got["storage"] == "teamhome" and got["health"] == "unknown" and got["lastVerifiedAt"] is None
+        assert_error(api.get("/api/vms/vm1/attachment", query={"verify": "true"}), 501, "NotImplemented")
+
+    def test_detach_is_accepted_even_when_not_attached(self, api: Client, queued: Queued) -> None:
+        answer = api.delete("/api/vms/vm1/attachment", query={"mode": "restore"})
+        assert answer.status == 202 and answer.json()["params"]["mode"] == "restore"
+        assert_error(api.delete("/api/vms/vm1/attachment", query={"mode": "wipe"}), 400, "ValidationError")
+        assert_error(api.delete("/api/vms/-vm1/attachment"), 400, "ValidationError")
+        assert len(queued()) == 1
+
+
+class TestOtherRoutes:
+    @pytest.mark.parametrize("operation_id", ["6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11", "nope", "..%2F..",
+                                              "x" * 200])
+    def test_unknown_operations_are_404(self, api: Client, operation_id: str) -> None:
+        assert_error(api.get(f"/api/operations/{operation_id}"), 404, "OperationNotFound")
+
+    def test_unserved_routes_say_so(self, api: Client, app: Container, clock: FakeClock) -> None:
+        assert_error(api.get("/api/costs"), 501, "NotImplemented")
+        assert_error(api.get("/api/storage/teamhome/cloud-init"), 404, "StorageNotFound")
+        record_storage(app, clock)
+        assert_error(api.get("/api/storage/teamhome/cloud-init"), 501, "NotImplemented")
+
+    def test_health_is_liveness_and_readiness_asks_dependencies(self, api: Client) -> None:
+        assert api.get("/api/health").json() == {"status": "ok"}
+        ready = api.get("/api/health", query={"ready": "true"})
+        assert ready.status == 200
+        assert ready.json() == {"status": "ok", "checks": {"tables": "ok", "queue operations": "ok"}}
+
+
+class TestDependencyDown:
+    def test_unreachable_storage_is_503_with_retry_after(self, functions: FunctionIndex,
+                                                         settings: Settings) -> None:
+        dead = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                f"AccountKey={DEV_ACCOUNT_KEY};QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+                "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;")
+        bootstrap.use(Container(replace(settings, storage=StorageConnection(connection_string=dead))))
+        try:
+            client = Client(functions)
+            answer = client.post("/api/storage", {"name": "teamhome"})
+            error = assert_error(answer, 503, "ServiceUnavailable")
+            assert answer.headers["Retry-After"] == "5" and "could not be reached" in error["message"]
+            ready = client.get("/api/health", query={"ready": "true"})
+            assert ready.status == 503 and ready.json()["status"] == "unavailable"
+        finally:
+            bootstrap.use(None)
+
+    def test_missing_settings_are_503_naming_them(self, functions: FunctionIndex,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+        monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+        bootstrap.use(None)
+        try:
+            error = assert_error(Client(functions).get("/api/storage"), 503, "ConfigurationError")
+            assert any("AZURE_SUBSCRIPTION_ID" in cause for cause in error["causes"])
+            assert Client(functions).get("/api/health").status == 200  # liveness needs no settings
+        finally:
+            bootstrap.use(None)

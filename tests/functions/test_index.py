@@ -1,0 +1,56 @@
+"""The function app as the host indexes it: every route of the design, the queue triggers, the
+timers and the Event Grid trigger. A blueprint that is declared but not registered would vanish
+silently; this catches it."""
+
+from __future__ import annotations
+
+import json
+
+import function_app
+from local.functions_host import FunctionIndex
+
+# The design's HTTP table (docs/design.md), route by route.
+DESIGN_ROUTES = {
+    ("POST", "storage"), ("GET", "storage"), ("GET", "storage/{name}"), ("GET", "storage/{name}/status"),
+    ("PATCH", "storage/{name}"), ("DELETE", "storage/{name}"), ("POST", "storage/{name}/attachments"),
+    ("GET", "vms/{vm}/attachment"), ("DELETE", "vms/{vm}/attachment"), ("GET", "operations/{id}"),
+    ("GET", "costs"), ("GET", "storage/{name}/cloud-init"), ("GET", "health"), ("GET", "openapi.json"),
+}
+ANONYMOUS = {"health", "openapi.json"}
+
+
+def test_http_functions_cover_exactly_the_design_routes(functions: FunctionIndex) -> None:
+    registered = {(method, route.template) for route in functions.http_routes for method in route.methods}
+    assert registered == DESIGN_ROUTES
+
+
+def test_only_health_and_the_api_document_are_anonymous(functions: FunctionIndex) -> None:
+    for route in functions.http_routes:
+        expected = "ANONYMOUS" if route.template in ANONYMOUS else "FUNCTION"
+        assert route.auth_level == expected, route.template
+
+
+def test_queue_timer_and_event_grid_triggers(functions: FunctionIndex) -> None:
+    assert set(functions.queue_triggers) == {"operations", "operations-poison"}
+    assert set(functions.timers) == {"reconcile_attachments", "refresh_costs", "send_cost_digest"}
+    assert functions.timers["reconcile_attachments"][0].schedule == "0 */15 * * * *"
+    assert set(functions.event_grid) == {"on_resource_event"}
+
+
+def test_function_names_are_unique_and_bindings_use_the_app_storage_setting() -> None:
+    index = FunctionIndex(function_app.app)
+    assert len(index.names) == len(index.http_routes) + 2 + 3 + 1
+    function_app.app.functions_bindings = None
+    for function in function_app.app.get_functions():
+        for binding in json.loads(function.get_function_json())["bindings"]:
+            if binding["type"].startswith("queue"):
+                assert binding["connection"] == "AzureWebJobsStorage"
+
+
+def test_routes_match_like_the_host(functions: FunctionIndex) -> None:
+    matched = functions.match("GET", "/api/storage/teamhome/status")
+    assert matched is not None and matched[0].name == "storage_status" and matched[1] == {"name": "teamhome"}
+    matched = functions.match("DELETE", "/api/vms/vm%2D1/attachment")
+    assert matched is not None and matched[1] == {"vm": "vm-1"}
+    assert functions.match("PUT", "/api/storage") is None
+    assert functions.match("GET", "/storage") is None

@@ -1,0 +1,43 @@
+"""The OpenAPI document: valid OpenAPI 3.1, and exactly the registered routes."""
+
+from __future__ import annotations
+
+import re
+
+from openapi_spec_validator import validate
+
+from functions import openapi
+from local.functions_host import FunctionIndex
+from tests.conftest import Client
+
+
+def test_the_document_is_valid_openapi() -> None:
+    validate(openapi.document())
+
+
+def test_paths_and_methods_are_exactly_the_registered_routes(functions: FunctionIndex) -> None:
+    registered = {(f"/api/{route.template}", method.lower(), route.name)
+                  for route in functions.http_routes for method in route.methods}
+    documented = {(path, method, operation["operationId"])
+                  for path, item in openapi.document()["paths"].items() for method, operation in item.items()}
+    assert documented == registered
+
+
+def test_path_parameters_match_the_route_templates() -> None:
+    for path, item in openapi.document()["paths"].items():
+        in_template = set(re.findall(r"{(\w+)}", path))
+        for operation in item.values():
+            declared = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+            assert declared == in_template, (path, operation["operationId"])
+
+
+def test_only_health_and_the_document_are_anonymous(functions: FunctionIndex) -> None:
+    anonymous = {route.name for route in functions.http_routes if route.auth_level == "ANONYMOUS"}
+    documented = {op["operationId"] for item in openapi.document()["paths"].values()
+                  for op in item.values() if op.get("security") == []}
+    assert documented == anonymous == {"health", "openapi_document"}
+
+
+def test_it_is_served(api: Client) -> None:
+    answer = api.get("/api/openapi.json")
+    assert answer.status == 200 and answer.json() == openapi.document()
