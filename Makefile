@@ -1,0 +1,43 @@
+# One target per job. `make test` is the test command: from a fresh clone it creates the venv,
+# installs the pinned Azurite with npm ci, then runs the linters, the type checker and every test.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMPS := .stamps
+
+.PHONY: setup test lint typecheck unit integration bench clean
+
+setup: $(STAMPS)/venv $(STAMPS)/node
+
+$(STAMPS)/venv: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/node: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@mkdir -p $(STAMPS) && touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+# pytest exits 5 when it collects nothing; make treats that as the failure it is.
+test: lint typecheck
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+integration: setup
+	$(PY) -m pytest tests/integration tests/functions
+
+bench: setup
+	$(PY) bench/cold_start.py
+
+clean:
+	rm -rf $(VENV) $(STAMPS) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
