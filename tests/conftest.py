@@ -3,6 +3,7 @@ function app indexed as the host indexes it, and an HTTP client that calls the i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,11 +16,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from local.functions_host import FunctionIndex
 from shared import bootstrap
 from shared.bootstrap import Container
-from shared.domain.messages import OPERATIONS_QUEUE
+from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from shared.settings import Settings
 from tests.fakes import FakeClock
 
@@ -110,6 +113,10 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[Callable[..., Con
         container = Container(app_settings or settings, clock=clock, handlers=handlers)
         container.queue.check()  # creates the queue
         container.queue.client.clear_messages()
+        poison = QueueClient.from_connection_string(container.settings.storage.connection_string or "",
+                                                    POISON_QUEUE)
+        with contextlib.suppress(ResourceNotFoundError):
+            poison.clear_messages()
         bootstrap.use(container)
         return container
 
@@ -180,8 +187,6 @@ def api(app: Container, functions: FunctionIndex) -> Client:
 @pytest.fixture
 def queued(app: Container) -> Callable[[], list[str]]:
     """The operation ids waiting on the `operations` queue (peeked, not consumed)."""
-    from azure.storage.queue import QueueClient, TextBase64DecodePolicy
-
     assert app.settings.storage.connection_string
     client = QueueClient.from_connection_string(app.settings.storage.connection_string, OPERATIONS_QUEUE,
                                                 message_decode_policy=TextBase64DecodePolicy())

@@ -297,7 +297,9 @@ class TableAttachmentRepository:
         except TableTransactionError as err:
             if err.status_code != 404:
                 raise
-            self.remove(resource_group, vm)  # removed concurrently: make sure both rows are gone
+            # Removed concurrently (or a row is missing): delete each; missing rows are no error.
+            for row in (storage_row, vm_row):
+                self.table.delete_entity(row["PartitionKey"], row["RowKey"])
 
     def _rows(self, attachment: Attachment) -> tuple[dict[str, Any], dict[str, Any]]:
         vm_key = _vm_row(attachment.resource_group, attachment.vm)

@@ -54,3 +54,23 @@ def test_routes_match_like_the_host(functions: FunctionIndex) -> None:
     assert matched is not None and matched[1] == {"vm": "vm-1"}
     assert functions.match("PUT", "/api/storage") is None
     assert functions.match("GET", "/storage") is None
+
+
+def test_host_json_declares_what_the_code_relies_on() -> None:
+    with open("host.json") as file:
+        host = json.load(file)
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle",
+                                       "version": "[4.*, 5.0.0)"}
+    queues = host["extensions"]["queues"]
+    assert queues["messageEncoding"] == "base64"  # what shared.adapters.queues sends
+    assert queues["maxDequeueCount"] == 5  # deliveries before operations-poison
+    assert host["extensions"]["http"]["routePrefix"] == "api"  # Location headers say /api/...
+    hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
+    assert 0 < hours * 3600 + minutes * 60 + seconds <= 3600
+
+
+def test_nothing_local_or_test_only_is_deployed() -> None:
+    with open(".funcignore") as file:
+        ignored = {line.strip() for line in file if line.strip() and not line.startswith("#")}
+    assert {"local/", "tests/", "bench/", ".venv/", "node_modules/", "local.settings.json"} <= ignored
