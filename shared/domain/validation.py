@@ -25,7 +25,7 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 _STORAGE_NAME = re.compile(r"[a-z0-9]{3,24}")
 # Azure's own pattern for resource group names; \w is Unicode-aware, as in ARM.
-_RESOURCE_GROUP = re.compile(r"[-\w.()]{1,90}")
+_RESOURCE_GROUP = re.compile(r"[-\w.()]{0,89}[-\w()]")  # cannot end with '.'
 _REGION = re.compile(r"[a-z][a-z0-9]{1,39}")
 # Linux VM resource names: 1-64 letters, digits, '.', '_', '-'; no leading '_' and no trailing
 # '.' or '-' (Azure's naming rules).
@@ -43,50 +43,41 @@ _STANDARD_TIERS = frozenset({"standard", "hot", "cool", "transactionoptimized", 
 
 
 def storage_account_name(value: object, field: str = "name") -> str:
-    text = _require_text(value, field)
-    if not _STORAGE_NAME.fullmatch(text):
-        raise ValidationError(
-            f"'{field}' is not a valid storage account name.",
-            causes=[f"got {_show(text)}; a storage account name is 3-24 lowercase letters and digits"],
-            try_hint="use only a-z and 0-9, e.g. 'teamhome01'",
-        )
-    return text
+    return _matching(_STORAGE_NAME, _require_text(value, field), field=field,
+                     what="storage account name",
+                     rule="a storage account name is 3-24 lowercase letters and digits",
+                     hint="use only a-z and 0-9, e.g. 'teamhome01'")
 
 
 def resource_group_name(value: object, field: str = "resourceGroup") -> str:
-    text = _require_text(value, field)
-    if not _RESOURCE_GROUP.fullmatch(text) or text.endswith("."):
-        raise ValidationError(
-            f"'{field}' is not a valid resource group name.",
-            causes=[f"got {_show(text)}; a resource group name is 1-90 letters, digits, "
-                    "'_', '-', '.', '(' or ')' and cannot end with '.'"],
-            try_hint="pass the resource group's name exactly as Azure shows it",
-        )
-    return text
+    return _matching(_RESOURCE_GROUP, _require_text(value, field), field=field,
+                     what="resource group name",
+                     rule="a resource group name is 1-90 letters, digits, '_', '-', '.', '(' or ')' "
+                          "and cannot end with '.'",
+                     hint="pass the resource group's name exactly as Azure shows it")
 
 
 def region_name(value: object, field: str = "region") -> str:
     """Accept `eastus` or the display form `East US`; return the ARM form."""
     text = _require_text(value, field)
-    normalised = text.replace(" ", "").lower()
-    if not _REGION.fullmatch(normalised):
-        raise ValidationError(
-            f"'{field}' is not a valid Azure region name.",
-            causes=[f"got {_show(text)}; a region name is letters and digits, e.g. 'eastus', 'westeurope'"],
-            try_hint="list region names with `az account list-locations -o table`",
-        )
-    return normalised
+    return _matching(_REGION, text.replace(" ", "").lower(), field=field, what="Azure region name",
+                     rule="a region name is letters and digits, e.g. 'eastus', 'westeurope'",
+                     hint="list region names with `az account list-locations -o table`", shown=text)
 
 
 def vm_name(value: object, field: str = "vm") -> str:
-    text = _require_text(value, field)
-    if not _VM_NAME.fullmatch(text):
-        raise ValidationError(
-            f"'{field}' is not a valid virtual machine name.",
-            causes=[f"got {_show(text)}; a Linux VM name is 1-64 letters, digits, '.', '_' or '-', "
-                    "starting with a letter or digit and not ending with '.' or '-'"],
-            try_hint="pass the VM's resource name as Azure shows it",
-        )
+    return _matching(_VM_NAME, _require_text(value, field), field=field, what="virtual machine name",
+                     rule="a Linux VM name is 1-64 letters, digits, '.', '_' or '-', starting with a "
+                          "letter or digit and not ending with '.' or '-'",
+                     hint="pass the VM's resource name as Azure shows it")
+
+
+def _matching(pattern: re.Pattern[str], text: str, *, field: str, what: str, rule: str, hint: str,
+              shown: str | None = None) -> str:
+    """`text` if it matches `pattern`, else a ValidationError that quotes what the client sent."""
+    if not pattern.fullmatch(text):
+        raise ValidationError(f"'{field}' is not a valid {what}.",
+                              causes=[f"got {_show(shown or text)}; {rule}"], try_hint=hint)
     return text
 
 
