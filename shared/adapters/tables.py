@@ -102,15 +102,22 @@ def decode(cls: type[T], entity: Mapping[str, Any]) -> T:
     return from_json(cls, data)
 
 
-class TableOperationRepository:
-    ROW = "operation"
+class _TableRecords:
+    """Base of the repositories: each keeps its records in one table of the state."""
+
+    TABLE: str
 
     def __init__(self, state: TableState) -> None:
         self.state = state
 
     @property
     def table(self) -> TableClient:
-        return self.state.table("Operations")
+        return self.state.table(self.TABLE)
+
+
+class TableOperationRepository(_TableRecords):
+    ROW = "operation"
+    TABLE = "Operations"
 
     @translated(DEPENDENCY)
     def add(self, operation: Operation) -> Operation:
@@ -145,13 +152,8 @@ class TableOperationRepository:
         return replace(operation, etag=meta["etag"])
 
 
-class TableIdempotencyStore:
-    def __init__(self, state: TableState) -> None:
-        self.state = state
-
-    @property
-    def table(self) -> TableClient:
-        return self.state.table("IdempotencyKeys")
+class TableIdempotencyStore(_TableRecords):
+    TABLE = "IdempotencyKeys"
 
     @translated(DEPENDENCY)
     def claim(self, record: IdempotencyRecord, expired_before: datetime) -> IdempotencyRecord:
@@ -190,15 +192,9 @@ def _key_row(key: str) -> tuple[str, str]:
     return digest[:2], digest
 
 
-class TableStorageRepository:
+class TableStorageRepository(_TableRecords):
     PARTITION = "storage"
-
-    def __init__(self, state: TableState) -> None:
-        self.state = state
-
-    @property
-    def table(self) -> TableClient:
-        return self.state.table("Storages")
+    TABLE = "Storages"
 
     @translated(DEPENDENCY)
     def get(self, name: str) -> StorageInfo | None:
@@ -230,19 +226,13 @@ class TableStorageRepository:
         self.table.delete_entity(self.PARTITION, name)
 
 
-class TableAttachmentRepository:
+class TableAttachmentRepository(_TableRecords):
     """One partition; each attachment is two rows written in one transaction: `vm|rg|vm`
     (unique: a VM has at most one attachment) and `storage|name|rg|vm` (lists a storage's VMs).
     `|` cannot occur in Azure resource names, so the keys cannot collide."""
 
     PARTITION = "attachment"
-
-    def __init__(self, state: TableState) -> None:
-        self.state = state
-
-    @property
-    def table(self) -> TableClient:
-        return self.state.table("Attachments")
+    TABLE = "Attachments"
 
     @translated(DEPENDENCY)
     def get(self, resource_group: str, vm: str) -> Attachment | None:
@@ -308,20 +298,17 @@ class TableAttachmentRepository:
                 encode(attachment, self.PARTITION, storage_key))
 
 
-class TableLockManager:
+class TableLockManager(_TableRecords):
     """Per-resource locks: a row per resource with an expiring lease. Every change is conditional
     on the ETag read, so of two workers racing for one lock exactly one wins."""
 
     PARTITION = "lock"
+    TABLE = "Locks"
 
     def __init__(self, state: TableState, clock: Clock, lease_seconds: int) -> None:
-        self.state = state
+        super().__init__(state)
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
-
-    @property
-    def table(self) -> TableClient:
-        return self.state.table("Locks")
 
     @translated(DEPENDENCY)
     def acquire(self, key: str, owner: str, holder: str) -> Lease:
