@@ -155,4 +155,6 @@ def _probe(probe: Probe) -> str:
         probe.check()
     except core.errors.ServiceError as err:
         return err.message
+    except Exception as err:  # readiness reports any failure; it is never a 500
+        return f"{type(err).__name__}"
     return "ok"

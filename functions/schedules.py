@@ -1,5 +1,6 @@
-"""Timers (NCRONTAB, UTC). Reconciliation and cost work land with their issues; until then each
-run is logged."""
+"""Timers (NCRONTAB, UTC). A timer does not retry a failed run; each waits for its next
+occurrence, so every run must be safe to repeat. Reconciliation and cost work land with their
+issues; until then those runs are logged."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ import logging
 
 import azure.functions as func
 
+from . import core
+
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
+
+
+@bp.schedule(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=True)
+def requeue_stalled_operations(timer: func.TimerRequest) -> None:
+    """Operations recorded but never started (their message was lost) are queued again."""
+    count = core.bootstrap.container().intake.requeue_stalled()
+    log.log(logging.WARNING if count else logging.INFO, "stall sweep: %d operation(s) queued again", count)
 
 
 @bp.schedule(arg_name="timer", schedule="0 */15 * * * *", run_on_startup=False, use_monitor=True)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from .domain.messages import OPERATIONS_QUEUE
+from .domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from .domain.operations import OperationKind
 from .ports import Clock, Probe
 from .services.attachments import AttachmentService
@@ -37,10 +37,12 @@ if TYPE_CHECKING:
 
 class Container:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 handlers: Mapping[OperationKind, Handler] | None = None) -> None:
+                 handlers: Mapping[OperationKind, Handler] | None = None,
+                 heartbeat_seconds: float | None = None) -> None:
         self.settings = settings
         self._clock = clock
         self._handlers = handlers
+        self._heartbeat_seconds = heartbeat_seconds
 
     @cached_property
     def clock(self) -> Clock:
@@ -92,6 +94,12 @@ class Container:
 
         return StorageQueue(self.settings.storage, OPERATIONS_QUEUE)
 
+    @cached_property
+    def poison_queue(self) -> StorageQueue:
+        from .adapters.queues import StorageQueue
+
+        return StorageQueue(self.settings.storage, POISON_QUEUE)
+
     @property
     def probes(self) -> list[Probe]:
         return [self.state, self.queue]
@@ -113,7 +121,9 @@ class Container:
     @cached_property
     def worker(self) -> OperationWorker:
         handlers = self._handlers if self._handlers is not None else self._operation_handlers()
-        return OperationWorker(self.operations, self.locks, self.clock, handlers)
+        return OperationWorker(self.operations, self.locks, self.queue, self.poison_queue, self.clock,
+                               handlers, heartbeat_seconds=self._heartbeat_seconds
+                               or self.settings.lock_lease_seconds / 3)
 
     def _operation_handlers(self) -> dict[OperationKind, Handler]:
         """The service that runs each operation kind. Kinds without one end Failed with

@@ -7,7 +7,7 @@ page (possibly empty), `delete`/`remove`/`release` succeed when the thing is alr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
@@ -29,7 +29,8 @@ class IdempotencyRecord:
     fingerprint: str  # what the first request asked for; a different ask with the same key is refused
     operation_id: str
     created_at: datetime
-    queued: bool = False  # its operation's message was sent; a replay must not send another
+    queued: bool = False  # a request with this key sends (or sent) the message; no other may
+    etag: str | None = field(default=None, compare=False)  # stored version, for conditional updates
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,21 @@ class OperationRepository(Protocol):
     def save(self, operation: Operation) -> Operation:
         """Replace the record, only if unchanged since it was read (raises ConcurrentUpdate)."""
 
+    def list_stalled(self, updated_before: datetime) -> list[Operation]:
+        """Pending operations never started and untouched since `updated_before`."""
+
 
 class IdempotencyStore(Protocol):
     def claim(self, record: IdempotencyRecord, expired_before: datetime) -> IdempotencyRecord:
         """Store `record` unless the key is held by a record newer than `expired_before`; return
         whichever record holds the key afterwards."""
 
-    def mark_queued(self, key: str) -> None: ...
+    def reserve_send(self, record: IdempotencyRecord) -> bool:
+        """Mark the key's operation as queued, only if the record is unchanged since `record` was
+        read: of concurrent requests with one key, exactly one gets True and sends the message."""
+
+    def release_send(self, record: IdempotencyRecord) -> None:
+        """Undo a reservation whose message could not be sent, so a replay sends it."""
 
 
 class StorageRepository(Protocol):

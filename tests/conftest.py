@@ -109,8 +109,10 @@ def clock() -> FakeClock:
 def make_app(settings: Settings, clock: FakeClock) -> Iterator[Callable[..., Container]]:
     """Build and install the process-wide container, with test handlers if given. The shared
     `operations` queue is emptied so each test sees only its own messages."""
-    def build(handlers: Mapping[Any, Any] | None = None, app_settings: Settings | None = None) -> Container:
-        container = Container(app_settings or settings, clock=clock, handlers=handlers)
+    def build(handlers: Mapping[Any, Any] | None = None, app_settings: Settings | None = None,
+              heartbeat_seconds: float | None = None) -> Container:
+        container = Container(app_settings or settings, clock=clock, handlers=handlers,
+                              heartbeat_seconds=heartbeat_seconds)
         container.queue.check()  # creates the queue
         container.queue.client.clear_messages()
         poison = QueueClient.from_connection_string(container.settings.storage.connection_string or "",

@@ -1,7 +1,8 @@
 """Translate azure-core exceptions into the service's errors, by type and status, never by text.
 
 Throttling (429), server errors (5xx), timeouts and connection failures are transient: the queue
-retries them and the HTTP API answers 503 with Retry-After. Anything else an adapter did not
+retries them and the HTTP API answers 503 with Retry-After. A refused credential (401/403) is a
+ConfigurationError: an operator must fix a setting or a role. Anything else an adapter did not
 expect is a bug and propagates unchanged.
 """
 
@@ -12,9 +13,14 @@ import re
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
-from shared.domain.errors import ErrorCode, TransientError
+from shared.domain.errors import ConfigurationError, ErrorCode, TransientError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -24,6 +30,14 @@ DEFAULT_RETRY_AFTER = 5
 
 def transient_error(err: Exception, dependency: str) -> TransientError | None:
     """The TransientError `err` amounts to, or None when it is not transient."""
+    status = getattr(err, "status_code", None)
+    if isinstance(err, ClientAuthenticationError) or status in (401, 403):
+        return ConfigurationError(
+            f"{dependency} refused the app's credentials.",
+            causes=[f"HTTP {status}" if status else type(err).__name__],
+            try_hint="check the connection string, or the app identity's data roles on the account",
+            retry_after=DEFAULT_RETRY_AFTER,
+        )
     if isinstance(err, (ServiceRequestError, ServiceResponseError)):
         return TransientError(
             f"{dependency} could not be reached.",
@@ -31,7 +45,6 @@ def transient_error(err: Exception, dependency: str) -> TransientError | None:
             try_hint="try again shortly",
             retry_after=DEFAULT_RETRY_AFTER,
         )
-    status = getattr(err, "status_code", None)
     if isinstance(err, HttpResponseError) and status in TRANSIENT_STATUSES:
         throttled = status == 429
         return TransientError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,12 +24,17 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from shared.domain.errors import ConcurrentUpdate, ErrorCode, ResourceBusy, TransientError, ValidationError
+from shared.domain.errors import ConcurrentUpdate, LeaseLost, ResourceBusy, ValidationError
 from shared.domain.models import Attachment, StorageInfo, attached_elsewhere
-from shared.domain.operations import Operation
+from shared.domain.operations import Operation, OperationStatus
 from shared.domain.serialization import format_time, from_json, parse_time, to_json
 from shared.ports import Clock, IdempotencyRecord, Lease, Page
 from shared.settings import StorageConnection
@@ -42,7 +48,9 @@ T = TypeVar("T")
 DEPENDENCY = "Table Storage"
 JSON_SUFFIX = "Json"
 MAX_PROPERTY_CHARS = 32_000  # Table Storage holds at most 64 KiB (UTF-16) per string property
-_TOKEN_PART = re.compile(r"[A-Za-z0-9+/=_-]{1,1024}")
+# Continuation values are opaque to us (Azure's look like "1!8!U21pdGg-"); anything printable is
+# passed on, and the service's own 400 for a value it did not issue becomes a ValidationError.
+_TOKEN_PART = re.compile(r"[\x21-\x7e]{1,1024}")
 _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 20}
 
 
@@ -151,6 +159,14 @@ class TableOperationRepository(_TableRecords):
                                    try_hint="the queue will retry with the current record") from err
         return replace(operation, etag=meta["etag"])
 
+    @translated(DEPENDENCY)
+    def list_stalled(self, updated_before: datetime) -> list[Operation]:
+        # Timestamps are fixed-width ISO text, so they compare as strings.
+        entities = self.table.query_entities(
+            "status eq @status and attempts eq 0 and updatedAt lt @before",
+            parameters={"status": OperationStatus.PENDING.value, "before": format_time(updated_before)})
+        return [replace(decode(Operation, e), etag=e.metadata["etag"]) for e in entities]
+
 
 class TableIdempotencyStore(_TableRecords):
     TABLE = "IdempotencyKeys"
@@ -162,28 +178,39 @@ class TableIdempotencyStore(_TableRecords):
                   "operationId": record.operation_id, "createdAt": format_time(record.created_at),
                   "queued": record.queued}
         try:
-            self.table.create_entity(entity)
-            return record
+            return replace(record, etag=self.table.create_entity(entity)["etag"])
         except ResourceExistsError:
             pass
         held = self.table.get_entity(partition, row)
         holder = IdempotencyRecord(record.key, held["fingerprint"], held["operationId"],
-                                   parse_time(held["createdAt"]), bool(held.get("queued")))
+                                   parse_time(held["createdAt"]), bool(held.get("queued")),
+                                   held.metadata["etag"])
         if holder.created_at >= expired_before:
             return holder
         try:  # the old claim has expired: this request starts afresh
-            self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=held.metadata["etag"],
-                                     match_condition=MatchConditions.IfNotModified)
-            return record
+            meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=holder.etag,
+                                            match_condition=MatchConditions.IfNotModified)
+            return replace(record, etag=meta["etag"])
         except (ResourceModifiedError, ResourceNotFoundError):
             return self.claim(record, expired_before)
 
+    @translated(DEPENDENCY)
+    def reserve_send(self, record: IdempotencyRecord) -> bool:
+        partition, row = _key_row(record.key)
+        try:
+            self.table.update_entity({"PartitionKey": partition, "RowKey": row, "queued": True},
+                                     mode=UpdateMode.MERGE, etag=record.etag,
+                                     match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
 
     @translated(DEPENDENCY)
-    def mark_queued(self, key: str) -> None:
-        partition, row = _key_row(key)
-        self.table.update_entity({"PartitionKey": partition, "RowKey": row, "queued": True},
-                                 mode=UpdateMode.MERGE)
+    def release_send(self, record: IdempotencyRecord) -> None:
+        partition, row = _key_row(record.key)
+        with contextlib.suppress(ResourceNotFoundError):
+            self.table.update_entity({"PartitionKey": partition, "RowKey": row, "queued": False},
+                                     mode=UpdateMode.MERGE)
 
 
 def _key_row(key: str) -> tuple[str, str]:
@@ -212,7 +239,12 @@ class TableStorageRepository(_TableRecords):
         pages = self.table.query_entities(query, parameters=params, results_per_page=page_size)
         # Table Storage continuation tokens are dicts, though ItemPaged annotates them as str.
         pager = pages.by_page(continuation_token=_decode_token(continuation))  # type: ignore[arg-type]
-        items = [decode(StorageInfo, e) for e in next(pager, [])]
+        try:
+            items = [decode(StorageInfo, e) for e in next(pager, [])]
+        except HttpResponseError as err:
+            if continuation is None or err.status_code != 400:
+                raise
+            raise _forged_token() from err
         return Page(items, _encode_token(pager.continuation_token))  # type: ignore[attr-defined]
 
     @translated(DEPENDENCY)
@@ -320,16 +352,20 @@ class TableLockManager(_TableRecords):
             pass
         try:
             current = self.table.get_entity(self.PARTITION, key)
-        except ResourceNotFoundError:  # released between our two calls: try once more
-            return self._lease(entity, self.table.create_entity(entity))
-        if parse_time(current["expiresAt"]) > now:
-            raise self._busy(key, f"operation {current['holder']}", current["expiresAt"])
+        except ResourceNotFoundError:  # released between our two calls: one more try
+            try:
+                return self._lease(entity, self.table.create_entity(entity))
+            except ResourceExistsError as err:
+                raise self._busy(key, None, None) from err
+        expires_at = parse_time(current["expiresAt"])
+        if expires_at > now:
+            raise self._busy(key, current["holder"], expires_at)
         try:  # expired: take it over, unless another worker just did
             meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE,
                                             etag=current.metadata["etag"],
                                             match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError) as err:
-            raise self._busy(key, "another worker, which took over the expired lease", None) from err
+            raise self._busy(key, None, None) from err
         log.warning("lock %s: took over an expired lease of %s", key, current["holder"])
         return self._lease(entity, meta)
 
@@ -340,9 +376,8 @@ class TableLockManager(_TableRecords):
             meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=lease.etag,
                                             match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError) as err:
-            raise TransientError(f"The lock on {lease.key} was lost after its lease expired.",
-                                 causes=["another worker took it over"],
-                                 code=ErrorCode.LEASE_LOST) from err
+            raise LeaseLost(f"The lock on {lease.key} was lost after its lease expired.",
+                            causes=["another worker took it over"]) from err
         return self._lease(entity, meta)
 
     @translated(DEPENDENCY)
@@ -365,11 +400,12 @@ class TableLockManager(_TableRecords):
                      parse_time(entity["expiresAt"]), meta["etag"])
 
     @staticmethod
-    def _busy(key: str, holder: str, until: str | None) -> ResourceBusy:
-        lease = f"; its lease runs until {until}" if until else ""
-        return ResourceBusy(f"{key} is busy with {holder}.",
+    def _busy(key: str, holder: str | None, until: datetime | None) -> ResourceBusy:
+        lease = f"; its lease runs until {format_time(until)}" if until else ""
+        who = f"operation {holder}" if holder else "another worker"
+        return ResourceBusy(f"{key} is busy with {who}.", holder=holder, until=until,
                             causes=[f"one mutating operation per resource at a time{lease}"],
-                            try_hint="the queue retries this operation when the other one finishes",
+                            try_hint="this operation runs when the resource is free",
                             retry_after=15)
 
 
@@ -392,6 +428,10 @@ def _decode_token(text: str | None) -> dict[str, str] | None:
         token = None
     if not (isinstance(token, dict) and token.keys() <= {"PartitionKey", "RowKey"}
             and all(isinstance(v, str) and _TOKEN_PART.fullmatch(v) for v in token.values())):
-        raise ValidationError("'$skipToken' is not a token this service issued.",
-                              try_hint="follow nextLink exactly as returned, or start from the first page")
+        raise _forged_token()
     return token
+
+
+def _forged_token() -> ValidationError:
+    return ValidationError("'$skipToken' is not a token this service issued.",
+                           try_hint="follow nextLink exactly as returned, or start from the first page")

@@ -11,7 +11,8 @@ Every error carries a stable code, a message, the likely causes and a "try" hint
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -128,9 +129,23 @@ class TransientError(ServiceError):
 
 
 class ResourceBusy(TransientError):
-    """Another operation holds the lock on the same resource."""
+    """Someone holds the lock on the resource: `holder` names the operation (possibly another
+    delivery of the same one), `until` is when its lease runs out unless renewed."""
 
     default_code = ErrorCode.RESOURCE_BUSY
+
+    def __init__(self, message: str, *, holder: str | None = None, until: datetime | None = None,
+                 causes: Iterable[str] = (), try_hint: str | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(message, causes=causes, try_hint=try_hint, retry_after=retry_after)
+        self.holder = holder
+        self.until = until
+
+
+class LeaseLost(TransientError):
+    """A lock's lease ran out and someone else took it: stop, and write nothing more."""
+
+    default_code = ErrorCode.LEASE_LOST
 
 
 class ConcurrentUpdate(TransientError):
@@ -144,16 +159,3 @@ class ConfigurationError(TransientError):
 
     default_code = ErrorCode.CONFIGURATION_ERROR
 
-
-def error_from_dict(data: Mapping[str, Any]) -> DomainError:
-    """Rebuild a recorded error (e.g. a Failed operation's) for display or re-raising."""
-    try:
-        code = ErrorCode(data.get("code"))
-    except ValueError:
-        code = ErrorCode.INTERNAL_ERROR
-    return DomainError(
-        str(data.get("message", "")),
-        causes=[str(c) for c in data.get("causes", ())],
-        try_hint=data.get("try"),
-        code=code,
-    )

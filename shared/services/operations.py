@@ -2,16 +2,20 @@
 
 `Idempotency-Key`: the same key and the same request return the same operation and queue
 nothing new; the same key with a different request is refused. Keys are remembered for 24 hours.
-A request whose message could not be queued answers 503; a replay with the same key queues it.
+A request whose message could not be queued answers 503; a replay with the same key queues it,
+and so does the stall sweep (`requeue_stalled`, on a timer) if the process died in between.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from shared.domain.commands import Command, params_of
 from shared.domain.errors import Conflict, ErrorCode, NotFound, TransientError
@@ -22,6 +26,7 @@ from shared.ports import Clock, IdempotencyRecord, IdempotencyStore, OperationQu
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+STALLED_AFTER = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -71,32 +76,48 @@ class OperationIntake:
             )
         return operation
 
+    def requeue_stalled(self) -> int:
+        """Queue again every Pending operation that no worker started within STALLED_AFTER: its
+        message was lost between recording and sending (a crash, a queue outage). A duplicate
+        message is harmless; a missing one would leave the operation Pending forever."""
+        now = self.clock.now()
+        stalled = self.operations.list_stalled(now - STALLED_AFTER)
+        for operation in stalled:
+            self.queue.send(operation.id)
+            notice = TransientError(f"No worker started it within {STALLED_AFTER}; queued again.")
+            with contextlib.suppress(TransientError):  # the message went out; the note is a nicety
+                self.operations.save(operation.note_retry(notice, now))
+            for_operation(log, operation.id).warning("stalled: queued again")
+        return len(stalled)
+
     def _record_and_queue(self, operation: Operation, claim: IdempotencyRecord | None) -> Operation:
-        """Idempotent: re-recording returns the existing record, and a message goes out only if
-        no earlier request sent one."""
+        """Idempotent: re-recording returns the existing record, and of all the requests with one
+        Idempotency-Key exactly one sends the message (the one that reserves the send)."""
         recorded = self.operations.add(operation)
-        if claim is not None and claim.queued:
-            return recorded
         if recorded.status is not OperationStatus.PENDING:
             return recorded  # a worker already has it
+        if claim is not None and (claim.queued or not self.idempotency.reserve_send(claim)):
+            return recorded  # an earlier or concurrent request with this key sends it
         oplog = for_operation(log, recorded.id)
         try:
             self.queue.send(recorded.id)
         except TransientError as err:
             oplog.warning("could not be queued: %s", err.message)
-            if claim is None:  # nobody can replay it: do not leave it Pending forever
-                self._fail_quietly(recorded, err)
+            if claim is None:  # nobody can replay it: do not leave it Pending
+                self._quietly(self.operations.save, recorded.fail(err, self.clock.now()))
+            else:  # a replay with the same key sends it
+                self._quietly(self.idempotency.release_send, claim)
             raise
-        if claim is not None:
-            self.idempotency.mark_queued(claim.key)
         oplog.info("%s %s accepted", recorded.kind.value, recorded.target)
         return recorded
 
-    def _fail_quietly(self, operation: Operation, err: TransientError) -> None:
+    @staticmethod
+    def _quietly(write: Callable[[Any], object], value: Any) -> None:
+        """Best effort while already failing; if it fails too, the stall sweep repairs it."""
         try:
-            self.operations.save(operation.fail(err, self.clock.now()))
-        except TransientError:
-            for_operation(log, operation.id).warning("could not record the failure either")
+            write(value)
+        except TransientError as err:
+            log.warning("could not record it either: %s", err.message)
 
 
 def fingerprint(operation: Operation) -> str:

@@ -1,43 +1,58 @@
 """The worker: runs one queued operation to its end, safely under at-least-once delivery.
 
 For each message: load the operation (finished ones are acknowledged untouched), take the locks
-of every resource it mutates, mark it Running, run the handler for its kind, and end it
-Succeeded or Failed. A `DomainError` ends it Failed and acknowledges the message; a
-`TransientError` (or an unexpected exception) is recorded as `lastError` and re-raised, so the
-queue delivers the message again; after the last delivery the poison handler (`give_up`) ends it
-Failed with the reason. Handlers must make every step safe to run twice.
+of every resource it mutates, mark it Running, run the handler for its kind while a heartbeat
+keeps the locks, and end it Succeeded or Failed.
+
+- A `DomainError` ends it Failed and acknowledges the message.
+- A busy resource spends no delivery: the message is sent again with a delay and this one is
+  acknowledged. When the lock is held by another delivery of the *same* operation (a duplicate
+  message, or a crashed worker whose lease has not run out) nothing is written: only the lock
+  holder writes the operation.
+- Any other `TransientError`, or an unexpected exception, is recorded as `lastError` and
+  re-raised, so the host delivers the message again; after the last delivery the poison handler
+  (`give_up`) ends it Failed with the reason, unless a live delivery of it is still running.
+
+Handlers must make every step safe to run twice.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from shared.domain import messages
 from shared.domain.commands import Command, command_for
-from shared.domain.errors import DomainError, ErrorCode, ServiceError, TransientError
+from shared.domain.errors import DomainError, ErrorCode, LeaseLost, ResourceBusy, ServiceError, TransientError
 from shared.domain.operations import Operation, OperationKind
 from shared.logs import OperationLog, for_operation
-from shared.ports import Clock, Lease, LockManager, OperationRepository
+from shared.ports import Clock, Lease, LockManager, OperationQueue, OperationRepository
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Command, "OperationContext"], Mapping[str, Any] | None]
+MIN_DEFER_SECONDS = 5
+MAX_DEFER_SECONDS = 30
 
 
 class OperationContext:
-    """What a handler gets besides its command: progress reporting that also keeps its locks."""
+    """What a handler gets besides its command: progress reporting, and the leases on the
+    resources it mutates, renewed by a heartbeat while it runs."""
 
     def __init__(self, operation: Operation, operations: OperationRepository, locks: LockManager,
-                 leases: list[Lease], clock: Clock) -> None:
+                 clock: Clock) -> None:
         self.operation = operation
-        self.leases = leases
+        self.leases: list[Lease] = []
         self.log: OperationLog = for_operation(log, operation.id)
         self._operations = operations
         self._locks = locks
         self._clock = clock
+        self._renewing = threading.Lock()
+        self._lost: ServiceError | None = None
 
     def start(self) -> None:
         self.operation = self._operations.save(self.operation.start(self._clock.now()))
@@ -51,17 +66,50 @@ class OperationContext:
         self.log.info("step %d/%d: %s", done, total, step)
 
     def heartbeat(self) -> None:
-        """Extend the locks during long steps; raises if a lock was lost."""
-        self.leases[:] = [self._locks.renew(lease) for lease in self.leases]
+        """Extend the leases; raises (and keeps raising) once one could not be kept."""
+        with self._renewing:
+            if self._lost is not None:
+                raise self._lost
+            try:
+                self.leases[:] = [self._locks.renew(lease) for lease in self.leases]
+            except ServiceError as err:
+                self._lost = err
+                raise
+
+    @contextmanager
+    def heartbeat_every(self, seconds: float) -> Iterator[None]:
+        """Renew the leases every `seconds` in the background, so a single long step cannot
+        outlive them; a lease that cannot be renewed stops the handler at its next progress."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(seconds):
+                try:
+                    self.heartbeat()
+                except ServiceError as err:
+                    self.log.warning("heartbeat stopped: %s", err.message)
+                    return
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{self.operation.id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 class OperationWorker:
-    def __init__(self, operations: OperationRepository, locks: LockManager, clock: Clock,
-                 handlers: Mapping[OperationKind, Handler]) -> None:
+    def __init__(self, operations: OperationRepository, locks: LockManager, queue: OperationQueue,
+                 poison_queue: OperationQueue, clock: Clock, handlers: Mapping[OperationKind, Handler],
+                 *, heartbeat_seconds: float) -> None:
         self.operations = operations
         self.locks = locks
+        self.queue = queue
+        self.poison_queue = poison_queue
         self.clock = clock
         self.handlers = handlers
+        self.heartbeat_seconds = heartbeat_seconds
 
     def process(self, body: bytes | str) -> None:
         operation = self._load(body)
@@ -73,12 +121,18 @@ class OperationWorker:
         except DomainError as err:
             self._finish(operation.fail(err, self.clock.now()))
             return
-        context = OperationContext(operation, self.operations, self.locks, [], self.clock)
+        context = OperationContext(operation, self.operations, self.locks, self.clock)
         try:
-            self._lock(command, context)
+            self._lock(command.lock_keys, context)
             context.start()
-            result = handler(command, context)
+            with context.heartbeat_every(self.heartbeat_seconds):
+                result = handler(command, context)
             self._finish(context.operation.succeed(result, self.clock.now()))
+        except ResourceBusy as busy:
+            self._defer(context.operation, busy, self.queue)
+        except LeaseLost:
+            context.log.warning("lost its lock; stopping without writing, the queue will retry")
+            raise
         except DomainError as err:
             self._finish(context.operation.fail(err, self.clock.now()))
         except TransientError as err:
@@ -94,19 +148,24 @@ class OperationWorker:
             self._release(context)
 
     def give_up(self, body: bytes | str) -> None:
-        """For a message the queue stopped retrying: end its operation Failed, saying why."""
+        """For a message the queue stopped retrying: end its operation Failed, saying why, under
+        its locks. If a live delivery of it holds them, that delivery finishes it; check again
+        when its lease would run out."""
         operation = self._load(body)
         if operation is None:
             return
-        last = operation.last_error or {}
-        error = DomainError(
-            "The operation was retried until the queue gave up.",
-            causes=[f"last error: [{last.get('code')}] {last.get('message')}"] if last else [
-                "it failed on every delivery without recording an error"],
-            try_hint="fix the cause above, then submit the request again",
-            code=ErrorCode.RETRIES_EXHAUSTED,
-        )
-        self._finish(operation.fail(error, self.clock.now()))
+        context = OperationContext(operation, self.operations, self.locks, self.clock)
+        try:
+            self._lock(_lock_keys_of(operation), context)
+        except ResourceBusy as busy:
+            if busy.holder == operation.id:
+                self._defer(operation, busy, self.poison_queue)
+                return  # still running elsewhere
+            # Held by another operation, so no delivery of this one is running: end it.
+        try:
+            self._finish(context.operation.fail(_retries_exhausted(operation), self.clock.now()))
+        finally:
+            self._release(context)
 
     def _load(self, body: bytes | str) -> Operation | None:
         operation_id = messages.decode(body)
@@ -130,10 +189,23 @@ class OperationWorker:
                               code=ErrorCode.UNSUPPORTED_OPERATION)
         return handler
 
-    def _lock(self, command: Command, context: OperationContext) -> None:
+    def _lock(self, keys: Iterable[str], context: OperationContext) -> None:
         owner = uuid.uuid4().hex  # unique per delivery: a duplicate message cannot share the lock
-        for key in sorted(command.lock_keys):  # one global order: no two workers deadlock
+        for key in sorted(keys):  # one global order: no two workers deadlock
             context.leases.append(self.locks.acquire(key, owner, context.operation.id))
+
+    def _defer(self, operation: Operation, busy: ResourceBusy, queue: OperationQueue) -> None:
+        """Look again later, without spending a delivery: send the message anew with a delay
+        (until the lease would run out, within bounds) and acknowledge this one."""
+        remaining = (busy.until - self.clock.now()).total_seconds() if busy.until else 0
+        delay = int(max(MIN_DEFER_SECONDS, min(MAX_DEFER_SECONDS, remaining + 1)))
+        oplog = for_operation(log, operation.id)
+        if busy.holder == operation.id:
+            oplog.info("another delivery of it holds the lock; looking again in %ds", delay)
+        else:
+            oplog.info("waiting for a busy resource (%s); looking again in %ds", busy.message, delay)
+            self._note_retry(operation, busy)  # no delivery of it runs: the record is ours
+        queue.send(operation.id, delay_seconds=delay)
 
     def _finish(self, operation: Operation) -> None:
         self.operations.save(operation)
@@ -154,5 +226,23 @@ class OperationWorker:
         for lease in context.leases:
             try:
                 self.locks.release(lease)
-            except ServiceError as err:  # the lease expires on its own
+            except ServiceError as err:  # the lease runs out on its own
                 context.log.warning("lock %s not released: %s", lease.key, err.message)
+
+
+def _lock_keys_of(operation: Operation) -> tuple[str, ...]:
+    try:
+        return command_for(operation).lock_keys
+    except DomainError:
+        return ()  # unreadable parameters: nothing to lock, nothing can be running it
+
+
+def _retries_exhausted(operation: Operation) -> DomainError:
+    last = operation.last_error or {}
+    return DomainError(
+        "The operation was retried until the queue gave up.",
+        causes=[f"last error: [{last.get('code')}] {last.get('message')}"] if last else [
+            "it failed on every delivery without recording an error"],
+        try_hint="fix the cause above, then submit the request again",
+        code=ErrorCode.RETRIES_EXHAUSTED,
+    )

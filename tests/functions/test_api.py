@@ -3,6 +3,7 @@ records and what it queues."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,23 @@ def record_storage(app: Container, clock: FakeClock, name: str = "teamhome", gro
 
 def record_attachment(app: Container, clock: FakeClock, vm: str, storage: str = "teamhome") -> Attachment:
     return app.attachments.add(Attachment(storage, vm, DEFAULT_GROUP, "/home/azureuser", clock.now()))
+
+
+def post_at_once(api: Client, count: int, body: Any, headers: dict[str, str]) -> list[Any]:
+    """`count` identical POSTs released at the same instant from their own threads."""
+    barrier = threading.Barrier(count)
+    answers: list[Any] = []
+
+    def post() -> None:
+        barrier.wait()
+        answers.append(api.post("/api/storage", body, headers=headers))
+
+    threads = [threading.Thread(target=post) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
 
 
 def assert_error(answer: Any, status: int, code: str) -> dict[str, Any]:
@@ -93,6 +111,14 @@ class TestIdempotencyKey:
         first = api.post("/api/storage", {"name": "teamhome"}).json()["id"]
         second = api.post("/api/storage", {"name": "teamhome"}).json()["id"]
         assert first != second and sorted(queued()) == sorted([first, second])
+
+    def test_concurrent_requests_with_one_key_queue_one_message(self, api: Client, queued: Queued) -> None:
+        for round_ in range(5):
+            answers = post_at_once(api, 3, {"name": "teamhome"}, {"Idempotency-Key": f"race-{round_}"})
+            assert [a.status for a in answers] == [202, 202, 202]
+            assert len({a.json()["id"] for a in answers}) == 1
+        ids = queued()
+        assert len(ids) == len(set(ids)) == 5
 
     def test_unusable_key_is_400(self, api: Client, queued: Queued) -> None:
         assert_error(api.post("/api/storage", {"name": "teamhome"}, headers={"Idempotency-Key": "a b"}),
@@ -232,6 +258,25 @@ class TestOtherRoutes:
         assert ready.json() == {"status": "ok", "checks": {"tables": "ok", "queue operations": "ok"}}
 
 
+class TestStalledOperations:
+    def test_the_sweep_queues_operations_no_worker_started(self, app: Container, api: Client, clock: FakeClock,
+                                                           functions: FunctionIndex, queued: Queued) -> None:
+        from shared.domain.operations import Operation, OperationKind
+
+        lost = app.operations.add(Operation.new(OperationKind.CREATE_STORAGE, "storage/lost",
+                                                {"name": "lost", "resourceGroup": "rg1"}, clock.now()))
+        started = app.operations.add(Operation.new(OperationKind.CREATE_STORAGE, "storage/busy",
+                                                   {"name": "busy", "resourceGroup": "rg1"}, clock.now()))
+        app.operations.save(started.start(clock.now()))
+        clock.advance(16 * 60)
+        fresh = api.post("/api/storage", {"name": "fresh"}).json()["id"]
+        functions.fire_timer("requeue_stalled_operations")
+        assert sorted(queued()) == sorted([fresh, lost.id])
+        assert "queued again" in api.get(f"/api/operations/{lost.id}").json()["lastError"]["message"]
+        functions.fire_timer("requeue_stalled_operations")  # touched: not again within 15 minutes
+        assert len(queued()) == 2
+
+
 class TestDependencyDown:
     def test_unreachable_storage_is_503_with_retry_after(self, functions: FunctionIndex,
                                                          settings: Settings) -> None:
@@ -246,6 +291,42 @@ class TestDependencyDown:
             assert answer.headers["Retry-After"] == "5" and "could not be reached" in error["message"]
             ready = client.get("/api/health", query={"ready": "true"})
             assert ready.status == 503 and ready.json()["status"] == "unavailable"
+        finally:
+            bootstrap.use(None)
+
+    def test_a_queue_outage_answers_503_and_a_replay_with_the_key_queues_it(
+            self, functions: FunctionIndex, settings: Settings, make_app: Callable[..., Container],
+            queued: Queued) -> None:
+        working = bootstrap.container()
+        assert settings.storage.connection_string
+        no_queue = settings.storage.connection_string.replace(
+            settings.storage.connection_string.split("QueueEndpoint=")[1].split(";")[0],
+            "http://127.0.0.1:9/devstoreaccount1")
+        bootstrap.use(Container(replace(settings, storage=StorageConnection(connection_string=no_queue))))
+        client = Client(functions)
+        key = {"Idempotency-Key": "outage-1"}
+        assert_error(client.post("/api/storage", {"name": "teamhome"}, headers=key), 503, "ServiceUnavailable")
+        unkeyed = client.post("/api/storage", {"name": "teamhome"})
+        assert_error(unkeyed, 503, "ServiceUnavailable")
+        recorded = list(working.state.table("Operations").list_entities())
+        assert sorted(e["status"] for e in recorded) == ["Failed", "Pending"]  # unkeyed: not left Pending
+
+        bootstrap.use(working)
+        replay = client.post("/api/storage", {"name": "teamhome"}, headers=key)
+        assert replay.status == 202 and replay.headers["Idempotent-Replayed"] == "true"
+        assert queued() == [replay.json()["id"]]
+
+    def test_refused_credentials_are_503_naming_the_cause(self, functions: FunctionIndex,
+                                                          settings: Settings) -> None:
+        assert settings.storage.connection_string
+        wrong_key = settings.storage.connection_string.replace(DEV_ACCOUNT_KEY, "d3Jvbmcta2V5" * 8)
+        bootstrap.use(Container(replace(settings, storage=StorageConnection(connection_string=wrong_key))))
+        try:
+            client = Client(functions)
+            error = assert_error(client.get("/api/storage"), 503, "ConfigurationError")
+            assert "refused the app's credentials" in error["message"]
+            ready = client.get("/api/health", query={"ready": "true"})
+            assert ready.status == 503 and "refused" in ready.json()["checks"]["tables"]
         finally:
             bootstrap.use(None)
 

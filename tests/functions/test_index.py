@@ -32,14 +32,15 @@ def test_only_health_and_the_api_document_are_anonymous(functions: FunctionIndex
 
 def test_queue_timer_and_event_grid_triggers(functions: FunctionIndex) -> None:
     assert set(functions.queue_triggers) == {"operations", "operations-poison"}
-    assert set(functions.timers) == {"reconcile_attachments", "refresh_costs", "send_cost_digest"}
+    assert set(functions.timers) == {"requeue_stalled_operations", "reconcile_attachments", "refresh_costs",
+                                     "send_cost_digest"}
     assert functions.timers["reconcile_attachments"][0].schedule == "0 */15 * * * *"
     assert set(functions.event_grid) == {"on_resource_event"}
 
 
 def test_function_names_are_unique_and_bindings_use_the_app_storage_setting() -> None:
     index = FunctionIndex(function_app.app)
-    assert len(index.names) == len(index.http_routes) + 2 + 3 + 1
+    assert len(index.names) == len(index.http_routes) + 2 + 4 + 1
     function_app.app.functions_bindings = None
     for function in function_app.app.get_functions():
         for binding in json.loads(function.get_function_json())["bindings"]:

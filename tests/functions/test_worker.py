@@ -5,6 +5,7 @@ the storage and attachment services of later issues."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -133,23 +134,74 @@ def test_unexpected_exceptions_are_retried_like_transient_ones(run: Any) -> None
     assert op["status"] == "Succeeded" and op["lastError"]["code"] == "InternalError"
 
 
-def test_a_held_lock_leaves_the_operation_pending_until_it_is_free(run: Any) -> None:
+def waiting(app: Container) -> int:
+    """Messages on the operations queue, including delayed (deferred) ones."""
+    return int(app.queue.client.get_queue_properties().approximate_message_count)
+
+
+def test_a_held_lock_defers_the_operation_without_spending_a_delivery(run: Any, functions: FunctionIndex) -> None:
     app, client, pump, _ = run(Script("created"))
     held = app.locks.acquire(storage_lock("teamhome"), "someone", "op-elsewhere")
     op_id = create(client)
-    assert pump.run_once() == 1
-    waiting = operation(client, op_id)
-    assert waiting["status"] == "Pending" and waiting["attempts"] == 0
-    assert waiting["lastError"]["code"] == "ResourceBusy" and "op-elsewhere" in waiting["lastError"]["message"]
-    assert isinstance(pump.failures[0], ResourceBusy)
+    assert pump.run_once() == 1 and pump.failures == []  # acknowledged, not failed
+    pending = operation(client, op_id)
+    assert pending["status"] == "Pending" and pending["attempts"] == 0
+    assert pending["lastError"]["code"] == "ResourceBusy" and "op-elsewhere" in pending["lastError"]["message"]
+    assert pump.run_once() == 0 and waiting(app) == 1  # sent again, with a delay
     app.locks.release(held)
-    assert pump.drain() == 1
+    functions.deliver(OPERATIONS_QUEUE, messages.encode(op_id))  # the delayed message arrives
     assert operation(client, op_id)["status"] == "Succeeded"
 
 
-def test_a_crashed_delivery_is_resumed_once_its_lease_expires(run: Any, clock: FakeClock) -> None:
-    """A worker died mid-operation: the op is Running at step 1 of 2 and its lock is still held.
-    The redelivered message waits for the lease, then resumes from the recorded progress."""
+def test_a_duplicate_delivery_during_a_run_writes_nothing_and_the_run_completes(
+        run: Any, functions: FunctionIndex) -> None:
+    def with_duplicate(command: Command, context: OperationContext) -> dict[str, Any]:
+        context.progress("Step one", 1, 2)
+        functions.deliver(OPERATIONS_QUEUE, messages.encode(context.operation.id), dequeue_count=1)
+        context.progress("Step two", 2, 2)  # would raise ConcurrentUpdate had the duplicate written
+        return {"ok": True}
+
+    handler = Script(with_duplicate)
+    app, client, pump, _ = run(handler)
+    op_id = create(client)
+    assert pump.run_once() == 1 and pump.failures == []
+    op = operation(client, op_id)
+    assert op["status"] == "Succeeded" and "lastError" not in op and len(handler.calls) == 1
+    assert waiting(app) == 1  # the duplicate looks again later...
+    functions.deliver(OPERATIONS_QUEUE, messages.encode(op_id))
+    assert operation(client, op_id) == op  # ...and finds it finished
+
+
+def test_the_poison_handler_leaves_a_running_operation_to_its_delivery(
+        run: Any, functions: FunctionIndex) -> None:
+    def poisoned_meanwhile(command: Command, context: OperationContext) -> dict[str, Any]:
+        functions.deliver(POISON_QUEUE, messages.encode(context.operation.id))
+        context.progress("Still mine", 1, 1)
+        return {"ok": True}
+
+    _, client, pump, poison = run(Script(poisoned_meanwhile))
+    op_id = create(client)
+    pump.run_once()
+    assert operation(client, op_id)["status"] == "Succeeded" and pump.failures == []
+    poison_client = poison.queue
+    assert poison_client.get_queue_properties().approximate_message_count == 1  # it checks again later
+    functions.deliver(POISON_QUEUE, messages.encode(op_id))
+    assert operation(client, op_id)["status"] == "Succeeded"
+
+
+def test_the_poison_handler_ends_an_operation_waiting_behind_another(run: Any, functions: FunctionIndex) -> None:
+    app, client, _, _ = run(Script("created"))
+    app.locks.acquire(storage_lock("teamhome"), "someone", "op-elsewhere")
+    op_id = create(client)
+    functions.deliver(POISON_QUEUE, messages.encode(op_id))
+    op = operation(client, op_id)
+    assert op["status"] == "Failed" and op["error"]["code"] == "RetriesExhausted"
+
+
+def test_a_crashed_delivery_is_resumed_once_its_lease_runs_out(run: Any, clock: FakeClock,
+                                                              functions: FunctionIndex) -> None:
+    """A worker died mid-operation: the op is Running at step 1 of 2 and its lock is still held
+    by it. Redeliveries spend nothing while the lease lasts, then resume from the progress."""
     def resumable(command: Command, context: OperationContext) -> dict[str, Any]:
         done = context.operation.progress.done if context.operation.progress else 0
         if done < 1:
@@ -157,35 +209,59 @@ def test_a_crashed_delivery_is_resumed_once_its_lease_expires(run: Any, clock: F
         context.progress("Step two", 2, 2)
         return {"resumedAfter": done}
 
-    app, client, pump, _ = run(Script(resumable))
+    app, client, _, _ = run(Script(resumable))
     op_id = create(client)
     crashed = app.operations.get(op_id)
     assert crashed is not None
     app.operations.save(crashed.start(clock.now()).advance("Step one", 1, 2, clock.now()))
     app.locks.acquire(storage_lock("teamhome"), "dead-worker", op_id)
+    before = operation(client, op_id)
 
-    assert pump.run_once() == 1
-    assert operation(client, op_id)["lastError"]["code"] == "ResourceBusy"
-    clock.advance(app.settings.lock_lease_seconds + 1)
-    assert pump.drain() == 1
+    for _ in range(7):  # more redeliveries than maxDequeueCount: none is spent
+        functions.deliver(OPERATIONS_QUEUE, messages.encode(op_id))
+        clock.advance(30)
+    assert operation(client, op_id) == before  # the lock holder's record is left alone
+    clock.advance(app.settings.lock_lease_seconds)
+    functions.deliver(OPERATIONS_QUEUE, messages.encode(op_id))
     op = operation(client, op_id)
     assert op["status"] == "Succeeded" and op["result"] == {"resumedAfter": 1} and op["attempts"] == 2
 
 
-def test_a_lost_lease_stops_the_handler_at_its_next_step(run: Any, clock: FakeClock) -> None:
+def test_the_heartbeat_keeps_the_locks_through_a_long_step(make_app: Callable[..., Container], clock: FakeClock,
+                                                           functions: FunctionIndex) -> None:
+    seen: list[str] = []
+
+    def long_step(command: Command, context: OperationContext) -> dict[str, Any]:
+        clock.advance(app.settings.lock_lease_seconds * 2)  # one step, longer than a lease
+        time.sleep(0.3)  # real time for a few heartbeats
+        try:
+            app.locks.acquire(storage_lock("teamhome"), "intruder", "op-intruder")
+            seen.append("taken")
+        except ResourceBusy:
+            seen.append("kept")
+        context.progress("after the long step", 1, 1)
+        return {}
+
+    app = make_app({CREATE: Script(long_step)}, heartbeat_seconds=0.05)
+    client = Client(functions)
+    op_id = create(client)
+    functions.deliver(OPERATIONS_QUEUE, messages.encode(op_id))
+    assert seen == ["kept"] and operation(client, op_id)["status"] == "Succeeded"
+
+
+def test_a_lost_lease_stops_the_handler_and_writes_nothing(run: Any, clock: FakeClock) -> None:
     def slow(command: Command, context: OperationContext) -> dict[str, Any]:
-        if context.operation.attempts == 1:
-            clock.advance(app.settings.lock_lease_seconds + 1)  # this step took too long...
-            app.locks.acquire(storage_lock("teamhome"), "usurper", "op-other")  # ...and it was taken
-            context.progress("next", 1, 2)
-            raise AssertionError("progress must not be recorded without the lock")
-        return {"ok": True}
+        clock.advance(app.settings.lock_lease_seconds + 1)  # this step took too long...
+        app.locks.acquire(storage_lock("teamhome"), "usurper", context.operation.id)  # ...a redelivery took it
+        context.progress("next", 1, 2)
+        raise AssertionError("progress must not be recorded without the lock")
 
     app, client, pump, _ = run(Script(slow))
     op_id = create(client)
     assert pump.run_once() == 1
     op = operation(client, op_id)
-    assert op["lastError"]["code"] == "LeaseLost" and op["progress"] is None
+    assert op["status"] == "Running" and op["progress"] is None and "lastError" not in op
+    assert pump.failures[0].code.value == "LeaseLost"  # type: ignore[attr-defined]
 
 
 def test_a_finished_operation_is_never_run_again(run: Any, functions: FunctionIndex) -> None:
