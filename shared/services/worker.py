@@ -127,6 +127,7 @@ class OperationWorker:
             context.start()
             with context.heartbeat_every(self.heartbeat_seconds):
                 result = handler(command, context)
+            context.heartbeat()  # the end is recorded only while the locks are still ours
             self._finish(context.operation.succeed(result, self.clock.now()))
         except ResourceBusy as busy:
             self._defer(context.operation, busy, self.queue)
@@ -134,6 +135,7 @@ class OperationWorker:
             context.log.warning("lost its lock; stopping without writing, the queue will retry")
             raise
         except DomainError as err:
+            context.heartbeat()
             self._finish(context.operation.fail(err, self.clock.now()))
         except TransientError as err:
             self._note_retry(context.operation, err)

@@ -304,3 +304,16 @@ def test_two_messages_for_one_operation_run_it_once(run: Any, functions: Functio
     app.queue.send(op_id)
     assert pump.drain() == 2
     assert len(handler.calls) == 1 and operation(client, op_id)["status"] == "Succeeded"
+
+
+def test_a_handler_that_finishes_after_losing_its_lease_records_nothing(run: Any, clock: FakeClock) -> None:
+    def finishes_late(command: Command, context: OperationContext) -> dict[str, Any]:
+        clock.advance(app.settings.lock_lease_seconds + 1)
+        app.locks.acquire(storage_lock("teamhome"), "redelivery", context.operation.id)
+        return {"late": True}
+
+    app, client, pump, _ = run(Script(finishes_late))
+    op_id = create(client)
+    pump.run_once()
+    op = operation(client, op_id)
+    assert op["status"] == "Running" and "result" not in op
