@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import azure.functions as func
 import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -88,8 +89,6 @@ def test_any_request_gets_a_documented_json_answer(seeded: Container, route_name
     query = data.draw(queries, label="query")
     body = data.draw(bodies, label="body") if method in ("POST", "PATCH") else b""
     before = count_recorded(seeded)
-
-    import azure.functions as func
 
     request = func.HttpRequest(method, f"https://azlin.test/api/{route.template}", params=query,
                                route_params=params, headers=data.draw(headers, label="headers"), body=body)
