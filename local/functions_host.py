@@ -9,7 +9,6 @@ queue, timers and Event Grid events to their functions by name.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,10 +122,6 @@ class FunctionIndex:
             id=event["id"], data=event.get("data", {}), topic=event.get("topic", ""),
             subject=event.get("subject", ""), event_type=event.get("eventType", ""),
             event_time=None, data_version=event.get("dataVersion", "")))
-
-
-def json_body(response: func.HttpResponse) -> Any:
-    return json.loads(response.get_body())
 
 
 class QueuePump:

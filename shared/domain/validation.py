@@ -250,9 +250,6 @@ class Problems:
             self.errors.append(err)
             return None
 
-    def add(self, err: ValidationError) -> None:
-        self.errors.append(err)
-
     def raise_if_any(self, message: str = "The request is not valid.") -> None:
         if len(self.errors) == 1:
             raise self.errors[0]

@@ -75,3 +75,13 @@ def test_nothing_local_or_test_only_is_deployed() -> None:
     with open(".funcignore") as file:
         ignored = {line.strip() for line in file if line.strip() and not line.startswith("#")}
     assert {"local/", "tests/", "bench/", ".venv/", "node_modules/", "local.settings.json"} <= ignored
+
+
+def test_the_event_grid_trigger_acknowledges_vm_events(functions: FunctionIndex) -> None:
+    """Event Grid redelivers whatever the handler fails on; until auto-attach lands, every event
+    is logged and acknowledged."""
+    vm = "/subscriptions/S/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/vm1"
+    functions.publish("on_resource_event", {
+        "id": "6f0c", "topic": "/subscriptions/S", "subject": vm, "dataVersion": "2",
+        "eventType": "Microsoft.Resources.ResourceWriteSuccess",
+        "data": {"operationName": "Microsoft.Compute/virtualMachines/write", "resourceUri": vm}})
