@@ -81,7 +81,7 @@ def accepted(req: func.HttpRequest, submission: Submission) -> func.HttpResponse
                "Retry-After": str(OPERATION_RETRY_AFTER)}
     if submission.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return json_response(core.serialization.to_json(operation), 202, headers)
+    return json_response(to_json(operation), 202, headers)
 
 
 def absolute(req: func.HttpRequest, path: str, query: Mapping[str, str] | None = None) -> str:

@@ -52,7 +52,7 @@ class OperationContext:
         self._locks = locks
         self._clock = clock
         self._renewing = threading.Lock()
-        self._lost: ServiceError | None = None
+        self._lost: LeaseLost | None = None
 
     def start(self) -> None:
         self.operation = self._operations.save(self.operation.start(self._clock.now()))
@@ -66,13 +66,16 @@ class OperationContext:
         self.log.info("step %d/%d: %s", done, total, step)
 
     def heartbeat(self) -> None:
-        """Extend the leases; raises (and keeps raising) once one could not be kept."""
+        """Extend the leases. A lease taken over by someone else raises LeaseLost, now and at
+        every later call; a failed renewal (storage blip) raises only this once, since the lease
+        still holds until it runs out and the next beat tries again."""
         with self._renewing:
             if self._lost is not None:
                 raise self._lost
             try:
-                self.leases[:] = [self._locks.renew(lease) for lease in self.leases]
-            except ServiceError as err:
+                for i, lease in enumerate(self.leases):
+                    self.leases[i] = self._locks.renew(lease)
+            except LeaseLost as err:
                 self._lost = err
                 raise
 
@@ -86,9 +89,11 @@ class OperationContext:
             while not stop.wait(seconds):
                 try:
                     self.heartbeat()
-                except ServiceError as err:
+                except LeaseLost as err:
                     self.log.warning("heartbeat stopped: %s", err.message)
                     return
+                except ServiceError as err:
+                    self.log.warning("heartbeat missed, trying again: %s", err.message)
 
         thread = threading.Thread(target=beat, name=f"heartbeat-{self.operation.id}", daemon=True)
         thread.start()

@@ -15,9 +15,9 @@ from local.functions_host import FunctionIndex, QueuePump
 from shared.bootstrap import Container
 from shared.domain import messages
 from shared.domain.commands import Command, CreateStorage, storage_lock
-from shared.domain.errors import Conflict, ErrorCode, ResourceBusy, TransientError
+from shared.domain.errors import Conflict, ErrorCode, LeaseLost, ResourceBusy, TransientError
 from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
-from shared.domain.operations import OperationKind
+from shared.domain.operations import Operation, OperationKind
 from shared.services.worker import OperationContext
 from tests.conftest import Client
 from tests.fakes import FakeClock
@@ -317,3 +317,36 @@ def test_a_handler_that_finishes_after_losing_its_lease_records_nothing(run: Any
     pump.run_once()
     op = operation(client, op_id)
     assert op["status"] == "Running" and "result" not in op
+
+
+class FlakyRenewals:
+    """The real lock manager, whose first renewal fails as a storage blip would."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.failed = real, False
+
+    def acquire(self, *args: Any) -> Any:
+        return self.real.acquire(*args)
+
+    def release(self, lease: Any) -> None:
+        self.real.release(lease)
+
+    def renew(self, lease: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise TransientError("Table Storage could not be reached.")
+        return self.real.renew(lease)
+
+
+def test_a_missed_heartbeat_is_not_a_lost_lease(app: Container, clock: FakeClock) -> None:
+    op = app.operations.add(Operation.new(CREATE, "storage/teamhome", {}, clock.now()))
+    context = OperationContext(op, app.operations, FlakyRenewals(app.locks), clock)  # type: ignore[arg-type]
+    context.leases.append(app.locks.acquire(storage_lock("teamhome"), "me", op.id))
+    with pytest.raises(TransientError):
+        context.heartbeat()
+    context.heartbeat()  # the lease was still ours: the next beat renews it
+    clock.advance(app.settings.lock_lease_seconds + 1)
+    app.locks.acquire(storage_lock("teamhome"), "usurper", "other")
+    for _ in range(2):  # a lease taken over stays lost
+        with pytest.raises(LeaseLost):
+            context.heartbeat()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import timedelta
 
@@ -120,13 +121,14 @@ class TestStorages:
         import base64
         import json
 
-        token = base64.urlsafe_b64encode(json.dumps(
-            {"PartitionKey": "1!8!c3RvcmFnZQ--", "RowKey": "1!12!c3RvcmUwMQ--"}).encode()).decode()
-        try:
-            page = app.storages.list(None, 3, token)
-        except ValidationError:
-            return
-        assert page.items == [] or all(s.name for s in page.items)
+        from shared.adapters.tables import _decode_token
+
+        azure_style = {"PartitionKey": "1!8!c3RvcmFnZQ--", "RowKey": "1!12!c3RvcmUwMQ--"}
+        token = base64.urlsafe_b64encode(json.dumps(azure_style).encode()).decode()
+        assert _decode_token(token) == azure_style  # reaches the service as issued
+        # Azurite may refuse a token it did not issue: that must be a client error, nothing worse.
+        with contextlib.suppress(ValidationError):
+            app.storages.list(None, 3, token)
 
     @pytest.mark.parametrize("token", ["not-base64!", "e30", "eyJQYXJ0aXRpb25LZXkiOiAxfQ==",
                                        "eyJYIjogImEifQ==", "eyJSb3dLZXkiOiAiYVxuYiJ9"])
