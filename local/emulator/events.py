@@ -1,0 +1,125 @@
+"""Event Grid for the emulator: every successful write, delete or action is posted, as Azure's
+subscription system topic does, to a webhook (the local Functions host's Event Grid endpoint):
+Event Grid schema, one event per request, the payload still a JSON array, at least once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from local.emulator.arm import TENANT_ID, ResourceId, new_guid, now
+
+log = logging.getLogger(__name__)
+
+WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
+ACTION_SUCCESS = "Microsoft.Resources.ResourceActionSuccess"
+CALLER_OBJECT_ID = "9f2b8d4e-0c3a-4f6b-8e1d-5a7c9b3e2f10"
+
+
+def operation_name(resource: ResourceId, verb: str) -> str:
+    """`Microsoft.Compute/virtualMachines/write`, `.../runCommands/write`, `.../runCommand/action`."""
+    return f"{resource.type_name}/{verb}"
+
+
+def resource_event(event_type: str, resource: ResourceId, operation: str, *, method: str,
+                   url: str, correlation_id: str, updated: bool) -> dict[str, Any]:
+    """One event in the Event Grid schema, fields as Azure sends them for a subscription topic.
+    `httpRequest` is included only for updates, deletes and actions, as the docs describe."""
+    data: dict[str, Any] = {
+        "authorization": {
+            "scope": str(resource),
+            "action": operation,
+            "evidence": {"role": "Contributor", "principalId": CALLER_OBJECT_ID,
+                         "principalType": "ServicePrincipal"},
+        },
+        "claims": {"appid": CALLER_OBJECT_ID, "http://schemas.microsoft.com/identity/claims/objectidentifier": CALLER_OBJECT_ID,
+                   "http://schemas.microsoft.com/identity/claims/tenantid": TENANT_ID, "ver": "1.0"},
+        "correlationId": correlation_id,
+        "resourceProvider": resource.namespace or "Microsoft.Resources",
+        "resourceUri": str(resource),
+        "operationName": operation,
+        "status": "Succeeded",
+        "subscriptionId": resource.subscription,
+        "tenantId": TENANT_ID,
+    }
+    if updated or event_type != WRITE_SUCCESS:
+        data["httpRequest"] = {"clientRequestId": new_guid(), "clientIpAddress": "127.0.0.1",
+                               "method": method, "url": url}
+    return {
+        "id": new_guid(),
+        "topic": f"/subscriptions/{resource.subscription}",
+        "subject": str(resource),
+        "eventType": event_type,
+        "eventTime": now(),
+        "data": data,
+        "dataVersion": "2",
+        "metadataVersion": "1",
+    }
+
+
+class EventPublisher:
+    """Delivers events in order of occurrence from one background thread; a failed post is retried
+    with growing delays (Event Grid retries for 24 h; here `attempts` times)."""
+
+    def __init__(self, webhook_url: str | None, *, attempts: int = 8) -> None:
+        self.webhook_url = webhook_url
+        self.attempts = attempts
+        self.published: list[dict[str, Any]] = []
+        self.delivered: list[dict[str, Any]] = []
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="emulator-events", daemon=True)
+        self._thread.start()
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.published.append(event)
+        if self.webhook_url:
+            self._queue.put(event)
+
+    def flush(self, timeout: float = 10) -> bool:
+        """Wait until every queued event was delivered or given up; True when the queue is empty."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while (event := self._queue.get()) is not None:
+            try:
+                self._deliver(event)
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        assert self.webhook_url
+        body = json.dumps([event]).encode()
+        for attempt in range(self.attempts):
+            request = urllib.request.Request(self.webhook_url, data=body, method="POST", headers={
+                "Content-Type": "application/json", "aeg-event-type": "Notification",
+                "aeg-delivery-count": str(attempt)})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    if 200 <= answer.status < 300:
+                        self.delivered.append(event)
+                        return
+            except urllib.error.HTTPError as error:
+                if error.code in (400, 401, 403, 413):  # Event Grid does not retry these
+                    log.warning("event %s refused by %s: %s", event["id"], self.webhook_url, error.code)
+                    return
+            except (urllib.error.URLError, OSError) as error:
+                log.debug("event %s not delivered yet: %s", event["id"], error)
+            time.sleep(min(0.2 * 2 ** attempt, 5))
+        log.warning("event %s dropped after %d attempts", event["id"], self.attempts)

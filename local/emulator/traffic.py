@@ -1,0 +1,151 @@
+"""What tests and benchmarks steer and observe on the emulator: injected faults and the request log."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from local.emulator.arm import ArmError
+
+DEFAULT_MESSAGES = {
+    "TooManyRequests": "Number of requests for subscription exceeded the limit. Please try again later.",
+    "SubscriptionRequestsThrottled": "Number of 'write' requests for subscription exceeded. "
+                                     "Please try again after '1' seconds.",
+    "InternalServerError": "An internal server error occurred. Please try again.",
+    "AuthorizationFailed": "The client does not have authorization to perform this action over "
+                           "this scope, or the scope is invalid.",
+    "VMAgentNotReady": "The VM agent is not ready to process run commands.",
+    "Conflict": "The request conflicts with the current state of the resource.",
+}
+
+
+@dataclass
+class Fault:
+    """Make the next `count` requests whose method and path match fail with `status` and `code`
+    (after waiting `delay` seconds), or only be delayed when `status` is 0."""
+
+    method: str
+    path_pattern: str
+    status: int = 0
+    code: str = ""
+    message: str = ""
+    count: int = 1
+    retry_after: int | None = None
+    delay: float = 0.0
+    matched: int = 0
+
+    def __post_init__(self) -> None:
+        self._pattern = re.compile(self.path_pattern, re.IGNORECASE)
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method in ("*", method.upper()) and bool(self._pattern.search(path))
+
+    def error(self, path: str) -> ArmError:
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        code = self.code or "InternalServerError"
+        message = self.message or DEFAULT_MESSAGES.get(code, f"Injected fault on {path}.")
+        return ArmError(self.status, code, message, headers=headers)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fault:
+        return cls(method=str(data.get("method", "*")).upper(), path_pattern=str(data["pathPattern"]),
+                   status=int(data.get("status", 0)), code=str(data.get("code", "")),
+                   message=str(data.get("message", "")), count=int(data.get("count", 1)),
+                   retry_after=data.get("retryAfter"), delay=float(data.get("delaySeconds", 0)))
+
+
+class Faults:
+    def __init__(self) -> None:
+        self._rules: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def add(self, method: str, path_pattern: str, *, status: int = 0, code: str = "", message: str = "",
+            count: int = 1, retry_after: int | None = None, delay: float = 0.0) -> Fault:
+        fault = Fault(method.upper(), path_pattern, status, code, message, count, retry_after, delay)
+        with self._lock:
+            self._rules.append(fault)
+        return fault
+
+    def add_rule(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._rules.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """The first rule with deliveries left that matches, with one delivery spent."""
+        with self._lock:
+            for fault in self._rules:
+                if fault.count > 0 and fault.matches(method, path):
+                    fault.count -= 1
+                    fault.matched += 1
+                    return fault
+        return None
+
+    def apply(self, method: str, path: str) -> None:
+        fault = self.take(method, path)
+        if fault is None:
+            return
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.status:
+            raise fault.error(path)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"method": f.method, "pathPattern": f.path_pattern, "status": f.status,
+                     "code": f.code, "remaining": f.count, "matched": f.matched} for f in self._rules]
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request the emulator answered. `kind` names what was asked, e.g.
+    `PUT Microsoft.Storage/storageAccounts`, `POST Microsoft.Compute/virtualMachines/runCommand`,
+    `GET operation` for long-running-operation polls."""
+
+    at: float
+    method: str
+    path: str
+    api_version: str | None
+    kind: str
+    status: int
+    request_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": self.at, "method": self.method, "path": self.path, "apiVersion": self.api_version,
+                "kind": self.kind, "status": self.status, "requestId": self.request_id}
+
+
+@dataclass
+class RequestLog:
+    entries: list[LoggedRequest] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, entry: LoggedRequest) -> None:
+        with self._lock:
+            self.entries.append(entry)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.entries.clear()
+
+    def snapshot(self) -> list[LoggedRequest]:
+        with self._lock:
+            return list(self.entries)
+
+    def count(self, kind: str | None = None, *, method: str | None = None) -> int:
+        """How many requests of a kind (exact, or every kind when None) and method were answered."""
+        return sum(1 for e in self.snapshot()
+                   if (kind is None or e.kind == kind) and (method is None or e.method == method))
+
+    def kinds(self) -> dict[str, int]:
+        counted: dict[str, int] = {}
+        for entry in self.snapshot():
+            counted[entry.kind] = counted.get(entry.kind, 0) + 1
+        return counted

@@ -1,0 +1,367 @@
+"""Sandbox VMs for the Azure emulator: real Linux environments, made of namespaces, in which Run
+Command scripts execute for real as root (never deployed; needs root and util-linux `unshare`).
+
+- `Fabric` is the NFS service: a mount namespace of its own where each share is mounted once,
+  under a source name equal to its NFS address (`<account>.file.core.windows.net:/<account>/<share>`).
+- `SandboxVm` is one VM: a full overlay of this machine's root whose changes persist in the VM's own
+  directory, entered in new mount, PID, UTS and network namespaces created inside the fabric's, so
+  the fabric's shares are visible to the VM's `mount.nfs` helper (`vmroot/usr/sbin/mount.nfs`) and
+  nothing the VM mounts or writes reaches this machine or another VM.
+
+A reboot is a new set of namespaces over the same directory, followed by `mount -a`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+BOOT_SCRIPT = HERE / "boot.sh"
+FABRIC_SCRIPT = HERE / "fabric.sh"
+VM_FILES = HERE / "vmroot"
+SCRIPT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Directories a fresh Azure image has empty; made opaque so this machine's content never shows.
+OPAQUE_DIRS = {"home": 0o755, "root": 0o700, "tmp": 0o1777, "var/tmp": 0o1777}
+OPAQUE_XATTR = "trusted.overlay.opaque"
+# What the idle loop of boot.sh and fabric.sh runs; its parent is the namespaces' first process.
+IDLE_CMDLINE = b"sleep\x0086400\x00"
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+def sandbox_unavailable_reason() -> str | None:
+    """Why sandboxes cannot run here, or None when they can (root and unshare are needed)."""
+    if os.geteuid() != 0:
+        return "sandbox VMs need root (mount namespaces and overlayfs)"
+    for tool in ("unshare", "nsenter", "chroot", "mount"):
+        if shutil.which(tool) is None:
+            return f"sandbox VMs need {tool} (util-linux)"
+    probe = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--", "true"],
+                           capture_output=True, check=False)
+    if probe.returncode != 0:
+        return "unshare failed: " + probe.stderr.decode(errors="replace").strip()
+    return None
+
+
+def _holder(command: list[str], env: dict[str, str], what: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a namespace-holding process; returns it and the PID (as this machine sees it) of the
+    idle PID-1-like loop inside its namespaces, once setup is done and the loop runs."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise SandboxError(f"{what} failed to start: {error.strip()}")
+        idle = [pid for pid in _descendants(process.pid) if _cmdline(pid) == IDLE_CMDLINE]
+        if idle:
+            return process, _parent(idle[0])
+        time.sleep(0.02)
+    _stop(process)
+    raise SandboxError(f"{what} did not start within 20 s")
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return children + [d for child in children for d in _descendants(child)]
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(10)
+
+
+def _run(command: list[str], what: str) -> None:
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise SandboxError(f"{what}: {result.stderr.decode(errors='replace').strip()}")
+
+
+class Fabric:
+    """The NFS service of the emulator: every share's files, mounted once, seen by every VM."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.mounts = directory / "fabric"
+        self.data = directory / "shares"
+        self.work = directory / "share-work"
+        self.empty = directory / "empty"
+        self._holder: subprocess.Popen[bytes] | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        for path in (self.mounts, self.data, self.work, self.empty):
+            path.mkdir(parents=True, exist_ok=True)
+        env = {"PATH": SCRIPT_PATH, "FABRIC_DIR": str(self.mounts)}
+        self._holder, self._pid = _holder(
+            ["unshare", "--mount", "--propagation", "private", "--", str(FABRIC_SCRIPT)], env,
+            "the storage fabric")
+
+    @property
+    def pid(self) -> int:
+        if self._holder is None or self._holder.poll() is not None:
+            raise SandboxError("the storage fabric is not running")
+        return self._pid
+
+    def data_dir(self, account: str, share: str) -> Path:
+        return self.data / account / share
+
+    def add_share(self, account: str, share: str) -> Path:
+        """Create (or keep) a share's files and mount them under its NFS address; idempotent."""
+        with self._lock:
+            data, work = self.data_dir(account, share), self.work / account / share
+            data.mkdir(parents=True, exist_ok=True)
+            work.mkdir(parents=True, exist_ok=True)
+            target = self.mounts / account / share
+            spec = f"{account}.file.core.windows.net:/{account}/{share}"
+            script = ('mkdir -p "$1"; mountpoint -q "$1" || mount -t overlay "$2" '
+                      '-o "lowerdir=$3,upperdir=$4,workdir=$5" "$1"')
+            _run(["nsenter", "-t", str(self.pid), "-m", "--", "/bin/bash", "-c", script, "_",
+                  str(target), spec, str(self.empty), str(data), str(work)], f"mounting share {spec}")
+            return data
+
+    def remove_share(self, account: str, share: str) -> None:
+        """Unmount a share everywhere it is not in use and delete its files; idempotent."""
+        with self._lock:
+            target = self.mounts / account / share
+            script = 'if mountpoint -q "$1"; then umount -l "$1"; fi; rmdir "$1" 2>/dev/null || true'
+            _run(["nsenter", "-t", str(self.pid), "-m", "--", "/bin/bash", "-c", script, "_", str(target)],
+                 f"unmounting share {account}/{share}")
+            shutil.rmtree(self.data_dir(account, share), ignore_errors=True)
+            shutil.rmtree(self.work / account / share, ignore_errors=True)
+
+    def usage_bytes(self, account: str, share: str) -> int:
+        """Bytes held by a share's files, each hard-linked file counted once."""
+        seen: set[int] = set()
+        total = 0
+        for folder, _dirs, files in os.walk(self.data_dir(account, share)):
+            for name in files:
+                try:
+                    info = os.lstat(os.path.join(folder, name))
+                except OSError:
+                    continue
+                if info.st_ino not in seen:
+                    seen.add(info.st_ino)
+                    total += info.st_size
+        return total
+
+    def stop(self) -> None:
+        if self._holder is not None:
+            _stop(self._holder)
+            self._holder = None
+
+
+@dataclass
+class Execution:
+    """One script run inside a VM; finished when `exit_code` or `timed_out`/`canceled` is set."""
+
+    stdout_path: Path
+    stderr_path: Path
+    started_at: float = field(default_factory=time.time)
+    ended_at: float | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    canceled: bool = False
+    process: subprocess.Popen[bytes] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_bytes().decode(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_bytes().decode(errors="replace")
+
+    def cancel(self) -> None:
+        self.canceled = True
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+class SandboxVm:
+    """One emulator VM. Its directory holds `upper` (everything the VM ever wrote), `control`
+    (what the emulator tells the VM: network rules, scripts) and the run outputs."""
+
+    def __init__(self, directory: Path, name: str, fabric: Fabric, emulator_dir: Path) -> None:
+        self.directory = directory
+        self.name = name
+        self.fabric = fabric
+        self.emulator_dir = emulator_dir
+        self.control = directory / "control"
+        self._holder: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._runs = 0
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._holder is not None and self._holder.poll() is None
+
+    def create(self, admin_user: str, ssh_public_keys: list[str]) -> None:
+        """First boot of a new VM: an image like Azure's Linux ones, with the admin user
+        (uid 1000) and its authorized SSH keys."""
+        self._lay_out()
+        self.boot(mount_all=False)
+        keys = "\n".join(k.strip() for k in ssh_public_keys if k.strip())
+        result = self.run_now(PROVISION_SCRIPT, {"ADMIN_USER": admin_user, "SSH_KEYS": keys,
+                                                 "VM_NAME": self.name}, timeout=60)
+        if result.exit_code != 0:
+            raise SandboxError(f"provisioning {self.name} failed: {result.stderr().strip()}")
+
+    def _lay_out(self) -> None:
+        for sub in ("upper", "work", "merged", "control/hosts", "control/scripts", "runs"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        upper = self.directory / "upper"
+        for relative, mode in OPAQUE_DIRS.items():
+            path = upper / relative
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(mode)
+            os.setxattr(path, OPAQUE_XATTR, b"y")
+        for source in sorted(VM_FILES.rglob("*"), key=lambda p: len(p.parts)):
+            target = upper / source.relative_to(VM_FILES)
+            if source.is_dir() and not source.is_symlink():
+                target.mkdir(parents=True, exist_ok=True)
+            elif source.is_symlink():
+                target.unlink(missing_ok=True)
+                target.symlink_to(os.readlink(source))
+            else:
+                shutil.copy2(source, target)
+
+    def boot(self, *, mount_all: bool = True) -> None:
+        """Start the VM's namespaces; on a reboot, mount what /etc/fstab lists, as boot does."""
+        with self._lock:
+            if self.running:
+                return
+            env = {"PATH": SCRIPT_PATH, "VM_DIR": str(self.directory), "VM_HOSTNAME": self.name,
+                   "FABRIC_DIR": str(self.fabric.mounts), "EMULATOR_DIR": str(self.emulator_dir)}
+            command = ["nsenter", "-t", str(self.fabric.pid), "-m", "--",
+                       "unshare", "--mount", "--pid", "--fork", "--uts", "--net", "--ipc",
+                       "--propagation", "unchanged", "--", str(BOOT_SCRIPT)]
+            self._holder, self._pid = _holder(command, env, f"VM {self.name}")
+        if mount_all:
+            self.run_now("mount -a 2>&1 || true\n", {}, timeout=120)
+
+    def shutdown(self) -> None:
+        """Power off: every process of the VM ends and its mounts go with its namespace."""
+        with self._lock:
+            if self._holder is not None:
+                _stop(self._holder)
+            self._holder, self._pid = None, None
+
+    def destroy(self) -> None:
+        self.shutdown()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def publish_network(self, hosts: dict[str, str], nfs_timeout_seconds: float) -> None:
+        """Tell the VM's mount.nfs how each NFS server behaves from it: "ok", "denied" or
+        "unreachable"; a server not listed does not resolve."""
+        folder = self.control / "hosts"
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.iterdir():
+            if stale.name not in hosts:
+                stale.unlink()
+        for host, state in hosts.items():
+            _write_atomically(folder / host, state + "\n")
+        _write_atomically(self.control / "nfs-timeout-seconds", f"{nfs_timeout_seconds:g}\n")
+
+    def start(self, script: str, env: dict[str, str], *, timeout: float | None,
+              run_as: str | None = None, command_name: str = "script") -> Execution:
+        """Run a script as root (or `run_as`) inside the VM, in the background, with `env` as its
+        environment variables, in the working directory the Azure Linux agent uses."""
+        if not self.running or self._pid is None:
+            raise SandboxError(f"VM {self.name} is not running")
+        with self._lock:
+            self._runs += 1
+            run_id = f"{self._runs:06d}"
+        script_file = self.control / "scripts" / f"{run_id}.sh"
+        script_file.write_text(script)
+        outputs = self.directory / "runs"
+        execution = Execution(outputs / f"{run_id}.out", outputs / f"{run_id}.err")
+        launcher = ('d="/var/lib/waagent/run-command-handler/download/$1/0"; mkdir -p "$d"; '
+                    'cp "/run/azlin-emulator/control/scripts/$2.sh" "$d/script.sh"; cd "$d"; '
+                    'if [ -n "$3" ]; then exec runuser -u "$3" -- /bin/bash "$d/script.sh"; fi; '
+                    'exec /bin/bash "$d/script.sh"')
+        command = ["nsenter", "-t", str(self._pid), "-m", "-u", "-n", "-i", "-p", "-r", "-w", "--",
+                   "/usr/bin/env", "-i", f"PATH={SCRIPT_PATH}", *(f"{k}={v}" for k, v in env.items()),
+                   "/bin/bash", "-c", launcher, "run-command", command_name, run_id, run_as or ""]
+        with execution.stdout_path.open("wb") as out, execution.stderr_path.open("wb") as err:
+            execution.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                                 stderr=err, start_new_session=True)
+        threading.Thread(target=self._wait, args=(execution, timeout), daemon=True,
+                         name=f"vm-{self.name}-run-{run_id}").start()
+        return execution
+
+    def run_now(self, script: str, env: dict[str, str], *, timeout: float | None = None) -> Execution:
+        execution = self.start(script, env, timeout=timeout)
+        execution.done.wait()
+        return execution
+
+    @staticmethod
+    def _wait(execution: Execution, timeout: float | None) -> None:
+        assert execution.process is not None
+        try:
+            execution.exit_code = execution.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            execution.timed_out = True
+            os.killpg(execution.process.pid, signal.SIGKILL)
+            execution.exit_code = execution.process.wait()
+        execution.ended_at = time.time()
+        execution.done.set()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+# First boot of an Azure Linux image: no user of this machine is a user of the VM; the admin user
+# gets uid 1000 and the SSH keys given in osProfile, as the Azure Linux agent provisions them.
+PROVISION_SCRIPT = r"""set -euo pipefail
+awk -F: '$3 >= 1000 && $3 < 60000 {print $1}' /etc/passwd | while read -r user; do
+    userdel "$user" 2>/dev/null || true
+done
+awk -F: '$3 >= 1000 && $3 < 60000 {print $1}' /etc/group | while read -r group; do
+    groupdel "$group" 2>/dev/null || true
+done
+echo "$VM_NAME" > /etc/hostname
+groupadd -f sudo
+useradd --create-home --uid 1000 --user-group --groups sudo --shell /bin/bash "$ADMIN_USER"
+if [ -n "$SSH_KEYS" ]; then
+    install -d -m 0700 -o "$ADMIN_USER" -g "$ADMIN_USER" "/home/$ADMIN_USER/.ssh"
+    printf '%s\n' "$SSH_KEYS" > "/home/$ADMIN_USER/.ssh/authorized_keys"
+    chown "$ADMIN_USER:$ADMIN_USER" "/home/$ADMIN_USER/.ssh/authorized_keys"
+    chmod 0600 "/home/$ADMIN_USER/.ssh/authorized_keys"
+fi
+"""

@@ -1,0 +1,205 @@
+"""One local Azure (the emulator over HTTPS, its storage fabric and sandbox VMs) per test session;
+each test gets its own resource group, a clean request log, no faults, and the real azure-mgmt
+clients built by the product's own `ArmClients` from settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.emulator import Config, LocalAzure
+from local.rest import ArmRequestError, ArmRest
+from local.sandbox import sandbox_unavailable_reason
+from shared.adapters.arm import ArmClients
+from shared.settings import Settings
+from tests.conftest import SUBSCRIPTION
+
+OTHER_SUBSCRIPTION = "0b6f1e2d-3c4a-4d5e-8f70-91a2b3c4d5e6"
+REGION = "eastus"
+
+
+class Webhook:
+    """An Event Grid subscriber: records every posted array."""
+
+    def __init__(self) -> None:
+        self.posts: list[list[dict[str, Any]]] = []
+        self.headers: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.posts.append(json.loads(body))
+                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/runtime/webhooks/eventgrid?functionName=f"
+
+    def events(self) -> list[dict[str, Any]]:
+        return [event for post in self.posts for event in post]
+
+
+@pytest.fixture(scope="session")
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def local_azure(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> Iterator[LocalAzure]:
+    with LocalAzure(tmp_path_factory.mktemp("azure"), Config(event_webhook=webhook.url)) as azure:
+        yield azure
+
+
+@dataclass
+class Azure:
+    """What one test works with: the emulator, a fresh resource group, SDK clients, REST."""
+
+    local: LocalAzure
+    group: str
+    clients: ArmClients
+    rest: ArmRest
+    webhook: Webhook
+    created: list[str] = field(default_factory=list)
+
+    @property
+    def emulator(self) -> Any:
+        return self.local.emulator
+
+    def group_path(self, group: str | None = None) -> str:
+        return self.rest.group_path(group or self.group)
+
+    def unique(self, prefix: str) -> str:
+        return prefix + uuid.uuid4().hex[:8]
+
+    def network(self, name: str, prefix: str = "10.0.0.0/16", subnet: str = "10.0.0.0/24") -> str:
+        """A virtual network with one subnet `default`; returns the subnet id."""
+        self.rest.put(f"{self.group_path()}/providers/Microsoft.Network/virtualNetworks/{name}", {
+            "location": REGION, "properties": {"addressSpace": {"addressPrefixes": [prefix]},
+                                               "subnets": [{"name": "default", "properties": {"addressPrefix": subnet}}]}})
+        return f"{self.group_path()}/providers/Microsoft.Network/virtualNetworks/{name}/subnets/default"
+
+    def vm(self, name: str, subnet_id: str, *, admin: str = "azureuser", tags: dict[str, str] | None = None,
+           key: str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHt test@laptop") -> dict[str, Any]:
+        base = f"{self.group_path()}/providers"
+        nic = self.rest.put(f"{base}/Microsoft.Network/networkInterfaces/{name}-nic", {
+            "location": REGION, "properties": {"ipConfigurations": [
+                {"name": "ipconfig1", "properties": {"subnet": {"id": subnet_id}}}]}})
+        return dict(self.rest.put(f"{base}/Microsoft.Compute/virtualMachines/{name}", {
+            "location": REGION, "tags": tags or {},
+            "properties": {"hardwareProfile": {"vmSize": "Standard_B2s"},
+                           "osProfile": {"adminUsername": admin, "linuxConfiguration": {"ssh": {"publicKeys": [
+                               {"path": f"/home/{admin}/.ssh/authorized_keys", "keyData": key}]}}},
+                           "networkProfile": {"networkInterfaces": [{"id": nic["id"], "properties": {"primary": True}}]}}}))
+
+    def nfs_storage(self, account: str, subnet_id: str, *, link_vnets: tuple[str, ...] = ()) -> str:
+        """An NFS-ready account with share `home`, its private endpoint in `subnet_id`, and the
+        privatelink zone linked to the endpoint's VNet and to `link_vnets`; returns the NFS address."""
+        base = f"{self.group_path()}/providers"
+        acct = self.rest.put(f"{base}/Microsoft.Storage/storageAccounts/{account}", {
+            "location": REGION, "sku": {"name": "Premium_LRS"}, "kind": "FileStorage",
+            "properties": {"supportsHttpsTrafficOnly": False, "publicNetworkAccess": "Disabled",
+                           "networkAcls": {"defaultAction": "Deny", "bypass": "AzureServices"}}})
+        self.rest.put(f"{base}/Microsoft.Storage/storageAccounts/{account}/fileServices/default/shares/home", {
+            "properties": {"enabledProtocols": "NFS", "rootSquash": "NoRootSquash", "shareQuota": 100}})
+        self.rest.put(f"{base}/Microsoft.Network/privateEndpoints/{account}-pe", {
+            "location": REGION, "properties": {"subnet": {"id": subnet_id}, "privateLinkServiceConnections": [
+                {"name": "file", "properties": {"privateLinkServiceId": acct["id"], "groupIds": ["file"]}}]}})
+        zone = f"{base}/Microsoft.Network/privateDnsZones/privatelink.file.core.windows.net"
+        if not self._exists(zone):
+            self.rest.put(zone, {"location": "global"})
+        vnet_of_endpoint = subnet_id.rsplit("/subnets/", 1)[0]
+        for vnet in {vnet_of_endpoint, *link_vnets}:
+            self.link(vnet)
+        self.rest.put(f"{base}/Microsoft.Network/privateEndpoints/{account}-pe/privateDnsZoneGroups/default", {
+            "properties": {"privateDnsZoneConfigs": [{"name": "file", "properties": {"privateDnsZoneId": zone}}]}})
+        return f"{account}.file.core.windows.net:/{account}/home"
+
+    def link(self, vnet_id: str) -> None:
+        zone = f"{self.group_path()}/providers/Microsoft.Network/privateDnsZones/privatelink.file.core.windows.net"
+        name = "link-" + vnet_id.rsplit("/", 1)[1]
+        if not self._exists(f"{zone}/virtualNetworkLinks/{name}"):
+            self.rest.put(f"{zone}/virtualNetworkLinks/{name}", {
+                "location": "global", "properties": {"virtualNetwork": {"id": vnet_id}, "registrationEnabled": False}})
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.rest.get(path)
+        except ArmRequestError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def run(self, vm: str, script: str, **parameters: str) -> dict[str, Any]:
+        """Run a script through a managed Run Command; returns its instance view."""
+        path = f"{self.group_path()}/providers/Microsoft.Compute/virtualMachines/{vm}/runCommands/{self.unique('rc')}"
+        self.rest.put(path, {"location": REGION, "properties": {
+            "source": {"script": script}, "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
+            "timeoutInSeconds": 120}})
+        view = self.rest.get(path + "?$expand=instanceView")["properties"]["instanceView"]
+        self.rest.delete(path)
+        return dict(view)
+
+
+def settings_for(azure: LocalAzure, subscription: str = SUBSCRIPTION) -> Settings:
+    return Settings.from_environ({
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true", "AZURE_SUBSCRIPTION_ID": subscription,
+        "ARM_ENDPOINT": azure.url, "ARM_CA_BUNDLE": str(azure.ca_path), "ARM_CREDENTIAL": "emulator"})
+
+
+def clients_for(azure: LocalAzure, subscription: str = SUBSCRIPTION) -> ArmClients:
+    return ArmClients(settings_for(azure, subscription), polling_interval=0, retry_total=0)
+
+
+@pytest.fixture
+def azure(local_azure: LocalAzure, webhook: Webhook) -> Iterator[Azure]:
+    emulator = local_azure.emulator
+    emulator.config.polls_before_done = 1
+    emulator.config.agent_ready_seconds = 0
+    emulator.config.nfs_timeout_seconds = 0.2
+    emulator.config.retry_after = None
+    emulator.faults.clear()
+    emulator.requests.clear()
+    rest = ArmRest(local_azure.url, str(local_azure.ca_path), SUBSCRIPTION)
+    group = "rg-" + uuid.uuid4().hex[:8]
+    rest.put(rest.group_path(group), {"location": REGION})
+    yield Azure(local_azure, group, clients_for(local_azure), rest, webhook)
+    emulator.faults.clear()
+    rest.delete(rest.group_path(group))
+
+
+needs_sandbox = pytest.mark.skipif(sandbox_unavailable_reason() is not None,
+                                   reason=f"sandbox VMs unavailable: {sandbox_unavailable_reason()}")
+
+
+def host_snapshot() -> dict[str, Any]:
+    """What a VM must never change on this machine."""
+    def listing(path: str) -> list[str]:
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+    return {
+        "fstab": Path("/etc/fstab").read_bytes(),
+        "passwd": Path("/etc/passwd").read_bytes(),
+        "group": Path("/etc/group").read_bytes(),
+        "home": listing("/home"),
+        "root": listing("/root"),
+        "mounts": sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()),
+    }

@@ -1,0 +1,202 @@
+"""Microsoft.Storage through the real azure-mgmt-storage client: accounts (202 + Location), name
+availability across subscriptions, NFS rules, shares (synchronous) with real usage and quota rules."""
+
+from __future__ import annotations
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.mgmt.storage.models import (
+    FileShare,
+    NetworkRuleSet,
+    Sku,
+    StorageAccountCheckNameAvailabilityParameters,
+    StorageAccountCreateParameters,
+    StorageAccountUpdateParameters,
+)
+
+from tests.emulator.conftest import OTHER_SUBSCRIPTION, REGION, Azure, clients_for, needs_sandbox
+
+
+def nfs_account(**overrides: object) -> StorageAccountCreateParameters:
+    values: dict[str, object] = {
+        "sku": Sku(name="Premium_LRS"), "kind": "FileStorage", "location": REGION,
+        "enable_https_traffic_only": False, "public_network_access": "Disabled",
+        "network_rule_set": NetworkRuleSet(default_action="Deny", bypass="AzureServices"),
+        "minimum_tls_version": "TLS1_2", "allow_blob_public_access": False, "tags": {"managed-by": "azlin"}}
+    values.update(overrides)
+    return StorageAccountCreateParameters(**values)
+
+
+def nfs_share(quota: int = 100) -> FileShare:
+    return FileShare(enabled_protocols="NFS", root_squash="NoRootSquash", share_quota=quota)
+
+
+def test_account_create_is_202_with_location_polled_to_the_account(azure: Azure) -> None:
+    azure.emulator.config.polls_before_done = 3
+    name = azure.unique("st")
+    poller = azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account())
+    account = poller.result()
+
+    assert account.provisioning_state == "Succeeded"
+    assert account.kind == "FileStorage" and account.sku.name == "Premium_LRS"
+    assert account.enable_https_traffic_only is False
+    assert account.public_network_access == "Disabled"
+    assert account.network_rule_set.default_action == "Deny"
+    assert account.primary_endpoints.file == f"https://{name}.file.core.windows.net/"
+    assert account.tags == {"managed-by": "azlin"}
+    put = [e for e in azure.emulator.requests.snapshot() if e.kind == "PUT Microsoft.Storage/storageAccounts"]
+    assert [e.status for e in put] == [202]
+    polls = [e for e in azure.emulator.requests.snapshot() if e.kind == "GET operation"]
+    assert [e.status for e in polls] == [202, 202, 202, 200]
+    assert all("/asyncoperations/" in e.path for e in polls)
+
+
+def test_name_availability_is_global_across_subscriptions(azure: Azure) -> None:
+    name = azure.unique("st")
+    check = StorageAccountCheckNameAvailabilityParameters(name=name, type="Microsoft.Storage/storageAccounts")
+    other = clients_for(azure.local, OTHER_SUBSCRIPTION)
+    assert other.storage.storage_accounts.check_name_availability(account_name=check).name_available is True
+
+    azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+
+    taken = other.storage.storage_accounts.check_name_availability(account_name=check)
+    assert (taken.name_available, taken.reason) == (False, "AlreadyExists")
+    assert taken.message == f"The storage account named {name} is already taken."
+    azure.rest.put(azure.rest.group_path("x").replace(azure.rest.subscription, OTHER_SUBSCRIPTION), {"location": REGION})
+    with pytest.raises(HttpResponseError) as refused:
+        other.storage.storage_accounts.begin_create("x", name, nfs_account()).result()
+    assert (refused.value.status_code, refused.value.error.code) == (409, "StorageAccountAlreadyTaken")
+
+
+def test_invalid_account_names_are_refused(azure: Azure) -> None:
+    check = StorageAccountCheckNameAvailabilityParameters(name="Bad_Name", type="Microsoft.Storage/storageAccounts")
+    answer = azure.clients.storage.storage_accounts.check_name_availability(account_name=check)
+    assert (answer.name_available, answer.reason) == (False, "AccountNameInvalid")
+    with pytest.raises(HttpResponseError) as refused:
+        azure.clients.storage.storage_accounts.begin_create(azure.group, "ab", nfs_account()).result()
+    assert refused.value.error.code == "AccountNameInvalid"
+
+
+def test_file_storage_needs_a_premium_sku_and_kind_cannot_change(azure: Azure) -> None:
+    with pytest.raises(HttpResponseError) as refused:
+        azure.clients.storage.storage_accounts.begin_create(
+            azure.group, azure.unique("st"), nfs_account(sku=Sku(name="Standard_LRS"))).result()
+    assert refused.value.error.code == "InvalidValuesForRequestParameters"
+    name = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+    with pytest.raises(HttpResponseError) as changed:
+        azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account(kind="StorageV2")).result()
+    assert changed.value.error.code == "InvalidValuesForRequestParameters"
+
+
+def test_a_missing_resource_group_is_resource_group_not_found(azure: Azure) -> None:
+    with pytest.raises(ResourceNotFoundError) as missing:
+        azure.clients.storage.storage_accounts.begin_create("rg-absent", azure.unique("st"), nfs_account()).result()
+    assert missing.value.error.code == "ResourceGroupNotFound"
+    assert "Resource group 'rg-absent' could not be found." in str(missing.value)
+
+
+def test_nfs_shares_need_an_nfs_ready_account(azure: Azure) -> None:
+    standard = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(
+        azure.group, standard, nfs_account(sku=Sku(name="Standard_LRS"), kind="StorageV2")).result()
+    secure = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(azure.group, secure, nfs_account(enable_https_traffic_only=True)).result()
+    for account in (standard, secure):
+        with pytest.raises(HttpResponseError) as refused:
+            azure.clients.storage.file_shares.create(azure.group, account, "home", nfs_share())
+        assert (refused.value.status_code, refused.value.error.code) == (400, "FeatureNotSupportedForAccount")
+    # An SMB share on the standard account is fine.
+    smb = azure.clients.storage.file_shares.create(azure.group, standard, "docs", FileShare(share_quota=10))
+    assert smb.enabled_protocols == "SMB"
+
+
+def test_share_create_is_synchronous_and_idempotent(azure: Azure) -> None:
+    name = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+    created = azure.clients.storage.file_shares.create(azure.group, name, "home", nfs_share())
+    again = azure.clients.storage.file_shares.create(azure.group, name, "home", nfs_share())
+
+    assert (created.enabled_protocols, created.root_squash, created.share_quota) == ("NFS", "NoRootSquash", 100)
+    assert again.share_quota == 100
+    statuses = [e.status for e in azure.emulator.requests.snapshot()
+                if e.kind == "PUT Microsoft.Storage/storageAccounts/fileServices/shares"]
+    assert statuses == [201, 200]
+    assert [s.name for s in azure.clients.storage.file_shares.list(azure.group, name)] == ["home"]
+    with pytest.raises(HttpResponseError) as changed:
+        azure.clients.storage.file_shares.create(azure.group, name, "home", FileShare(enabled_protocols="SMB", share_quota=100))
+    assert changed.value.error.code == "InvalidHeaderValue"
+
+
+@pytest.mark.parametrize("quota", [99, 102401])
+def test_premium_quota_outside_azure_limits_is_refused(azure: Azure, quota: int) -> None:
+    name = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+    with pytest.raises(HttpResponseError) as refused:
+        azure.clients.storage.file_shares.create(azure.group, name, "home", nfs_share(quota))
+    assert (refused.value.status_code, refused.value.error.code) == (400, "InvalidHeaderValue")
+
+
+def test_invalid_share_names_are_refused(azure: Azure) -> None:
+    name = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+    for share in ("a--b", "-ab", "Home", "ab"):
+        with pytest.raises(HttpResponseError) as refused:
+            azure.clients.storage.file_shares.create(azure.group, name, share, nfs_share())
+        assert refused.value.error.code == "InvalidResourceName", share
+
+
+def test_shrinking_within_a_day_of_growing_is_refused(azure: Azure) -> None:
+    name = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+    azure.clients.storage.file_shares.create(azure.group, name, "home", nfs_share(100))
+    grown = azure.clients.storage.file_shares.update(azure.group, name, "home", FileShare(share_quota=200))
+    assert grown.share_quota == 200 and grown.next_allowed_quota_downgrade_time is not None
+    with pytest.raises(ResourceExistsError) as refused:
+        azure.clients.storage.file_shares.update(azure.group, name, "home", FileShare(share_quota=150))
+    assert refused.value.error.code == "ContainerQuotaDowngradeNotAllowed"
+
+
+@needs_sandbox
+def test_share_stats_report_the_bytes_of_the_real_files(azure: Azure) -> None:
+    name = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+    azure.clients.storage.file_shares.create(azure.group, name, "home", nfs_share())
+    files = azure.local.machines.share_files(name, "home")
+    assert azure.clients.storage.file_shares.get(azure.group, name, "home", expand="stats").share_usage_bytes == 0
+
+    (files / "a").write_bytes(b"x" * 1000)
+    (files / "d").mkdir()
+    (files / "d" / "b").write_bytes(b"y" * 234)
+    (files / "d" / "hard").hardlink_to(files / "a")
+
+    share = azure.clients.storage.file_shares.get(azure.group, name, "home", expand="stats")
+    assert share.share_usage_bytes == 1234
+    assert azure.clients.storage.file_shares.get(azure.group, name, "home").share_usage_bytes is None
+
+
+def test_account_update_and_listing_by_group_and_subscription(azure: Azure) -> None:
+    name = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+    updated = azure.clients.storage.storage_accounts.update(
+        azure.group, name, StorageAccountUpdateParameters(tags={"managed-by": "azlin", "owner": "me"}))
+    assert updated.tags == {"managed-by": "azlin", "owner": "me"}
+    assert updated.enable_https_traffic_only is False  # PATCH keeps what it does not name
+    in_group = [a.name for a in azure.clients.storage.storage_accounts.list_by_resource_group(azure.group)]
+    everywhere = [a.name for a in azure.clients.storage.storage_accounts.list()]
+    assert in_group == [name] and name in everywhere
+
+
+def test_deleting_an_account_removes_its_shares_and_is_idempotent(azure: Azure) -> None:
+    name = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+    azure.clients.storage.file_shares.create(azure.group, name, "home", nfs_share())
+    azure.clients.storage.storage_accounts.delete(azure.group, name)
+    azure.clients.storage.storage_accounts.delete(azure.group, name)
+
+    with pytest.raises(ResourceNotFoundError) as gone:
+        azure.clients.storage.storage_accounts.get_properties(azure.group, name)
+    assert gone.value.error.code == "ResourceNotFound"
+    assert not azure.local.machines.share_files(name, "home").exists()
+    deletes = [e.status for e in azure.emulator.requests.snapshot() if e.kind == "DELETE Microsoft.Storage/storageAccounts"]
+    assert deletes == [200, 204]
