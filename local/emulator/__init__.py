@@ -23,10 +23,21 @@ from local.emulator.server import EmulatorServer
 __all__ = ["Config", "Emulator", "LocalAzure"]
 
 RESOURCE_KINDS = (
-    storage.ResourceGroups(), storage.StorageAccounts(), storage.FileServices(), storage.FileShares(),
-    network.VirtualNetworks(), network.Subnets(), network.Peerings(), network.NetworkInterfaces(),
-    network.PrivateEndpoints(), network.PrivateDnsZoneGroups(), network.PrivateDnsZones(),
-    network.VirtualNetworkLinks(), network.ARecords(), compute.VirtualMachines(), compute.RunCommands(),
+    storage.ResourceGroups(),
+    storage.StorageAccounts(),
+    storage.FileServices(),
+    storage.FileShares(),
+    network.VirtualNetworks(),
+    network.Subnets(),
+    network.Peerings(),
+    network.NetworkInterfaces(),
+    network.PrivateEndpoints(),
+    network.PrivateDnsZoneGroups(),
+    network.PrivateDnsZones(),
+    network.VirtualNetworkLinks(),
+    network.ARecords(),
+    compute.VirtualMachines(),
+    compute.RunCommands(),
 )
 
 
@@ -40,7 +51,9 @@ class LocalAzure:
         self.emulator.machines = self.machines
         for kind in RESOURCE_KINDS:
             self.emulator.register(kind)
-        self.emulator.provider_actions[("microsoft.storage", "checknameavailability")] = storage.check_name_availability
+        self.emulator.provider_actions[("microsoft.storage", "checknameavailability")] = (
+            storage.check_name_availability
+        )
         self.server = EmulatorServer(self.emulator, self.directory, port=port)
 
     @property
@@ -65,6 +78,7 @@ class LocalAzure:
     def __enter__(self) -> LocalAzure:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.stop()

@@ -11,13 +11,39 @@ from typing import Any
 
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 # Regions the emulator accepts (a subset of Azure's public ones, all with premium files).
-REGIONS = frozenset({
-    "eastus", "eastus2", "westus", "westus2", "westus3", "centralus", "northcentralus",
-    "southcentralus", "westcentralus", "canadacentral", "brazilsouth", "northeurope", "westeurope",
-    "uksouth", "francecentral", "germanywestcentral", "swedencentral", "switzerlandnorth",
-    "norwayeast", "polandcentral", "italynorth", "australiaeast", "southeastasia", "eastasia",
-    "japaneast", "koreacentral", "centralindia", "southafricanorth", "uaenorth",
-})
+REGIONS = frozenset(
+    {
+        "eastus",
+        "eastus2",
+        "westus",
+        "westus2",
+        "westus3",
+        "centralus",
+        "northcentralus",
+        "southcentralus",
+        "westcentralus",
+        "canadacentral",
+        "brazilsouth",
+        "northeurope",
+        "westeurope",
+        "uksouth",
+        "francecentral",
+        "germanywestcentral",
+        "swedencentral",
+        "switzerlandnorth",
+        "norwayeast",
+        "polandcentral",
+        "italynorth",
+        "australiaeast",
+        "southeastasia",
+        "eastasia",
+        "japaneast",
+        "koreacentral",
+        "centralindia",
+        "southafricanorth",
+        "uaenorth",
+    }
+)
 SUBSCRIPTION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 
@@ -25,8 +51,15 @@ API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 class ArmError(Exception):
     """An error answered in Resource Manager's shape: `{"error": {"code", "message"}}`."""
 
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
-                 details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.headers = headers or {}
@@ -93,12 +126,19 @@ class ResourceId:
     @property
     def owner(self) -> ResourceId:
         """The named resource a collection or action path belongs to."""
-        return ResourceId(self.subscription, self.group, self.namespace, self.types[:len(self.names)], self.names)
+        return ResourceId(
+            self.subscription, self.group, self.namespace, self.types[: len(self.names)], self.names
+        )
 
     def child(self, type_segment: str, name: str) -> ResourceId:
         owner = self.owner
-        return ResourceId(owner.subscription, owner.group, owner.namespace, (*owner.types, type_segment),
-                          (*owner.names, name))
+        return ResourceId(
+            owner.subscription,
+            owner.group,
+            owner.namespace,
+            (*owner.types, type_segment),
+            (*owner.names, name),
+        )
 
     def __str__(self) -> str:
         text = f"/subscriptions/{self.subscription}"
@@ -121,10 +161,16 @@ def parse_path(path: str) -> ResourceId:
     """Parse an ARM request path; raises ArmError for what ARM would refuse."""
     parts = [p for p in path.split("/") if p]
     if len(parts) < 2 or parts[0].lower() != "subscriptions":
-        raise ArmError(404, "InvalidResourceNamespace", f"The request path '{path}' is not a Resource Manager path.")
+        raise ArmError(
+            404, "InvalidResourceNamespace", f"The request path '{path}' is not a Resource Manager path."
+        )
     subscription = parts[1]
     if not SUBSCRIPTION_ID.match(subscription):
-        raise ArmError(400, "InvalidSubscriptionId", f"The provided subscription identifier '{subscription}' is malformed or invalid.")
+        raise ArmError(
+            400,
+            "InvalidSubscriptionId",
+            f"The provided subscription identifier '{subscription}' is malformed or invalid.",
+        )
     rest, group = parts[2:], None
     if rest and rest[0].lower() == "resourcegroups":
         if len(rest) < 2:
@@ -133,7 +179,9 @@ def parse_path(path: str) -> ResourceId:
     if not rest:
         return ResourceId(subscription, group)
     if rest[0].lower() != "providers" or len(rest) < 3:
-        raise ArmError(404, "InvalidResourceNamespace", f"The request path '{path}' is not a Resource Manager path.")
+        raise ArmError(
+            404, "InvalidResourceNamespace", f"The request path '{path}' is not a Resource Manager path."
+        )
     namespace, segments = rest[1], rest[2:]
     return ResourceId(subscription, group, namespace, tuple(segments[0::2]), tuple(segments[1::2]))
 

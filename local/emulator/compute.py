@@ -9,10 +9,10 @@ import copy
 import re
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from local.emulator.arm import ArmError, Resource, ResourceId, bad_request, new_guid, now, reference
-from local.emulator.kinds import Action, ResourceKind, Shape, require
+from local.emulator.kinds import Action, ResourceKind, Shape, Views, require
 from local.emulator.network import NICS, _referenced, nfs_reachability, vnet_of_subnet
 from local.sandbox import Execution, SandboxError, SandboxVm
 
@@ -23,10 +23,44 @@ VMS = "Microsoft.Compute/virtualMachines"
 RUN_COMMANDS = f"{VMS}/runCommands"
 LINUX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # Names Azure refuses for the admin user of a Linux VM.
-RESERVED_USERS = {"administrator", "admin", "user", "user1", "test", "user2", "test1", "user3", "admin1", "1",
-                  "123", "a", "actuser", "adm", "admin2", "aspnet", "backup", "console", "david", "guest", "john",
-                  "owner", "root", "server", "sql", "support", "support_388945a0", "sys", "test2", "test3", "user4",
-                  "user5", "bin", "daemon", "nobody", "sshd"}
+RESERVED_USERS = {
+    "administrator",
+    "admin",
+    "user",
+    "user1",
+    "test",
+    "user2",
+    "test1",
+    "user3",
+    "admin1",
+    "1",
+    "123",
+    "a",
+    "actuser",
+    "adm",
+    "admin2",
+    "aspnet",
+    "backup",
+    "console",
+    "david",
+    "guest",
+    "john",
+    "owner",
+    "root",
+    "server",
+    "sql",
+    "support",
+    "support_388945a0",
+    "sys",
+    "test2",
+    "test3",
+    "user4",
+    "user5",
+    "bin",
+    "daemon",
+    "nobody",
+    "sshd",
+}
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_TIMEOUT_SECONDS = 90 * 60
 NOT_RUNNING = ("OperationNotAllowed", "The operation requires the VM to be running (or set to run).")
@@ -41,47 +75,72 @@ class VirtualMachines(ResourceKind):
     put_shape = Shape.ASYNC_OPERATION
     delete_shape = Shape.ASYNC_OPERATION
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         props = stored["properties"]
-        require(bool((props.get("hardwareProfile") or {}).get("vmSize")), "InvalidParameter",
-                "Required parameter 'hardwareProfile.vmSize' is missing (null).")
+        require(
+            bool((props.get("hardwareProfile") or {}).get("vmSize")),
+            "InvalidParameter",
+            "Required parameter 'hardwareProfile.vmSize' is missing (null).",
+        )
         os_profile = props.get("osProfile") or {}
         if existing is not None:
             before = existing.properties.get("osProfile", {})
             for field in ("adminUsername", "computerName"):
                 if field in os_profile and os_profile[field] != before.get(field):
-                    raise ArmError(409, "PropertyChangeNotAllowed",
-                                   f"Changing property 'osProfile.{field}' is not allowed.")
+                    raise ArmError(
+                        409,
+                        "PropertyChangeNotAllowed",
+                        f"Changing property 'osProfile.{field}' is not allowed.",
+                    )
             props["osProfile"] = before
         else:
             self._validate_os_profile(rid, os_profile)
-            props["osProfile"] = {k: v for k, v in os_profile.items() if k not in ("adminPassword", "customData")}
+            props["osProfile"] = {
+                k: v for k, v in os_profile.items() if k not in ("adminPassword", "customData")
+            }
             props["osProfile"].setdefault("computerName", rid.name)
         nics = (props.get("networkProfile") or {}).get("networkInterfaces") or []
-        require(bool(nics), "InvalidParameter", "At least one network interface is required: "
-                "'networkProfile.networkInterfaces'.")
+        require(
+            bool(nics),
+            "InvalidParameter",
+            "At least one network interface is required: 'networkProfile.networkInterfaces'.",
+        )
         for nic_ref in nics:
             nic = _referenced(emu, nic_ref, rid, NICS)
             owner = nic.internal.get("virtual_machine")
             if owner and owner.lower() != rid.key:
-                raise bad_request("NicInUse", f"Network Interface {nic.id} is used by existing resource {owner}.")
+                raise bad_request(
+                    "NicInUse", f"Network Interface {nic.id} is used by existing resource {owner}."
+                )
         return stored
 
     @staticmethod
     def _validate_os_profile(rid: ResourceId, os_profile: dict[str, Any]) -> None:
         admin = str(os_profile.get("adminUsername") or "")
-        require(bool(admin), "InvalidParameter", "Required parameter 'osProfile.adminUsername' is missing (null).")
-        require(bool(LINUX_USER.match(admin)) and admin.lower() not in RESERVED_USERS, "InvalidParameter",
-                "The Admin Username specified is not allowed.")
+        require(
+            bool(admin), "InvalidParameter", "Required parameter 'osProfile.adminUsername' is missing (null)."
+        )
+        require(
+            bool(LINUX_USER.match(admin)) and admin.lower() not in RESERVED_USERS,
+            "InvalidParameter",
+            "The Admin Username specified is not allowed.",
+        )
         keys = ((os_profile.get("linuxConfiguration") or {}).get("ssh") or {}).get("publicKeys") or []
         for key in keys:
-            require(key.get("path") == f"/home/{admin}/.ssh/authorized_keys", "InvalidParameter",
-                    f"The value of parameter linuxConfiguration.ssh.publicKeys.path is invalid: it must be "
-                    f"/home/{admin}/.ssh/authorized_keys.")
-            require(str(key.get("keyData", "")).startswith(("ssh-", "ecdsa-")), "InvalidParameter",
-                    "The value of parameter linuxConfiguration.ssh.publicKeys.keyData is invalid.")
+            require(
+                key.get("path") == f"/home/{admin}/.ssh/authorized_keys",
+                "InvalidParameter",
+                f"The value of parameter linuxConfiguration.ssh.publicKeys.path is invalid: it must be "
+                f"/home/{admin}/.ssh/authorized_keys.",
+            )
+            require(
+                str(key.get("keyData", "")).startswith(("ssh-", "ecdsa-")),
+                "InvalidParameter",
+                "The value of parameter linuxConfiguration.ssh.publicKeys.keyData is invalid.",
+            )
 
     def provision(self, emu: Emulator, resource: Resource, created: bool) -> None:
         for nic_ref in resource.properties["networkProfile"]["networkInterfaces"]:
@@ -92,18 +151,25 @@ class VirtualMachines(ResourceKind):
             return
         resource.internal.update({"vm_id": new_guid(), "created": now(), "power": "starting"})
         os_profile = resource.properties["osProfile"]
-        keys = [k["keyData"] for k in ((os_profile.get("linuxConfiguration") or {}).get("ssh") or {}).get("publicKeys", [])]
+        keys = [
+            k["keyData"]
+            for k in ((os_profile.get("linuxConfiguration") or {}).get("ssh") or {}).get("publicKeys", [])
+        ]
         if emu.machines.unavailable is None:
             vm = sandbox_of(emu, resource)
             publish_network(emu, resource, vm)
             try:
                 vm.create(os_profile["adminUsername"], keys)
             except SandboxError as error:
-                raise ArmError(500, "OSProvisioningInternalError", f"OS provisioning failed: {error}") from None
+                raise ArmError(
+                    500, "OSProvisioningInternalError", f"OS provisioning failed: {error}"
+                ) from None
         resource.internal.update({"power": "running", "booted_at": time.monotonic()})
 
     def deleted(self, emu: Emulator, resource: Resource) -> None:
-        for nic in emu.find(NICS, lambda n: str(n.internal.get("virtual_machine", "")).lower() == resource.id.key):
+        for nic in emu.find(
+            NICS, lambda n: str(n.internal.get("virtual_machine", "")).lower() == resource.id.key
+        ):
             nic.internal.pop("virtual_machine", None)
         emu.machines.forget(resource.id.key)
 
@@ -113,12 +179,14 @@ class VirtualMachines(ResourceKind):
         props["vmId"] = resource.internal.get("vm_id", "")
         if resource.internal.get("created"):
             props["timeCreated"] = resource.internal["created"]
-        props.setdefault("storageProfile", {"osDisk": {"osType": "Linux", "createOption": "FromImage"}, "dataDisks": []})
+        props.setdefault(
+            "storageProfile", {"osDisk": {"osType": "Linux", "createOption": "FromImage"}, "dataDisks": []}
+        )
         if "instanceview" in str(query.get("$expand", "")).lower():
             props["instanceView"] = instance_view(emu, resource)
         return body
 
-    views = {"instanceview": lambda emu, vm, query: instance_view(emu, vm)}
+    views: ClassVar[Views] = {"instanceview": lambda emu, vm, query: instance_view(emu, vm)}
 
 
 def sandbox_of(emu: Emulator, vm: Resource) -> SandboxVm:
@@ -148,19 +216,38 @@ def agent_ready(emu: Emulator, vm: Resource) -> bool:
 def instance_view(emu: Emulator, vm: Resource) -> dict[str, Any]:
     power = vm.internal.get("power", "starting")
     ready = agent_ready(emu, vm) and power == "running"
-    agent_status = ({"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready",
-                     "message": "GuestAgent is running and accepting new configurations.", "time": now()}
-                    if ready else
-                    {"code": "ProvisioningState/Unavailable", "level": "Warning", "displayStatus": "Not Ready",
-                     "message": "VM status blob is found but not yet populated.", "time": now()})
+    agent_status = (
+        {
+            "code": "ProvisioningState/succeeded",
+            "level": "Info",
+            "displayStatus": "Ready",
+            "message": "GuestAgent is running and accepting new configurations.",
+            "time": now(),
+        }
+        if ready
+        else {
+            "code": "ProvisioningState/Unavailable",
+            "level": "Warning",
+            "displayStatus": "Not Ready",
+            "message": "VM status blob is found but not yet populated.",
+            "time": now(),
+        }
+    )
     state = vm.properties.get("provisioningState", "Succeeded")
     return {
         "computerName": vm.properties.get("osProfile", {}).get("computerName", vm.id.name),
-        "osName": "ubuntu", "osVersion": "22.04",
+        "osName": "ubuntu",
+        "osVersion": "22.04",
         "vmAgent": {"vmAgentVersion": "2.9.1.1", "statuses": [agent_status]},
-        "statuses": [{"code": f"ProvisioningState/{state.lower()}", "level": "Info",
-                      "displayStatus": f"Provisioning {state.lower()}", "time": now()},
-                     {"code": f"PowerState/{power}", "level": "Info", "displayStatus": f"VM {power}"}],
+        "statuses": [
+            {
+                "code": f"ProvisioningState/{state.lower()}",
+                "level": "Info",
+                "displayStatus": f"Provisioning {state.lower()}",
+                "time": now(),
+            },
+            {"code": f"PowerState/{power}", "level": "Info", "displayStatus": f"VM {power}"},
+        ],
     }
 
 
@@ -171,10 +258,16 @@ def _require_running(vm: Resource) -> None:
 
 def _require_agent(emu: Emulator, vm: Resource) -> None:
     if not agent_ready(emu, vm):
-        raise ArmError(409, "VMAgentNotReady", f"VM agent on VM '{vm.id.name}' has not reported latest status yet. "
-                       "The VM may still be starting; retry in a few seconds.")
+        raise ArmError(
+            409,
+            "VMAgentNotReady",
+            f"VM agent on VM '{vm.id.name}' has not reported latest status yet. "
+            "The VM may still be starting; retry in a few seconds.",
+        )
     if emu.machines.unavailable is not None:
-        raise ArmError(409, "VMAgentNotReady", f"Sandbox VMs are unavailable here: {emu.machines.unavailable}")
+        raise ArmError(
+            409, "VMAgentNotReady", f"Sandbox VMs are unavailable here: {emu.machines.unavailable}"
+        )
 
 
 def _power(state: str, boot: bool) -> Any:
@@ -188,6 +281,7 @@ def _power(state: str, boot: bool) -> Any:
                 sandbox.boot()
             vm.internal.update({"power": "running", "booted_at": time.monotonic()})
         return None
+
     return run
 
 
@@ -205,12 +299,16 @@ VirtualMachines.actions = {
 
 # -- managed Run Command --------------------------------------------------------------------------
 
+
 def _parameters(props: dict[str, Any], field: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for parameter in props.get(field) or []:
         name = str(parameter.get("name", ""))
-        require(bool(ENV_NAME.match(name)), "InvalidParameter",
-                f"Run command parameter name '{name}' in '{field}' is not a valid environment variable name.")
+        require(
+            bool(ENV_NAME.match(name)),
+            "InvalidParameter",
+            f"Run command parameter name '{name}' in '{field}' is not a valid environment variable name.",
+        )
         found[name] = str(parameter.get("value", ""))
     return found
 
@@ -225,27 +323,40 @@ class RunCommands(ResourceKind):
     put_shape = Shape.ASYNC_OPERATION
     delete_shape = Shape.LOCATION
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         vm = emu.get(rid.parent) if rid.parent else None
         assert vm is not None
         stored = super().validate(emu, rid, body, existing)
         props = stored["properties"]
         source = props.get("source") or {}
         given = [k for k in ("script", "scriptUri", "commandId") if source.get(k)]
-        require(len(given) == 1, "InvalidParameter",
-                "Exactly one of 'source.script', 'source.scriptUri' and 'source.commandId' must be given.")
-        require(given[0] == "script", "InvalidParameter",
-                "The emulator runs inline scripts only ('source.script'); it does not download 'scriptUri' or "
-                "run built-in 'commandId' commands.")
+        require(
+            len(given) == 1,
+            "InvalidParameter",
+            "Exactly one of 'source.script', 'source.scriptUri' and 'source.commandId' must be given.",
+        )
+        require(
+            given[0] == "script",
+            "InvalidParameter",
+            "The emulator runs inline scripts only ('source.script'); it does not download 'scriptUri' or "
+            "run built-in 'commandId' commands.",
+        )
         _parameters(props, "parameters")
         _parameters(props, "protectedParameters")
         timeout = props.get("timeoutInSeconds", 0)
-        require(isinstance(timeout, int) and timeout >= 0, "InvalidParameter",
-                "'timeoutInSeconds' must be a whole number of seconds, 0 or more.")
+        require(
+            isinstance(timeout, int) and timeout >= 0,
+            "InvalidParameter",
+            "'timeoutInSeconds' must be a whole number of seconds, 0 or more.",
+        )
         runner = props.get("runAsUser")
-        require(runner is None or bool(LINUX_USER.match(str(runner))), "InvalidParameter",
-                f"'runAsUser' {runner!r} is not a valid Linux user name.")
+        require(
+            runner is None or bool(LINUX_USER.match(str(runner))),
+            "InvalidParameter",
+            f"'runAsUser' {runner!r} is not a valid Linux user name.",
+        )
         _require_running(vm)
         return stored
 
@@ -254,7 +365,10 @@ class RunCommands(ResourceKind):
         assert vm is not None
         definition = copy.deepcopy(resource.properties)
         definition.pop("provisioningState", None)
-        if resource.internal.get("definition") == definition and resource.internal.get("execution") is not None:
+        if (
+            resource.internal.get("definition") == definition
+            and resource.internal.get("execution") is not None
+        ):
             return  # the same command again: Azure does not run it a second time
         previous: Execution | None = resource.internal.get("execution")
         if previous is not None:
@@ -267,8 +381,13 @@ class RunCommands(ResourceKind):
         env = {**_parameters(props, "parameters"), **_parameters(props, "protectedParameters")}
         timeout = props.get("timeoutInSeconds") or DEFAULT_TIMEOUT_SECONDS
         try:
-            execution = sandbox.start(props["source"]["script"], env, timeout=timeout, run_as=props.get("runAsUser"),
-                                      command_name=resource.id.name)
+            execution = sandbox.start(
+                props["source"]["script"],
+                env,
+                timeout=timeout,
+                run_as=props.get("runAsUser"),
+                command_name=resource.id.name,
+            )
         except SandboxError as error:
             raise ArmError(409, *NOT_RUNNING) from error
         resource.internal.update({"execution": execution, "definition": definition})
@@ -277,9 +396,12 @@ class RunCommands(ResourceKind):
         execution.done.wait()
         if props.get("treatFailureAsDeploymentFailure") and execution_state(execution) != "Succeeded":
             view = run_command_instance_view(emu, resource)
-            raise ArmError(409, "VMExtensionProvisioningError",
-                           f"Run command {resource.id.name} {view['executionState'].lower()}: exit code "
-                           f"{view['exitCode']}. Error: {view['error']}")
+            raise ArmError(
+                409,
+                "VMExtensionProvisioningError",
+                f"Run command {resource.id.name} {view['executionState'].lower()}: exit code "
+                f"{view['exitCode']}. Error: {view['error']}",
+            )
 
     def deleted(self, emu: Emulator, resource: Resource) -> None:
         execution: Execution | None = resource.internal.get("execution")
@@ -308,19 +430,36 @@ def execution_state(execution: Execution | None) -> str:
     return "Succeeded" if execution.exit_code == 0 else "Failed"
 
 
-MESSAGES = {"Pending": "Execution is pending", "Running": "Execution in progress", "Succeeded": "Execution completed",
-            "Failed": "Execution completed", "TimedOut": "Execution timed out", "Canceled": "Execution canceled"}
+MESSAGES = {
+    "Pending": "Execution is pending",
+    "Running": "Execution in progress",
+    "Succeeded": "Execution completed",
+    "Failed": "Execution completed",
+    "TimedOut": "Execution timed out",
+    "Canceled": "Execution canceled",
+}
 
 
 def run_command_instance_view(emu: Emulator, resource: Resource) -> dict[str, Any]:
     execution: Execution | None = resource.internal.get("execution")
     state = execution_state(execution)
     limit = emu.config.run_command_output_bytes
-    view: dict[str, Any] = {"executionState": state, "executionMessage": MESSAGES[state], "output": "", "error": "",
-                            "statuses": None}
+    view: dict[str, Any] = {
+        "executionState": state,
+        "executionMessage": MESSAGES[state],
+        "output": "",
+        "error": "",
+        "statuses": None,
+    }
     if execution is not None:
-        view.update({"output": _tail(execution.stdout(), limit), "error": _tail(execution.stderr(), limit),
-                     "startTime": _iso(execution.started_at), "endTime": _iso(execution.ended_at)})
+        view.update(
+            {
+                "output": _tail(execution.stdout(), limit),
+                "error": _tail(execution.stderr(), limit),
+                "startTime": _iso(execution.started_at),
+                "endTime": _iso(execution.ended_at),
+            }
+        )
         if state in ("Succeeded", "Failed"):
             view["exitCode"] = execution.exit_code
         elif state in ("TimedOut", "Canceled"):
@@ -330,17 +469,28 @@ def run_command_instance_view(emu: Emulator, resource: Resource) -> dict[str, An
 
 # -- the older runCommand action ------------------------------------------------------------------
 
+
 def _run_command_check(emu: Emulator, vm: Resource, body: dict[str, Any]) -> None:
     _require_running(vm)
-    require(body.get("commandId") == "RunShellScript", "InvalidParameter",
-            "The emulator supports commandId 'RunShellScript' only.")
-    require(isinstance(body.get("script"), list) and bool(body["script"]), "InvalidParameter",
-            "'script' must be a non-empty list of lines.")
+    require(
+        body.get("commandId") == "RunShellScript",
+        "InvalidParameter",
+        "The emulator supports commandId 'RunShellScript' only.",
+    )
+    require(
+        isinstance(body.get("script"), list) and bool(body["script"]),
+        "InvalidParameter",
+        "'script' must be a non-empty list of lines.",
+    )
     _parameters(body, "parameters")
     with emu.lock:
         if vm.internal.get("action_running"):
-            raise ArmError(409, "Conflict", "Run command extension execution is in progress. Please wait for "
-                           "completion before invoking a run command.")
+            raise ArmError(
+                409,
+                "Conflict",
+                "Run command extension execution is in progress. Please wait for "
+                "completion before invoking a run command.",
+            )
         vm.internal["action_running"] = True
 
 
@@ -350,8 +500,12 @@ def _run_command_action(emu: Emulator, vm: Resource, body: dict[str, Any]) -> di
         sandbox = sandbox_of(emu, vm)
         publish_network(emu, vm, sandbox)
         script = "\n".join(str(line) for line in body["script"]) + "\n"
-        execution = sandbox.start(script, _parameters(body, "parameters"), timeout=DEFAULT_TIMEOUT_SECONDS,
-                                  command_name="RunShellScript")
+        execution = sandbox.start(
+            script,
+            _parameters(body, "parameters"),
+            timeout=DEFAULT_TIMEOUT_SECONDS,
+            command_name="RunShellScript",
+        )
         execution.done.wait()
     except SandboxError as error:
         raise ArmError(409, *NOT_RUNNING) from error
@@ -359,11 +513,23 @@ def _run_command_action(emu: Emulator, vm: Resource, body: dict[str, Any]) -> di
         vm.internal["action_running"] = False
     limit = emu.config.run_command_output_bytes
     # The exit code is not reported by this API: success means the extension ran the script.
-    message = (f"Enable succeeded: \n[stdout]\n{_tail(execution.stdout(), limit)}\n[stderr]\n"
-               f"{_tail(execution.stderr(), limit)}\n")
-    return {"value": [{"code": "ProvisioningState/succeeded", "level": "Info",
-                       "displayStatus": "Provisioning succeeded", "message": message}]}
+    message = (
+        f"Enable succeeded: \n[stdout]\n{_tail(execution.stdout(), limit)}\n[stderr]\n"
+        f"{_tail(execution.stderr(), limit)}\n"
+    )
+    return {
+        "value": [
+            {
+                "code": "ProvisioningState/succeeded",
+                "level": "Info",
+                "displayStatus": "Provisioning succeeded",
+                "message": message,
+            }
+        ]
+    }
 
 
-VirtualMachines.actions = {**VirtualMachines.actions,
-                           "runcommand": Action(Shape.ASYNC_OPERATION, _run_command_action, _run_command_check)}
+VirtualMachines.actions = {
+    **VirtualMachines.actions,
+    "runcommand": Action(Shape.ASYNC_OPERATION, _run_command_action, _run_command_check),
+}

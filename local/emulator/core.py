@@ -24,7 +24,14 @@ from local.emulator.arm import (
     new_guid,
     parse_path,
 )
-from local.emulator.events import ACTION_SUCCESS, DELETE_SUCCESS, WRITE_SUCCESS, EventPublisher, operation_name, resource_event
+from local.emulator.events import (
+    ACTION_SUCCESS,
+    DELETE_SUCCESS,
+    WRITE_SUCCESS,
+    EventPublisher,
+    operation_name,
+    resource_event,
+)
 from local.emulator.kinds import Action, ResourceKind, Shape
 from local.emulator.traffic import Faults, LoggedRequest, RequestLog
 
@@ -33,8 +40,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MONITOR = re.compile(r"/(operations|operationresults|asyncoperations|privatednsoperationstatuses|"
-                     r"privatednsoperationresults)/([0-9a-f-]{36})$", re.IGNORECASE)
+MONITOR = re.compile(
+    r"/(operations|operationresults|asyncoperations|privatednsoperationstatuses|"
+    r"privatednsoperationresults)/([0-9a-f-]{36})$",
+    re.IGNORECASE,
+)
 STATUS_MONITORS = {"operations", "privatednsoperationstatuses"}  # the others answer like Location
 
 
@@ -42,12 +52,12 @@ STATUS_MONITORS = {"operations", "privatednsoperationstatuses"}  # the others an
 class Config:
     """What tests and `make dev` tune. Azure's own values are noted where they differ."""
 
-    polls_before_done: int = 1            # in-progress answers before a finished operation says so
-    retry_after: int | None = None        # Retry-After on operations (Azure: 10-60 s); None: none sent
-    agent_ready_seconds: float = 0.0      # a new or rebooted VM answers VMAgentNotReady this long
-    nfs_timeout_seconds: float = 2.0      # how long an unreachable NFS mount hangs (Azure: minutes)
+    polls_before_done: int = 1  # in-progress answers before a finished operation says so
+    retry_after: int | None = None  # Retry-After on operations (Azure: 10-60 s); None: none sent
+    agent_ready_seconds: float = 0.0  # a new or rebooted VM answers VMAgentNotReady this long
+    nfs_timeout_seconds: float = 2.0  # how long an unreachable NFS mount hangs (Azure: minutes)
     run_command_output_bytes: int = 4096  # Run Command keeps the last 4 KB of output and of error
-    event_webhook: str | None = None      # where Event Grid events are posted
+    event_webhook: str | None = None  # where Event Grid events are posted
 
 
 @dataclass
@@ -118,9 +128,11 @@ class Emulator:
     def kind_of(self, rid: ResourceId) -> ResourceKind:
         kind = self.kinds.get(rid.type_name.lower())
         if kind is None:
-            raise bad_request("InvalidResourceType",
-                              f"The resource type '{'/'.join(rid.types)}' could not be found in the "
-                              f"namespace '{rid.namespace}' for api version in use.")
+            raise bad_request(
+                "InvalidResourceType",
+                f"The resource type '{'/'.join(rid.types)}' could not be found in the "
+                f"namespace '{rid.namespace}' for api version in use.",
+            )
         return kind
 
     def get(self, rid: ResourceId | str) -> Resource | None:
@@ -137,10 +149,16 @@ class Emulator:
         with self.lock:
             return [r for k, r in self.resources.items() if k.startswith(prefix)]
 
-    def put_internal(self, rid: ResourceId, body: dict[str, Any], *, internal: dict[str, Any] | None = None) -> Resource:
+    def put_internal(
+        self, rid: ResourceId, body: dict[str, Any], *, internal: dict[str, Any] | None = None
+    ) -> Resource:
         """Store a resource an RP creates on its own (a private endpoint's NIC, a DNS record)."""
-        resource = Resource(rid, rid.type_name, {**body, "id": str(rid), "name": rid.name,
-                                                 "type": rid.type_name}, internal or {})
+        resource = Resource(
+            rid,
+            rid.type_name,
+            {**body, "id": str(rid), "name": rid.name, "type": rid.type_name},
+            internal or {},
+        )
         with self.lock:
             self.resources[rid.key] = resource
         return resource
@@ -172,10 +190,21 @@ class Emulator:
             log.exception("emulator failed on %s %s", request.method, request.path)
             response = Response(500, {"error": {"code": "InternalServerError", "message": str(error)}})
         response.headers.setdefault("x-ms-request-id", request.request_id)
-        response.headers.setdefault("x-ms-correlation-request-id", request.headers.get(
-            "x-ms-correlation-request-id", request.request_id))
-        self.requests.add(LoggedRequest(time.time(), request.method, request.path, request.api_version,
-                                        kind, response.status, request.request_id))
+        response.headers.setdefault(
+            "x-ms-correlation-request-id",
+            request.headers.get("x-ms-correlation-request-id", request.request_id),
+        )
+        self.requests.add(
+            LoggedRequest(
+                time.time(),
+                request.method,
+                request.path,
+                request.api_version,
+                kind,
+                response.status,
+                request.request_id,
+            )
+        )
         return response
 
     def _kind_label(self, request: Request) -> str:
@@ -191,10 +220,14 @@ class Emulator:
         self.faults.apply(request.method, request.path)
         self._authenticate(request)
         if not request.api_version:
-            raise bad_request("MissingApiVersionParameter",
-                              "The api-version query parameter (?api-version=) is required for all requests.")
+            raise bad_request(
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
         if not API_VERSION.match(request.api_version):
-            raise bad_request("InvalidApiVersionParameter", f"The api-version '{request.api_version}' is invalid.")
+            raise bad_request(
+                "InvalidApiVersionParameter", f"The api-version '{request.api_version}' is invalid."
+            )
         monitor = MONITOR.search(request.path)
         if monitor:
             return self._monitor(monitor.group(1).lower(), monitor.group(2), request)
@@ -209,11 +242,16 @@ class Emulator:
     def _authenticate(request: Request) -> None:
         header = request.headers.get("authorization", "")
         if not header:
-            raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+            raise ArmError(
+                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+            )
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ArmError(401, "AuthenticationFailed",
-                           "Authentication failed. The 'Authorization' header is provided in an invalid format.")
+            raise ArmError(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+            )
 
     def _on_resource(self, rid: ResourceId, request: Request) -> Response:
         kind = self.kind_of(rid)
@@ -236,35 +274,54 @@ class Emulator:
         if rid.group is not None and rid.namespace is not None:
             group = ResourceId(rid.subscription, rid.group)
             if self.get(group) is None:
-                raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rid.group}' could not be found.",
-                               headers={"x-ms-failure-cause": "gateway"})
+                raise ArmError(
+                    404,
+                    "ResourceGroupNotFound",
+                    f"Resource group '{rid.group}' could not be found.",
+                    headers={"x-ms-failure-cause": "gateway"},
+                )
         parent = rid.parent
         if parent is not None and self.get(parent) is None:
-            raise ArmError(404, "ParentResourceNotFound",
-                           "Can not perform requested operation on nested resource. Parent resource "
-                           f"'{'/'.join(parent.names)}' not found.")
+            raise ArmError(
+                404,
+                "ParentResourceNotFound",
+                "Can not perform requested operation on nested resource. Parent resource "
+                f"'{'/'.join(parent.names)}' not found.",
+            )
 
     def _existing(self, rid: ResourceId) -> Resource:
         resource = self.get(rid)
         if resource is None:
             where = f" under resource group '{rid.group}'" if rid.group else ""
-            raise ArmError(404, "ResourceNotFound",
-                           f"The Resource '{rid.type_name.split('/', 1)[0]}/{'/'.join(_pairs(rid))}'{where} "
-                           "was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix")
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource '{rid.type_name.split('/', 1)[0]}/{'/'.join(_pairs(rid))}'{where} "
+                "was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+            )
         return resource
 
     def _body(self, request: Request) -> dict[str, Any]:
         if not isinstance(request.body, dict):
-            raise bad_request("InvalidRequestContent", "The request content was invalid and could not be deserialized.")
+            raise bad_request(
+                "InvalidRequestContent", "The request content was invalid and could not be deserialized."
+            )
         return request.body
 
     def _put(self, kind: ResourceKind, rid: ResourceId, request: Request) -> Response:
         body = self._body(request)
         with self.lock:
             existing = self.get(rid)
-            if existing is not None and existing.properties.get("provisioningState") in ("Creating", "Updating", "Deleting"):
-                raise ArmError(409, "AnotherOperationInProgress",
-                               f"Another operation on this or dependent resource is in progress. Resource '{rid.name}'.")
+            if existing is not None and existing.properties.get("provisioningState") in (
+                "Creating",
+                "Updating",
+                "Deleting",
+            ):
+                raise ArmError(
+                    409,
+                    "AnotherOperationInProgress",
+                    f"Another operation on this or dependent resource is in progress. Resource '{rid.name}'.",
+                )
             stored = kind.validate(self, rid, body, existing)
             resource = existing or Resource(rid, kind.type_name, {})
             resource.body = {"id": str(rid), "name": rid.name, "type": kind.type_name, **stored}
@@ -277,16 +334,32 @@ class Emulator:
         existing = self._existing(rid)
         merged = _merge(copy.deepcopy(existing.body), self._body(request))
         merged.get("properties", {}).pop("provisioningState", None)
-        request = Request(request.method, request.path, request.query, request.headers, merged,
-                          request.base_url, request.request_id)
+        request = Request(
+            request.method,
+            request.path,
+            request.query,
+            request.headers,
+            merged,
+            request.base_url,
+            request.request_id,
+        )
         with self.lock:
             stored = kind.validate(self, rid, merged, existing)
             existing.body = {"id": str(rid), "name": rid.name, "type": kind.type_name, **stored}
         return self._write(kind, existing, request, created=False, verb="write", patch=True)
 
-    def _write(self, kind: ResourceKind, resource: Resource, request: Request, *, created: bool, verb: str,
-               patch: bool = False) -> Response:
+    def _write(
+        self,
+        kind: ResourceKind,
+        resource: Resource,
+        request: Request,
+        *,
+        created: bool,
+        verb: str,
+        patch: bool = False,
+    ) -> Response:
         shape = Shape.SYNC if patch and kind.put_shape is Shape.LOCATION else kind.put_shape
+
         def work() -> dict[str, Any] | None:
             kind.provision(self, resource, created)
             resource.properties["provisioningState"] = "Succeeded"
@@ -329,8 +402,10 @@ class Emulator:
         if request.method == "GET" and collection_type in self.kinds:
             return self._list(rid, collection_type)
         if not owner.names:
-            raise bad_request("InvalidResourceType", f"The resource type '{trailing}' could not be found in the "
-                                                     f"namespace '{rid.namespace}'.")
+            raise bad_request(
+                "InvalidResourceType",
+                f"The resource type '{trailing}' could not be found in the namespace '{rid.namespace}'.",
+            )
         owner_kind = self.kind_of(owner)
         self._require_scope(owner)
         resource = self._existing(owner)
@@ -338,7 +413,9 @@ class Emulator:
             return Response(200, owner_kind.views[trailing.lower()](self, resource, request.query))
         action = owner_kind.actions.get(trailing.lower())
         if action is None or request.method != "POST":
-            raise ArmError(404, "NotFound", f"No HTTP resource was found that matches the request URI '{request.url}'.")
+            raise ArmError(
+                404, "NotFound", f"No HTTP resource was found that matches the request URI '{request.url}'."
+            )
         return self._action(owner, resource, trailing, action, request)
 
     def _list(self, rid: ResourceId, collection_type: str) -> Response:
@@ -347,17 +424,26 @@ class Emulator:
             scope = owner.key + "/"
         elif rid.group is not None:
             if self.get(ResourceId(rid.subscription, rid.group)) is None:
-                raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rid.group}' could not be found.")
+                raise ArmError(
+                    404, "ResourceGroupNotFound", f"Resource group '{rid.group}' could not be found."
+                )
             scope = ResourceId(rid.subscription, rid.group).key + "/"
         else:
             scope = f"/subscriptions/{rid.subscription}/".lower()
         kind = self.kinds[collection_type]
         with self.lock:
-            found = [r for k, r in self.resources.items()
-                     if r.type.lower() == collection_type and k.startswith(scope)]
-        return Response(200, {"value": [kind.view(self, r, {}) for r in sorted(found, key=lambda r: r.id.key)]})
+            found = [
+                r
+                for k, r in self.resources.items()
+                if r.type.lower() == collection_type and k.startswith(scope)
+            ]
+        return Response(
+            200, {"value": [kind.view(self, r, {}) for r in sorted(found, key=lambda r: r.id.key)]}
+        )
 
-    def _action(self, owner: ResourceId, resource: Resource, name: str, action: Action, request: Request) -> Response:
+    def _action(
+        self, owner: ResourceId, resource: Resource, name: str, action: Action, request: Request
+    ) -> Response:
         body = request.body if isinstance(request.body, dict) else {}
         if action.check is not None:
             action.check(self, resource, body)
@@ -375,11 +461,22 @@ class Emulator:
 
     # -- long-running operations ------------------------------------------------------------------
 
-    def _start(self, shape: Shape, resource: Resource | None, work: Callable[[], dict[str, Any] | None], *,
-               returns_resource: bool = True) -> Operation:
-        operation = Operation(new_guid(), shape, resource.id.key if resource else None,
-                              self.config.polls_before_done, returns_resource=returns_resource,
-                              started=_iso_now())
+    def _start(
+        self,
+        shape: Shape,
+        resource: Resource | None,
+        work: Callable[[], dict[str, Any] | None],
+        *,
+        returns_resource: bool = True,
+    ) -> Operation:
+        operation = Operation(
+            new_guid(),
+            shape,
+            resource.id.key if resource else None,
+            self.config.polls_before_done,
+            returns_resource=returns_resource,
+            started=_iso_now(),
+        )
         with self.lock:
             self.operations[operation.id] = operation
 
@@ -404,17 +501,24 @@ class Emulator:
         base, version = request.base_url, request.api_version
         namespace = rid.namespace or "Microsoft.Resources"
         if operation.shape is Shape.ASYNC_202:  # private DNS: resource-group scoped monitors
-            scope = f"{base}/subscriptions/{rid.subscription}/resourceGroups/{rid.group}/providers/{namespace}"
-            return {"Azure-AsyncOperation": f"{scope}/privateDnsOperationStatuses/{operation.id}?api-version={version}",
-                    "Location": f"{scope}/privateDnsOperationResults/{operation.id}?api-version={version}"}
+            scope = (
+                f"{base}/subscriptions/{rid.subscription}/resourceGroups/{rid.group}/providers/{namespace}"
+            )
+            query = f"{operation.id}?api-version={version}"
+            return {
+                "Azure-AsyncOperation": f"{scope}/privateDnsOperationStatuses/{query}",
+                "Location": f"{scope}/privateDnsOperationResults/{query}",
+            }
         location = self._location_of(rid)
         scope = f"{base}/subscriptions/{rid.subscription}/providers/{namespace}/locations/{location}"
         if operation.shape is Shape.LOCATION and namespace.lower() == "microsoft.storage":
             return {"Location": f"{scope}/asyncoperations/{operation.id}?monitor=true&api-version={version}"}
         if operation.shape is Shape.LOCATION:
             return {"Location": f"{scope}/operationResults/{operation.id}?api-version={version}"}
-        return {"Azure-AsyncOperation": f"{scope}/operations/{operation.id}?api-version={version}",
-                "Location": f"{scope}/operationResults/{operation.id}?monitor=true&api-version={version}"}
+        return {
+            "Azure-AsyncOperation": f"{scope}/operations/{operation.id}?api-version={version}",
+            "Location": f"{scope}/operationResults/{operation.id}?monitor=true&api-version={version}",
+        }
 
     def _location_of(self, rid: ResourceId) -> str:
         for candidate in (rid, rid.owner, *_ancestors(rid)):
@@ -423,8 +527,16 @@ class Emulator:
                 return str(resource.body["location"])
         return "global"
 
-    def _accepted(self, shape: Shape, operation: Operation, request: Request, body: dict[str, Any] | None,
-                  created: bool, *, delete: bool = False) -> Response:
+    def _accepted(
+        self,
+        shape: Shape,
+        operation: Operation,
+        request: Request,
+        body: dict[str, Any] | None,
+        created: bool,
+        *,
+        delete: bool = False,
+    ) -> Response:
         rid = parse_path(request.path)
         headers = self._monitor_urls(operation, request, rid)
         if self.config.retry_after is not None:
@@ -443,12 +555,25 @@ class Emulator:
         if operation.polls_left > 0 or not finished:
             operation.polls_left = max(0, operation.polls_left - 1)
             if which in STATUS_MONITORS:
-                return Response(200, {"id": request.path, "name": operation.id, "status": "InProgress",
-                                      "startTime": operation.started}, retry)
+                return Response(
+                    200,
+                    {
+                        "id": request.path,
+                        "name": operation.id,
+                        "status": "InProgress",
+                        "startTime": operation.started,
+                    },
+                    retry,
+                )
             return Response(202, None, {"Location": request.url, **retry})
         if which in STATUS_MONITORS:
-            answer: dict[str, Any] = {"id": request.path, "name": operation.id, "status": operation.status,
-                                      "startTime": operation.started, "endTime": _iso_now()}
+            answer: dict[str, Any] = {
+                "id": request.path,
+                "name": operation.id,
+                "status": operation.status,
+                "startTime": operation.started,
+                "endTime": _iso_now(),
+            }
             if operation.error is not None:
                 answer["error"] = operation.error.body()["error"]
             return Response(200, answer)
@@ -471,8 +596,17 @@ class Emulator:
     # -- events -----------------------------------------------------------------------------------
 
     def _emit(self, event_type: str, rid: ResourceId, verb: str, request: Request, *, updated: bool) -> None:
-        self.events.publish(resource_event(event_type, rid, operation_name(rid, verb), method=request.method,
-                                           url=request.url, correlation_id=request.request_id, updated=updated))
+        self.events.publish(
+            resource_event(
+                event_type,
+                rid,
+                operation_name(rid, verb),
+                method=request.method,
+                url=request.url,
+                correlation_id=request.request_id,
+                updated=updated,
+            )
+        )
 
     def close(self) -> None:
         self.events.close()

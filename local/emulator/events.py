@@ -28,19 +28,34 @@ def operation_name(resource: ResourceId, verb: str) -> str:
     return f"{resource.type_name}/{verb}"
 
 
-def resource_event(event_type: str, resource: ResourceId, operation: str, *, method: str,
-                   url: str, correlation_id: str, updated: bool) -> dict[str, Any]:
+def resource_event(
+    event_type: str,
+    resource: ResourceId,
+    operation: str,
+    *,
+    method: str,
+    url: str,
+    correlation_id: str,
+    updated: bool,
+) -> dict[str, Any]:
     """One event in the Event Grid schema, fields as Azure sends them for a subscription topic.
     `httpRequest` is included only for updates, deletes and actions, as the docs describe."""
     data: dict[str, Any] = {
         "authorization": {
             "scope": str(resource),
             "action": operation,
-            "evidence": {"role": "Contributor", "principalId": CALLER_OBJECT_ID,
-                         "principalType": "ServicePrincipal"},
+            "evidence": {
+                "role": "Contributor",
+                "principalId": CALLER_OBJECT_ID,
+                "principalType": "ServicePrincipal",
+            },
         },
-        "claims": {"appid": CALLER_OBJECT_ID, "http://schemas.microsoft.com/identity/claims/objectidentifier": CALLER_OBJECT_ID,
-                   "http://schemas.microsoft.com/identity/claims/tenantid": TENANT_ID, "ver": "1.0"},
+        "claims": {
+            "appid": CALLER_OBJECT_ID,
+            "http://schemas.microsoft.com/identity/claims/objectidentifier": CALLER_OBJECT_ID,
+            "http://schemas.microsoft.com/identity/claims/tenantid": TENANT_ID,
+            "ver": "1.0",
+        },
         "correlationId": correlation_id,
         "resourceProvider": resource.namespace or "Microsoft.Resources",
         "resourceUri": str(resource),
@@ -50,8 +65,12 @@ def resource_event(event_type: str, resource: ResourceId, operation: str, *, met
         "tenantId": TENANT_ID,
     }
     if updated or event_type != WRITE_SUCCESS:
-        data["httpRequest"] = {"clientRequestId": new_guid(), "clientIpAddress": "127.0.0.1",
-                               "method": method, "url": url}
+        data["httpRequest"] = {
+            "clientRequestId": new_guid(),
+            "clientIpAddress": "127.0.0.1",
+            "method": method,
+            "url": url,
+        }
     return {
         "id": new_guid(),
         "topic": f"/subscriptions/{resource.subscription}",
@@ -107,9 +126,16 @@ class EventPublisher:
         assert self.webhook_url
         body = json.dumps([event]).encode()
         for attempt in range(self.attempts):
-            request = urllib.request.Request(self.webhook_url, data=body, method="POST", headers={
-                "Content-Type": "application/json", "aeg-event-type": "Notification",
-                "aeg-delivery-count": str(attempt)})
+            request = urllib.request.Request(
+                self.webhook_url,
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "aeg-event-type": "Notification",
+                    "aeg-delivery-count": str(attempt),
+                },
+            )
             try:
                 with urllib.request.urlopen(request, timeout=30) as answer:
                     if 200 <= answer.status < 300:
@@ -121,5 +147,5 @@ class EventPublisher:
                     return
             except (urllib.error.URLError, OSError) as error:
                 log.debug("event %s not delivered yet: %s", event["id"], error)
-            time.sleep(min(0.2 * 2 ** attempt, 5))
+            time.sleep(min(0.2 * 2**attempt, 5))
         log.warning("event %s dropped after %d attempts", event["id"], self.attempts)

@@ -6,7 +6,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from local.emulator.arm import REGIONS, ArmError, Resource, ResourceId, bad_request
 
@@ -17,10 +17,10 @@ if TYPE_CHECKING:
 class Shape(Enum):
     """How a write answers, per resource type, as Azure's resource providers do."""
 
-    SYNC = "sync"                 # 200/201 (or 200/204 for deletes) with the final body
-    LOCATION = "location"         # 202 + Location; polling it gives 202, then 200 with the result
-    ASYNC_OPERATION = "async"     # PUT: 200/201 + body + Azure-AsyncOperation; others: 202 + both headers
-    ASYNC_202 = "async-202"       # 202 + Azure-AsyncOperation + Location, no body (private DNS)
+    SYNC = "sync"  # 200/201 (or 200/204 for deletes) with the final body
+    LOCATION = "location"  # 202 + Location; polling it gives 202, then 200 with the result
+    ASYNC_OPERATION = "async"  # PUT: 200/201 + body + Azure-AsyncOperation; others: 202 + both headers
+    ASYNC_202 = "async-202"  # 202 + Azure-AsyncOperation + Location, no body (private DNS)
 
 
 @dataclass(frozen=True)
@@ -33,24 +33,32 @@ class Action:
     check: Callable[[Emulator, Resource, dict[str, Any]], None] | None = None
 
 
+# GET views of a resource besides itself (`.../virtualMachines/vm1/instanceView`), by lower-case name.
+Views = dict[str, Callable[["Emulator", Resource, dict[str, Any]], dict[str, Any]]]
+
+
 class ResourceKind:
     """One resource type. Subclasses validate bodies, provision, and say what deletion means."""
 
     type_name = ""
     put_shape = Shape.SYNC
     delete_shape = Shape.SYNC
-    located = True                # has a `location` (child resources usually do not)
-    creating_state = "Creating"   # provisioningState while a long-running write is in progress
+    located = True  # has a `location` (child resources usually do not)
+    creating_state = "Creating"  # provisioningState while a long-running write is in progress
     patchable = True
-    actions: dict[str, Action] = {}
-    views: dict[str, Callable[[Emulator, Resource, dict[str, Any]], dict[str, Any]]] = {}
+    actions: ClassVar[dict[str, Action]] = {}
+    views: ClassVar[Views] = {}
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         """The body to store, from a PUT body; raise ArmError to refuse. Read-only fields are set
         by the engine (id, name, type, provisioningState)."""
-        stored = {k: copy.deepcopy(v) for k, v in body.items() if k in ("location", "tags", "properties",
-                                                                          "sku", "kind", "identity", "etag")}
+        stored = {
+            k: copy.deepcopy(v)
+            for k, v in body.items()
+            if k in ("location", "tags", "properties", "sku", "kind", "identity", "etag")
+        }
         stored.setdefault("properties", {})
         if self.located:
             stored["location"] = self.location_of(rid, body, existing)
@@ -61,15 +69,18 @@ class ResourceKind:
         if not location:
             raise bad_request("LocationRequired", "The location property is required for this definition.")
         if location not in REGIONS:
-            raise bad_request("LocationNotAvailableForResourceType",
-                              f"The provided location '{location}' is not available for resource type "
-                              f"'{rid.type_name}'.")
+            raise bad_request(
+                "LocationNotAvailableForResourceType",
+                f"The provided location '{location}' is not available for resource type '{rid.type_name}'.",
+            )
         if existing is not None and existing.body.get("location") not in (None, location):
-            raise bad_request("InvalidResourceLocation",
-                              f"The resource '{rid.name}' already exists in location "
-                              f"'{existing.body.get('location')}' in resource group '{rid.group}'. A "
-                              "resource with the same name cannot be created in location "
-                              f"'{location}'. Please select a new resource name.")
+            raise bad_request(
+                "InvalidResourceLocation",
+                f"The resource '{rid.name}' already exists in location "
+                f"'{existing.body.get('location')}' in resource group '{rid.group}'. A "
+                "resource with the same name cannot be created in location "
+                f"'{location}'. Please select a new resource name.",
+            )
         return location
 
     def provision(self, emu: Emulator, resource: Resource, created: bool) -> None:

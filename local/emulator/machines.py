@@ -66,7 +66,9 @@ class Machines:
             found = self.vms.get(resource_key)
             if found is None:
                 digest = hashlib.sha256(resource_key.encode()).hexdigest()[:10]
-                found = SandboxVm(self.directory / "vms" / f"{name}-{digest}", name, self.fabric, self.directory)
+                found = SandboxVm(
+                    self.directory / "vms" / f"{name}-{digest}", name, self.fabric, self.directory
+                )
                 self.vms[resource_key] = found
             return found
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from local.emulator.arm import ArmError, Resource, ResourceId, bad_request, new_guid, parse_path, reference
-from local.emulator.kinds import ResourceKind, Shape, require
-from local.emulator.storage import PREMIUM_FILE_SKUS, StorageAccounts, nfs_host
+from local.emulator.kinds import ResourceKind, Shape, Views, require
+from local.emulator.storage import StorageAccounts, nfs_host
 
 if TYPE_CHECKING:
     from local.emulator.core import Emulator
@@ -36,9 +36,11 @@ def _referenced(emu: Emulator, value: Any, by: ResourceId, type_name: str) -> Re
     target = reference(value)
     found = emu.get(target) if target else None
     if found is None or found.type.lower() != type_name.lower():
-        raise bad_request("InvalidResourceReference",
-                          f"Resource {target} referenced by resource {by} was not found. Please make sure that the "
-                          "referenced resource exists, and that both resources are in the same region.")
+        raise bad_request(
+            "InvalidResourceReference",
+            f"Resource {target} referenced by resource {by} was not found. Please make sure that the "
+            "referenced resource exists, and that both resources are in the same region.",
+        )
     return found
 
 
@@ -46,7 +48,9 @@ def _network(value: str, what: str) -> ipaddress.IPv4Network:
     try:
         return ipaddress.IPv4Network(value, strict=True)
     except ValueError:
-        raise bad_request("InvalidAddressPrefixFormat", f"Address prefix {value} of {what} is not formatted correctly.") from None
+        raise bad_request(
+            "InvalidAddressPrefixFormat", f"Address prefix {value} of {what} is not formatted correctly."
+        ) from None
 
 
 class VirtualNetworks(ResourceKind):
@@ -54,12 +58,17 @@ class VirtualNetworks(ResourceKind):
     put_shape = Shape.ASYNC_OPERATION
     delete_shape = Shape.ASYNC_OPERATION
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         props = stored["properties"]
         prefixes = (props.get("addressSpace") or {}).get("addressPrefixes") or []
-        require(bool(prefixes), "InvalidRequestFormat", "The address space of a virtual network must have at least one prefix.")
+        require(
+            bool(prefixes),
+            "InvalidRequestFormat",
+            "The address space of a virtual network must have at least one prefix.",
+        )
         for prefix in prefixes:
             _network(prefix, str(rid))
         subnets = props.pop("subnets", None) or []
@@ -91,10 +100,16 @@ class VirtualNetworks(ResourceKind):
     def view(self, emu: Emulator, resource: Resource, query: dict[str, Any]) -> dict[str, Any]:
         body = super().view(emu, resource, query)
         body.pop("internal_subnets", None)
-        body["properties"]["subnets"] = [emu.kinds[SUBNETS.lower()].view(emu, child, {})
-                                         for child in emu.children(resource.id) if child.type == SUBNETS]
-        body["properties"]["virtualNetworkPeerings"] = [emu.kinds[PEERINGS.lower()].view(emu, child, {})
-                                                        for child in emu.children(resource.id) if child.type == PEERINGS]
+        body["properties"]["subnets"] = [
+            emu.kinds[SUBNETS.lower()].view(emu, child, {})
+            for child in emu.children(resource.id)
+            if child.type == SUBNETS
+        ]
+        body["properties"]["virtualNetworkPeerings"] = [
+            emu.kinds[PEERINGS.lower()].view(emu, child, {})
+            for child in emu.children(resource.id)
+            if child.type == PEERINGS
+        ]
         body.setdefault("etag", f'W/"{new_guid()}"')
         body["properties"].setdefault("resourceGuid", new_guid())
         return body
@@ -106,27 +121,37 @@ class Subnets(ResourceKind):
     delete_shape = Shape.ASYNC_OPERATION
     located = False
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         stored.pop("location", None)
         props = stored["properties"]
-        prefixes = props.get("addressPrefixes") or ([props["addressPrefix"]] if props.get("addressPrefix") else [])
+        prefixes = props.get("addressPrefixes") or (
+            [props["addressPrefix"]] if props.get("addressPrefix") else []
+        )
         require(bool(prefixes), "InvalidRequestFormat", f"Subnet {rid.name} must have an address prefix.")
         vnet = emu.get(rid.parent) if rid.parent else None
         assert vnet is not None
         spaces = [_network(p, str(vnet.id)) for p in vnet.properties["addressSpace"]["addressPrefixes"]]
         for prefix in prefixes:
             network = _network(prefix, str(rid))
-            require(any(network.subnet_of(space) for space in spaces), "NetcfgSubnetRangeOutsideVnet",
-                    f"Subnet '{rid.name}' is not valid because its IP address range is outside the IP address "
-                    f"range of virtual network '{vnet.id.name}'.")
+            require(
+                any(network.subnet_of(space) for space in spaces),
+                "NetcfgSubnetRangeOutsideVnet",
+                f"Subnet '{rid.name}' is not valid because its IP address range is outside the IP address "
+                f"range of virtual network '{vnet.id.name}'.",
+            )
             for sibling in emu.children(vnet.id):
                 if sibling.type == SUBNETS and sibling.id.key != rid.key:
                     for other in subnet_networks(sibling):
-                        require(not network.overlaps(other), "NetcfgSubnetRangesOverlap",
-                                f"Subnet '{rid.name}' is not valid because its IP address range overlaps with that "
-                                f"of an existing subnet '{sibling.id.name}' in virtual network '{vnet.id.name}'.")
+                        require(
+                            not network.overlaps(other),
+                            "NetcfgSubnetRangesOverlap",
+                            f"Subnet '{rid.name}' is not valid because its IP address range overlaps "
+                            "with that "
+                            f"of an existing subnet '{sibling.id.name}' in virtual network '{vnet.id.name}'.",
+                        )
         props.setdefault("privateEndpointNetworkPolicies", "Disabled")
         return stored
 
@@ -144,9 +169,11 @@ class Subnets(ResourceKind):
     def require_unused(cls, emu: Emulator, subnet: Resource) -> None:
         users = cls.users(emu, subnet)
         if users:
-            raise bad_request("InUseSubnetCannotBeDeleted",
-                              f"Subnet {subnet.id.name} is in use by {users[0]} and cannot be deleted. In order to "
-                              "delete the subnet, delete all the resources within the subnet. See aka.ms/deletesubnet.")
+            raise bad_request(
+                "InUseSubnetCannotBeDeleted",
+                f"Subnet {subnet.id.name} is in use by {users[0]} and cannot be deleted. In order to "
+                "delete the subnet, delete all the resources within the subnet. See aka.ms/deletesubnet.",
+            )
 
     def check_delete(self, emu: Emulator, resource: Resource) -> None:
         self.require_unused(emu, resource)
@@ -156,8 +183,11 @@ class Subnets(ResourceKind):
         body["type"] = SUBNETS
         users = self.users(emu, resource)
         body["properties"]["ipConfigurations"] = [{"id": u} for u in users]
-        endpoints = [e for e in emu.find(PRIVATE_ENDPOINTS)
-                     if str(reference(e.properties.get("subnet")) or "").lower() == resource.id.key]
+        endpoints = [
+            e
+            for e in emu.find(PRIVATE_ENDPOINTS)
+            if str(reference(e.properties.get("subnet")) or "").lower() == resource.id.key
+        ]
         body["properties"]["privateEndpoints"] = [{"id": str(e.id)} for e in endpoints]
         body["properties"].setdefault("provisioningState", "Succeeded")
         return body
@@ -175,8 +205,9 @@ class Peerings(ResourceKind):
     delete_shape = Shape.ASYNC_OPERATION
     located = False
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         _referenced(emu, stored["properties"].get("remoteVirtualNetwork"), rid, VNETS)
         stored["properties"].setdefault("allowVirtualNetworkAccess", True)
@@ -195,8 +226,12 @@ def _peering(emu: Emulator, from_vnet: str, to_vnet: str) -> Resource | None:
     for peering in emu.find(PEERINGS):
         parent = peering.id.parent
         remote = str(reference(peering.properties.get("remoteVirtualNetwork")) or "").lower()
-        if parent is not None and parent.key == from_vnet.lower() and remote == to_vnet.lower() \
-                and peering.properties.get("allowVirtualNetworkAccess", True):
+        if (
+            parent is not None
+            and parent.key == from_vnet.lower()
+            and remote == to_vnet.lower()
+            and peering.properties.get("allowVirtualNetworkAccess", True)
+        ):
             return peering
     return None
 
@@ -213,11 +248,14 @@ class NetworkInterfaces(ResourceKind):
     put_shape = Shape.ASYNC_OPERATION
     delete_shape = Shape.ASYNC_OPERATION
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         configs = stored["properties"].get("ipConfigurations") or []
-        require(bool(configs), "InvalidRequestFormat", f"Network interface {rid} must have an ip configuration.")
+        require(
+            bool(configs), "InvalidRequestFormat", f"Network interface {rid} must have an ip configuration."
+        )
         for index, config in enumerate(configs):
             props = config.setdefault("properties", {})
             subnet = _referenced(emu, props.get("subnet"), rid, SUBNETS)
@@ -226,21 +264,28 @@ class NetworkInterfaces(ResourceKind):
             props.setdefault("privateIPAllocationMethod", "Dynamic")
             props.setdefault("primary", index == 0)
             previous = _config_named(existing, config["name"])
-            props["privateIPAddress"] = props.get("privateIPAddress") or previous or allocate_ip(emu, subnet, rid)
+            props["privateIPAddress"] = (
+                props.get("privateIPAddress") or previous or allocate_ip(emu, subnet, rid)
+            )
             props["privateIPAddressVersion"] = "IPv4"
         return stored
 
     def check_delete(self, emu: Emulator, resource: Resource) -> None:
         vm = resource.internal.get("virtual_machine")
         if vm:
-            raise bad_request("NicInUse", f"Network Interface {resource.id} is used by existing resource {vm}. In "
-                              "order to delete the network interface, it must be dissociated from the resource. "
-                              "To learn more, see aka.ms/deletenic.")
+            raise bad_request(
+                "NicInUse",
+                f"Network Interface {resource.id} is used by existing resource {vm}. In "
+                "order to delete the network interface, it must be dissociated from the resource. "
+                "To learn more, see aka.ms/deletenic.",
+            )
         endpoint = resource.internal.get("private_endpoint")
         if endpoint:
-            raise bad_request("CannotDeleteNicAttachedToPrivateEndpoint",
-                              f"Network interface {resource.id} cannot be deleted because it is attached to "
-                              f"private endpoint {endpoint}.")
+            raise bad_request(
+                "CannotDeleteNicAttachedToPrivateEndpoint",
+                f"Network interface {resource.id} cannot be deleted because it is attached to "
+                f"private endpoint {endpoint}.",
+            )
 
     def view(self, emu: Emulator, resource: Resource, query: dict[str, Any]) -> dict[str, Any]:
         body = super().view(emu, resource, query)
@@ -249,12 +294,14 @@ class NetworkInterfaces(ResourceKind):
             props["virtualMachine"] = {"id": resource.internal["virtual_machine"]}
         if resource.internal.get("private_endpoint"):
             props["privateEndpoint"] = {"id": resource.internal["private_endpoint"]}
-        props.setdefault("macAddress", "00-0D-3A-" + "-".join(resource.id.key[-6:].upper()[i:i + 2] for i in (0, 2, 4)))
+        props.setdefault(
+            "macAddress", "00-0D-3A-" + "-".join(resource.id.key[-6:].upper()[i : i + 2] for i in (0, 2, 4))
+        )
         return body
 
 
 def _config_named(nic: Resource | None, name: str) -> str | None:
-    for config in (nic.properties.get("ipConfigurations", []) if nic else []):
+    for config in nic.properties.get("ipConfigurations", []) if nic else []:
         if config.get("name") == name:
             return str(config.get("properties", {}).get("privateIPAddress") or "") or None
     return None
@@ -291,43 +338,81 @@ class PrivateEndpoints(ResourceKind):
     put_shape = Shape.ASYNC_OPERATION
     delete_shape = Shape.ASYNC_OPERATION
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         props = stored["properties"]
         _referenced(emu, props.get("subnet"), rid, SUBNETS)
         if existing is not None:
-            require(str(reference(props.get("subnet"))).lower() == str(reference(existing.properties.get("subnet"))).lower(),
-                    "CannotChangePrivateEndpointSubnet", "The subnet of a private endpoint cannot be changed.")
+            require(
+                str(reference(props.get("subnet"))).lower()
+                == str(reference(existing.properties.get("subnet"))).lower(),
+                "CannotChangePrivateEndpointSubnet",
+                "The subnet of a private endpoint cannot be changed.",
+            )
         connections = props.get("privateLinkServiceConnections") or []
-        require(bool(connections) or bool(props.get("manualPrivateLinkServiceConnections")), "InvalidRequestFormat",
-                "A private endpoint needs a private link service connection.")
+        require(
+            bool(connections) or bool(props.get("manualPrivateLinkServiceConnections")),
+            "InvalidRequestFormat",
+            "A private endpoint needs a private link service connection.",
+        )
         for connection in connections:
             cprops = connection.setdefault("properties", {})
-            target = _referenced(emu, {"id": cprops.get("privateLinkServiceId")}, rid, StorageAccounts.type_name)
-            allowed = {"file"} if target.body.get("kind") == "FileStorage" else {"blob", "file", "queue", "table", "web", "dfs"}
+            target = _referenced(
+                emu, {"id": cprops.get("privateLinkServiceId")}, rid, StorageAccounts.type_name
+            )
+            allowed = (
+                {"file"}
+                if target.body.get("kind") == "FileStorage"
+                else {"blob", "file", "queue", "table", "web", "dfs"}
+            )
             groups = cprops.get("groupIds") or []
-            require(len(groups) == 1 and groups[0] in allowed, "PrivateEndpointBadRequest",
-                    f"Call to Microsoft.Storage/storageAccounts failed. Error message: Invalid group ids {groups}; "
-                    f"this account offers {sorted(allowed)}.")
+            require(
+                len(groups) == 1 and groups[0] in allowed,
+                "PrivateEndpointBadRequest",
+                "Call to Microsoft.Storage/storageAccounts failed. Error message: "
+                f"Invalid group ids {groups}; "
+                f"this account offers {sorted(allowed)}.",
+            )
             connection["id"] = f"{rid}/privateLinkServiceConnections/{connection.get('name')}"
-            cprops["privateLinkServiceConnectionState"] = {"status": "Approved", "description": "Auto-Approved",
-                                                           "actionsRequired": "None"}
+            cprops["privateLinkServiceConnectionState"] = {
+                "status": "Approved",
+                "description": "Auto-Approved",
+                "actionsRequired": "None",
+            }
         return stored
 
     def provision(self, emu: Emulator, resource: Resource, created: bool) -> None:
         nic_id = resource.internal.get("nic")
         if nic_id is None:
-            nic_rid = ResourceId(resource.id.subscription, resource.id.group, NETWORK, ("networkInterfaces",),
-                                 (f"{resource.id.name}.nic.{new_guid()}",))
+            nic_rid = ResourceId(
+                resource.id.subscription,
+                resource.id.group,
+                NETWORK,
+                ("networkInterfaces",),
+                (f"{resource.id.name}.nic.{new_guid()}",),
+            )
             subnet = emu.get(str(reference(resource.properties["subnet"])))
             assert subnet is not None
-            config = {"name": "privateEndpointIpConfig", "id": f"{nic_rid}/ipConfigurations/privateEndpointIpConfig",
-                      "properties": {"subnet": {"id": str(subnet.id)}, "privateIPAllocationMethod": "Dynamic",
-                                     "privateIPAddress": allocate_ip(emu, subnet, nic_rid), "primary": True}}
-            nic = emu.put_internal(nic_rid, {"location": resource.body["location"],
-                                             "properties": {"ipConfigurations": [config], "provisioningState": "Succeeded"}},
-                                   internal={"private_endpoint": str(resource.id)})
+            config = {
+                "name": "privateEndpointIpConfig",
+                "id": f"{nic_rid}/ipConfigurations/privateEndpointIpConfig",
+                "properties": {
+                    "subnet": {"id": str(subnet.id)},
+                    "privateIPAllocationMethod": "Dynamic",
+                    "privateIPAddress": allocate_ip(emu, subnet, nic_rid),
+                    "primary": True,
+                },
+            }
+            nic = emu.put_internal(
+                nic_rid,
+                {
+                    "location": resource.body["location"],
+                    "properties": {"ipConfigurations": [config], "provisioningState": "Succeeded"},
+                },
+                internal={"private_endpoint": str(resource.id)},
+            )
             resource.internal["nic"] = str(nic.id)
 
     def deleted(self, emu: Emulator, resource: Resource) -> None:
@@ -340,8 +425,11 @@ class PrivateEndpoints(ResourceKind):
         nic = emu.get(resource.internal.get("nic", ""))
         props = body["properties"]
         props["networkInterfaces"] = [{"id": str(nic.id)}] if nic else []
-        props["customDnsConfigs"] = [{"fqdn": fqdn, "ipAddresses": [nic_address(nic)]}
-                                     for fqdn in endpoint_fqdns(emu, resource)] if nic else []
+        props["customDnsConfigs"] = (
+            [{"fqdn": fqdn, "ipAddresses": [nic_address(nic)]} for fqdn in endpoint_fqdns(emu, resource)]
+            if nic
+            else []
+        )
         return body
 
 
@@ -367,12 +455,15 @@ class PrivateDnsZoneGroups(ResourceKind):
     delete_shape = Shape.ASYNC_OPERATION
     located = False
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         stored.pop("location", None)
         configs = stored["properties"].get("privateDnsZoneConfigs") or []
-        require(bool(configs), "InvalidRequestFormat", "A private DNS zone group needs at least one zone config.")
+        require(
+            bool(configs), "InvalidRequestFormat", "A private DNS zone group needs at least one zone config."
+        )
         for config in configs:
             zone_id = config.get("properties", {}).get("privateDnsZoneId")
             _referenced(emu, {"id": zone_id}, rid, ZONES)
@@ -406,18 +497,33 @@ class PrivateDnsZoneGroups(ResourceKind):
         for config in body["properties"].get("privateDnsZoneConfigs", []):
             zone_id = config["properties"]["privateDnsZoneId"].lower()
             config["properties"]["recordSets"] = [
-                {"recordType": "A", "recordSetName": r.id.name, "fqdn": r.properties["fqdn"].rstrip("."),
-                 "ttl": r.properties["ttl"], "ipAddresses": [a["ipv4Address"] for a in r.properties["aRecords"]],
-                 "provisioningState": "Succeeded"}
-                for key in resource.internal.get("records", []) if key.lower().startswith(zone_id + "/")
-                for r in [emu.get(key)] if r is not None]
+                {
+                    "recordType": "A",
+                    "recordSetName": r.id.name,
+                    "fqdn": r.properties["fqdn"].rstrip("."),
+                    "ttl": r.properties["ttl"],
+                    "ipAddresses": [a["ipv4Address"] for a in r.properties["aRecords"]],
+                    "provisioningState": "Succeeded",
+                }
+                for key in resource.internal.get("records", [])
+                if key.lower().startswith(zone_id + "/")
+                for r in [emu.get(key)]
+                if r is not None
+            ]
         return body
 
 
 def a_record(zone: Resource, name: str, address: str) -> dict[str, Any]:
-    return {"etag": new_guid(), "properties": {"ttl": 10, "fqdn": f"{name.lower()}.{zone.id.name}.",
-                                               "isAutoRegistered": False, "aRecords": [{"ipv4Address": address}],
-                                               "metadata": {"creator": "created by private endpoint"}}}
+    return {
+        "etag": new_guid(),
+        "properties": {
+            "ttl": 10,
+            "fqdn": f"{name.lower()}.{zone.id.name}.",
+            "isAutoRegistered": False,
+            "aRecords": [{"ipv4Address": address}],
+            "metadata": {"creator": "created by private endpoint"},
+        },
+    }
 
 
 class PrivateDnsZones(ResourceKind):
@@ -427,39 +533,55 @@ class PrivateDnsZones(ResourceKind):
 
     def location_of(self, rid: ResourceId, body: dict[str, Any], existing: Resource | None) -> str:
         location = str(body.get("location") or "").lower()
-        require(location == "global", "InvalidLocation" if location else "LocationRequired",
-                f"The location '{location}' is not valid for a private DNS zone; it must be 'global'.")
+        require(
+            location == "global",
+            "InvalidLocation" if location else "LocationRequired",
+            f"The location '{location}' is not valid for a private DNS zone; it must be 'global'.",
+        )
         return "global"
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         labels = rid.name.split(".")
-        require(len(labels) >= 2 and all(label and len(label) <= 63 for label in labels), "InvalidZoneName",
-                f"The zone name '{rid.name}' is not a valid DNS name with at least two labels.")
+        require(
+            len(labels) >= 2 and all(label and len(label) <= 63 for label in labels),
+            "InvalidZoneName",
+            f"The zone name '{rid.name}' is not a valid DNS name with at least two labels.",
+        )
         return super().validate(emu, rid, body, existing)
 
     def check_delete(self, emu: Emulator, resource: Resource) -> None:
         links = [c for c in emu.children(resource.id) if c.type == ZONE_LINKS]
         if links:
-            raise ArmError(409, "CannotDeleteResource",
-                           "Cannot delete resource while nested resources exist. Some existing nested resource IDs "
-                           f"include: '{ZONES}/{resource.id.name}/virtualNetworkLinks/{links[0].id.name}'. Please "
-                           "delete all nested resources before deleting this resource.")
+            raise ArmError(
+                409,
+                "CannotDeleteResource",
+                "Cannot delete resource while nested resources exist. Some existing nested resource IDs "
+                f"include: '{ZONES}/{resource.id.name}/virtualNetworkLinks/{links[0].id.name}'. Please "
+                "delete all nested resources before deleting this resource.",
+            )
 
     def view(self, emu: Emulator, resource: Resource, query: dict[str, Any]) -> dict[str, Any]:
         body = super().view(emu, resource, query)
         children = emu.children(resource.id)
         props = body["properties"]
-        props.update({"maxNumberOfRecordSets": 25000, "numberOfRecordSets": 1 + sum(c.type == A_RECORDS for c in children),
-                      "maxNumberOfVirtualNetworkLinks": 1000,
-                      "numberOfVirtualNetworkLinks": sum(c.type == ZONE_LINKS for c in children),
-                      "maxNumberOfVirtualNetworkLinksWithRegistration": 100,
-                      "numberOfVirtualNetworkLinksWithRegistration": sum(
-                          c.type == ZONE_LINKS and bool(c.properties.get("registrationEnabled")) for c in children)})
+        props.update(
+            {
+                "maxNumberOfRecordSets": 25000,
+                "numberOfRecordSets": 1 + sum(c.type == A_RECORDS for c in children),
+                "maxNumberOfVirtualNetworkLinks": 1000,
+                "numberOfVirtualNetworkLinks": sum(c.type == ZONE_LINKS for c in children),
+                "maxNumberOfVirtualNetworkLinksWithRegistration": 100,
+                "numberOfVirtualNetworkLinksWithRegistration": sum(
+                    c.type == ZONE_LINKS and bool(c.properties.get("registrationEnabled")) for c in children
+                ),
+            }
+        )
         body.setdefault("etag", new_guid())
         return body
 
-    views = {
+    views: ClassVar[Views] = {
         "all": lambda emu, zone, query: {"value": record_sets(emu, zone)},
         "a": lambda emu, zone, query: {"value": record_sets(emu, zone)},
     }
@@ -475,19 +597,27 @@ class VirtualNetworkLinks(ResourceKind):
     delete_shape = Shape.ASYNC_202
     location_of = PrivateDnsZones.location_of
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         props = stored["properties"]
         vnet = _referenced(emu, props.get("virtualNetwork"), rid, VNETS)
         props["registrationEnabled"] = bool(props.get("registrationEnabled", False))
         zone = rid.parent
         for sibling in emu.children(zone) if zone else []:
-            if sibling.type == ZONE_LINKS and sibling.id.key != rid.key \
-                    and str(reference(sibling.properties.get("virtualNetwork"))).lower() == vnet.id.key:
-                raise ArmError(409, "Conflict", f"A virtual network cannot be linked to the same zone more than "
-                               f"once: {vnet.id.name} is already linked to {zone.name if zone else ''} by "
-                               f"{sibling.id.name}.")
+            if (
+                sibling.type == ZONE_LINKS
+                and sibling.id.key != rid.key
+                and str(reference(sibling.properties.get("virtualNetwork"))).lower() == vnet.id.key
+            ):
+                raise ArmError(
+                    409,
+                    "Conflict",
+                    f"A virtual network cannot be linked to the same zone more than "
+                    f"once: {vnet.id.name} is already linked to {zone.name if zone else ''} by "
+                    f"{sibling.id.name}.",
+                )
         return stored
 
     def view(self, emu: Emulator, resource: Resource, query: dict[str, Any]) -> dict[str, Any]:
@@ -500,8 +630,9 @@ class ARecords(ResourceKind):
     type_name = A_RECORDS
     located = False
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         stored.pop("location", None)
         zone = emu.get(rid.parent) if rid.parent else None
@@ -511,7 +642,9 @@ class ARecords(ResourceKind):
             try:
                 ipaddress.IPv4Address(str(record.get("ipv4Address")))
             except ValueError:
-                raise bad_request("BadRequest", f"Invalid IPv4 address {record.get('ipv4Address')}.") from None
+                raise bad_request(
+                    "BadRequest", f"Invalid IPv4 address {record.get('ipv4Address')}."
+                ) from None
         props.setdefault("ttl", 3600)
         props["fqdn"] = f"{rid.name.lower()}.{zone.id.name}."
         props.setdefault("isAutoRegistered", False)
@@ -523,26 +656,44 @@ def nfs_reachability(emu: Emulator, vnet: str) -> dict[str, str]:
     `privatelink.file.core.windows.net` zone linked to that VNet resolves it to a private endpoint
     in that VNet or a peered one; "denied" when the account still requires secure transfer;
     "unreachable" otherwise (the public name resolves, but NFS is never served publicly)."""
+    zones = _linked_file_zones(emu, vnet)
+    endpoints = _reachable_endpoints(emu, vnet)
     hosts: dict[str, str] = {}
-    linked_zones = [link.id.parent for link in emu.find(ZONE_LINKS)
-                    if str(reference(link.properties.get("virtualNetwork")) or "").lower() == vnet.lower()
-                    and link.id.parent is not None and link.id.parent.name.lower() == FILE_ZONE]
-    addresses = {}
+    for account in emu.find(StorageAccounts.type_name):
+        resolved = {
+            address for zone in zones for address in _addresses(emu, zone.child("A", account.id.name))
+        }
+        served = any(account in endpoint_accounts(emu, endpoints[a]) for a in resolved if a in endpoints)
+        state = "ok" if served else "unreachable"
+        if served and account.properties.get("supportsHttpsTrafficOnly", True):
+            state = "denied"
+        hosts[nfs_host(account.id.name)] = state
+    return hosts
+
+
+def _linked_file_zones(emu: Emulator, vnet: str) -> list[ResourceId]:
+    return [
+        link.id.parent
+        for link in emu.find(ZONE_LINKS)
+        if str(reference(link.properties.get("virtualNetwork")) or "").lower() == vnet.lower()
+        and link.id.parent is not None
+        and link.id.parent.name.lower() == FILE_ZONE
+    ]
+
+
+def _reachable_endpoints(emu: Emulator, vnet: str) -> dict[str, Resource]:
+    """Private endpoints whose network traffic from `vnet` reaches, by private IP address."""
+    found = {}
     for endpoint in emu.find(PRIVATE_ENDPOINTS):
         nic = emu.get(endpoint.internal.get("nic", ""))
-        if nic is not None and connected(emu, vnet_of_subnet(str(reference(endpoint.properties.get("subnet")))), vnet):
-            addresses[nic_address(nic)] = endpoint
-    for account in emu.find(StorageAccounts.type_name):
-        host, state = nfs_host(account.id.name), "unreachable"
-        for zone in linked_zones:
-            record = emu.get(zone.child("A", account.id.name))
-            endpoint = None
-            for entry in (record.properties.get("aRecords", []) if record else []):
-                endpoint = addresses.get(entry.get("ipv4Address")) or endpoint
-            if endpoint is not None and account in endpoint_accounts(emu, endpoint):
-                state = "ok"
-        if state == "ok" and (account.properties.get("supportsHttpsTrafficOnly", True)
-                              or account.body["sku"]["name"] not in PREMIUM_FILE_SKUS):
-            state = "denied"
-        hosts[host] = state
-    return hosts
+        subnet = str(reference(endpoint.properties.get("subnet")))
+        if nic is not None and connected(emu, vnet_of_subnet(subnet), vnet):
+            found[nic_address(nic)] = endpoint
+    return found
+
+
+def _addresses(emu: Emulator, record_id: ResourceId) -> list[str]:
+    record = emu.get(record_id)
+    return [
+        str(entry.get("ipv4Address")) for entry in (record.properties.get("aRecords", []) if record else [])
+    ]

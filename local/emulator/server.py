@@ -40,15 +40,23 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if 0 < length <= MAX_BODY else b""
         if length > MAX_BODY:
-            self._send(Response(413, {"error": {"code": "RequestEntityTooLarge", "message": "Body too large."}}))
+            self._send(
+                Response(413, {"error": {"code": "RequestEntityTooLarge", "message": "Body too large."}})
+            )
             return
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = ValueError  # distinguishable from "no body": answered as InvalidRequestContent
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
-        request = Request(self.command, parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)),
-                          {k.lower(): v for k, v in self.headers.items()}, body, f"https://{host}")
+        request = Request(
+            self.command,
+            parts.path,
+            dict(parse_qsl(parts.query, keep_blank_values=True)),
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            f"https://{host}",
+        )
         if parts.path.startswith(CONTROL):
             self._send(control(self.server.emulator, request))
         else:
@@ -71,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def control(emu: Emulator, request: Request) -> Response:
     """`/_emulator/...`: what tests and tools steer and read."""
-    route = request.path[len(CONTROL):].strip("/")
+    route = request.path[len(CONTROL) :].strip("/")
     body = request.body if isinstance(request.body, dict) else {}
     method = request.method
     if route == "health" and method == "GET":
@@ -89,8 +97,9 @@ def control(emu: Emulator, request: Request) -> Response:
     if route == "requests" and method in ("GET", "DELETE"):
         if method == "DELETE":
             emu.requests.clear()
-        return Response(200, {"value": [e.to_json() for e in emu.requests.snapshot()],
-                              "kinds": emu.requests.kinds()})
+        return Response(
+            200, {"value": [e.to_json() for e in emu.requests.snapshot()], "kinds": emu.requests.kinds()}
+        )
     if route == "events" and method == "GET":
         return Response(200, {"value": emu.events.published})
     if route == "config" and method in ("GET", "PATCH"):
@@ -105,7 +114,9 @@ def control(emu: Emulator, request: Request) -> Response:
 class EmulatorServer:
     """The emulator on `https://127.0.0.1:<port>`; `ca_path` is the PEM file clients trust."""
 
-    def __init__(self, emulator: Emulator, directory: Path, *, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, emulator: Emulator, directory: Path, *, port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
         self.emulator = emulator
         authority = trustme.CA(organization_name="azlin local Azure emulator")
         certificate = authority.issue_cert("127.0.0.1", "localhost")
@@ -121,8 +132,7 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"https://{host}:{port}"
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> None:
         self._thread.start()

@@ -9,16 +9,30 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from local.emulator.arm import ArmError, Resource, ResourceId, bad_request, now
+from local.emulator.core import Response
 from local.emulator.kinds import ResourceKind, Shape, require
 
 if TYPE_CHECKING:
-    from local.emulator.core import Emulator, Request, Response
+    from local.emulator.core import Emulator, Request
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 SHARE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
-SKUS = {"Standard_LRS", "Standard_GRS", "Standard_RAGRS", "Standard_ZRS", "Standard_GZRS", "Standard_RAGZRS",
-        "Premium_LRS", "Premium_ZRS", "PremiumV2_LRS", "PremiumV2_ZRS", "StandardV2_LRS", "StandardV2_GRS",
-        "StandardV2_ZRS", "StandardV2_GZRS"}
+SKUS = {
+    "Standard_LRS",
+    "Standard_GRS",
+    "Standard_RAGRS",
+    "Standard_ZRS",
+    "Standard_GZRS",
+    "Standard_RAGZRS",
+    "Premium_LRS",
+    "Premium_ZRS",
+    "PremiumV2_LRS",
+    "PremiumV2_ZRS",
+    "StandardV2_LRS",
+    "StandardV2_GRS",
+    "StandardV2_ZRS",
+    "StandardV2_GZRS",
+}
 KINDS = {"Storage", "StorageV2", "BlobStorage", "FileStorage", "BlockBlobStorage"}
 PREMIUM_FILE_SKUS = {"Premium_LRS", "Premium_ZRS", "PremiumV2_LRS", "PremiumV2_ZRS"}
 MIN_PREMIUM_QUOTA, MAX_PREMIUM_QUOTA = 100, 102400
@@ -34,10 +48,14 @@ class ResourceGroups(ResourceKind):
     type_name = "Microsoft.Resources/resourceGroups"
     delete_shape = Shape.LOCATION
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
-        require(bool(re.fullmatch(r"[-\w._()]{1,90}", rid.name or "")) and not rid.name.endswith("."),
-                "InvalidResourceGroupName", f"The resource group name '{rid.name}' is invalid.")
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
+        require(
+            bool(re.fullmatch(r"[-\w._()]{1,90}", rid.name or "")) and not rid.name.endswith("."),
+            "InvalidResourceGroupName",
+            f"The resource group name '{rid.name}' is invalid.",
+        )
         stored = super().validate(emu, rid, body, existing)
         stored.pop("sku", None)
         stored.pop("kind", None)
@@ -48,34 +66,56 @@ class StorageAccounts(ResourceKind):
     type_name = "Microsoft.Storage/storageAccounts"
     put_shape = Shape.LOCATION
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         name = rid.name
         require(bool(ACCOUNT_NAME.match(name)), "AccountNameInvalid", invalid_name_message(name))
         if existing is None:
             taken = emu.find(self.type_name, lambda r: r.id.name.lower() == name.lower())
             if taken:
-                raise ArmError(409, "StorageAccountAlreadyTaken", f"The storage account named {name} is already taken.")
+                raise ArmError(
+                    409, "StorageAccountAlreadyTaken", f"The storage account named {name} is already taken."
+                )
         stored = super().validate(emu, rid, body, existing)
         sku = str((body.get("sku") or {}).get("name") or "")
         kind = str(body.get("kind") or "")
-        require(sku in SKUS, "InvalidValuesForRequestParameters", "Values for request parameters are invalid: sku.")
-        require(kind in KINDS, "InvalidValuesForRequestParameters", "Values for request parameters are invalid: kind.")
+        require(
+            sku in SKUS,
+            "InvalidValuesForRequestParameters",
+            "Values for request parameters are invalid: sku.",
+        )
+        require(
+            kind in KINDS,
+            "InvalidValuesForRequestParameters",
+            "Values for request parameters are invalid: kind.",
+        )
         if kind == "FileStorage" and sku not in PREMIUM_FILE_SKUS:
-            raise bad_request("InvalidValuesForRequestParameters", "Values for request parameters are invalid: "
-                              "kind, sku. For more information, see - https://aka.ms/storageaccounttypes")
+            raise bad_request(
+                "InvalidValuesForRequestParameters",
+                "Values for request parameters are invalid: "
+                "kind, sku. For more information, see - https://aka.ms/storageaccounttypes",
+            )
         if existing is not None and existing.body.get("kind") != kind:
-            raise bad_request("InvalidValuesForRequestParameters", "Values for request parameters are invalid: kind.")
-        if existing is not None and existing.body["sku"]["name"].startswith("Premium") != sku.startswith("Premium"):
-            raise bad_request("StorageAccountTypeConversionNotAllowed",
-                              f"Storage account type {existing.body['sku']['name']} cannot be changed to {sku}.")
+            raise bad_request(
+                "InvalidValuesForRequestParameters", "Values for request parameters are invalid: kind."
+            )
+        if existing is not None and existing.body["sku"]["name"].startswith("Premium") != sku.startswith(
+            "Premium"
+        ):
+            raise bad_request(
+                "StorageAccountTypeConversionNotAllowed",
+                f"Storage account type {existing.body['sku']['name']} cannot be changed to {sku}.",
+            )
         props = stored["properties"]
         props.setdefault("supportsHttpsTrafficOnly", True)
         props.setdefault("minimumTlsVersion", "TLS1_2")
         props.setdefault("allowBlobPublicAccess", False)
         props.setdefault("publicNetworkAccess", "Enabled")
-        props.setdefault("networkAcls", {"bypass": "AzureServices", "defaultAction": "Allow",
-                                         "virtualNetworkRules": [], "ipRules": []})
+        props.setdefault(
+            "networkAcls",
+            {"bypass": "AzureServices", "defaultAction": "Allow", "virtualNetworkRules": [], "ipRules": []},
+        )
         stored["sku"] = {"name": sku, "tier": "Premium" if sku.startswith("Premium") else "Standard"}
         stored["kind"] = kind
         return stored
@@ -92,8 +132,10 @@ class StorageAccounts(ResourceKind):
                 target = connection.get("properties", {}).get("privateLinkServiceId", "")
                 if target.lower() == resource.id.key:
                     connection["properties"]["privateLinkServiceConnectionState"] = {
-                        "status": "Disconnected", "description": "The private link resource was deleted.",
-                        "actionsRequired": "None"}
+                        "status": "Disconnected",
+                        "description": "The private link resource was deleted.",
+                        "actionsRequired": "None",
+                    }
 
     def view(self, emu: Emulator, resource: Resource, query: dict[str, Any]) -> dict[str, Any]:
         body = super().view(emu, resource, query)
@@ -102,8 +144,10 @@ class StorageAccounts(ResourceKind):
         props["creationTime"] = resource.internal.get("created", now())
         props["primaryLocation"] = body.get("location")
         props["statusOfPrimary"] = "available"
-        props["primaryEndpoints"] = {service: f"https://{name}.{service}.core.windows.net/"
-                                     for service in ("blob", "queue", "table", "file", "dfs", "web")}
+        props["primaryEndpoints"] = {
+            service: f"https://{name}.{service}.core.windows.net/"
+            for service in ("blob", "queue", "table", "file", "dfs", "web")
+        }
         if body.get("kind") == "FileStorage":
             props["primaryEndpoints"] = {"file": f"https://{name}.file.core.windows.net/"}
         props["privateEndpointConnections"] = private_endpoint_connections(emu, resource)
@@ -111,8 +155,10 @@ class StorageAccounts(ResourceKind):
 
 
 def invalid_name_message(name: str) -> str:
-    return (f"{name} is not a valid storage account name. Storage account name must be between 3 and 24 "
-            "characters in length and use numbers and lower-case letters only.")
+    return (
+        f"{name} is not a valid storage account name. Storage account name must be between 3 and 24 "
+        "characters in length and use numbers and lower-case letters only."
+    )
 
 
 def private_endpoint_connections(emu: Emulator, account: Resource) -> list[dict[str, Any]]:
@@ -121,29 +167,43 @@ def private_endpoint_connections(emu: Emulator, account: Resource) -> list[dict[
         for connection in endpoint.properties.get("privateLinkServiceConnections", []):
             props = connection.get("properties", {})
             if props.get("privateLinkServiceId", "").lower() == account.id.key:
-                connections.append({
-                    "id": f"{account.id}/privateEndpointConnections/{endpoint.id.name}.{connection.get('name')}",
-                    "name": f"{endpoint.id.name}.{connection.get('name')}",
-                    "type": "Microsoft.Storage/storageAccounts/privateEndpointConnections",
-                    "properties": {"privateEndpoint": {"id": str(endpoint.id)},
-                                   "privateLinkServiceConnectionState": props.get("privateLinkServiceConnectionState"),
-                                   "provisioningState": "Succeeded"}})
+                name = f"{endpoint.id.name}.{connection.get('name')}"
+                connections.append(
+                    {
+                        "id": f"{account.id}/privateEndpointConnections/{name}",
+                        "name": name,
+                        "type": "Microsoft.Storage/storageAccounts/privateEndpointConnections",
+                        "properties": {
+                            "privateEndpoint": {"id": str(endpoint.id)},
+                            "privateLinkServiceConnectionState": props.get(
+                                "privateLinkServiceConnectionState"
+                            ),
+                            "provisioningState": "Succeeded",
+                        },
+                    }
+                )
     return connections
 
 
 def check_name_availability(emu: Emulator, request: Request) -> Response:
-    from local.emulator.core import Response
-
     body = request.body if isinstance(request.body, dict) else {}
     name = str(body.get("name") or "")
     if str(body.get("type", "")).lower() != "microsoft.storage/storageaccounts":
         raise bad_request("InvalidRequestContent", "The type must be 'Microsoft.Storage/storageAccounts'.")
     if not ACCOUNT_NAME.match(name):
-        return Response(200, {"nameAvailable": False, "reason": "AccountNameInvalid",
-                              "message": invalid_name_message(name)})
+        return Response(
+            200,
+            {"nameAvailable": False, "reason": "AccountNameInvalid", "message": invalid_name_message(name)},
+        )
     if emu.find(StorageAccounts.type_name, lambda r: r.id.name.lower() == name.lower()):
-        return Response(200, {"nameAvailable": False, "reason": "AlreadyExists",
-                              "message": f"The storage account named {name} is already taken."})
+        return Response(
+            200,
+            {
+                "nameAvailable": False,
+                "reason": "AlreadyExists",
+                "message": f"The storage account named {name} is already taken.",
+            },
+        )
     return Response(200, {"nameAvailable": True})
 
 
@@ -151,8 +211,9 @@ class FileServices(ResourceKind):
     type_name = "Microsoft.Storage/storageAccounts/fileServices"
     located = False
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
         require(rid.name == "default", "InvalidResourceName", "The file service name must be 'default'.")
         return super().validate(emu, rid, body, existing)
 
@@ -161,40 +222,59 @@ class FileShares(ResourceKind):
     type_name = "Microsoft.Storage/storageAccounts/fileServices/shares"
     located = False
 
-    def validate(self, emu: Emulator, rid: ResourceId, body: dict[str, Any],
-                 existing: Resource | None) -> dict[str, Any]:
-        require(bool(SHARE_NAME.match(rid.name)), "InvalidResourceName",
-                "The specifed resource name contains invalid characters.")
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
+        require(
+            bool(SHARE_NAME.match(rid.name)),
+            "InvalidResourceName",
+            "The specifed resource name contains invalid characters.",
+        )
         account = emu.get(rid.parent.parent) if rid.parent and rid.parent.parent else None
         assert account is not None  # the engine checked the parents
         if account.properties.get("provisioningState") != "Succeeded":
-            raise ArmError(409, "StorageAccountIsNotProvisioned", "The storage account provisioning state must "
-                           "be 'Succeeded' before executing the operation.")
+            raise ArmError(
+                409,
+                "StorageAccountIsNotProvisioned",
+                "The storage account provisioning state must be 'Succeeded' before executing the operation.",
+            )
         stored = super().validate(emu, rid, body, existing)
         props = stored["properties"]
         premium = account.body["sku"]["name"] in PREMIUM_FILE_SKUS
         protocol = props.get("enabledProtocols") or "SMB"
         if existing is not None:
             before = existing.properties.get("enabledProtocols", "SMB")
-            require(protocol == before, "InvalidHeaderValue",
-                    "The value for one of the HTTP headers is not in the correct format. enabledProtocols "
-                    "can be set only when the share is created.")
+            require(
+                protocol == before,
+                "InvalidHeaderValue",
+                "The value for one of the HTTP headers is not in the correct format. enabledProtocols "
+                "can be set only when the share is created.",
+            )
         props["enabledProtocols"] = protocol
         if protocol == "NFS":
             self._require_nfs_ready(account)
             props["rootSquash"] = props.get("rootSquash") or "NoRootSquash"
-            require(props["rootSquash"] in ROOT_SQUASH, "InvalidHeaderValue",
-                    f"The value for one of the HTTP headers is not in the correct format: rootSquash "
-                    f"'{props['rootSquash']}'.")
+            require(
+                props["rootSquash"] in ROOT_SQUASH,
+                "InvalidHeaderValue",
+                f"The value for one of the HTTP headers is not in the correct format: rootSquash "
+                f"'{props['rootSquash']}'.",
+            )
         elif "rootSquash" in props:
             raise bad_request("InvalidHeaderValue", "rootSquash applies to NFS shares only.")
         quota = props.get("shareQuota", existing.properties.get("shareQuota") if existing else None)
         quota = quota if quota is not None else (MIN_PREMIUM_QUOTA if premium else 5120)
-        require(isinstance(quota, int) and not isinstance(quota, bool), "InvalidHeaderValue",
-                "The value for one of the HTTP headers is not in the correct format.")
+        require(
+            isinstance(quota, int) and not isinstance(quota, bool),
+            "InvalidHeaderValue",
+            "The value for one of the HTTP headers is not in the correct format.",
+        )
         if premium:
-            require(MIN_PREMIUM_QUOTA <= quota <= MAX_PREMIUM_QUOTA, "InvalidHeaderValue",
-                    "The value for one of the HTTP headers is not in the correct format.")
+            require(
+                MIN_PREMIUM_QUOTA <= quota <= MAX_PREMIUM_QUOTA,
+                "InvalidHeaderValue",
+                "The value for one of the HTTP headers is not in the correct format.",
+            )
         props["shareQuota"] = quota
         if existing is not None:
             self._check_resize(emu, rid, existing, quota)
@@ -204,11 +284,15 @@ class FileShares(ResourceKind):
     @staticmethod
     def _require_nfs_ready(account: Resource) -> None:
         if account.body.get("kind") != "FileStorage" or account.body["sku"]["name"] not in PREMIUM_FILE_SKUS:
-            raise bad_request("FeatureNotSupportedForAccount", "NfsFileShares is not supported for the account.")
+            raise bad_request(
+                "FeatureNotSupportedForAccount", "NfsFileShares is not supported for the account."
+            )
         if account.properties.get("supportsHttpsTrafficOnly", True):
-            raise bad_request("FeatureNotSupportedForAccount",
-                              "NFS file shares cannot be created while secure transfer is required on the account "
-                              "(supportsHttpsTrafficOnly must be false).")
+            raise bad_request(
+                "FeatureNotSupportedForAccount",
+                "NFS file shares cannot be created while secure transfer is required on the account "
+                "(supportsHttpsTrafficOnly must be false).",
+            )
 
     @staticmethod
     def _check_resize(emu: Emulator, rid: ResourceId, existing: Resource, quota: int) -> None:
@@ -221,13 +305,19 @@ class FileShares(ResourceKind):
             return
         increased = existing.internal.get("last_increase")
         if increased is not None and moment < increased + QUOTA_DOWNGRADE_WAIT:
-            raise ArmError(409, "ContainerQuotaDowngradeNotAllowed", "Cannot downgrade quota at this moment. "
-                           "Please check share properties for the next allowed quota downgrade time.")
+            raise ArmError(
+                409,
+                "ContainerQuotaDowngradeNotAllowed",
+                "Cannot downgrade quota at this moment. "
+                "Please check share properties for the next allowed quota downgrade time.",
+            )
         account, share = rid.names[0], rid.name
         used_gib = -(-emu.machines.share_usage(account, share) // 2**30)
         if quota < used_gib:
-            raise bad_request("InvalidHeaderValue", f"The share quota {quota} GiB is smaller than the "
-                              f"share's used capacity ({used_gib} GiB).")
+            raise bad_request(
+                "InvalidHeaderValue",
+                f"The share quota {quota} GiB is smaller than the share's used capacity ({used_gib} GiB).",
+            )
 
     def provision(self, emu: Emulator, resource: Resource, created: bool) -> None:
         if resource.properties.get("enabledProtocols") == "NFS":

@@ -13,10 +13,10 @@ from local.emulator.arm import ArmError
 DEFAULT_MESSAGES = {
     "TooManyRequests": "Number of requests for subscription exceeded the limit. Please try again later.",
     "SubscriptionRequestsThrottled": "Number of 'write' requests for subscription exceeded. "
-                                     "Please try again after '1' seconds.",
+    "Please try again after '1' seconds.",
     "InternalServerError": "An internal server error occurred. Please try again.",
     "AuthorizationFailed": "The client does not have authorization to perform this action over "
-                           "this scope, or the scope is invalid.",
+    "this scope, or the scope is invalid.",
     "VMAgentNotReady": "The VM agent is not ready to process run commands.",
     "Conflict": "The request conflicts with the current state of the resource.",
 }
@@ -51,10 +51,16 @@ class Fault:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:
-        return cls(method=str(data.get("method", "*")).upper(), path_pattern=str(data["pathPattern"]),
-                   status=int(data.get("status", 0)), code=str(data.get("code", "")),
-                   message=str(data.get("message", "")), count=int(data.get("count", 1)),
-                   retry_after=data.get("retryAfter"), delay=float(data.get("delaySeconds", 0)))
+        return cls(
+            method=str(data.get("method", "*")).upper(),
+            path_pattern=str(data["pathPattern"]),
+            status=int(data.get("status", 0)),
+            code=str(data.get("code", "")),
+            message=str(data.get("message", "")),
+            count=int(data.get("count", 1)),
+            retry_after=data.get("retryAfter"),
+            delay=float(data.get("delaySeconds", 0)),
+        )
 
 
 class Faults:
@@ -62,8 +68,18 @@ class Faults:
         self._rules: list[Fault] = []
         self._lock = threading.Lock()
 
-    def add(self, method: str, path_pattern: str, *, status: int = 0, code: str = "", message: str = "",
-            count: int = 1, retry_after: int | None = None, delay: float = 0.0) -> Fault:
+    def add(
+        self,
+        method: str,
+        path_pattern: str,
+        *,
+        status: int = 0,
+        code: str = "",
+        message: str = "",
+        count: int = 1,
+        retry_after: int | None = None,
+        delay: float = 0.0,
+    ) -> Fault:
         fault = Fault(method.upper(), path_pattern, status, code, message, count, retry_after, delay)
         with self._lock:
             self._rules.append(fault)
@@ -99,8 +115,17 @@ class Faults:
 
     def to_json(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [{"method": f.method, "pathPattern": f.path_pattern, "status": f.status,
-                     "code": f.code, "remaining": f.count, "matched": f.matched} for f in self._rules]
+            return [
+                {
+                    "method": f.method,
+                    "pathPattern": f.path_pattern,
+                    "status": f.status,
+                    "code": f.code,
+                    "remaining": f.count,
+                    "matched": f.matched,
+                }
+                for f in self._rules
+            ]
 
 
 @dataclass(frozen=True)
@@ -118,8 +143,15 @@ class LoggedRequest:
     request_id: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"at": self.at, "method": self.method, "path": self.path, "apiVersion": self.api_version,
-                "kind": self.kind, "status": self.status, "requestId": self.request_id}
+        return {
+            "at": self.at,
+            "method": self.method,
+            "path": self.path,
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "status": self.status,
+            "requestId": self.request_id,
+        }
 
 
 @dataclass
@@ -141,8 +173,11 @@ class RequestLog:
 
     def count(self, kind: str | None = None, *, method: str | None = None) -> int:
         """How many requests of a kind (exact, or every kind when None) and method were answered."""
-        return sum(1 for e in self.snapshot()
-                   if (kind is None or e.kind == kind) and (method is None or e.method == method))
+        return sum(
+            1
+            for e in self.snapshot()
+            if (kind is None or e.kind == kind) and (method is None or e.method == method)
+        )
 
     def kinds(self) -> dict[str, int]:
         counted: dict[str, int] = {}

@@ -13,6 +13,7 @@ A reboot is a new set of namespaces over the same directory, followed by `mount 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -48,8 +49,9 @@ def sandbox_unavailable_reason() -> str | None:
     for tool in ("unshare", "nsenter", "chroot", "mount"):
         if shutil.which(tool) is None:
             return f"sandbox VMs need {tool} (util-linux)"
-    probe = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--", "true"],
-                           capture_output=True, check=False)
+    probe = subprocess.run(
+        ["unshare", "--mount", "--pid", "--fork", "--", "true"], capture_output=True, check=False
+    )
     if probe.returncode != 0:
         return "unshare failed: " + probe.stderr.decode(errors="replace").strip()
     return None
@@ -58,8 +60,9 @@ def sandbox_unavailable_reason() -> str | None:
 def _holder(command: list[str], env: dict[str, str], what: str) -> tuple[subprocess.Popen[bytes], int]:
     """Start a namespace-holding process; returns it and the PID (as this machine sees it) of the
     idle PID-1-like loop inside its namespaces, once setup is done and the loop runs."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -95,10 +98,8 @@ def _cmdline(pid: int) -> bytes:
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(10)
 
 
@@ -126,8 +127,10 @@ class Fabric:
             path.mkdir(parents=True, exist_ok=True)
         env = {"PATH": SCRIPT_PATH, "FABRIC_DIR": str(self.mounts)}
         self._holder, self._pid = _holder(
-            ["unshare", "--mount", "--propagation", "private", "--", str(FABRIC_SCRIPT)], env,
-            "the storage fabric")
+            ["unshare", "--mount", "--propagation", "private", "--", str(FABRIC_SCRIPT)],
+            env,
+            "the storage fabric",
+        )
 
     @property
     def pid(self) -> int:
@@ -146,10 +149,29 @@ class Fabric:
             work.mkdir(parents=True, exist_ok=True)
             target = self.mounts / account / share
             spec = f"{account}.file.core.windows.net:/{account}/{share}"
-            script = ('mkdir -p "$1"; mountpoint -q "$1" || mount -t overlay "$2" '
-                      '-o "lowerdir=$3,upperdir=$4,workdir=$5" "$1"')
-            _run(["nsenter", "-t", str(self.pid), "-m", "--", "/bin/bash", "-c", script, "_",
-                  str(target), spec, str(self.empty), str(data), str(work)], f"mounting share {spec}")
+            script = (
+                'mkdir -p "$1"; mountpoint -q "$1" || mount -t overlay "$2" '
+                '-o "lowerdir=$3,upperdir=$4,workdir=$5" "$1"'
+            )
+            _run(
+                [
+                    "nsenter",
+                    "-t",
+                    str(self.pid),
+                    "-m",
+                    "--",
+                    "/bin/bash",
+                    "-c",
+                    script,
+                    "_",
+                    str(target),
+                    spec,
+                    str(self.empty),
+                    str(data),
+                    str(work),
+                ],
+                f"mounting share {spec}",
+            )
             return data
 
     def remove_share(self, account: str, share: str) -> None:
@@ -157,8 +179,10 @@ class Fabric:
         with self._lock:
             target = self.mounts / account / share
             script = 'if mountpoint -q "$1"; then umount -l "$1"; fi; rmdir "$1" 2>/dev/null || true'
-            _run(["nsenter", "-t", str(self.pid), "-m", "--", "/bin/bash", "-c", script, "_", str(target)],
-                 f"unmounting share {account}/{share}")
+            _run(
+                ["nsenter", "-t", str(self.pid), "-m", "--", "/bin/bash", "-c", script, "_", str(target)],
+                f"unmounting share {account}/{share}",
+            )
             shutil.rmtree(self.data_dir(account, share), ignore_errors=True)
             shutil.rmtree(self.work / account / share, ignore_errors=True)
 
@@ -234,8 +258,9 @@ class SandboxVm:
         self._lay_out()
         self.boot(mount_all=False)
         keys = "\n".join(k.strip() for k in ssh_public_keys if k.strip())
-        result = self.run_now(PROVISION_SCRIPT, {"ADMIN_USER": admin_user, "SSH_KEYS": keys,
-                                                 "VM_NAME": self.name}, timeout=60)
+        result = self.run_now(
+            PROVISION_SCRIPT, {"ADMIN_USER": admin_user, "SSH_KEYS": keys, "VM_NAME": self.name}, timeout=60
+        )
         if result.exit_code != 0:
             raise SandboxError(f"provisioning {self.name} failed: {result.stderr().strip()}")
 
@@ -263,11 +288,31 @@ class SandboxVm:
         with self._lock:
             if self.running:
                 return
-            env = {"PATH": SCRIPT_PATH, "VM_DIR": str(self.directory), "VM_HOSTNAME": self.name,
-                   "FABRIC_DIR": str(self.fabric.mounts), "EMULATOR_DIR": str(self.emulator_dir)}
-            command = ["nsenter", "-t", str(self.fabric.pid), "-m", "--",
-                       "unshare", "--mount", "--pid", "--fork", "--uts", "--net", "--ipc",
-                       "--propagation", "unchanged", "--", str(BOOT_SCRIPT)]
+            env = {
+                "PATH": SCRIPT_PATH,
+                "VM_DIR": str(self.directory),
+                "VM_HOSTNAME": self.name,
+                "FABRIC_DIR": str(self.fabric.mounts),
+                "EMULATOR_DIR": str(self.emulator_dir),
+            }
+            command = [
+                "nsenter",
+                "-t",
+                str(self.fabric.pid),
+                "-m",
+                "--",
+                "unshare",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--uts",
+                "--net",
+                "--ipc",
+                "--propagation",
+                "unchanged",
+                "--",
+                str(BOOT_SCRIPT),
+            ]
             self._holder, self._pid = _holder(command, env, f"VM {self.name}")
         if mount_all:
             self.run_now("mount -a 2>&1 || true\n", {}, timeout=120)
@@ -295,8 +340,15 @@ class SandboxVm:
             _write_atomically(folder / host, state + "\n")
         _write_atomically(self.control / "nfs-timeout-seconds", f"{nfs_timeout_seconds:g}\n")
 
-    def start(self, script: str, env: dict[str, str], *, timeout: float | None,
-              run_as: str | None = None, command_name: str = "script") -> Execution:
+    def start(
+        self,
+        script: str,
+        env: dict[str, str],
+        *,
+        timeout: float | None,
+        run_as: str | None = None,
+        command_name: str = "script",
+    ) -> Execution:
         """Run a script as root (or `run_as`) inside the VM, in the background, with `env` as its
         environment variables, in the working directory the Azure Linux agent uses."""
         if not self.running or self._pid is None:
@@ -308,18 +360,43 @@ class SandboxVm:
         script_file.write_text(script)
         outputs = self.directory / "runs"
         execution = Execution(outputs / f"{run_id}.out", outputs / f"{run_id}.err")
-        launcher = ('d="/var/lib/waagent/run-command-handler/download/$1/0"; mkdir -p "$d"; '
-                    'cp "/run/azlin-emulator/control/scripts/$2.sh" "$d/script.sh"; cd "$d"; '
-                    'if [ -n "$3" ]; then exec runuser -u "$3" -- /bin/bash "$d/script.sh"; fi; '
-                    'exec /bin/bash "$d/script.sh"')
-        command = ["nsenter", "-t", str(self._pid), "-m", "-u", "-n", "-i", "-p", "-r", "-w", "--",
-                   "/usr/bin/env", "-i", f"PATH={SCRIPT_PATH}", *(f"{k}={v}" for k, v in env.items()),
-                   "/bin/bash", "-c", launcher, "run-command", command_name, run_id, run_as or ""]
+        launcher = (
+            'd="/var/lib/waagent/run-command-handler/download/$1/0"; mkdir -p "$d"; '
+            'cp "/run/azlin-emulator/control/scripts/$2.sh" "$d/script.sh"; cd "$d"; '
+            'if [ -n "$3" ]; then exec runuser -u "$3" -- /bin/bash "$d/script.sh"; fi; '
+            'exec /bin/bash "$d/script.sh"'
+        )
+        command = [
+            "nsenter",
+            "-t",
+            str(self._pid),
+            "-m",
+            "-u",
+            "-n",
+            "-i",
+            "-p",
+            "-r",
+            "-w",
+            "--",
+            "/usr/bin/env",
+            "-i",
+            f"PATH={SCRIPT_PATH}",
+            *(f"{k}={v}" for k, v in env.items()),
+            "/bin/bash",
+            "-c",
+            launcher,
+            "run-command",
+            command_name,
+            run_id,
+            run_as or "",
+        ]
         with execution.stdout_path.open("wb") as out, execution.stderr_path.open("wb") as err:
-            execution.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                                 stderr=err, start_new_session=True)
-        threading.Thread(target=self._wait, args=(execution, timeout), daemon=True,
-                         name=f"vm-{self.name}-run-{run_id}").start()
+            execution.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
+            )
+        threading.Thread(
+            target=self._wait, args=(execution, timeout), daemon=True, name=f"vm-{self.name}-run-{run_id}"
+        ).start()
         return execution
 
     def run_now(self, script: str, env: dict[str, str], *, timeout: float | None = None) -> Execution:
