@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMPS := .stamps
 
-.PHONY: setup test lint typecheck unit integration bench clean
+.PHONY: setup test lint typecheck unit integration bench dev clean
 
 setup: $(STAMPS)/venv $(STAMPS)/node
 
@@ -36,8 +36,13 @@ unit: setup
 integration: setup
 	$(PY) -m pytest tests/integration tests/functions
 
+# The whole service on this machine (Azurite, the Azure emulator, the Functions host); PORT picks
+# the host's port (default 7071). Ctrl-C stops it. Needs root for the sandbox VMs.
+dev: setup
+	$(PY) -m local dev
+
 bench: setup
 	$(PY) bench/cold_start.py
 
 clean:
-	rm -rf $(VENV) $(STAMPS) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(STAMPS) .local node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

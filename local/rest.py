@@ -24,7 +24,9 @@ PRIVATE_DNS_API_VERSION = "2024-06-01"
 class ArmRequestError(RuntimeError):
     def __init__(self, status: int, body: Any) -> None:
         error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
-        super().__init__(f"{status} {error.get('code', '')}: {error.get('message', body)}")
+        # A failed long-running operation arrives in a 200 answer: the status says nothing then.
+        where = f"{status} " if status != 200 else ""
+        super().__init__(f"{where}{error.get('code', '')}: {error.get('message', body)}")
         self.status, self.code, self.body = status, error.get("code", ""), body
 
 
@@ -42,7 +44,7 @@ def api_version(path: str) -> str:
     marker = lowered.rfind("/providers/")
     if marker < 0:
         return API_VERSIONS["microsoft.resources"]
-    namespace = lowered[marker + len("/providers/"):].split("/", 1)[0]
+    namespace = lowered[marker + len("/providers/") :].split("/", 1)[0]
     return API_VERSIONS.get(namespace, API_VERSIONS["microsoft.resources"])
 
 
@@ -61,8 +63,12 @@ class ArmRest:
         if "api-version=" not in url:
             url += ("&" if "?" in url else "?") + f"api-version={api_version(url)}"
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, context=self.context, timeout=120) as response:
                 raw = response.read()

@@ -6,12 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,18 +15,14 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
-from local.functions_host import FunctionIndex
+from local.azurite import Azurite
+from local.host import FunctionIndex
 from shared import bootstrap
 from shared.bootstrap import Container
 from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from shared.settings import Settings
 from tests.fakes import FakeClock
 
-ROOT = Path(__file__).resolve().parents[1]
-AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
-# The well-known Azurite development account key (public, documented by Microsoft).
-DEV_ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
-                   "K1SZFPTOtr/KBHBeksoGMGw==")
 SUBSCRIPTION = "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"
 DEFAULT_GROUP = "rg-default"
 
@@ -48,40 +40,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Azurite on free loopback ports; yields its connection string."""
-    if not AZURITE.exists():
-        pytest.fail(f"{AZURITE} is missing: run `make setup` (npm ci) first", pytrace=False)
-    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(AZURITE), "--inMemoryPersistence", "--skipApiVersionCheck", "--disableTelemetry",
-             "--silent", "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost",
-             "127.0.0.1", "--blobPort", "0", "--queuePort", "0", "--tablePort", "0"],
-            stdout=out, stderr=subprocess.STDOUT)
     try:
-        ports = _wait_for_ports(process, log)
-        yield ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-               f"AccountKey={DEV_ACCOUNT_KEY};"
-               f"QueueEndpoint=http://127.0.0.1:{ports['queue']}/devstoreaccount1;"
-               f"TableEndpoint=http://127.0.0.1:{ports['table']}/devstoreaccount1;")
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _wait_for_ports(process: subprocess.Popen[bytes], log: Path) -> dict[str, int]:
-    deadline = time.monotonic() + 30
-    pattern = r"Azurite (Queue|Table) service is successfully listening at http://127\.0\.0\.1:(\d+)"
-    while time.monotonic() < deadline:
-        ports = {svc.lower(): int(port) for svc, port in re.findall(pattern, log.read_text())}
-        if len(ports) == 2:
-            return ports
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise RuntimeError("Azurite did not start:\n" + log.read_text())
+        storage = Azurite(tmp_path_factory.mktemp("azurite") / "azurite.log")
+    except FileNotFoundError as missing:
+        pytest.fail(str(missing), pytrace=False)
+    yield storage.connection_string
+    storage.stop()
 
 
 @pytest.fixture

@@ -49,7 +49,9 @@ class Webhook:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/runtime/webhooks/eventgrid?functionName=f"
+        self.url = (
+            f"http://127.0.0.1:{self.server.server_address[1]}/runtime/webhooks/eventgrid?functionName=f"
+        )
 
     def events(self) -> list[dict[str, Any]]:
         return [event for post in self.posts for event in post]
@@ -91,53 +93,126 @@ class Azure:
 
     def network(self, name: str, prefix: str = "10.0.0.0/16", subnet: str = "10.0.0.0/24") -> str:
         """A virtual network with one subnet `default`; returns the subnet id."""
-        self.rest.put(f"{self.group_path()}/providers/Microsoft.Network/virtualNetworks/{name}", {
-            "location": REGION, "properties": {"addressSpace": {"addressPrefixes": [prefix]},
-                                               "subnets": [{"name": "default", "properties": {"addressPrefix": subnet}}]}})
+        self.rest.put(
+            f"{self.group_path()}/providers/Microsoft.Network/virtualNetworks/{name}",
+            {
+                "location": REGION,
+                "properties": {
+                    "addressSpace": {"addressPrefixes": [prefix]},
+                    "subnets": [{"name": "default", "properties": {"addressPrefix": subnet}}],
+                },
+            },
+        )
         return f"{self.group_path()}/providers/Microsoft.Network/virtualNetworks/{name}/subnets/default"
 
-    def vm(self, name: str, subnet_id: str, *, admin: str = "azureuser", tags: dict[str, str] | None = None,
-           key: str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHt test@laptop") -> dict[str, Any]:
+    def vm(
+        self,
+        name: str,
+        subnet_id: str,
+        *,
+        admin: str = "azureuser",
+        tags: dict[str, str] | None = None,
+        key: str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHt test@laptop",
+    ) -> dict[str, Any]:
         base = f"{self.group_path()}/providers"
-        nic = self.rest.put(f"{base}/Microsoft.Network/networkInterfaces/{name}-nic", {
-            "location": REGION, "properties": {"ipConfigurations": [
-                {"name": "ipconfig1", "properties": {"subnet": {"id": subnet_id}}}]}})
-        return dict(self.rest.put(f"{base}/Microsoft.Compute/virtualMachines/{name}", {
-            "location": REGION, "tags": tags or {},
-            "properties": {"hardwareProfile": {"vmSize": "Standard_B2s"},
-                           "osProfile": {"adminUsername": admin, "linuxConfiguration": {"ssh": {"publicKeys": [
-                               {"path": f"/home/{admin}/.ssh/authorized_keys", "keyData": key}]}}},
-                           "networkProfile": {"networkInterfaces": [{"id": nic["id"], "properties": {"primary": True}}]}}}))
+        nic = self.rest.put(
+            f"{base}/Microsoft.Network/networkInterfaces/{name}-nic",
+            {
+                "location": REGION,
+                "properties": {
+                    "ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": subnet_id}}}]
+                },
+            },
+        )
+        return dict(
+            self.rest.put(
+                f"{base}/Microsoft.Compute/virtualMachines/{name}",
+                {
+                    "location": REGION,
+                    "tags": tags or {},
+                    "properties": {
+                        "hardwareProfile": {"vmSize": "Standard_B2s"},
+                        "osProfile": {
+                            "adminUsername": admin,
+                            "linuxConfiguration": {
+                                "ssh": {
+                                    "publicKeys": [
+                                        {"path": f"/home/{admin}/.ssh/authorized_keys", "keyData": key}
+                                    ]
+                                }
+                            },
+                        },
+                        "networkProfile": {
+                            "networkInterfaces": [{"id": nic["id"], "properties": {"primary": True}}]
+                        },
+                    },
+                },
+            )
+        )
 
     def nfs_storage(self, account: str, subnet_id: str, *, link_vnets: tuple[str, ...] = ()) -> str:
         """An NFS-ready account with share `home`, its private endpoint in `subnet_id`, and the
         privatelink zone linked to the endpoint's VNet and to `link_vnets`; returns the NFS address."""
         base = f"{self.group_path()}/providers"
-        acct = self.rest.put(f"{base}/Microsoft.Storage/storageAccounts/{account}", {
-            "location": REGION, "sku": {"name": "Premium_LRS"}, "kind": "FileStorage",
-            "properties": {"supportsHttpsTrafficOnly": False, "publicNetworkAccess": "Disabled",
-                           "networkAcls": {"defaultAction": "Deny", "bypass": "AzureServices"}}})
-        self.rest.put(f"{base}/Microsoft.Storage/storageAccounts/{account}/fileServices/default/shares/home", {
-            "properties": {"enabledProtocols": "NFS", "rootSquash": "NoRootSquash", "shareQuota": 100}})
-        self.rest.put(f"{base}/Microsoft.Network/privateEndpoints/{account}-pe", {
-            "location": REGION, "properties": {"subnet": {"id": subnet_id}, "privateLinkServiceConnections": [
-                {"name": "file", "properties": {"privateLinkServiceId": acct["id"], "groupIds": ["file"]}}]}})
+        acct = self.rest.put(
+            f"{base}/Microsoft.Storage/storageAccounts/{account}",
+            {
+                "location": REGION,
+                "sku": {"name": "Premium_LRS"},
+                "kind": "FileStorage",
+                "properties": {
+                    "supportsHttpsTrafficOnly": False,
+                    "publicNetworkAccess": "Disabled",
+                    "networkAcls": {"defaultAction": "Deny", "bypass": "AzureServices"},
+                },
+            },
+        )
+        self.rest.put(
+            f"{base}/Microsoft.Storage/storageAccounts/{account}/fileServices/default/shares/home",
+            {"properties": {"enabledProtocols": "NFS", "rootSquash": "NoRootSquash", "shareQuota": 100}},
+        )
+        self.rest.put(
+            f"{base}/Microsoft.Network/privateEndpoints/{account}-pe",
+            {
+                "location": REGION,
+                "properties": {
+                    "subnet": {"id": subnet_id},
+                    "privateLinkServiceConnections": [
+                        {
+                            "name": "file",
+                            "properties": {"privateLinkServiceId": acct["id"], "groupIds": ["file"]},
+                        }
+                    ],
+                },
+            },
+        )
         zone = f"{base}/Microsoft.Network/privateDnsZones/privatelink.file.core.windows.net"
         if not self._exists(zone):
             self.rest.put(zone, {"location": "global"})
         vnet_of_endpoint = subnet_id.rsplit("/subnets/", 1)[0]
         for vnet in {vnet_of_endpoint, *link_vnets}:
             self.link(vnet)
-        self.rest.put(f"{base}/Microsoft.Network/privateEndpoints/{account}-pe/privateDnsZoneGroups/default", {
-            "properties": {"privateDnsZoneConfigs": [{"name": "file", "properties": {"privateDnsZoneId": zone}}]}})
+        self.rest.put(
+            f"{base}/Microsoft.Network/privateEndpoints/{account}-pe/privateDnsZoneGroups/default",
+            {
+                "properties": {
+                    "privateDnsZoneConfigs": [{"name": "file", "properties": {"privateDnsZoneId": zone}}]
+                }
+            },
+        )
         return f"{account}.file.core.windows.net:/{account}/home"
 
     def link(self, vnet_id: str) -> None:
         zone = f"{self.group_path()}/providers/Microsoft.Network/privateDnsZones/privatelink.file.core.windows.net"
         name = "link-" + vnet_id.rsplit("/", 1)[1]
         if not self._exists(f"{zone}/virtualNetworkLinks/{name}"):
-            self.rest.put(f"{zone}/virtualNetworkLinks/{name}", {
-                "location": "global", "properties": {"virtualNetwork": {"id": vnet_id}, "registrationEnabled": False}})
+            self.rest.put(
+                f"{zone}/virtualNetworkLinks/{name}",
+                {
+                    "location": "global",
+                    "properties": {"virtualNetwork": {"id": vnet_id}, "registrationEnabled": False},
+                },
+            )
 
     def _exists(self, path: str) -> bool:
         try:
@@ -151,18 +226,32 @@ class Azure:
     def run(self, vm: str, script: str, **parameters: str) -> dict[str, Any]:
         """Run a script through a managed Run Command; returns its instance view."""
         path = f"{self.group_path()}/providers/Microsoft.Compute/virtualMachines/{vm}/runCommands/{self.unique('rc')}"
-        self.rest.put(path, {"location": REGION, "properties": {
-            "source": {"script": script}, "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
-            "timeoutInSeconds": 120}})
+        self.rest.put(
+            path,
+            {
+                "location": REGION,
+                "properties": {
+                    "source": {"script": script},
+                    "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
+                    "timeoutInSeconds": 120,
+                },
+            },
+        )
         view = self.rest.get(path + "?$expand=instanceView")["properties"]["instanceView"]
         self.rest.delete(path)
         return dict(view)
 
 
 def settings_for(azure: LocalAzure, subscription: str = SUBSCRIPTION) -> Settings:
-    return Settings.from_environ({
-        "AzureWebJobsStorage": "UseDevelopmentStorage=true", "AZURE_SUBSCRIPTION_ID": subscription,
-        "ARM_ENDPOINT": azure.url, "ARM_CA_BUNDLE": str(azure.ca_path), "ARM_CREDENTIAL": "emulator"})
+    return Settings.from_environ(
+        {
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+            "AZURE_SUBSCRIPTION_ID": subscription,
+            "ARM_ENDPOINT": azure.url,
+            "ARM_CA_BUNDLE": str(azure.ca_path),
+            "ARM_CREDENTIAL": "emulator",
+        }
+    )
 
 
 def clients_for(azure: LocalAzure, subscription: str = SUBSCRIPTION) -> ArmClients:
@@ -186,12 +275,15 @@ def azure(local_azure: LocalAzure, webhook: Webhook) -> Iterator[Azure]:
     rest.delete(rest.group_path(group))
 
 
-needs_sandbox = pytest.mark.skipif(sandbox_unavailable_reason() is not None,
-                                   reason=f"sandbox VMs unavailable: {sandbox_unavailable_reason()}")
+needs_sandbox = pytest.mark.skipif(
+    sandbox_unavailable_reason() is not None,
+    reason=f"sandbox VMs unavailable: {sandbox_unavailable_reason()}",
+)
 
 
 def host_snapshot() -> dict[str, Any]:
     """What a VM must never change on this machine."""
+
     def listing(path: str) -> list[str]:
         return sorted(os.listdir(path)) if os.path.isdir(path) else []
 

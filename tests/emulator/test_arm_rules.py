@@ -20,8 +20,9 @@ from tests.emulator.conftest import REGION, Azure, needs_sandbox
 from tests.emulator.test_storage_provider import nfs_account
 
 
-def raw(azure: Azure, method: str, path: str, *, headers: dict[str, str] | None = None,
-        body: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+def raw(
+    azure: Azure, method: str, path: str, *, headers: dict[str, str] | None = None, body: bytes | None = None
+) -> tuple[int, dict[str, str], Any]:
     context = ssl.create_default_context(cafile=str(azure.local.ca_path))
     request = urllib.request.Request(azure.local.url + path, data=body, method=method, headers=headers or {})
     try:
@@ -38,8 +39,12 @@ AUTH = {"Authorization": "Bearer t"}
 def test_api_version_is_required_and_errors_have_arms_shape(azure: Azure) -> None:
     status, headers, body = raw(azure, "GET", azure.group_path(), headers=AUTH)
     assert status == 400
-    assert body == {"error": {"code": "MissingApiVersionParameter", "message":
-                              "The api-version query parameter (?api-version=) is required for all requests."}}
+    assert body == {
+        "error": {
+            "code": "MissingApiVersionParameter",
+            "message": "The api-version query parameter (?api-version=) is required for all requests.",
+        }
+    }
     assert headers["x-ms-request-id"]
     status, _, body = raw(azure, "GET", azure.group_path() + "?api-version=latest", headers=AUTH)
     assert (status, body["error"]["code"]) == (400, "InvalidApiVersionParameter")
@@ -48,7 +53,9 @@ def test_api_version_is_required_and_errors_have_arms_shape(azure: Azure) -> Non
 def test_requests_without_a_bearer_token_are_401(azure: Azure) -> None:
     status, _, body = raw(azure, "GET", azure.group_path() + "?api-version=2024-03-01")
     assert (status, body["error"]["code"]) == (401, "AuthenticationFailed")
-    status, _, body = raw(azure, "GET", azure.group_path() + "?api-version=2024-03-01", headers={"Authorization": "Basic x"})
+    status, _, body = raw(
+        azure, "GET", azure.group_path() + "?api-version=2024-03-01", headers={"Authorization": "Basic x"}
+    )
     assert status == 401
 
 
@@ -56,42 +63,63 @@ def test_missing_resources_and_parents_are_404_with_arms_wording(azure: Azure) -
     with pytest.raises(ArmRequestError) as missing:
         azure.rest.get(f"{azure.group_path()}/providers/Microsoft.Storage/storageAccounts/nosuch")
     assert missing.value.code == "ResourceNotFound"
-    assert (f"The Resource 'Microsoft.Storage/storageAccounts/nosuch' under resource group '{azure.group}' "
-            "was not found.") in str(missing.value)
+    assert (
+        f"The Resource 'Microsoft.Storage/storageAccounts/nosuch' under resource group '{azure.group}' "
+        "was not found."
+    ) in str(missing.value)
     with pytest.raises(ArmRequestError) as orphan:
-        azure.rest.put(f"{azure.group_path()}/providers/Microsoft.Storage/storageAccounts/nosuch/fileServices/default/shares/home",
-                       {"properties": {}})
+        azure.rest.put(
+            f"{azure.group_path()}/providers/Microsoft.Storage/storageAccounts/nosuch/fileServices/default/shares/home",
+            {"properties": {}},
+        )
     assert orphan.value.code == "ParentResourceNotFound"
-    status, _, body = raw(azure, "PUT", f"{azure.group_path()}/providers/Microsoft.Storage/storageAccounts/x1y2z3?api-version=2026-09-01",
-                          headers={**AUTH, "Content-Type": "application/json"}, body=b"{not json")
+    status, _, body = raw(
+        azure,
+        "PUT",
+        f"{azure.group_path()}/providers/Microsoft.Storage/storageAccounts/x1y2z3?api-version=2026-09-01",
+        headers={**AUTH, "Content-Type": "application/json"},
+        body=b"{not json",
+    )
     assert (status, body["error"]["code"]) == (400, "InvalidRequestContent")
 
 
 def test_injected_throttling_reaches_the_sdk_with_retry_after_then_stops(azure: Azure) -> None:
-    check = StorageAccountCheckNameAvailabilityParameters(name="someacct", type="Microsoft.Storage/storageAccounts")
-    azure.emulator.faults.add("POST", r"/checkNameAvailability$", status=429, code="TooManyRequests", retry_after=7, count=2)
+    check = StorageAccountCheckNameAvailabilityParameters(
+        name="someacct", type="Microsoft.Storage/storageAccounts"
+    )
+    azure.emulator.faults.add(
+        "POST", r"/checkNameAvailability$", status=429, code="TooManyRequests", retry_after=7, count=2
+    )
     for _ in range(2):
         with pytest.raises(HttpResponseError) as throttled:
             azure.clients.storage.storage_accounts.check_name_availability(account_name=check)
         assert throttled.value.status_code == 429 and throttled.value.error.code == "TooManyRequests"
         assert throttled.value.response.headers["Retry-After"] == "7"
-    assert azure.clients.storage.storage_accounts.check_name_availability(account_name=check).name_available is True
+    assert (
+        azure.clients.storage.storage_accounts.check_name_availability(account_name=check).name_available
+        is True
+    )
     assert azure.emulator.requests.count("POST Microsoft.Storage/checkNameAvailability") == 3
 
 
-@pytest.mark.parametrize(("status", "code"), [(403, "AuthorizationFailed"), (500, "InternalServerError"),
-                                              (409, "Conflict")])
+@pytest.mark.parametrize(
+    ("status", "code"), [(403, "AuthorizationFailed"), (500, "InternalServerError"), (409, "Conflict")]
+)
 def test_injected_errors_fail_long_running_writes(azure: Azure, status: int, code: str) -> None:
     azure.emulator.faults.add("PUT", r"/storageAccounts/[^/]+$", status=status, code=code)
     with pytest.raises(HttpResponseError) as failed:
-        azure.clients.storage.storage_accounts.begin_create(azure.group, azure.unique("st"), nfs_account()).result()
+        azure.clients.storage.storage_accounts.begin_create(
+            azure.group, azure.unique("st"), nfs_account()
+        ).result()
     assert (failed.value.status_code, failed.value.error.code) == (status, code)
 
 
 def test_injected_faults_can_fail_the_polling_and_delay_requests(azure: Azure) -> None:
     azure.emulator.faults.add("GET", r"/asyncoperations/", status=500, code="InternalServerError")
     with pytest.raises(HttpResponseError) as failed:
-        azure.clients.storage.storage_accounts.begin_create(azure.group, azure.unique("st"), nfs_account()).result()
+        azure.clients.storage.storage_accounts.begin_create(
+            azure.group, azure.unique("st"), nfs_account()
+        ).result()
     assert failed.value.status_code == 500
     azure.emulator.faults.add("GET", r"/resourceGroups/[^/]+$", delay=0.5)
     started = time.monotonic()
@@ -110,9 +138,22 @@ def test_injected_agent_not_ready_fails_a_run_command(azure: Azure) -> None:
 
 
 def test_the_control_api_sets_faults_and_reads_the_log(azure: Azure) -> None:
-    status, _, _ = raw(azure, "POST", "/_emulator/faults", headers={"Content-Type": "application/json"}, body=json.dumps(
-        {"method": "GET", "pathPattern": "/resourceGroups/", "status": 429, "code": "TooManyRequests",
-         "retryAfter": 1, "count": 1}).encode())
+    status, _, _ = raw(
+        azure,
+        "POST",
+        "/_emulator/faults",
+        headers={"Content-Type": "application/json"},
+        body=json.dumps(
+            {
+                "method": "GET",
+                "pathPattern": "/resourceGroups/",
+                "status": 429,
+                "code": "TooManyRequests",
+                "retryAfter": 1,
+                "count": 1,
+            }
+        ).encode(),
+    )
     assert status == 201
     with pytest.raises(ArmRequestError) as throttled:
         azure.rest.get(azure.group_path())
@@ -120,8 +161,13 @@ def test_the_control_api_sets_faults_and_reads_the_log(azure: Azure) -> None:
     _, _, log = raw(azure, "GET", "/_emulator/requests")
     assert log["kinds"]["GET Microsoft.Resources/resourceGroups"] >= 1
     assert log["value"][-1]["status"] == 429
-    status, _, config = raw(azure, "PATCH", "/_emulator/config", headers={"Content-Type": "application/json"},
-                            body=json.dumps({"polls_before_done": 3}).encode())
+    status, _, config = raw(
+        azure,
+        "PATCH",
+        "/_emulator/config",
+        headers={"Content-Type": "application/json"},
+        body=json.dumps({"polls_before_done": 3}).encode(),
+    )
     assert status == 200 and config["polls_before_done"] == 3
 
 
@@ -170,14 +216,26 @@ def test_failed_writes_post_no_event(azure: Azure) -> None:
 def test_vm_and_run_command_events_carry_their_own_operation_names(azure: Azure) -> None:
     azure.vm("vm9", azure.network("vnet1"), tags={"azlin-storage": "st1"})
     azure.run("vm9", "true\n")
-    azure.rest.put(f"{azure.group_path()}/providers/Microsoft.Compute/virtualMachines/vm9", {
-        "location": REGION, "tags": {"azlin-storage": "st1", "team": "a"},
-        "properties": azure.rest.get(f"{azure.group_path()}/providers/Microsoft.Compute/virtualMachines/vm9")["properties"]})
+    azure.rest.put(
+        f"{azure.group_path()}/providers/Microsoft.Compute/virtualMachines/vm9",
+        {
+            "location": REGION,
+            "tags": {"azlin-storage": "st1", "team": "a"},
+            "properties": azure.rest.get(
+                f"{azure.group_path()}/providers/Microsoft.Compute/virtualMachines/vm9"
+            )["properties"],
+        },
+    )
     wait_for(lambda: len(events_about(azure, "/virtualMachines/vm9")) >= 4)
-    names = [(e["eventType"].rsplit(".", 1)[1], e["data"]["operationName"]) for e in events_about(azure, "/virtualMachines/vm9")]
-    assert names == [("ResourceWriteSuccess", "Microsoft.Compute/virtualMachines/write"),
-                     ("ResourceWriteSuccess", "Microsoft.Compute/virtualMachines/runCommands/write"),
-                     ("ResourceDeleteSuccess", "Microsoft.Compute/virtualMachines/runCommands/delete"),
-                     ("ResourceWriteSuccess", "Microsoft.Compute/virtualMachines/write")]
+    names = [
+        (e["eventType"].rsplit(".", 1)[1], e["data"]["operationName"])
+        for e in events_about(azure, "/virtualMachines/vm9")
+    ]
+    assert names == [
+        ("ResourceWriteSuccess", "Microsoft.Compute/virtualMachines/write"),
+        ("ResourceWriteSuccess", "Microsoft.Compute/virtualMachines/runCommands/write"),
+        ("ResourceDeleteSuccess", "Microsoft.Compute/virtualMachines/runCommands/delete"),
+        ("ResourceWriteSuccess", "Microsoft.Compute/virtualMachines/write"),
+    ]
     update = events_about(azure, "/virtualMachines/vm9")[-1]
     assert "httpRequest" in update["data"]  # an update, not a creation

@@ -32,23 +32,55 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOb laptop@example"
 
 def create_vm(azure: Azure, name: str = "vm1", admin: str = "azureuser") -> VirtualMachine:
     subnet = azure.network("vnet1")
-    nic = azure.rest.put(f"{azure.group_path()}/providers/Microsoft.Network/networkInterfaces/{name}-nic", {
-        "location": REGION, "properties": {"ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": subnet}}}]}})
-    return azure.clients.compute.virtual_machines.begin_create_or_update(azure.group, name, VirtualMachine(
-        location=REGION, tags={"azlin-storage": "st1"}, hardware_profile=HardwareProfile(vm_size="Standard_B2s"),
-        os_profile=OSProfile(admin_username=admin, admin_password="never-echoed", linux_configuration=LinuxConfiguration(
-            ssh=SshConfiguration(public_keys=[SshPublicKey(path=f"/home/{admin}/.ssh/authorized_keys", key_data=KEY)]))),
-        network_profile=NetworkProfile(network_interfaces=[NetworkInterfaceReference(id=nic["id"], primary=True)]))).result()
+    nic = azure.rest.put(
+        f"{azure.group_path()}/providers/Microsoft.Network/networkInterfaces/{name}-nic",
+        {
+            "location": REGION,
+            "properties": {"ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": subnet}}}]},
+        },
+    )
+    return azure.clients.compute.virtual_machines.begin_create_or_update(
+        azure.group,
+        name,
+        VirtualMachine(
+            location=REGION,
+            tags={"azlin-storage": "st1"},
+            hardware_profile=HardwareProfile(vm_size="Standard_B2s"),
+            os_profile=OSProfile(
+                admin_username=admin,
+                admin_password="never-echoed",
+                linux_configuration=LinuxConfiguration(
+                    ssh=SshConfiguration(
+                        public_keys=[SshPublicKey(path=f"/home/{admin}/.ssh/authorized_keys", key_data=KEY)]
+                    )
+                ),
+            ),
+            network_profile=NetworkProfile(
+                network_interfaces=[NetworkInterfaceReference(id=nic["id"], primary=True)]
+            ),
+        ),
+    ).result()
 
 
-def run_command(azure: Azure, script: str, name: str = "rc1", vm: str = "vm1", **properties: object) -> VirtualMachineRunCommand:
+def run_command(
+    azure: Azure, script: str, name: str = "rc1", vm: str = "vm1", **properties: object
+) -> VirtualMachineRunCommand:
     parameters = properties.pop("parameters", {})
     assert isinstance(parameters, dict)
-    azure.clients.compute.virtual_machine_run_commands.begin_create_or_update(azure.group, vm, name, VirtualMachineRunCommand(
-        location=REGION, source=VirtualMachineRunCommandScriptSource(script=script),
-        parameters=[RunCommandInputParameter(name=k, value=v) for k, v in parameters.items()],
-        **properties)).result()
-    return azure.clients.compute.virtual_machine_run_commands.get_by_virtual_machine(azure.group, vm, name, expand="instanceView")
+    azure.clients.compute.virtual_machine_run_commands.begin_create_or_update(
+        azure.group,
+        vm,
+        name,
+        VirtualMachineRunCommand(
+            location=REGION,
+            source=VirtualMachineRunCommandScriptSource(script=script),
+            parameters=[RunCommandInputParameter(name=k, value=v) for k, v in parameters.items()],
+            **properties,
+        ),
+    ).result()
+    return azure.clients.compute.virtual_machine_run_commands.get_by_virtual_machine(
+        azure.group, vm, name, expand="instanceView"
+    )
 
 
 def test_vm_create_reports_identity_admin_and_instance_view(azure: Azure) -> None:
@@ -66,12 +98,20 @@ def test_vm_create_reports_identity_admin_and_instance_view(azure: Azure) -> Non
 
 def test_admin_user_is_uid_1000_with_the_given_key_and_no_user_of_this_machine(azure: Azure) -> None:
     create_vm(azure)
-    view = run_command(azure, 'id azureuser\nstat -c "%U %a" /home/azureuser/.ssh/authorized_keys\n'
-                              'cat /home/azureuser/.ssh/authorized_keys\nawk -F: \'$3>=1000 && $3<60000 {print $1}\' /etc/passwd\n'
-                              'ls /home\n').instance_view
+    view = run_command(
+        azure,
+        'id azureuser\nstat -c "%U %a" /home/azureuser/.ssh/authorized_keys\n'
+        "cat /home/azureuser/.ssh/authorized_keys\nawk -F: '$3>=1000 && $3<60000 {print $1}' /etc/passwd\n"
+        "ls /home\n",
+    ).instance_view
     assert view.exit_code == 0, view.error
-    assert view.output.splitlines() == ["uid=1000(azureuser) gid=1000(azureuser) groups=1000(azureuser),27(sudo)",
-                                        "azureuser 600", KEY, "azureuser", "azureuser"]
+    assert view.output.splitlines() == [
+        "uid=1000(azureuser) gid=1000(azureuser) groups=1000(azureuser),27(sudo)",
+        "azureuser 600",
+        KEY,
+        "azureuser",
+        "azureuser",
+    ]
 
 
 def test_reserved_admin_names_and_wrong_key_paths_are_refused(azure: Azure) -> None:
@@ -83,8 +123,11 @@ def test_reserved_admin_names_and_wrong_key_paths_are_refused(azure: Azure) -> N
 
 def test_run_command_reports_exit_code_output_and_error(azure: Azure) -> None:
     create_vm(azure)
-    view = run_command(azure, 'echo "to stdout: $GREETING"\necho "to stderr" >&2\nexit 3\n',
-                       parameters={"GREETING": "hello; $(rm -rf /) 'quoted'"}).instance_view
+    view = run_command(
+        azure,
+        'echo "to stdout: $GREETING"\necho "to stderr" >&2\nexit 3\n',
+        parameters={"GREETING": "hello; $(rm -rf /) 'quoted'"},
+    ).instance_view
     assert view.execution_state == "Failed" and view.exit_code == 3
     assert view.output == "to stdout: hello; $(rm -rf /) 'quoted'\n"
     assert view.error == "to stderr\n"
@@ -119,7 +162,10 @@ def test_async_execution_returns_while_running_and_delete_cancels(azure: Azure) 
     view = run_command(azure, "echo begun\nsleep 30\n", async_execution=True).instance_view
     assert view.execution_state == "Running"
     azure.clients.compute.virtual_machine_run_commands.begin_delete(azure.group, "vm1", "rc1").result()
-    assert list(azure.clients.compute.virtual_machine_run_commands.list_by_virtual_machine(azure.group, "vm1")) == []
+    assert (
+        list(azure.clients.compute.virtual_machine_run_commands.list_by_virtual_machine(azure.group, "vm1"))
+        == []
+    )
     marker = run_command(azure, "pgrep -f 'sleep 30' || echo none\n", name="rc2").instance_view
     assert marker.output == "none\n"
 
@@ -138,14 +184,21 @@ def test_a_failed_script_fails_the_deployment_only_when_asked(azure: Azure) -> N
     with pytest.raises(HttpResponseError) as failed:
         run_command(azure, "exit 4\n", treat_failure_as_deployment_failure=True)
     assert failed.value.error.code == "VMExtensionProvisioningError"
-    view = azure.clients.compute.virtual_machine_run_commands.get_by_virtual_machine(azure.group, "vm1", "rc1", expand="instanceView")
+    view = azure.clients.compute.virtual_machine_run_commands.get_by_virtual_machine(
+        azure.group, "vm1", "rc1", expand="instanceView"
+    )
     assert view.provisioning_state == "Failed" and view.instance_view.exit_code == 4
 
 
 def test_a_new_vm_agent_is_not_ready_at_first(azure: Azure) -> None:
     azure.emulator.config.agent_ready_seconds = 1.5
     create_vm(azure)
-    assert azure.clients.compute.virtual_machines.instance_view(azure.group, "vm1").vm_agent.statuses[0].display_status == "Not Ready"
+    assert (
+        azure.clients.compute.virtual_machines.instance_view(azure.group, "vm1")
+        .vm_agent.statuses[0]
+        .display_status
+        == "Not Ready"
+    )
     with pytest.raises(HttpResponseError) as early:
         run_command(azure, "true\n")
     assert early.value.error.code == "VMAgentNotReady"
@@ -169,9 +222,15 @@ def test_stopped_vm_refuses_run_commands_until_started(azure: Azure) -> None:
 
 def test_run_command_action_reports_output_but_not_the_exit_code(azure: Azure) -> None:
     create_vm(azure)
-    result = azure.clients.compute.virtual_machines.begin_run_command(azure.group, "vm1", RunCommandInput(
-        command_id="RunShellScript", script=["echo out $WHO", "echo err >&2", "exit 5"],
-        parameters=[RunCommandInputParameter(name="WHO", value="me")])).result()
+    result = azure.clients.compute.virtual_machines.begin_run_command(
+        azure.group,
+        "vm1",
+        RunCommandInput(
+            command_id="RunShellScript",
+            script=["echo out $WHO", "echo err >&2", "exit 5"],
+            parameters=[RunCommandInputParameter(name="WHO", value="me")],
+        ),
+    ).result()
     assert [s.code for s in result.value] == ["ProvisioningState/succeeded"]
     assert result.value[0].message == "Enable succeeded: \n[stdout]\nout me\n\n[stderr]\nerr\n\n"
 
@@ -180,10 +239,12 @@ def test_run_command_action_allows_one_at_a_time(azure: Azure) -> None:
     create_vm(azure)
     azure.emulator.config.polls_before_done = 0
     first = azure.clients.compute.virtual_machines.begin_run_command(
-        azure.group, "vm1", RunCommandInput(command_id="RunShellScript", script=["sleep 2"]))
+        azure.group, "vm1", RunCommandInput(command_id="RunShellScript", script=["sleep 2"])
+    )
     with pytest.raises(ResourceExistsError) as busy:
         azure.clients.compute.virtual_machines.begin_run_command(
-            azure.group, "vm1", RunCommandInput(command_id="RunShellScript", script=["true"])).result()
+            azure.group, "vm1", RunCommandInput(command_id="RunShellScript", script=["true"])
+        ).result()
     assert busy.value.error.code == "Conflict"
     assert "Run command extension execution is in progress" in busy.value.error.message
     first.result()
@@ -191,7 +252,9 @@ def test_run_command_action_allows_one_at_a_time(azure: Azure) -> None:
 
 def test_deleting_a_vm_frees_its_nic_and_its_sandbox(azure: Azure) -> None:
     create_vm(azure)
-    sandbox = azure.local.machines.vms[next(iter(k for k in azure.local.machines.vms if "/vm1" in k and azure.group.lower() in k))]
+    sandbox = azure.local.machines.vms[
+        next(iter(k for k in azure.local.machines.vms if "/vm1" in k and azure.group.lower() in k))
+    ]
     azure.clients.compute.virtual_machines.begin_delete(azure.group, "vm1").result()
     assert not sandbox.directory.exists()
     azure.clients.network.network_interfaces.begin_delete(azure.group, "vm1-nic").result()

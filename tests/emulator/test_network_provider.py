@@ -26,14 +26,28 @@ ZONE = "privatelink.file.core.windows.net"
 
 
 def vnet(azure: Azure, name: str, prefix: str = "10.0.0.0/16", subnet: str = "10.0.0.0/24") -> VirtualNetwork:
-    return azure.clients.network.virtual_networks.begin_create_or_update(azure.group, name, VirtualNetwork(
-        location=REGION, address_space=AddressSpace(address_prefixes=[prefix]),
-        subnets=[Subnet(name="default", address_prefix=subnet)])).result()
+    return azure.clients.network.virtual_networks.begin_create_or_update(
+        azure.group,
+        name,
+        VirtualNetwork(
+            location=REGION,
+            address_space=AddressSpace(address_prefixes=[prefix]),
+            subnets=[Subnet(name="default", address_prefix=subnet)],
+        ),
+    ).result()
 
 
 def nic(azure: Azure, name: str, subnet_id: str) -> NetworkInterface:
-    return azure.clients.network.network_interfaces.begin_create_or_update(azure.group, name, NetworkInterface(
-        location=REGION, ip_configurations=[NetworkInterfaceIPConfiguration(name="ipconfig1", subnet=Subnet(id=subnet_id))])).result()
+    return azure.clients.network.network_interfaces.begin_create_or_update(
+        azure.group,
+        name,
+        NetworkInterface(
+            location=REGION,
+            ip_configurations=[
+                NetworkInterfaceIPConfiguration(name="ipconfig1", subnet=Subnet(id=subnet_id))
+            ],
+        ),
+    ).result()
 
 
 def test_vnet_with_subnets_is_201_with_azure_async_operation(azure: Azure) -> None:
@@ -44,21 +58,34 @@ def test_vnet_with_subnets_is_201_with_azure_async_operation(azure: Azure) -> No
     put = [e for e in azure.emulator.requests.snapshot() if e.kind == "PUT Microsoft.Network/virtualNetworks"]
     polls = [e for e in azure.emulator.requests.snapshot() if e.kind == "GET operation"]
     assert [e.status for e in put] == [201]
-    assert len(polls) == 3 and all("/providers/Microsoft.Network/locations/eastus/operations/" in e.path for e in polls)
+    assert len(polls) == 3 and all(
+        "/providers/Microsoft.Network/locations/eastus/operations/" in e.path for e in polls
+    )
 
     added = azure.clients.network.subnets.begin_create_or_update(
-        azure.group, "vnet1", "endpoints", Subnet(address_prefix="10.0.1.0/24")).result()
+        azure.group, "vnet1", "endpoints", Subnet(address_prefix="10.0.1.0/24")
+    ).result()
     assert added.address_prefix == "10.0.1.0/24"
-    assert sorted(s.name for s in azure.clients.network.subnets.list(azure.group, "vnet1")) == ["default", "endpoints"]
+    assert sorted(s.name for s in azure.clients.network.subnets.list(azure.group, "vnet1")) == [
+        "default",
+        "endpoints",
+    ]
 
 
-@pytest.mark.parametrize(("prefix", "code"), [("10.0.0.128/25", "NetcfgSubnetRangesOverlap"),
-                                               ("10.9.0.0/24", "NetcfgSubnetRangeOutsideVnet"),
-                                               ("10.0.5.1/24", "InvalidAddressPrefixFormat")])
+@pytest.mark.parametrize(
+    ("prefix", "code"),
+    [
+        ("10.0.0.128/25", "NetcfgSubnetRangesOverlap"),
+        ("10.9.0.0/24", "NetcfgSubnetRangeOutsideVnet"),
+        ("10.0.5.1/24", "InvalidAddressPrefixFormat"),
+    ],
+)
 def test_bad_subnets_are_refused(azure: Azure, prefix: str, code: str) -> None:
     vnet(azure, "vnet1")
     with pytest.raises(HttpResponseError) as refused:
-        azure.clients.network.subnets.begin_create_or_update(azure.group, "vnet1", "bad", Subnet(address_prefix=prefix)).result()
+        azure.clients.network.subnets.begin_create_or_update(
+            azure.group, "vnet1", "bad", Subnet(address_prefix=prefix)
+        ).result()
     assert refused.value.error.code == code
 
 
@@ -77,12 +104,23 @@ def test_nics_get_addresses_from_their_subnet_and_hold_it_in_use(azure: Azure) -
 
 
 def test_private_endpoint_and_dns_zone_group_publish_the_account_record(azure: Azure) -> None:
-    account = azure.clients.storage.storage_accounts.begin_create(azure.group, azure.unique("st"), nfs_account()).result()
+    account = azure.clients.storage.storage_accounts.begin_create(
+        azure.group, azure.unique("st"), nfs_account()
+    ).result()
     network = vnet(azure, "vnet1")
-    endpoint = azure.clients.network.private_endpoints.begin_create_or_update(azure.group, "pe1", PrivateEndpoint(
-        location=REGION, subnet=Subnet(id=network.subnets[0].id),
-        private_link_service_connections=[PrivateLinkServiceConnection(
-            name="file", private_link_service_id=account.id, group_ids=["file"])])).result()
+    endpoint = azure.clients.network.private_endpoints.begin_create_or_update(
+        azure.group,
+        "pe1",
+        PrivateEndpoint(
+            location=REGION,
+            subnet=Subnet(id=network.subnets[0].id),
+            private_link_service_connections=[
+                PrivateLinkServiceConnection(
+                    name="file", private_link_service_id=account.id, group_ids=["file"]
+                )
+            ],
+        ),
+    ).result()
     assert endpoint.provisioning_state == "Succeeded"
     state = endpoint.private_link_service_connections[0].private_link_service_connection_state
     assert state.status == "Approved"
@@ -90,15 +128,26 @@ def test_private_endpoint_and_dns_zone_group_publish_the_account_record(azure: A
     address = endpoint.custom_dns_configs[0].ip_addresses[0]
     assert endpoint.network_interfaces[0].id.split("/")[-1].startswith("pe1.nic.")
 
-    zone = azure.clients.private_dns.private_zones.begin_create_or_update(azure.group, ZONE, PrivateZone(location="global")).result()
-    group = azure.clients.network.private_dns_zone_groups.begin_create_or_update(azure.group, "pe1", "default", PrivateDnsZoneGroup(
-        private_dns_zone_configs=[PrivateDnsZoneConfig(name="file", private_dns_zone_id=zone.id)])).result()
+    zone = azure.clients.private_dns.private_zones.begin_create_or_update(
+        azure.group, ZONE, PrivateZone(location="global")
+    ).result()
+    group = azure.clients.network.private_dns_zone_groups.begin_create_or_update(
+        azure.group,
+        "pe1",
+        "default",
+        PrivateDnsZoneGroup(
+            private_dns_zone_configs=[PrivateDnsZoneConfig(name="file", private_dns_zone_id=zone.id)]
+        ),
+    ).result()
     record_sets = group.private_dns_zone_configs[0].record_sets
     assert [(r.record_set_name, r.ip_addresses) for r in record_sets] == [(account.name, [address])]
     records = list(azure.clients.private_dns.record_sets.list(azure.group, ZONE))
     assert [(r.name, r.a_records[0].ipv4_address, r.fqdn) for r in records] == [
-        (account.name, address, f"{account.name}.{ZONE}.")]
-    connections = azure.clients.storage.storage_accounts.get_properties(azure.group, account.name).private_endpoint_connections
+        (account.name, address, f"{account.name}.{ZONE}.")
+    ]
+    connections = azure.clients.storage.storage_accounts.get_properties(
+        azure.group, account.name
+    ).private_endpoint_connections
     assert [c.private_endpoint.id for c in connections] == [endpoint.id]
 
     azure.clients.network.private_endpoints.begin_delete(azure.group, "pe1").result()
@@ -106,30 +155,53 @@ def test_private_endpoint_and_dns_zone_group_publish_the_account_record(azure: A
 
 
 def test_private_endpoints_refuse_a_group_the_account_does_not_offer(azure: Azure) -> None:
-    account = azure.clients.storage.storage_accounts.begin_create(azure.group, azure.unique("st"), nfs_account()).result()
+    account = azure.clients.storage.storage_accounts.begin_create(
+        azure.group, azure.unique("st"), nfs_account()
+    ).result()
     network = vnet(azure, "vnet1")
     with pytest.raises(HttpResponseError) as refused:
-        azure.clients.network.private_endpoints.begin_create_or_update(azure.group, "pe1", PrivateEndpoint(
-            location=REGION, subnet=Subnet(id=network.subnets[0].id),
-            private_link_service_connections=[PrivateLinkServiceConnection(
-                name="blob", private_link_service_id=account.id, group_ids=["blob"])])).result()
+        azure.clients.network.private_endpoints.begin_create_or_update(
+            azure.group,
+            "pe1",
+            PrivateEndpoint(
+                location=REGION,
+                subnet=Subnet(id=network.subnets[0].id),
+                private_link_service_connections=[
+                    PrivateLinkServiceConnection(
+                        name="blob", private_link_service_id=account.id, group_ids=["blob"]
+                    )
+                ],
+            ),
+        ).result()
     assert refused.value.error.code == "PrivateEndpointBadRequest"
 
 
 def test_private_dns_writes_are_202_with_both_monitor_headers(azure: Azure) -> None:
     network = vnet(azure, "vnet1")
-    zone = azure.clients.private_dns.private_zones.begin_create_or_update(azure.group, ZONE, PrivateZone(location="global")).result()
+    zone = azure.clients.private_dns.private_zones.begin_create_or_update(
+        azure.group, ZONE, PrivateZone(location="global")
+    ).result()
     assert zone.provisioning_state == "Succeeded" and zone.number_of_record_sets == 1
-    link = azure.clients.private_dns.virtual_network_links.begin_create_or_update(azure.group, ZONE, "l1", VirtualNetworkLink(
-        location="global", virtual_network=SubResource(id=network.id), registration_enabled=False)).result()
+    link = azure.clients.private_dns.virtual_network_links.begin_create_or_update(
+        azure.group,
+        ZONE,
+        "l1",
+        VirtualNetworkLink(
+            location="global", virtual_network=SubResource(id=network.id), registration_enabled=False
+        ),
+    ).result()
     assert link.virtual_network_link_state == "Completed"
     puts = [e for e in azure.emulator.requests.snapshot() if e.method == "PUT" and "/providers/" in e.path]
     assert [e.status for e in puts] == [201, 202, 202]  # the VNet, then the zone and the link
     assert any("/privateDnsOperationStatuses/" in e.path for e in azure.emulator.requests.snapshot())
 
     with pytest.raises(ResourceExistsError) as twice:
-        azure.clients.private_dns.virtual_network_links.begin_create_or_update(azure.group, ZONE, "l2", VirtualNetworkLink(
-            location="global", virtual_network=SubResource(id=network.id))).result()
+        azure.clients.private_dns.virtual_network_links.begin_create_or_update(
+            azure.group,
+            ZONE,
+            "l2",
+            VirtualNetworkLink(location="global", virtual_network=SubResource(id=network.id)),
+        ).result()
     assert twice.value.error.code == "Conflict"
     with pytest.raises(ResourceExistsError) as nested:
         azure.clients.private_dns.private_zones.begin_delete(azure.group, ZONE).result()
@@ -140,16 +212,30 @@ def test_private_dns_writes_are_202_with_both_monitor_headers(azure: Azure) -> N
 
 def test_private_dns_zones_live_in_location_global(azure: Azure) -> None:
     with pytest.raises(HttpResponseError) as refused:
-        azure.clients.private_dns.private_zones.begin_create_or_update(azure.group, ZONE, PrivateZone(location=REGION)).result()
+        azure.clients.private_dns.private_zones.begin_create_or_update(
+            azure.group, ZONE, PrivateZone(location=REGION)
+        ).result()
     assert refused.value.error.code == "InvalidLocation"
 
 
 def test_peering_connects_only_when_both_directions_exist(azure: Azure) -> None:
-    one, two = vnet(azure, "one", "10.1.0.0/16", "10.1.0.0/24"), vnet(azure, "two", "10.2.0.0/16", "10.2.0.0/24")
+    one, two = (
+        vnet(azure, "one", "10.1.0.0/16", "10.1.0.0/24"),
+        vnet(azure, "two", "10.2.0.0/16", "10.2.0.0/24"),
+    )
     forward = azure.clients.network.virtual_network_peerings.begin_create_or_update(
-        azure.group, "one", "to-two", VirtualNetworkPeering(remote_virtual_network=SubResource(id=two.id),
-                                                           allow_virtual_network_access=True)).result()
+        azure.group,
+        "one",
+        "to-two",
+        VirtualNetworkPeering(
+            remote_virtual_network=SubResource(id=two.id), allow_virtual_network_access=True
+        ),
+    ).result()
     assert forward.peering_state == "Initiated"
     azure.clients.network.virtual_network_peerings.begin_create_or_update(
-        azure.group, "two", "to-one", VirtualNetworkPeering(remote_virtual_network=SubResource(id=one.id))).result()
-    assert azure.clients.network.virtual_network_peerings.get(azure.group, "one", "to-two").peering_state == "Connected"
+        azure.group, "two", "to-one", VirtualNetworkPeering(remote_virtual_network=SubResource(id=one.id))
+    ).result()
+    assert (
+        azure.clients.network.virtual_network_peerings.get(azure.group, "one", "to-two").peering_state
+        == "Connected"
+    )

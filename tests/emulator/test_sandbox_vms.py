@@ -10,7 +10,9 @@ from pathlib import Path
 from tests.emulator.conftest import Azure, host_snapshot, needs_sandbox
 
 pytestmark = needs_sandbox
-MOUNT = 'set -e\nmkdir -p /mnt/home\nmount -t nfs -o vers=4,minorversion=1,sec=sys,nconnect=4 "$SPEC" /mnt/home\n'
+MOUNT = (
+    'set -e\nmkdir -p /mnt/home\nmount -t nfs -o vers=4,minorversion=1,sec=sys,nconnect=4 "$SPEC" /mnt/home\n'
+)
 
 
 def test_a_script_changes_its_vm_only_and_the_next_run_sees_it(azure: Azure) -> None:
@@ -19,15 +21,25 @@ def test_a_script_changes_its_vm_only_and_the_next_run_sees_it(azure: Azure) -> 
     subnet = azure.network("vnet1")
     azure.vm("vm1", subnet)
     azure.vm("vm2", subnet)
-    write = azure.run("vm1", 'set -e\necho "# $MARK" >> /etc/fstab\nmkdir -p /home/azureuser/project\n'
-                             'echo "$MARK" > /home/azureuser/project/notes\nuseradd alice\n'
-                             'for d in /root /var /tmp /opt; do echo "$MARK" > "$d/azlin-$MARK"; done\n', MARK=marker)
+    write = azure.run(
+        "vm1",
+        'set -e\necho "# $MARK" >> /etc/fstab\nmkdir -p /home/azureuser/project\n'
+        'echo "$MARK" > /home/azureuser/project/notes\nuseradd alice\n'
+        'for d in /root /var /tmp /opt; do echo "$MARK" > "$d/azlin-$MARK"; done\n',
+        MARK=marker,
+    )
     assert write["exitCode"] == 0, write["error"]
 
-    again = azure.run("vm1", 'tail -1 /etc/fstab\ncat /home/azureuser/project/notes\nid -u alice\ncat /root/azlin-$MARK\n',
-                      MARK=marker)
-    other = azure.run("vm2", 'grep -c "$MARK" /etc/fstab; ls /home; id alice 2>&1; ls /root /tmp /var /opt | grep -c azlin-\n',
-                      MARK=marker)
+    again = azure.run(
+        "vm1",
+        "tail -1 /etc/fstab\ncat /home/azureuser/project/notes\nid -u alice\ncat /root/azlin-$MARK\n",
+        MARK=marker,
+    )
+    other = azure.run(
+        "vm2",
+        'grep -c "$MARK" /etc/fstab; ls /home; id alice 2>&1; ls /root /tmp /var /opt | grep -c azlin-\n',
+        MARK=marker,
+    )
 
     assert again["output"].splitlines() == [f"# {marker}", marker, "1001", marker]
     assert other["output"].splitlines() == ["0", "azureuser", "id: 'alice': no such user", "0"]
@@ -42,10 +54,17 @@ def test_a_share_mounted_in_two_vms_shows_one_vms_write_to_the_other(azure: Azur
     azure.vm("vm1", subnet)
     azure.vm("vm2", subnet)
 
-    first = azure.run("vm1", MOUNT + 'findmnt -n -o SOURCE /mnt/home\necho "from vm1" > /mnt/home/hello\n'
-                                     'chown azureuser: /mnt/home/hello\n', SPEC=spec)
-    second = azure.run("vm2", MOUNT + 'cat /mnt/home/hello\nstat -c %U /mnt/home/hello\necho "from vm2" >> /mnt/home/hello\n',
-                       SPEC=spec)
+    first = azure.run(
+        "vm1",
+        MOUNT + 'findmnt -n -o SOURCE /mnt/home\necho "from vm1" > /mnt/home/hello\n'
+        "chown azureuser: /mnt/home/hello\n",
+        SPEC=spec,
+    )
+    second = azure.run(
+        "vm2",
+        MOUNT + 'cat /mnt/home/hello\nstat -c %U /mnt/home/hello\necho "from vm2" >> /mnt/home/hello\n',
+        SPEC=spec,
+    )
     back = azure.run("vm1", "cat /mnt/home/hello\n")
 
     assert first["exitCode"] == 0, first["error"]
@@ -65,8 +84,9 @@ def test_a_vm_in_an_unlinked_unpeered_vnet_cannot_mount(azure: Azure) -> None:
     assert refused["exitCode"] == 32
     assert refused["error"] == "mount.nfs: Connection timed out\n"
     unknown = azure.run("far", MOUNT, SPEC="nosuchacct.file.core.windows.net:/nosuchacct/home")
-    assert unknown["error"] == ("mount.nfs: Failed to resolve server nosuchacct.file.core.windows.net: "
-                                "Name or service not known\n")
+    assert unknown["error"] == (
+        "mount.nfs: Failed to resolve server nosuchacct.file.core.windows.net: Name or service not known\n"
+    )
 
 
 def test_peering_and_a_zone_link_make_the_share_reachable(azure: Azure) -> None:
@@ -74,13 +94,23 @@ def test_peering_and_a_zone_link_make_the_share_reachable(azure: Azure) -> None:
     elsewhere = azure.network("vnet2", "10.2.0.0/16", "10.2.0.0/24")
     spec = azure.nfs_storage(azure.unique("st"), here)
     azure.vm("far", elsewhere)
-    vnets = {name: f"{azure.group_path()}/providers/Microsoft.Network/virtualNetworks/{name}" for name in ("vnet1", "vnet2")}
+    vnets = {
+        name: f"{azure.group_path()}/providers/Microsoft.Network/virtualNetworks/{name}"
+        for name in ("vnet1", "vnet2")
+    }
 
     azure.link(vnets["vnet2"])  # the name now resolves, but no route to the endpoint yet
     assert azure.run("far", MOUNT, SPEC=spec)["error"] == "mount.nfs: Connection timed out\n"
     for local, remote in (("vnet1", "vnet2"), ("vnet2", "vnet1")):
-        azure.rest.put(f"{vnets[local]}/virtualNetworkPeerings/to-{remote}",
-                       {"properties": {"remoteVirtualNetwork": {"id": vnets[remote]}, "allowVirtualNetworkAccess": True}})
+        azure.rest.put(
+            f"{vnets[local]}/virtualNetworkPeerings/to-{remote}",
+            {
+                "properties": {
+                    "remoteVirtualNetwork": {"id": vnets[remote]},
+                    "allowVirtualNetworkAccess": True,
+                }
+            },
+        )
     mounted = azure.run("far", MOUNT + "findmnt -n -o SOURCE /mnt/home\n", SPEC=spec)
     assert mounted["exitCode"] == 0, mounted["error"]
     assert mounted["output"] == spec + "\n"
@@ -100,14 +130,21 @@ def test_a_reboot_unmounts_and_mount_a_restores_fstab_entries(azure: Azure) -> N
     subnet = azure.network("vnet1")
     spec = azure.nfs_storage(azure.unique("st"), subnet)
     azure.vm("vm1", subnet)
-    setup = azure.run("vm1", MOUNT + 'echo data > /mnt/home/f\necho "$SPEC /mnt/home nfs '
-                                     'vers=4,minorversion=1,sec=sys,_netdev,nofail 0 0" >> /etc/fstab\n'
-                                     'mkdir -p /mnt/scratch && mount -t tmpfs scratch /mnt/scratch\n', SPEC=spec)
+    setup = azure.run(
+        "vm1",
+        MOUNT + 'echo data > /mnt/home/f\necho "$SPEC /mnt/home nfs '
+        'vers=4,minorversion=1,sec=sys,_netdev,nofail 0 0" >> /etc/fstab\n'
+        "mkdir -p /mnt/scratch && mount -t tmpfs scratch /mnt/scratch\n",
+        SPEC=spec,
+    )
     assert setup["exitCode"] == 0, setup["error"]
 
     azure.clients.compute.virtual_machines.begin_restart(azure.group, "vm1").result()
 
-    after = azure.run("vm1", "findmnt -n -o SOURCE /mnt/home\ncat /mnt/home/f\nmountpoint -q /mnt/scratch || echo scratch-gone\n")
+    after = azure.run(
+        "vm1",
+        "findmnt -n -o SOURCE /mnt/home\ncat /mnt/home/f\nmountpoint -q /mnt/scratch || echo scratch-gone\n",
+    )
     assert after["output"].splitlines() == [spec, "data", "scratch-gone"]
     log = azure.run("vm1", "tail -1 /var/log/azlin-nfs-mount.log\n")["output"]
     assert f"{spec} /mnt/home " in log and "_netdev" in log and "nofail" in log

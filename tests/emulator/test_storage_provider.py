@@ -19,10 +19,16 @@ from tests.emulator.conftest import OTHER_SUBSCRIPTION, REGION, Azure, clients_f
 
 def nfs_account(**overrides: object) -> StorageAccountCreateParameters:
     values: dict[str, object] = {
-        "sku": Sku(name="Premium_LRS"), "kind": "FileStorage", "location": REGION,
-        "enable_https_traffic_only": False, "public_network_access": "Disabled",
+        "sku": Sku(name="Premium_LRS"),
+        "kind": "FileStorage",
+        "location": REGION,
+        "enable_https_traffic_only": False,
+        "public_network_access": "Disabled",
         "network_rule_set": NetworkRuleSet(default_action="Deny", bypass="AzureServices"),
-        "minimum_tls_version": "TLS1_2", "allow_blob_public_access": False, "tags": {"managed-by": "azlin"}}
+        "minimum_tls_version": "TLS1_2",
+        "allow_blob_public_access": False,
+        "tags": {"managed-by": "azlin"},
+    }
     values.update(overrides)
     return StorageAccountCreateParameters(**values)
 
@@ -62,14 +68,18 @@ def test_name_availability_is_global_across_subscriptions(azure: Azure) -> None:
     taken = other.storage.storage_accounts.check_name_availability(account_name=check)
     assert (taken.name_available, taken.reason) == (False, "AlreadyExists")
     assert taken.message == f"The storage account named {name} is already taken."
-    azure.rest.put(azure.rest.group_path("x").replace(azure.rest.subscription, OTHER_SUBSCRIPTION), {"location": REGION})
+    azure.rest.put(
+        azure.rest.group_path("x").replace(azure.rest.subscription, OTHER_SUBSCRIPTION), {"location": REGION}
+    )
     with pytest.raises(HttpResponseError) as refused:
         other.storage.storage_accounts.begin_create("x", name, nfs_account()).result()
     assert (refused.value.status_code, refused.value.error.code) == (409, "StorageAccountAlreadyTaken")
 
 
 def test_invalid_account_names_are_refused(azure: Azure) -> None:
-    check = StorageAccountCheckNameAvailabilityParameters(name="Bad_Name", type="Microsoft.Storage/storageAccounts")
+    check = StorageAccountCheckNameAvailabilityParameters(
+        name="Bad_Name", type="Microsoft.Storage/storageAccounts"
+    )
     answer = azure.clients.storage.storage_accounts.check_name_availability(account_name=check)
     assert (answer.name_available, answer.reason) == (False, "AccountNameInvalid")
     with pytest.raises(HttpResponseError) as refused:
@@ -80,18 +90,23 @@ def test_invalid_account_names_are_refused(azure: Azure) -> None:
 def test_file_storage_needs_a_premium_sku_and_kind_cannot_change(azure: Azure) -> None:
     with pytest.raises(HttpResponseError) as refused:
         azure.clients.storage.storage_accounts.begin_create(
-            azure.group, azure.unique("st"), nfs_account(sku=Sku(name="Standard_LRS"))).result()
+            azure.group, azure.unique("st"), nfs_account(sku=Sku(name="Standard_LRS"))
+        ).result()
     assert refused.value.error.code == "InvalidValuesForRequestParameters"
     name = azure.unique("st")
     azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
     with pytest.raises(HttpResponseError) as changed:
-        azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account(kind="StorageV2")).result()
+        azure.clients.storage.storage_accounts.begin_create(
+            azure.group, name, nfs_account(kind="StorageV2")
+        ).result()
     assert changed.value.error.code == "InvalidValuesForRequestParameters"
 
 
 def test_a_missing_resource_group_is_resource_group_not_found(azure: Azure) -> None:
     with pytest.raises(ResourceNotFoundError) as missing:
-        azure.clients.storage.storage_accounts.begin_create("rg-absent", azure.unique("st"), nfs_account()).result()
+        azure.clients.storage.storage_accounts.begin_create(
+            "rg-absent", azure.unique("st"), nfs_account()
+        ).result()
     assert missing.value.error.code == "ResourceGroupNotFound"
     assert "Resource group 'rg-absent' could not be found." in str(missing.value)
 
@@ -99,9 +114,12 @@ def test_a_missing_resource_group_is_resource_group_not_found(azure: Azure) -> N
 def test_nfs_shares_need_an_nfs_ready_account(azure: Azure) -> None:
     standard = azure.unique("st")
     azure.clients.storage.storage_accounts.begin_create(
-        azure.group, standard, nfs_account(sku=Sku(name="Standard_LRS"), kind="StorageV2")).result()
+        azure.group, standard, nfs_account(sku=Sku(name="Standard_LRS"), kind="StorageV2")
+    ).result()
     secure = azure.unique("st")
-    azure.clients.storage.storage_accounts.begin_create(azure.group, secure, nfs_account(enable_https_traffic_only=True)).result()
+    azure.clients.storage.storage_accounts.begin_create(
+        azure.group, secure, nfs_account(enable_https_traffic_only=True)
+    ).result()
     for account in (standard, secure):
         with pytest.raises(HttpResponseError) as refused:
             azure.clients.storage.file_shares.create(azure.group, account, "home", nfs_share())
@@ -117,14 +135,23 @@ def test_share_create_is_synchronous_and_idempotent(azure: Azure) -> None:
     created = azure.clients.storage.file_shares.create(azure.group, name, "home", nfs_share())
     again = azure.clients.storage.file_shares.create(azure.group, name, "home", nfs_share())
 
-    assert (created.enabled_protocols, created.root_squash, created.share_quota) == ("NFS", "NoRootSquash", 100)
+    assert (created.enabled_protocols, created.root_squash, created.share_quota) == (
+        "NFS",
+        "NoRootSquash",
+        100,
+    )
     assert again.share_quota == 100
-    statuses = [e.status for e in azure.emulator.requests.snapshot()
-                if e.kind == "PUT Microsoft.Storage/storageAccounts/fileServices/shares"]
+    statuses = [
+        e.status
+        for e in azure.emulator.requests.snapshot()
+        if e.kind == "PUT Microsoft.Storage/storageAccounts/fileServices/shares"
+    ]
     assert statuses == [201, 200]
     assert [s.name for s in azure.clients.storage.file_shares.list(azure.group, name)] == ["home"]
     with pytest.raises(HttpResponseError) as changed:
-        azure.clients.storage.file_shares.create(azure.group, name, "home", FileShare(enabled_protocols="SMB", share_quota=100))
+        azure.clients.storage.file_shares.create(
+            azure.group, name, "home", FileShare(enabled_protocols="SMB", share_quota=100)
+        )
     assert changed.value.error.code == "InvalidHeaderValue"
 
 
@@ -163,7 +190,10 @@ def test_share_stats_report_the_bytes_of_the_real_files(azure: Azure) -> None:
     azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
     azure.clients.storage.file_shares.create(azure.group, name, "home", nfs_share())
     files = azure.local.machines.share_files(name, "home")
-    assert azure.clients.storage.file_shares.get(azure.group, name, "home", expand="stats").share_usage_bytes == 0
+    assert (
+        azure.clients.storage.file_shares.get(azure.group, name, "home", expand="stats").share_usage_bytes
+        == 0
+    )
 
     (files / "a").write_bytes(b"x" * 1000)
     (files / "d").mkdir()
@@ -179,7 +209,8 @@ def test_account_update_and_listing_by_group_and_subscription(azure: Azure) -> N
     name = azure.unique("st")
     azure.clients.storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
     updated = azure.clients.storage.storage_accounts.update(
-        azure.group, name, StorageAccountUpdateParameters(tags={"managed-by": "azlin", "owner": "me"}))
+        azure.group, name, StorageAccountUpdateParameters(tags={"managed-by": "azlin", "owner": "me"})
+    )
     assert updated.tags == {"managed-by": "azlin", "owner": "me"}
     assert updated.enable_https_traffic_only is False  # PATCH keeps what it does not name
     in_group = [a.name for a in azure.clients.storage.storage_accounts.list_by_resource_group(azure.group)]
@@ -198,5 +229,9 @@ def test_deleting_an_account_removes_its_shares_and_is_idempotent(azure: Azure) 
         azure.clients.storage.storage_accounts.get_properties(azure.group, name)
     assert gone.value.error.code == "ResourceNotFound"
     assert not azure.local.machines.share_files(name, "home").exists()
-    deletes = [e.status for e in azure.emulator.requests.snapshot() if e.kind == "DELETE Microsoft.Storage/storageAccounts"]
+    deletes = [
+        e.status
+        for e in azure.emulator.requests.snapshot()
+        if e.kind == "DELETE Microsoft.Storage/storageAccounts"
+    ]
     assert deletes == [200, 204]

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from local.functions_host import FunctionIndex
+from local.azurite import DEV_ACCOUNT_KEY
+from local.host import FunctionIndex
 from shared import bootstrap
 from shared.bootstrap import Container
 from shared.domain.models import Attachment, Redundancy, StorageInfo, Tier, nfs_endpoint
 from shared.settings import Settings, StorageConnection
-from tests.conftest import DEFAULT_GROUP, DEV_ACCOUNT_KEY, Client
+from tests.conftest import DEFAULT_GROUP, Client
 from tests.fakes import FakeClock
 
 Queued = Callable[[], list[str]]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import function_app
 from functions import openapi
-from local.functions_host import FunctionIndex
+from local.host import FunctionIndex
 from shared.bootstrap import Container
 from shared.domain.models import Attachment, Redundancy, StorageInfo, Tier, nfs_endpoint
 from tests.conftest import DEFAULT_GROUP

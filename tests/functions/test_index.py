@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import function_app
-from local.functions_host import FunctionIndex
+from local.host import FunctionIndex
 
 # The design's HTTP table (docs/design.md), route by route.
 DESIGN_ROUTES = {

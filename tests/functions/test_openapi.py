@@ -7,7 +7,7 @@ import re
 from openapi_spec_validator import validate
 
 from functions import openapi
-from local.functions_host import FunctionIndex
+from local.host import FunctionIndex
 from tests.conftest import Client
 
 

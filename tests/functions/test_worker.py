@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from local.functions_host import FunctionIndex, QueuePump
+from local.host import FunctionIndex, QueuePump
 from shared.bootstrap import Container
 from shared.domain import messages
 from shared.domain.commands import Command, CreateStorage, storage_lock

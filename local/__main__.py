@@ -1,0 +1,203 @@
+"""`python -m local`: the local stack and its emulated VMs, by hand.
+
+    python -m local dev [--port N] [--no-host]      start everything (what `make dev` runs)
+    python -m local vm create NAME [--vnet V] [--subnet S] [--tag K=V ...] [--admin-user U] [--ssh-key KEY]
+    python -m local vm list
+    python -m local vm run NAME [--param K=V ...] [--script FILE] [-- COMMAND ...]
+    python -m local vm restart NAME | vm delete NAME
+
+Commands other than `dev` talk to the emulator named in `.local/dev.env`, in its resource group
+unless `--group` says otherwise. VM creation posts the Event Grid event a real VM creation posts,
+so a VM tagged for auto-attach is attached by the running app on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import urllib.error
+import uuid
+from pathlib import Path
+from typing import Any
+
+from local import dev
+from local.rest import ArmRequestError, ArmRest
+
+DEFAULT_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAzlinLocalDevelopmentKeyOnlyForTheEmulator azlin@local"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is the command to run in a VM, whatever options it has.
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = _parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    args.command = command
+    try:
+        return int(args.handler(args))
+    except ArmRequestError as error:
+        print(f"error: {error}", file=sys.stderr)
+    except urllib.error.URLError as error:
+        print(
+            f"error: the emulator in {dev.DEV_ENV} does not answer ({error.reason}): is `make dev` running?",
+            file=sys.stderr,
+        )
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(required=True, metavar="command")
+    run_dev = commands.add_parser("dev", help="start Azurite, the Azure emulator and the Functions host")
+    run_dev.add_argument("--port", type=int, help="the Functions host's port (default: $PORT, else 7071)")
+    run_dev.add_argument("--no-host", action="store_true", help="leave serving the app to `func start`")
+    run_dev.set_defaults(handler=lambda a: dev.run(a.port, serve_app=not a.no_host))
+
+    vm = commands.add_parser("vm", help="emulated VMs").add_subparsers(required=True, metavar="action")
+    create = vm.add_parser("create", help="create a VM (a NIC in the VNet's subnet, then the VM)")
+    create.add_argument("name")
+    create.add_argument("--vnet", default=dev.VNET)
+    create.add_argument("--subnet", default="default")
+    create.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    create.add_argument("--admin-user", default="azureuser")
+    create.add_argument("--ssh-key", default=DEFAULT_KEY, help="public key text, or a file holding it")
+    create.set_defaults(handler=create_vm)
+    listing = vm.add_parser("list", help="list VMs with their power state and address")
+    listing.set_defaults(handler=list_vms)
+    run = vm.add_parser("run", help="run a command as root in a VM through a managed Run Command")
+    run.add_argument("name")
+    run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Run Command parameter: an environment variable of the script",
+    )
+    run.add_argument("--script", type=Path, help="a script file to run instead of COMMAND")
+    run.set_defaults(handler=run_in_vm)
+    for action, handler in (("restart", restart_vm), ("delete", delete_vm)):
+        sub = vm.add_parser(action, help=f"{action} a VM")
+        sub.add_argument("name")
+        sub.set_defaults(handler=handler)
+    for sub in vm.choices.values():
+        sub.add_argument("--group", default=None, help="resource group (default: the dev one)")
+    return parser
+
+
+def _client(args: argparse.Namespace) -> tuple[ArmRest, str]:
+    settings = dev.read_settings()
+    rest = ArmRest(settings["ARM_ENDPOINT"], settings["ARM_CA_BUNDLE"], settings["AZURE_SUBSCRIPTION_ID"])
+    return rest, rest.group_path(args.group or settings["DEFAULT_RESOURCE_GROUP"])
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{what} {value!r} must be KEY=VALUE")
+        pairs[key] = text
+    return pairs
+
+
+def create_vm(args: argparse.Namespace) -> int:
+    rest, group = _client(args)
+    key = Path(args.ssh_key).read_text().strip() if Path(args.ssh_key).is_file() else args.ssh_key
+    subnet = f"{group}/providers/Microsoft.Network/virtualNetworks/{args.vnet}/subnets/{args.subnet}"
+    location = rest.get(group)["location"]
+    nic = rest.put(
+        f"{group}/providers/Microsoft.Network/networkInterfaces/{args.name}-nic",
+        {
+            "location": location,
+            "properties": {
+                "ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": subnet}}}]
+            },
+        },
+    )
+    vm = rest.put(
+        f"{group}/providers/Microsoft.Compute/virtualMachines/{args.name}",
+        {
+            "location": location,
+            "tags": _pairs(args.tag, "--tag"),
+            "properties": {
+                "hardwareProfile": {"vmSize": "Standard_B2s"},
+                "osProfile": {
+                    "adminUsername": args.admin_user,
+                    "linuxConfiguration": {
+                        "disablePasswordAuthentication": True,
+                        "ssh": {
+                            "publicKeys": [
+                                {"path": f"/home/{args.admin_user}/.ssh/authorized_keys", "keyData": key}
+                            ]
+                        },
+                    },
+                },
+                "networkProfile": {"networkInterfaces": [{"id": nic["id"], "properties": {"primary": True}}]},
+            },
+        },
+    )
+    address = nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
+    print(
+        f"{vm['name']}: vmId {vm['properties']['vmId']}, {address} in {args.vnet}/{args.subnet}, "
+        f"admin {args.admin_user}, tags {vm.get('tags') or {}}"
+    )
+    return 0
+
+
+def list_vms(args: argparse.Namespace) -> int:
+    rest, group = _client(args)
+    for vm in rest.get(f"{group}/providers/Microsoft.Compute/virtualMachines")["value"]:
+        view = rest.get(f"{group}/providers/Microsoft.Compute/virtualMachines/{vm['name']}/instanceView")
+        power = view["statuses"][-1]["displayStatus"]
+        print(f"{vm['name']:<20} {power:<14} vmId {vm['properties']['vmId']}  tags {vm.get('tags') or {}}")
+    return 0
+
+
+def run_in_vm(args: argparse.Namespace) -> int:
+    rest, group = _client(args)
+    command = args.command
+    if args.script is not None:
+        script = args.script.read_text()
+    elif command:
+        script = shlex.join(command) + "\n"
+    else:
+        raise SystemExit("give a COMMAND after -- or --script FILE")
+    vm = f"{group}/providers/Microsoft.Compute/virtualMachines/{args.name}"
+    path = f"{vm}/runCommands/local-{uuid.uuid4().hex[:8]}"
+    rest.put(
+        path,
+        {
+            "location": rest.get(vm)["location"],
+            "properties": {
+                "source": {"script": script},
+                "timeoutInSeconds": 600,
+                "parameters": [{"name": k, "value": v} for k, v in _pairs(args.param, "--param").items()],
+            },
+        },
+    )
+    view: dict[str, Any] = rest.get(f"{path}?$expand=instanceView")["properties"]["instanceView"]
+    rest.delete(path)
+    sys.stdout.write(view.get("output") or "")
+    sys.stderr.write(view.get("error") or "")
+    return int(view.get("exitCode") or 0) if view["executionState"] in ("Succeeded", "Failed") else 124
+
+
+def restart_vm(args: argparse.Namespace) -> int:
+    rest, group = _client(args)
+    rest.post(f"{group}/providers/Microsoft.Compute/virtualMachines/{args.name}/restart")
+    print(f"{args.name} restarted; fstab entries were mounted again")
+    return 0
+
+
+def delete_vm(args: argparse.Namespace) -> int:
+    rest, group = _client(args)
+    rest.delete(f"{group}/providers/Microsoft.Compute/virtualMachines/{args.name}")
+    rest.delete(f"{group}/providers/Microsoft.Network/networkInterfaces/{args.name}-nic")
+    print(f"{args.name} deleted")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

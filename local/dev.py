@@ -1,0 +1,153 @@
+"""`make dev`: the whole service on this machine. Azurite, the Azure emulator (HTTPS, sandbox VMs)
+and the local Functions host serving `function_app`, wired as in Azure: the app reaches Resource
+Manager through the emulator, and the emulator posts Event Grid events to the app's Event Grid
+function. A resource group and a virtual network are created to play with, the settings other
+tools need are written to `.local/dev.env`, and one ready line names the API. Ctrl-C or SIGTERM
+stops everything."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from local.azurite import Azurite
+from local.emulator import Config, LocalAzure
+from local.host import FunctionsHost
+from local.rest import ArmRest
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = Path(os.environ.get("AZLIN_LOCAL_DIR") or ROOT / ".local")  # tests point it elsewhere
+DEV_ENV = STATE / "dev.env"
+SUBSCRIPTION = "00000000-0000-4000-8000-00000000a21e"
+GROUP = "azlin-dev"
+REGION = "eastus"
+VNET = "vnet-dev"
+ADDRESS_SPACE, SUBNET_PREFIX = "10.40.0.0/16", "10.40.0.0/24"
+DEFAULT_PORT = 7071
+
+log = logging.getLogger(__name__)
+
+
+def start(port: int, *, serve_app: bool = True, emulator_port: int = 0) -> tuple[ExitStack, dict[str, str]]:
+    """Start every part, in dependency order; returns what stops them (in reverse order) and the
+    settings written. A part that fails to start stops the ones already running."""
+    if serve_app:
+        port = _free_port(port)
+    shutil.rmtree(STATE / "azure", ignore_errors=True)  # every run starts from an empty Azure
+    (STATE / "logs").mkdir(parents=True, exist_ok=True)
+    with ExitStack() as parts:
+        azurite = Azurite(STATE / "logs" / "azurite.log")
+        parts.callback(azurite.stop)
+        api = f"http://127.0.0.1:{port}"
+        config = Config(
+            polls_before_done=1,
+            retry_after=1,
+            agent_ready_seconds=3,
+            nfs_timeout_seconds=5,
+            event_webhook=f"{api}/runtime/webhooks/eventgrid?functionName=on_resource_event",
+        )
+        azure = LocalAzure(STATE / "azure", config, port=emulator_port).start()
+        parts.callback(azure.stop)
+        settings = {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "ARM_ENDPOINT": azure.url,
+            "ARM_CA_BUNDLE": str(azure.ca_path),
+            "ARM_CREDENTIAL": "emulator",
+            "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+            "DEFAULT_RESOURCE_GROUP": GROUP,
+            "DEFAULT_REGION": REGION,
+            "API_URL": f"{api}/api",
+        }
+        _create_playground(ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION))
+        write_settings(settings)
+        os.environ.update(settings)
+        if serve_app:
+            parts.callback(_serve(port).stop)
+        return parts.pop_all(), settings
+    raise AssertionError("unreachable")
+
+
+def _free_port(port: int) -> int:
+    """`port` if nothing holds it (0: any free port), else a clear exit."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return int(probe.getsockname()[1])
+        except OSError:
+            raise SystemExit(
+                f"port {port} is in use: stop what holds it, or choose another with PORT="
+            ) from None
+
+
+def _create_playground(rest: ArmRest) -> None:
+    group = rest.group_path(GROUP)
+    rest.put(group, {"location": REGION, "tags": {"purpose": "azlin local development"}})
+    rest.put(
+        f"{group}/providers/Microsoft.Network/virtualNetworks/{VNET}",
+        {
+            "location": REGION,
+            "properties": {
+                "addressSpace": {"addressPrefixes": [ADDRESS_SPACE]},
+                "subnets": [{"name": "default", "properties": {"addressPrefix": SUBNET_PREFIX}}],
+            },
+        },
+    )
+
+
+def _serve(port: int) -> FunctionsHost:
+    # Imported only when serving: `python -m local vm ...` has no use for the app.
+    import function_app  # noqa: PLC0415
+
+    host_json = json.loads((ROOT / "host.json").read_text())
+    host = FunctionsHost(function_app.app, port=port, host_config=host_json)
+    host.start()
+    return host
+
+
+def write_settings(settings: dict[str, str]) -> None:
+    """`.local/dev.env` (KEY=VALUE lines) and `.local/local.settings.json` (for `func start`)."""
+    STATE.mkdir(parents=True, exist_ok=True)
+    DEV_ENV.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+    values = {"FUNCTIONS_WORKER_RUNTIME": "python", **settings}
+    (STATE / "local.settings.json").write_text(
+        json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n"
+    )
+
+
+def read_settings() -> dict[str, str]:
+    if not DEV_ENV.exists():
+        raise SystemExit(f"{DEV_ENV} is missing: start the local stack with `make dev` first")
+    lines = DEV_ENV.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def run(port: int | None = None, *, serve_app: bool = True) -> int:
+    """Start everything, print the ready line, wait for Ctrl-C or SIGTERM, stop everything."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every request at INFO
+    began = time.monotonic()
+    chosen = port if port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    parts, settings = start(chosen, serve_app=serve_app)
+    try:
+        served = f"API {settings['API_URL']}" if serve_app else "no app host (run `func start`)"
+        print(
+            f"azlin dev ready in {time.monotonic() - began:.1f} s: {served}; Resource Manager "
+            f"{settings['ARM_ENDPOINT']}; settings in {DEV_ENV}",
+            flush=True,
+        )
+        stopping.wait()
+    finally:
+        print("azlin dev stopping", flush=True)
+        parts.close()
+    return 0
