@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from azure.mgmt.storage.models import StorageAccountUpdateParameters
+
 from tests.emulator.conftest import Azure, host_snapshot, needs_sandbox
 
 pytestmark = needs_sandbox
@@ -148,3 +150,22 @@ def test_a_reboot_unmounts_and_mount_a_restores_fstab_entries(azure: Azure) -> N
     assert after["output"].splitlines() == [spec, "data", "scratch-gone"]
     log = azure.run("vm1", "tail -1 /var/log/azlin-nfs-mount.log\n")["output"]
     assert f"{spec} /mnt/home " in log and "_netdev" in log and "nofail" in log
+
+
+def test_requiring_secure_transfer_again_denies_plain_nfs_mounts(azure: Azure) -> None:
+    subnet = azure.network("vnet1")
+    account = azure.unique("st")
+    spec = azure.nfs_storage(account, subnet)
+    azure.vm("vm1", subnet)
+    azure.clients.storage.storage_accounts.update(
+        azure.group, account, StorageAccountUpdateParameters(enable_https_traffic_only=True))
+    refused = azure.run("vm1", MOUNT, SPEC=spec)
+    assert refused["exitCode"] == 32
+    assert refused["error"] == f"mount.nfs: access denied by server while mounting {spec}\n"
+
+
+def test_scripts_get_the_agents_environment_not_this_machines(azure: Azure) -> None:
+    azure.vm("vm1", azure.network("vnet1"))
+    view = azure.run("vm1", 'echo "home=${HOME:-unset} path=$PATH"\nenv | grep -c "^PYTEST" || true\n')
+    assert view["output"].splitlines() == [
+        "home=unset path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "0"]
