@@ -169,3 +169,16 @@ def test_scripts_get_the_agents_environment_not_this_machines(azure: Azure) -> N
     view = azure.run("vm1", 'echo "home=${HOME:-unset} path=$PATH"\nenv | grep -c "^PYTEST" || true\n')
     assert view["output"].splitlines() == [
         "home=unset path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "0"]
+
+
+def test_a_vm_has_its_own_devices_processes_and_hostname(azure: Azure) -> None:
+    azure.vm("vm1", azure.network("vnet1"))
+    view = azure.run("vm1", "hostname\nls /dev | tr '\\n' ' '\necho\nps -e -o pid= | wc -l\n"
+                            "echo x > /dev/null && head -c 4 /dev/urandom | wc -c\ntouch /sys/x 2>&1 || true\n")
+    lines = view["output"].splitlines()
+    assert lines[0] == "vm1"
+    assert set(lines[1].split()) == {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
+                                     "fd", "stdin", "stdout", "stderr"}
+    assert int(lines[2]) < 10  # PID 1 of the VM, its idle sleep, this script's processes: not this machine's
+    assert lines[3] == "4"
+    assert "Read-only file system" in lines[4]
