@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from local.processes import spawn
+
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
 # The well-known Azurite development account key (public, documented by Microsoft).
@@ -24,7 +26,7 @@ class Azurite:
         self.log = log
         with log.open("w") as out:
             # --skipApiVersionCheck: azure-storage-queue sends a newer x-ms-version than 3.35.0 knows.
-            self.process = subprocess.Popen(
+            self.process = spawn(
                 [
                     str(AZURITE),
                     "--inMemoryPersistence",

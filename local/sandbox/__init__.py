@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local.processes import spawn
+
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
@@ -60,9 +62,8 @@ def sandbox_unavailable_reason() -> str | None:
 def _holder(command: list[str], env: dict[str, str], what: str) -> tuple[subprocess.Popen[bytes], int]:
     """Start a namespace-holding process; returns it and the PID (as this machine sees it) of the
     idle PID-1-like loop inside its namespaces, once setup is done and the loop runs."""
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
+    process = spawn(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -127,7 +128,8 @@ class Fabric:
             path.mkdir(parents=True, exist_ok=True)
         env = {"PATH": SCRIPT_PATH, "FABRIC_DIR": str(self.mounts)}
         self._holder, self._pid = _holder(
-            ["unshare", "--mount", "--propagation", "private", "--", str(FABRIC_SCRIPT)],
+            ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--",
+             str(FABRIC_SCRIPT)],
             env,
             "the storage fabric",
         )
@@ -305,6 +307,7 @@ class SandboxVm:
                 "--mount",
                 "--pid",
                 "--fork",
+                "--kill-child",
                 "--uts",
                 "--net",
                 "--ipc",
