@@ -291,6 +291,8 @@ class Emulator:
 
     def _existing(self, rid: ResourceId) -> Resource:
         resource = self.get(rid)
+        if resource is None and rid.namespace is None:
+            raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rid.group}' could not be found.")
         if resource is None:
             where = f" under resource group '{rid.group}'" if rid.group else ""
             raise ArmError(

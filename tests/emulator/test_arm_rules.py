@@ -67,6 +67,10 @@ def test_missing_resources_and_parents_are_404_with_arms_wording(azure: Azure) -
         f"The Resource 'Microsoft.Storage/storageAccounts/nosuch' under resource group '{azure.group}' "
         "was not found."
     ) in str(missing.value)
+    with pytest.raises(ArmRequestError) as no_group:
+        azure.rest.get(azure.group_path("rg-nosuch"))
+    assert (no_group.value.status, no_group.value.code) == (404, "ResourceGroupNotFound")
+    assert azure.rest.call("HEAD", azure.group_path()).status == 204
     with pytest.raises(ArmRequestError) as orphan:
         azure.rest.put(
             f"{azure.group_path()}/providers/Microsoft.Storage/storageAccounts/nosuch/fileServices/default/shares/home",
