@@ -11,18 +11,21 @@ import os
 import threading
 from collections.abc import Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from .domain.operations import OperationKind
 from .ports import Clock, Probe
 from .services.attachments import AttachmentService
 from .services.operations import OperationIntake
+from .services.provisioning import StorageProvisioner
 from .services.storage import StorageService
 from .services.worker import Handler, OperationWorker
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .adapters.arm import ArmClients
+    from .adapters.arm_storage import ArmStorageCloud
     from .adapters.queues import StorageQueue
     from .adapters.tables import (
         TableAttachmentRepository,
@@ -38,11 +41,15 @@ if TYPE_CHECKING:
 class Container:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  handlers: Mapping[OperationKind, Handler] | None = None,
-                 heartbeat_seconds: float | None = None) -> None:
+                 heartbeat_seconds: float | None = None,
+                 arm_options: Mapping[str, Any] | None = None) -> None:
         self.settings = settings
         self._clock = clock
         self._handlers = handlers
         self._heartbeat_seconds = heartbeat_seconds
+        # Resource Manager client options. In Azure the SDK retries a throttled or failed request
+        # a few times itself (honouring Retry-After) before the queue's retry takes over.
+        self._arm_options = dict(arm_options) if arm_options is not None else {"retry_total": 3}
 
     @cached_property
     def clock(self) -> Clock:
@@ -100,6 +107,18 @@ class Container:
 
         return StorageQueue(self.settings.storage, POISON_QUEUE)
 
+    @cached_property
+    def arm(self) -> ArmClients:
+        from .adapters.arm import ArmClients
+
+        return ArmClients(self.settings, **self._arm_options)
+
+    @cached_property
+    def cloud(self) -> ArmStorageCloud:
+        from .adapters.arm_storage import ArmStorageCloud
+
+        return ArmStorageCloud(self.arm)
+
     @property
     def probes(self) -> list[Probe]:
         return [self.state, self.queue]
@@ -112,7 +131,13 @@ class Container:
 
     @cached_property
     def storage(self) -> StorageService:
-        return StorageService(self.storages, self.attachments, self.intake, self.settings.defaults)
+        return StorageService(self.storages, self.attachments, self.intake, self.settings.defaults,
+                              cloud=lambda: self.cloud)
+
+    @cached_property
+    def provisioner(self) -> StorageProvisioner:
+        return StorageProvisioner(self.cloud, self.storages, self.attachments, self.clock,
+                                  self.settings.defaults)
 
     @cached_property
     def attachment(self) -> AttachmentService:
@@ -126,9 +151,19 @@ class Container:
                                or self.settings.lock_lease_seconds / 3)
 
     def _operation_handlers(self) -> dict[OperationKind, Handler]:
-        """The service that runs each operation kind. Kinds without one end Failed with
-        UnsupportedOperation; the storage and attachment services register here as they land."""
-        return {}
+        """The service that runs each operation kind; kinds without one end Failed with
+        UnsupportedOperation. The provisioner (and the SDKs it imports) is built on first use."""
+        return {
+            OperationKind.CREATE_STORAGE: self._provisioning("create"),
+            OperationKind.RESIZE_STORAGE: self._provisioning("resize"),
+            OperationKind.DELETE_STORAGE: self._provisioning("delete"),
+        }
+
+    def _provisioning(self, step: str) -> Handler:
+        def run(command: Any, context: Any) -> Any:
+            return getattr(self.provisioner, step)(command, context)  # built here, on first use
+
+        return run
 
 
 _current: Container | None = None

@@ -13,6 +13,7 @@ from typing import Generic, Protocol, TypeVar
 
 from .domain.models import Attachment, StorageInfo
 from .domain.operations import Operation
+from .domain.provisioning import AccountSpec, CloudAccount, CloudShare, Network
 
 T = TypeVar("T")
 
@@ -111,6 +112,71 @@ class LockManager(Protocol):
 
 class OperationQueue(Protocol):
     def send(self, operation_id: str, delay_seconds: int = 0) -> None: ...
+
+
+class StorageCloud(Protocol):
+    """Resource Manager, as the storage lifecycle needs it. Reads return None for what does not
+    exist; creates are idempotent PUTs that wait for the end of long-running operations; deletes
+    succeed when the thing is already gone. Failures raise the service's errors: TransientError
+    for throttling, server errors and timeouts, DomainError (PermissionDenied, ValidationError,
+    NotFound, Conflict) for what retrying cannot fix."""
+
+    def group_region(self, group: str) -> str | None: ...
+
+    def get_account(self, group: str, name: str) -> CloudAccount | None: ...
+
+    def name_available(self, name: str) -> tuple[bool, str]:
+        """Whether the name is free anywhere in Azure, and Azure's reason when it is not."""
+        ...
+
+    def create_account(self, spec: AccountSpec) -> CloudAccount: ...
+
+    def list_accounts(self, group: str | None) -> list[CloudAccount]:
+        """Every account of the subscription (or group), in one listing."""
+        ...
+
+    def delete_account(self, group: str, name: str) -> None: ...
+
+    def get_share(self, group: str, account: str, *, with_usage: bool = False) -> CloudShare | None: ...
+
+    def put_share(self, group: str, account: str, quota_gib: int) -> CloudShare:
+        """Create the NFS share `home`, or set its quota."""
+        ...
+
+    def get_network(self, group: str, vnet: str, subnet: str) -> Network | None: ...
+
+    def create_network(self, group: str, region: str, vnet: str, space: str, subnet: str,
+                       prefix: str, tags: dict[str, str]) -> Network: ...
+
+    def get_endpoint(self, group: str, name: str) -> str | None:
+        """The private endpoint's id, if it exists."""
+        ...
+
+    def create_endpoint(self, group: str, name: str, region: str, subnet_id: str, account_id: str,
+                        tags: dict[str, str]) -> str: ...
+
+    def delete_endpoint(self, group: str, name: str) -> None: ...
+
+    def get_zone(self, group: str) -> str | None: ...
+
+    def create_zone(self, group: str, tags: dict[str, str]) -> str: ...
+
+    def delete_zone_if_unused(self, group: str) -> bool:
+        """Delete the group's privatelink zone (and its VNet links) if this service created it
+        and it holds no A record any more; True when deleted."""
+        ...
+
+    def has_zone_link(self, group: str, link: str) -> bool: ...
+
+    def create_zone_link(self, group: str, link: str, vnet_id: str, tags: dict[str, str]) -> None: ...
+
+    def has_zone_group(self, group: str, endpoint: str) -> bool: ...
+
+    def create_zone_group(self, group: str, endpoint: str, zone_id: str) -> None: ...
+
+    def delete_network_if_unused(self, group: str, vnet: str) -> bool:
+        """Delete a VNet this service created, unless anything is in it; True when deleted."""
+        ...
 
 
 class Probe(Protocol):

@@ -57,6 +57,8 @@ class Settings:
             defaults=RequestDefaults(
                 resource_group=reader.optional("DEFAULT_RESOURCE_GROUP", v.resource_group_name),
                 region=reader.optional("DEFAULT_REGION", v.region_name),
+                vnet=reader.optional("DEFAULT_VNET", v.network_name),
+                subnet=reader.optional("DEFAULT_SUBNET", v.network_name),
             ),
             arm_endpoint=reader.url("ARM_ENDPOINT", DEFAULT_ARM_ENDPOINT),
             arm_ca_bundle=env.get("ARM_CA_BUNDLE") or None,

@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +18,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from local.azurite import Azurite
+from local.emulator import Config, LocalAzure
 from local.host import FunctionIndex
 from shared import bootstrap
 from shared.bootstrap import Container
@@ -48,14 +51,61 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     storage.stop()
 
 
+class Webhook:
+    """An Event Grid subscriber: records every posted array."""
+
+    def __init__(self) -> None:
+        self.posts: list[list[dict[str, Any]]] = []
+        self.headers: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.posts.append(json.loads(body))
+                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = (
+            f"http://127.0.0.1:{self.server.server_address[1]}/runtime/webhooks/eventgrid?functionName=f"
+        )
+
+    def events(self) -> list[dict[str, Any]]:
+        return [event for post in self.posts for event in post]
+
+
+@pytest.fixture(scope="session")
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def local_azure(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> Iterator[LocalAzure]:
+    with LocalAzure(tmp_path_factory.mktemp("azure"), Config(event_webhook=webhook.url)) as azure:
+        yield azure
+
+
 @pytest.fixture
-def environment(azurite: str) -> dict[str, str]:
-    """App settings for one test: its own tables (a unique prefix) on the shared Azurite."""
+def environment(azurite: str, local_azure: LocalAzure) -> dict[str, str]:
+    """App settings for one test: its own tables (a unique prefix) on the shared Azurite, and
+    Resource Manager at the shared local emulator."""
     return {
         "AzureWebJobsStorage": azurite,
         "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
         "DEFAULT_RESOURCE_GROUP": DEFAULT_GROUP,
         "STATE_TABLE_PREFIX": "t" + uuid.uuid4().hex[:16],
+        "ARM_ENDPOINT": local_azure.url,
+        "ARM_CA_BUNDLE": str(local_azure.ca_path),
+        "ARM_CREDENTIAL": "emulator",
     }
 
 
@@ -76,7 +126,8 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[Callable[..., Con
     def build(handlers: Mapping[Any, Any] | None = None, app_settings: Settings | None = None,
               heartbeat_seconds: float | None = None) -> Container:
         container = Container(app_settings or settings, clock=clock, handlers=handlers,
-                              heartbeat_seconds=heartbeat_seconds)
+                              heartbeat_seconds=heartbeat_seconds,
+                              arm_options={"polling_interval": 0, "retry_total": 0})
         container.queue.check()  # creates the queue
         container.queue.client.clear_messages()
         poison = QueueClient.from_connection_string(container.settings.storage.connection_string or "",

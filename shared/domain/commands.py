@@ -63,6 +63,8 @@ class CreateStorage(_OnStorage):
     tier: Tier = Tier.PREMIUM
     redundancy: Redundancy = Redundancy.LRS
     size_gb: int = 100
+    vnet: str | None = None  # None: the settings' network, else the documented default one
+    subnet: str | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ class RequestDefaults:
 
     resource_group: str | None = None
     region: str | None = None
+    vnet: str | None = None  # where storage private endpoints go when a request names no network
+    subnet: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class VmRef:
 
 def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
     data = json_object(body, required={"name"},
-                       optional={"resourceGroup", "region", "tier", "redundancy", "size"})
+                       optional={"resourceGroup", "region", "tier", "redundancy", "size", "vnet", "subnet"})
     problems = v.Problems()
     name = problems.check(v.storage_account_name, data.get("name"), "name")
     group = problems.check(_resource_group, data.get("resourceGroup"), defaults)
@@ -56,9 +58,16 @@ def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
     redundancy = (problems.check(v.redundancy, data["redundancy"]) if "redundancy" in data
                   else Redundancy.LRS)
     size = problems.check(v.size_gib, data["size"]) if "size" in data else v.MIN_SHARE_GIB
+    vnet = problems.check(v.network_name, data["vnet"], "vnet") if "vnet" in data else defaults.vnet
+    subnet = problems.check(v.network_name, data["subnet"], "subnet") if "subnet" in data else defaults.subnet
+    if subnet and not vnet:
+        problems.errors.append(ValidationError("'subnet' needs 'vnet'.",
+                                               try_hint="name the VNet the subnet is in"))
     problems.raise_if_any()
     assert name and group and tier and redundancy and size  # narrowed: no problems recorded
-    return CreateStorage(name, group, region, tier, redundancy, size)
+    if vnet and not subnet:
+        subnet = "default"  # the subnet Azure's portal creates with a VNet
+    return CreateStorage(name, group, region, tier, redundancy, size, vnet, subnet)
 
 
 def resize_size(body: object) -> int:

@@ -39,6 +39,7 @@ _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
                  "/proc", "/run", "/sbin", "/sys", "/usr")
 _SYSTEM_DIRS = frozenset({"/", "/home", "/root", "/var", "/tmp", "/opt", "/srv", "/mnt", "/media"})
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?")
 _STANDARD_TIERS = frozenset({"standard", "hot", "cool", "transactionoptimized", "standardv2"})
 
 
@@ -63,6 +64,15 @@ def region_name(value: object, field: str = "region") -> str:
     return _matching(_REGION, text.replace(" ", "").lower(), field=field, what="Azure region name",
                      rule="a region name is letters and digits, e.g. 'eastus', 'westeurope'",
                      hint="list region names with `az account list-locations -o table`", shown=text)
+
+
+def network_name(value: object, field: str) -> str:
+    """A VNet or subnet name, as Azure allows: 1-80 letters, digits, '_', '.', '-', starting with
+    a letter or digit, ending with a letter, digit or '_'."""
+    return _matching(_NETWORK_NAME, _require_text(value, field), field=field, what="network name",
+                     rule="a VNet or subnet name is 1-80 letters, digits, '_', '.' or '-', starting "
+                          "with a letter or digit and ending with a letter, digit or '_'",
+                     hint="pass the name exactly as Azure shows it")
 
 
 def vm_name(value: object, field: str = "vm") -> str:

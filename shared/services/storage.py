@@ -3,29 +3,44 @@ delete requests after the checks that need no Azure call."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
 from shared.domain.costs import PriceBook, monthly_storage_cost, price_for
-from shared.domain.errors import Conflict, ErrorCode, NotFound, ValidationError
+from shared.domain.errors import Conflict, ErrorCode, NotFound, ServiceError, ValidationError
 from shared.domain.models import StorageInfo, StorageStatus
 from shared.domain.requests import RequestDefaults, StorageRef
-from shared.ports import AttachmentRepository, Page, StorageRepository
+from shared.ports import AttachmentRepository, Page, StorageCloud, StorageRepository
 
 from .operations import OperationIntake, Submission
 
+log = logging.getLogger(__name__)
+GIB = 2**30
+
 
 class StorageService:
+    """`cloud` is called on first need: building the service imports no Resource Manager SDK."""
+
     def __init__(self, storages: StorageRepository, attachments: AttachmentRepository,
                  intake: OperationIntake, defaults: RequestDefaults,
-                 prices: PriceBook | None = None) -> None:
+                 prices: PriceBook | None = None, *, cloud: Callable[[], StorageCloud]) -> None:
         self.storages = storages
         self.attachments = attachments
         self.intake = intake
         self.defaults = defaults
         self.prices = prices
+        self.cloud = cloud
 
     def list(self, resource_group: str | None, page_size: int,
              continuation: str | None) -> Page[StorageInfo]:
-        return self.storages.list(resource_group, page_size, continuation)
+        """Recorded storage whose account still exists in Azure: one page of records joined with
+        one Resource Manager listing, never a call per account."""
+        page = self.storages.list(resource_group, page_size, continuation)
+        if not page.items:
+            return page
+        existing = {a.name for a in self.cloud().list_accounts(resource_group) if a.managed}
+        return Page([s for s in page.items if s.name in existing], page.continuation)
 
     def get(self, ref: StorageRef) -> StorageInfo:
         storage = self.storages.get(ref.name)
@@ -44,15 +59,27 @@ class StorageService:
         storage = self.get(ref)
         vms = tuple(sorted(a.vm for a in self.attachments.list_for_storage(storage.name)))
         price = price_for(storage.tier, storage.redundancy, self.prices)
+        used = self._used_gb(storage)
         return StorageStatus(
             info=storage,
-            used_gb=None,  # share usage is read from Resource Manager; unknown until it is
-            utilization_percent=None,
+            used_gb=used,
+            utilization_percent=None if used is None else round(100 * used / storage.size_gb, 2),
             connected_vms=vms,
             cost_per_month=monthly_storage_cost(storage.size_gb, price),
             currency=price.currency,
             price_source=price.source.value,
         )
+
+    def _used_gb(self, storage: StorageInfo) -> float | None:
+        """The share's usage from Resource Manager; None (unknown, never 0) when it cannot be read."""
+        try:
+            share = self.cloud().get_share(storage.resource_group, storage.name, with_usage=True)
+        except ServiceError as err:
+            log.warning("usage of %s unknown: %s", storage.name, err.message)
+            return None
+        if share is None or share.usage_bytes is None:
+            return None
+        return round(share.usage_bytes / GIB, 3)
 
     def request_create(self, command: CreateStorage, idempotency_key: str | None) -> Submission:
         return self.intake.submit(command, idempotency_key)

@@ -4,70 +4,24 @@ clients built by the product's own `ArmClients` from settings."""
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from local.emulator import Config, LocalAzure
+from local.emulator import LocalAzure
 from local.rest import ArmRequestError, ArmRest
 from local.sandbox import sandbox_unavailable_reason
 from shared.adapters.arm import ArmClients
 from shared.settings import Settings
-from tests.conftest import SUBSCRIPTION
+from tests.conftest import SUBSCRIPTION, Webhook
 
 OTHER_SUBSCRIPTION = "0b6f1e2d-3c4a-4d5e-8f70-91a2b3c4d5e6"
 REGION = "eastus"
-
-
-class Webhook:
-    """An Event Grid subscriber: records every posted array."""
-
-    def __init__(self) -> None:
-        self.posts: list[list[dict[str, Any]]] = []
-        self.headers: list[dict[str, str]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.posts.append(json.loads(body))
-                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = (
-            f"http://127.0.0.1:{self.server.server_address[1]}/runtime/webhooks/eventgrid?functionName=f"
-        )
-
-    def events(self) -> list[dict[str, Any]]:
-        return [event for post in self.posts for event in post]
-
-
-@pytest.fixture(scope="session")
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.server.shutdown()
-
-
-@pytest.fixture(scope="session")
-def local_azure(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> Iterator[LocalAzure]:
-    with LocalAzure(tmp_path_factory.mktemp("azure"), Config(event_webhook=webhook.url)) as azure:
-        yield azure
 
 
 @dataclass

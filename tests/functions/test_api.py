@@ -4,19 +4,21 @@ records and what it queues."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from local.azurite import DEV_ACCOUNT_KEY
+from local.emulator import LocalAzure
 from local.host import FunctionIndex
+from local.rest import ArmRest
 from shared import bootstrap
 from shared.bootstrap import Container
 from shared.domain.models import Attachment, Redundancy, StorageInfo, Tier, nfs_endpoint
 from shared.settings import Settings, StorageConnection
-from tests.conftest import DEFAULT_GROUP, Client
+from tests.conftest import DEFAULT_GROUP, SUBSCRIPTION, Client
 from tests.fakes import FakeClock
 
 Queued = Callable[[], list[str]]
@@ -66,7 +68,8 @@ class TestCreateStorage:
         assert answer.headers["Retry-After"] == "5"
         assert op["status"] == "Pending" and op["kind"] == "CreateStorage" and op["target"] == "storage/teamhome"
         assert op["params"] == {"name": "teamhome", "resourceGroup": DEFAULT_GROUP, "region": None,
-                                "tier": "Premium", "redundancy": "ZRS", "sizeGb": 1024}
+                                "tier": "Premium", "redundancy": "ZRS", "sizeGb": 1024, "vnet": None,
+                                "subnet": None}
         assert queued() == [op["id"]]
         assert api.get(f"/api/operations/{op['id']}").json() == op
 
@@ -127,10 +130,32 @@ class TestIdempotencyKey:
         assert queued() == []
 
 
+@pytest.fixture
+def in_azure(local_azure: LocalAzure) -> Iterator[Callable[[str, str], None]]:
+    """Create a storage account of ours in the emulator (the list joins records with Azure)."""
+    rest = ArmRest(local_azure.url, str(local_azure.ca_path), SUBSCRIPTION)
+    groups: set[str] = set()
+
+    def create(name: str, group: str = DEFAULT_GROUP) -> None:
+        if group not in groups:
+            rest.put(rest.group_path(group), {"location": "eastus"})
+            groups.add(group)
+        rest.put(f"{rest.group_path(group)}/providers/Microsoft.Storage/storageAccounts/{name}", {
+            "location": "eastus", "sku": {"name": "Premium_LRS"}, "kind": "FileStorage",
+            "tags": {"managed-by": "azlin"}})
+
+    yield create
+    for group in groups:
+        rest.delete(rest.group_path(group))
+
+
 class TestReadingStorage:
-    def test_get_and_list_from_recorded_state(self, api: Client, app: Container, clock: FakeClock) -> None:
+    def test_get_and_list_from_recorded_state(self, api: Client, app: Container, clock: FakeClock,
+                                              in_azure: Callable[[str, str], None]) -> None:
         record_storage(app, clock, "teamhome", "rg1")
         record_storage(app, clock, "otherhome", "rg2")
+        in_azure("teamhome", "rg1")
+        in_azure("otherhome", "rg2")
         got = api.get("/api/storage/teamhome")
         assert got.status == 200 and got.json()["nfsEndpoint"] == "teamhome.file.core.windows.net:/teamhome/home"
         assert api.get("/api/storage/teamhome", query={"resourceGroup": "RG1"}).status == 200
@@ -139,9 +164,11 @@ class TestReadingStorage:
         assert [s["name"] for s in api.get("/api/storage", query={"resourceGroup": "rg2"}).json()["value"]] == [
             "otherhome"]
 
-    def test_list_follows_next_links(self, api: Client, app: Container, clock: FakeClock) -> None:
+    def test_list_follows_next_links(self, api: Client, app: Container, clock: FakeClock,
+                                     in_azure: Callable[[str, str], None]) -> None:
         for i in range(5):
             record_storage(app, clock, f"store{i}")
+            in_azure(f"store{i}", DEFAULT_GROUP)
         names, answer = [], api.get("/api/storage", query={"$top": "2"}).json()
         while True:
             names += [s["name"] for s in answer["value"]]

@@ -1,0 +1,334 @@
+"""`StorageCloud` on Resource Manager, through azure-mgmt-storage, -network and -privatedns.
+Imported only when a worker runs a storage operation (the composition root builds it lazily):
+these SDKs take about 1.5 s to import.
+
+Every create is an idempotent PUT that waits for its long-running operation; the service reads
+first and writes only what is missing. The resource group is read with a plain ARM request through
+the storage client's pipeline (no azure-mgmt-resource needed for one GET)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.core.rest import HttpRequest
+from azure.mgmt.network.models import (
+    PrivateDnsZoneGroup,
+    PrivateEndpoint,
+    Subnet,
+    VirtualNetwork,
+)
+from azure.mgmt.privatedns.models import PrivateZone, VirtualNetworkLink
+from azure.mgmt.storage.models import (
+    FileShare,
+    StorageAccountCheckNameAvailabilityParameters,
+    StorageAccountCreateParameters,
+)
+
+from shared.domain.models import SHARE_NAME
+from shared.domain.provisioning import (
+    MANAGED_BY,
+    MANAGED_BY_TAG,
+    PRIVATE_DNS_ZONE,
+    ROOT_SQUASH,
+    ZONE_GROUP,
+    AccountSpec,
+    CloudAccount,
+    CloudShare,
+    Network,
+)
+
+from .arm_errors import arm_errors
+
+if TYPE_CHECKING:
+    from .arm import ArmClients
+
+GROUP_API_VERSION = "2024-03-01"
+
+
+def _value(enum_or_text: Any) -> str:
+    return str(getattr(enum_or_text, "value", enum_or_text) or "")
+
+
+def _group_of(resource_id: str) -> str:
+    parts = resource_id.split("/")
+    lowered = [p.lower() for p in parts]
+    return parts[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered else ""
+
+
+def _account(account: Any) -> CloudAccount:
+    acls = account.network_rule_set
+    return CloudAccount(
+        id=account.id,
+        name=account.name,
+        resource_group=_group_of(account.id),
+        region=str(account.location or "").replace(" ", "").lower(),
+        kind=_value(account.kind),
+        sku=_value(account.sku.name),
+        https_only=bool(account.enable_https_traffic_only),
+        public_network_access=_value(account.public_network_access) or "Enabled",
+        default_action=_value(acls.default_action) if acls else "Allow",
+        minimum_tls=_value(account.minimum_tls_version),
+        tags=dict(account.tags or {}),
+        provisioning_state=_value(account.provisioning_state),
+        created_at=account.creation_time,
+    )
+
+
+def _share(share: Any) -> CloudShare:
+    return CloudShare(
+        quota_gib=int(share.share_quota or 0),
+        protocol=_value(share.enabled_protocols),
+        root_squash=_value(share.root_squash) or None,
+        usage_bytes=share.share_usage_bytes,
+    )
+
+
+class ArmStorageCloud:
+    def __init__(self, clients: ArmClients) -> None:
+        self.clients = clients
+
+    @property
+    def _subscription(self) -> str:
+        return self.clients.settings.subscription_id
+
+    # -- resource group and accounts --------------------------------------------------------------
+
+    def group_region(self, group: str) -> str | None:
+        path = f"/subscriptions/{self._subscription}/resourcegroups/{group}?api-version={GROUP_API_VERSION}"
+        with arm_errors(f"read resource group {group}"):
+            response = self.clients.storage.send_request(HttpRequest("GET", path))
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+        return str(response.json()["location"])
+
+    def get_account(self, group: str, name: str) -> CloudAccount | None:
+        with arm_errors(f"read storage account {name}"):
+            try:
+                return _account(self.clients.storage.storage_accounts.get_properties(group, name))
+            except ResourceNotFoundError as missing:
+                if "ResourceGroupNotFound" in str(getattr(missing.error, "code", "")):
+                    raise
+                return None
+
+    def name_available(self, name: str) -> tuple[bool, str]:
+        check = StorageAccountCheckNameAvailabilityParameters(
+            {"name": name, "type": "Microsoft.Storage/storageAccounts"}
+        )
+        with arm_errors(f"check whether the name {name} is free"):
+            answer = self.clients.storage.storage_accounts.check_name_availability(account_name=check)
+        return bool(answer.name_available), str(answer.message or _value(answer.reason))
+
+    def create_account(self, spec: AccountSpec) -> CloudAccount:
+        parameters = StorageAccountCreateParameters(
+            {
+                "sku": {"name": spec.sku},
+                "kind": "FileStorage",
+                "location": spec.region,
+                "tags": spec.tags,
+                "properties": {
+                    "supportsHttpsTrafficOnly": False,  # NFS 4.1 traffic is not TLS
+                    "publicNetworkAccess": "Disabled",
+                    "minimumTlsVersion": "TLS1_2",
+                    "allowBlobPublicAccess": False,
+                    "networkAcls": {"defaultAction": "Deny", "bypass": "AzureServices"},
+                },
+            }
+        )
+        with arm_errors(f"create storage account {spec.name}"):
+            poller = self.clients.storage.storage_accounts.begin_create(
+                spec.resource_group, spec.name, parameters
+            )
+            return _account(poller.result())
+
+    def list_accounts(self, group: str | None) -> list[CloudAccount]:
+        accounts = self.clients.storage.storage_accounts
+        with arm_errors("list storage accounts"):
+            found = accounts.list_by_resource_group(group) if group else accounts.list()
+            return [_account(a) for a in found]
+
+    def delete_account(self, group: str, name: str) -> None:
+        with arm_errors(f"delete storage account {name}"):
+            self.clients.storage.storage_accounts.delete(group, name)
+
+    # -- the share --------------------------------------------------------------------------------
+
+    def get_share(self, group: str, account: str, *, with_usage: bool = False) -> CloudShare | None:
+        options = {"expand": "stats"} if with_usage else {}
+        with arm_errors(f"read the share of {account}"):
+            try:
+                return _share(self.clients.storage.file_shares.get(group, account, SHARE_NAME, **options))
+            except ResourceNotFoundError:
+                return None
+
+    def put_share(self, group: str, account: str, quota_gib: int) -> CloudShare:
+        share = FileShare(
+            {"properties": {"enabledProtocols": "NFS", "rootSquash": ROOT_SQUASH, "shareQuota": quota_gib}}
+        )
+        with arm_errors(f"set the NFS share of {account} to {quota_gib} GiB"):
+            return _share(self.clients.storage.file_shares.create(group, account, SHARE_NAME, share))
+
+    # -- network ----------------------------------------------------------------------------------
+
+    def get_network(self, group: str, vnet: str, subnet: str) -> Network | None:
+        with arm_errors(f"read subnet {subnet} of VNet {vnet}"):
+            try:
+                found = self.clients.network.subnets.get(group, vnet, subnet)
+            except ResourceNotFoundError:
+                return None
+        subnet_id = str(found.id)
+        return Network(vnet, subnet, subnet_id.split("/subnets/", maxsplit=1)[0], subnet_id, group)
+
+    def create_network(
+        self, group: str, region: str, vnet: str, space: str, subnet: str, prefix: str, tags: dict[str, str]
+    ) -> Network:
+        networks = self.clients.network
+        with arm_errors(f"create VNet {vnet} with subnet {subnet}"):
+            try:
+                networks.virtual_networks.get(group, vnet)
+            except ResourceNotFoundError:
+                body = VirtualNetwork(
+                    {
+                        "location": region,
+                        "tags": tags,
+                        "properties": {
+                            "addressSpace": {"addressPrefixes": [space]},
+                            "subnets": [{"name": subnet, "properties": {"addressPrefix": prefix}}],
+                        },
+                    }
+                )
+                networks.virtual_networks.begin_create_or_update(group, vnet, body).result()
+            else:  # the VNet exists without the subnet: add it, leaving the others alone
+                addition = Subnet({"properties": {"addressPrefix": prefix}})
+                networks.subnets.begin_create_or_update(group, vnet, subnet, addition).result()
+        found = self.get_network(group, vnet, subnet)
+        assert found is not None
+        return found
+
+    def delete_network_if_unused(self, group: str, vnet: str) -> bool:
+        networks = self.clients.network
+        with arm_errors(f"delete VNet {vnet}"):
+            try:
+                found = networks.virtual_networks.get(group, vnet)
+            except ResourceNotFoundError:
+                return False
+            in_use = any(s.ip_configurations or s.private_endpoints for s in found.subnets or [])
+            if (
+                in_use
+                or (found.tags or {}).get(MANAGED_BY_TAG) != MANAGED_BY
+                or found.virtual_network_peerings
+            ):
+                return False
+            networks.virtual_networks.begin_delete(group, vnet).result()
+        return True
+
+    # -- private endpoint and DNS -----------------------------------------------------------------
+
+    def get_endpoint(self, group: str, name: str) -> str | None:
+        with arm_errors(f"read private endpoint {name}"):
+            try:
+                return str(self.clients.network.private_endpoints.get(group, name).id)
+            except ResourceNotFoundError:
+                return None
+
+    def create_endpoint(
+        self, group: str, name: str, region: str, subnet_id: str, account_id: str, tags: dict[str, str]
+    ) -> str:
+        endpoint = PrivateEndpoint(
+            {
+                "location": region,
+                "tags": tags,
+                "properties": {
+                    "subnet": {"id": subnet_id},
+                    "privateLinkServiceConnections": [
+                        {
+                            "name": "file",
+                            "properties": {"privateLinkServiceId": account_id, "groupIds": ["file"]},
+                        }
+                    ],
+                },
+            }
+        )
+        with arm_errors(f"create private endpoint {name}"):
+            created = self.clients.network.private_endpoints.begin_create_or_update(
+                group, name, endpoint
+            ).result()
+        return str(created.id)
+
+    def delete_endpoint(self, group: str, name: str) -> None:
+        with arm_errors(f"delete private endpoint {name}"):
+            self.clients.network.private_endpoints.begin_delete(group, name).result()
+
+    def get_zone(self, group: str) -> str | None:
+        with arm_errors(f"read private DNS zone {PRIVATE_DNS_ZONE}"):
+            try:
+                return str(self.clients.private_dns.private_zones.get(group, PRIVATE_DNS_ZONE).id)
+            except ResourceNotFoundError:
+                return None
+
+    def create_zone(self, group: str, tags: dict[str, str]) -> str:
+        with arm_errors(f"create private DNS zone {PRIVATE_DNS_ZONE}"):
+            poller = self.clients.private_dns.private_zones.begin_create_or_update(
+                group, PRIVATE_DNS_ZONE, PrivateZone({"location": "global", "tags": tags})
+            )
+            return str(poller.result().id)
+
+    def delete_zone_if_unused(self, group: str) -> bool:
+        dns = self.clients.private_dns
+        with arm_errors(f"delete private DNS zone {PRIVATE_DNS_ZONE}"):
+            try:
+                zone = dns.private_zones.get(group, PRIVATE_DNS_ZONE)
+                records = [
+                    r for r in dns.record_sets.list(group, PRIVATE_DNS_ZONE) if str(r.type).endswith("/A")
+                ]
+            except ResourceNotFoundError:
+                return False
+            if records or (zone.tags or {}).get(MANAGED_BY_TAG) != MANAGED_BY:
+                return False
+            for link in dns.virtual_network_links.list(group, PRIVATE_DNS_ZONE):
+                dns.virtual_network_links.begin_delete(group, PRIVATE_DNS_ZONE, str(link.name)).result()
+            dns.private_zones.begin_delete(group, PRIVATE_DNS_ZONE).result()
+        return True
+
+    def has_zone_link(self, group: str, link: str) -> bool:
+        with arm_errors(f"read the DNS link {link}"):
+            try:
+                self.clients.private_dns.virtual_network_links.get(group, PRIVATE_DNS_ZONE, link)
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    def create_zone_link(self, group: str, link: str, vnet_id: str, tags: dict[str, str]) -> None:
+        body = VirtualNetworkLink(
+            {
+                "location": "global",
+                "tags": tags,
+                "properties": {"virtualNetwork": {"id": vnet_id}, "registrationEnabled": False},
+            }
+        )
+        with arm_errors(f"link {PRIVATE_DNS_ZONE} to the VNet"):
+            self.clients.private_dns.virtual_network_links.begin_create_or_update(
+                group, PRIVATE_DNS_ZONE, link, body
+            ).result()
+
+    def has_zone_group(self, group: str, endpoint: str) -> bool:
+        with arm_errors(f"read the DNS zone group of {endpoint}"):
+            try:
+                self.clients.network.private_dns_zone_groups.get(group, endpoint, ZONE_GROUP)
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    def create_zone_group(self, group: str, endpoint: str, zone_id: str) -> None:
+        body = PrivateDnsZoneGroup(
+            {
+                "properties": {
+                    "privateDnsZoneConfigs": [{"name": "file", "properties": {"privateDnsZoneId": zone_id}}]
+                }
+            }
+        )
+        with arm_errors(f"register {endpoint} in {PRIVATE_DNS_ZONE}"):
+            self.clients.network.private_dns_zone_groups.begin_create_or_update(
+                group, endpoint, ZONE_GROUP, body
+            ).result()

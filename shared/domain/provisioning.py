@@ -1,0 +1,170 @@
+"""What NFS storage is made of in Azure, and the rules for reusing what already exists.
+
+Pure: the storage lifecycle service asks Resource Manager (through the `StorageCloud` port) what
+exists, and these functions say what it should be, what differs, and what a step may reuse.
+
+One storage = a FileStorage account (premium SSD: the only tier serving NFS 4.1) with secure
+transfer off (NFS 4.1 traffic is not TLS), no public network access, network default Deny; one
+NFS share `home`; a private endpoint (`file`) in a subnet; the `privatelink.file.core.windows.net`
+zone linked to the endpoint's VNet and holding its A record (the endpoint's DNS zone group).
+
+Root squash is `NoRootSquash`, on purpose: attach runs as root on the VM and must create the
+user's home on the share and copy files with their owners (`cp -a`, `chown`); with `RootSquash`
+root becomes nobody and that fails. The network is the boundary instead: only VMs whose VNet
+reaches the private endpoint can mount at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .models import Redundancy, StorageInfo, Tier, nfs_endpoint
+
+MANAGED_BY_TAG, MANAGED_BY = "managed-by", "azlin"
+CREATED_BY_TAG = "created-by"
+ROOT_SQUASH = "NoRootSquash"
+PRIVATE_DNS_ZONE = "privatelink.file.core.windows.net"
+ZONE_GROUP = "default"
+# Created when a request names no network (and settings name none): documented in the README.
+DEFAULT_VNET, DEFAULT_VNET_SPACE = "azlin-vnet", "10.42.0.0/16"
+DEFAULT_SUBNET, DEFAULT_SUBNET_PREFIX = "azlin-storage", "10.42.0.0/24"
+CREATE_STEPS = (
+    "Checking the resource group and name",
+    "Preparing the network",
+    "Creating the storage account",
+    "Creating the NFS share",
+    "Connecting the private endpoint and DNS",
+    "Recording the storage",
+)
+DELETE_STEPS = (
+    "Checking attachments",
+    "Removing the private endpoint",
+    "Deleting the storage account",
+    "Removing unused DNS and network",
+    "Forgetting the storage",
+)
+
+
+def endpoint_name(account: str) -> str:
+    return f"{account}-file-pe"
+
+
+def zone_link_name(vnet: str) -> str:
+    return f"azlin-{vnet}"[:80]
+
+
+def sku_for(tier: Tier, redundancy: Redundancy) -> str:
+    assert tier is Tier.PREMIUM  # the only tier that exists: validation refuses the others
+    return f"Premium_{redundancy.value}"
+
+
+def managed_tags(creator: str | None = None) -> dict[str, str]:
+    tags = {MANAGED_BY_TAG: MANAGED_BY}
+    if creator:
+        tags[CREATED_BY_TAG] = creator
+    return tags
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """The storage account to create (or that an existing one must match)."""
+
+    name: str
+    resource_group: str
+    region: str
+    sku: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CloudAccount:
+    """A storage account as Resource Manager reports it."""
+
+    id: str
+    name: str
+    resource_group: str
+    region: str
+    kind: str
+    sku: str
+    https_only: bool
+    public_network_access: str
+    default_action: str
+    minimum_tls: str
+    tags: dict[str, str]
+    provisioning_state: str
+    created_at: datetime | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.tags.get(MANAGED_BY_TAG) == MANAGED_BY
+
+    @property
+    def redundancy(self) -> Redundancy | None:
+        suffix = self.sku.rsplit("_", 1)[-1]
+        return Redundancy(suffix) if suffix in Redundancy.__members__ else None
+
+
+@dataclass(frozen=True)
+class CloudShare:
+    quota_gib: int
+    protocol: str
+    root_squash: str | None
+    usage_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where the private endpoint goes."""
+
+    vnet: str
+    subnet: str
+    vnet_id: str
+    subnet_id: str
+    resource_group: str
+
+
+def incompatibilities(existing: CloudAccount, spec: AccountSpec) -> list[str]:
+    """Why an existing account cannot become this storage; empty when it can be reused."""
+    found = []
+    if not existing.managed:
+        found.append(f"it has no '{MANAGED_BY_TAG}: {MANAGED_BY}' tag: this service did not create it")
+    if existing.kind != "FileStorage":
+        found.append(f"its kind is {existing.kind}; NFS needs FileStorage")
+    if existing.sku != spec.sku:
+        found.append(f"its SKU is {existing.sku}; the request asks for {spec.sku}")
+    if existing.region != spec.region:
+        found.append(f"it is in {existing.region}; the request asks for {spec.region}")
+    return found
+
+
+def drifted(existing: CloudAccount) -> list[str]:
+    """Settings of a reusable account that must be put back (someone changed them)."""
+    found = []
+    if existing.https_only:
+        found.append("secure transfer is required (NFS needs it off)")
+    if existing.public_network_access != "Disabled":
+        found.append("public network access is enabled")
+    if existing.default_action != "Deny":
+        found.append("the network default action is not Deny")
+    if existing.minimum_tls != "TLS1_2":
+        found.append("the minimum TLS version is not 1.2")
+    return found
+
+
+def storage_info(account: CloudAccount, size_gb: int, now: datetime) -> StorageInfo:
+    return StorageInfo(
+        name=account.name,
+        resource_group=account.resource_group,
+        region=account.region,
+        tier=Tier.PREMIUM,
+        redundancy=account.redundancy or Redundancy.LRS,
+        size_gb=size_gb,
+        nfs_endpoint=nfs_endpoint(account.name),
+        created_at=account.created_at or now,
+    )
+
+
+def used_gib(usage_bytes: int) -> int:
+    """Whole GiB a share needs to hold `usage_bytes` (what a quota must be at least)."""
+    return -(-usage_bytes // 2**30)

@@ -1,0 +1,241 @@
+"""The storage lifecycle in Azure, run by the worker: create, resize and delete NFS storage.
+
+Each step reads what exists first and writes only what is missing, so a redelivered message, a
+crash between two steps or the same request twice converge on one end state without extra
+writes. Progress is recorded after every step. What exists and does not fit is refused, never
+taken over: an account without our tag, of another kind, SKU or region.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from shared.domain import provisioning as p
+from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
+from shared.domain.errors import Conflict, ErrorCode, NotFound, NotImplementedYet, ValidationError
+from shared.domain.models import StorageInfo
+from shared.domain.requests import RequestDefaults
+from shared.domain.serialization import to_json
+from shared.ports import AttachmentRepository, Clock, StorageCloud, StorageRepository
+
+from .worker import OperationContext
+
+
+class StorageProvisioner:
+    def __init__(
+        self,
+        cloud: StorageCloud,
+        storages: StorageRepository,
+        attachments: AttachmentRepository,
+        clock: Clock,
+        defaults: RequestDefaults,
+    ) -> None:
+        self.cloud = cloud
+        self.storages = storages
+        self.attachments = attachments
+        self.clock = clock
+        self.defaults = defaults
+
+    # -- create -----------------------------------------------------------------------------------
+
+    def create(self, command: CreateStorage, context: OperationContext) -> Mapping[str, Any]:
+        steps, total = p.CREATE_STEPS, len(p.CREATE_STEPS)
+        context.progress(steps[0], 0, total)
+        region = command.region or self._group_region(command.resource_group)
+        spec = p.AccountSpec(
+            command.name,
+            command.resource_group,
+            region,
+            p.sku_for(command.tier, command.redundancy),
+            p.managed_tags(),
+        )
+        existing = self._reusable_account(spec)
+        context.progress(steps[1], 1, total)
+        network = self._network(command, region)
+        context.progress(steps[2], 2, total)
+        if existing is None or existing.provisioning_state != "Succeeded" or p.drifted(existing):
+            existing = self.cloud.create_account(spec)
+        context.progress(steps[3], 3, total)
+        share = self.cloud.get_share(spec.resource_group, spec.name)
+        if share is None or share.quota_gib < command.size_gb:
+            share = self.cloud.put_share(spec.resource_group, spec.name, command.size_gb)
+        context.progress(steps[4], 4, total)
+        self._connect(spec, network, existing.id)
+        context.progress(steps[5], 5, total)
+        info = p.storage_info(existing, share.quota_gib, self.clock.now())
+        self.storages.save(info)
+        return dict(to_json(info))
+
+    def _group_region(self, group: str) -> str:
+        region = self.cloud.group_region(group)
+        if region is None:
+            raise NotFound(
+                f"Resource group {group} does not exist.",
+                try_hint="create it (az group create), or name an existing resourceGroup",
+                code=ErrorCode.RESOURCE_GROUP_NOT_FOUND,
+            )
+        return region
+
+    def _reusable_account(self, spec: p.AccountSpec) -> p.CloudAccount | None:
+        existing = self.cloud.get_account(spec.resource_group, spec.name)
+        if existing is not None:
+            problems = p.incompatibilities(existing, spec)
+            if problems:
+                raise Conflict(
+                    f"Storage account {spec.name} exists in {spec.resource_group} and cannot be "
+                    "used for this storage.",
+                    causes=problems,
+                    code=ErrorCode.STORAGE_INCOMPATIBLE,
+                    try_hint="choose another name, or delete that account if it is not needed",
+                )
+            return existing
+        available, reason = self.cloud.name_available(spec.name)
+        if not available:
+            raise Conflict(
+                f"The name {spec.name} is taken in Azure.",
+                causes=[reason],
+                code=ErrorCode.STORAGE_NAME_TAKEN,
+                try_hint="storage account names are unique across all of Azure: add a suffix "
+                f"such as '{spec.name[:20]}{self.clock.now():%m%d}' and try again",
+            )
+        return None
+
+    def _network(self, command: CreateStorage, region: str) -> p.Network:
+        group = command.resource_group
+        if command.vnet:
+            subnet = command.subnet or "default"
+            found = self.cloud.get_network(group, command.vnet, subnet)
+            if found is None:
+                raise NotFound(
+                    f"Subnet {subnet} of VNet {command.vnet} does not exist in {group}.",
+                    try_hint="name an existing VNet and subnet, or leave both out to use the "
+                    f"service's own VNet {p.DEFAULT_VNET}",
+                    code=ErrorCode.NETWORK_NOT_FOUND,
+                )
+            return found
+        found = self.cloud.get_network(group, p.DEFAULT_VNET, p.DEFAULT_SUBNET)
+        if found is not None:
+            return found
+        return self.cloud.create_network(
+            group,
+            region,
+            p.DEFAULT_VNET,
+            p.DEFAULT_VNET_SPACE,
+            p.DEFAULT_SUBNET,
+            p.DEFAULT_SUBNET_PREFIX,
+            p.managed_tags(),
+        )
+
+    def _connect(self, spec: p.AccountSpec, network: p.Network, account_id: str) -> None:
+        """Private endpoint in the subnet, the privatelink zone linked to the VNet, the endpoint's
+        A record in the zone: what lets VMs in that VNet resolve and reach the share."""
+        group, endpoint, tags = spec.resource_group, p.endpoint_name(spec.name), p.managed_tags()
+        if self.cloud.get_endpoint(group, endpoint) is None:
+            self.cloud.create_endpoint(group, endpoint, spec.region, network.subnet_id, account_id, tags)
+        zone = self.cloud.get_zone(group) or self.cloud.create_zone(group, tags)
+        link = p.zone_link_name(network.vnet)
+        if not self.cloud.has_zone_link(group, link):
+            self.cloud.create_zone_link(group, link, network.vnet_id, tags)
+        if not self.cloud.has_zone_group(group, endpoint):
+            self.cloud.create_zone_group(group, endpoint, zone)
+
+    # -- resize -----------------------------------------------------------------------------------
+
+    def resize(self, command: ResizeStorage, context: OperationContext) -> Mapping[str, Any]:
+        context.progress("Checking the share", 0, 2)
+        storage = self._recorded(command.name)
+        share = self.cloud.get_share(storage.resource_group, storage.name, with_usage=True)
+        if share is None:
+            raise NotFound(
+                f"The NFS share of {storage.name} no longer exists in Azure.",
+                try_hint="delete the storage and create it again",
+                code=ErrorCode.STORAGE_NOT_FOUND,
+            )
+        if command.size_gb < share.quota_gib:
+            self._check_shrink(storage, share, command.size_gb)
+        context.progress("Setting the share size", 1, 2)
+        if command.size_gb != share.quota_gib:
+            share = self.cloud.put_share(storage.resource_group, storage.name, command.size_gb)
+        resized = replace(storage, size_gb=share.quota_gib)
+        self.storages.save(resized)
+        return dict(to_json(resized))
+
+    @staticmethod
+    def _check_shrink(storage: StorageInfo, share: p.CloudShare, size_gb: int) -> None:
+        if share.usage_bytes is None:
+            raise Conflict(
+                f"Cannot shrink {storage.name}: Azure did not report how much of it is used.",
+                try_hint="try again later, or grow instead",
+                code=ErrorCode.SHARE_TOO_SMALL,
+            )
+        needed = p.used_gib(share.usage_bytes)
+        if size_gb < needed:
+            raise ValidationError(
+                f"Cannot shrink {storage.name} to {size_gb} GiB: its files use {needed} GiB.",
+                causes=[f"used: {share.usage_bytes} bytes"],
+                try_hint=f"choose a size of at least {max(needed, 100)} GiB, or delete files first",
+                code=ErrorCode.SHARE_TOO_SMALL,
+            )
+
+    def _recorded(self, name: str) -> StorageInfo:
+        storage = self.storages.get(name)
+        if storage is None:
+            raise NotFound(
+                f"Storage {name} is not known to this service.",
+                code=ErrorCode.STORAGE_NOT_FOUND,
+                try_hint="list what exists with GET /api/storage",
+            )
+        return storage
+
+    # -- delete -----------------------------------------------------------------------------------
+
+    def delete(self, command: DeleteStorage, context: OperationContext) -> Mapping[str, Any]:
+        steps, total = p.DELETE_STEPS, len(p.DELETE_STEPS)
+        group, name = command.resource_group, command.name
+        context.progress(steps[0], 0, total)
+        self._refuse_attached(command)
+        account = self.cloud.get_account(group, name)
+        if account is not None and not account.managed:
+            raise Conflict(
+                f"Storage account {name} was not created by this service; it is left alone.",
+                causes=[f"it has no '{p.MANAGED_BY_TAG}: {p.MANAGED_BY}' tag"],
+                code=ErrorCode.STORAGE_INCOMPATIBLE,
+                try_hint="delete it in Azure yourself if you mean to",
+            )
+        context.progress(steps[1], 1, total)
+        self.cloud.delete_endpoint(group, p.endpoint_name(name))  # its DNS zone group and A record go too
+        context.progress(steps[2], 2, total)
+        if account is not None:
+            self.cloud.delete_account(group, name)
+        context.progress(steps[3], 3, total)
+        removed = [
+            what
+            for what, gone in (
+                (f"DNS zone {p.PRIVATE_DNS_ZONE}", self.cloud.delete_zone_if_unused(group)),
+                (f"VNet {p.DEFAULT_VNET}", self.cloud.delete_network_if_unused(group, p.DEFAULT_VNET)),
+            )
+            if gone
+        ]
+        context.progress(steps[4], 4, total)
+        self.storages.delete(name)
+        return {"name": name, "resourceGroup": group, "deleted": account is not None, "alsoRemoved": removed}
+
+    def _refuse_attached(self, command: DeleteStorage) -> None:
+        attached = sorted(a.vm for a in self.attachments.list_for_storage(command.name))
+        if not attached:
+            return
+        if not command.force:
+            raise Conflict(
+                f"Storage {command.name} is the home of {len(attached)} VM(s).",
+                causes=[f"attached: {', '.join(attached)}"],
+                code=ErrorCode.STORAGE_IN_USE,
+                try_hint="detach them first, or delete with force=true",
+            )
+        raise NotImplementedYet(
+            f"Storage {command.name} still has VMs attached, and detaching them as part of "
+            "a delete is not served by this version.",
+            causes=[f"attached: {', '.join(attached)}"],
+            try_hint="detach each VM (DELETE /api/vms/{vm}/attachment), then delete again",
+        )

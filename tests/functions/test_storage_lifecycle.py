@@ -1,0 +1,300 @@
+"""The storage lifecycle end to end: HTTP functions, the `operations` queue on Azurite, the worker,
+and Resource Manager played by the local emulator through the real azure-mgmt clients."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from local.emulator import LocalAzure
+from local.host import FunctionIndex, QueuePump
+from local.rest import ArmRest
+from shared.bootstrap import Container
+from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
+from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET, PRIVATE_DNS_ZONE
+from tests.conftest import SUBSCRIPTION, Client
+
+OTHER_SUBSCRIPTION = "0b6f1e2d-3c4a-4d5e-8f70-91a2b3c4d5e6"
+REGION = "westeurope"
+WRITES = ("PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class Stack:
+    api: Client
+    app: Container
+    azure: LocalAzure
+    rest: ArmRest
+    group: str
+    pump: QueuePump
+    poison: QueuePump
+
+    @property
+    def log(self) -> Any:
+        return self.azure.emulator.requests
+
+    def run(self, answer: Any) -> dict[str, Any]:
+        """Let the worker run everything queued; returns the operation the answer named."""
+        assert answer.status == 202, answer
+        for _ in range(10):
+            if not self.pump.drain():
+                break
+        self.poison.drain()
+        operation: dict[str, Any] = self.api.get("/api" + answer.headers["Location"].split("/api", 1)[1]).json()
+        return operation
+
+    def create(self, name: str, **body: Any) -> dict[str, Any]:
+        return self.run(self.api.post("/api/storage", {"name": name, "resourceGroup": self.group, **body}))
+
+    def writes(self) -> list[str]:
+        return [e.kind for e in self.log.snapshot() if e.method in WRITES and e.status < 300]
+
+    def ours(self) -> dict[str, dict[str, Any]]:
+        """Every resource the emulator holds in the test's resource group, by type/name."""
+        prefix = f"/subscriptions/{SUBSCRIPTION}/resourcegroups/{self.group}/".lower()
+        return {f"{r.type}/{r.id.name}": r.body for key, r in self.azure.emulator.resources.items()
+                if key.startswith(prefix)}
+
+    def arm(self, path: str) -> dict[str, Any]:
+        return dict(self.rest.get(f"{self.rest.group_path(self.group)}/providers/{path}"))
+
+
+@pytest.fixture
+def stack(make_app: Callable[..., Container], functions: FunctionIndex, local_azure: LocalAzure,
+          azurite: str) -> Iterator[Stack]:
+    emulator = local_azure.emulator
+    emulator.config.polls_before_done, emulator.config.retry_after = 1, None
+    emulator.faults.clear()
+    rest = ArmRest(local_azure.url, str(local_azure.ca_path), SUBSCRIPTION)
+    group = "rg-" + uuid.uuid4().hex[:8]
+    rest.put(rest.group_path(group), {"location": REGION})
+    emulator.requests.clear()
+    app = make_app()
+    yield Stack(Client(functions), app, local_azure, rest, group, QueuePump(functions, azurite, OPERATIONS_QUEUE),
+                QueuePump(functions, azurite, POISON_QUEUE))
+    emulator.faults.clear()
+    rest.delete(rest.group_path(group))
+
+
+def unique() -> str:
+    return "st" + uuid.uuid4().hex[:10]
+
+
+def test_create_list_status_resize_delete_end_to_end(stack: Stack) -> None:
+    name = unique()
+    operation = stack.create(name, size="200GiB", redundancy="ZRS")
+
+    assert operation["status"] == "Succeeded", operation
+    assert operation["progress"] == {"step": "Done", "done": 6, "total": 6}
+    endpoint = f"{name}.file.core.windows.net:/{name}/home"
+    assert operation["result"]["nfsEndpoint"] == endpoint
+    assert (operation["result"]["region"], operation["result"]["sizeGb"]) == (REGION, 200)
+
+    held = stack.ours()
+    assert sorted(held) == sorted([
+        f"Microsoft.Storage/storageAccounts/{name}", "Microsoft.Storage/storageAccounts/fileServices/default",
+        "Microsoft.Storage/storageAccounts/fileServices/shares/home",
+        f"Microsoft.Network/virtualNetworks/{DEFAULT_VNET}", f"Microsoft.Network/virtualNetworks/subnets/{DEFAULT_SUBNET}",
+        f"Microsoft.Network/privateEndpoints/{name}-file-pe",
+        "Microsoft.Network/privateEndpoints/privateDnsZoneGroups/default",
+        *[k for k in held if k.startswith(f"Microsoft.Network/networkInterfaces/{name}-file-pe.nic.")],
+        f"Microsoft.Network/privateDnsZones/{PRIVATE_DNS_ZONE}",
+        f"Microsoft.Network/privateDnsZones/virtualNetworkLinks/azlin-{DEFAULT_VNET}",
+        f"Microsoft.Network/privateDnsZones/A/{name}"])
+    account = stack.arm(f"Microsoft.Storage/storageAccounts/{name}")
+    assert (account["kind"], account["sku"]["name"], account["location"]) == ("FileStorage", "Premium_ZRS", REGION)
+    props = account["properties"]
+    assert (props["supportsHttpsTrafficOnly"], props["publicNetworkAccess"], props["minimumTlsVersion"],
+            props["allowBlobPublicAccess"], props["networkAcls"]["defaultAction"]) == (
+        False, "Disabled", "TLS1_2", False, "Deny")
+    assert account["tags"] == {"managed-by": "azlin"}
+    share = stack.arm(f"Microsoft.Storage/storageAccounts/{name}/fileServices/default/shares/home")["properties"]
+    assert (share["enabledProtocols"], share["rootSquash"], share["shareQuota"]) == ("NFS", "NoRootSquash", 200)
+    pe = stack.arm(f"Microsoft.Network/privateEndpoints/{name}-file-pe")["properties"]
+    connection = pe["privateLinkServiceConnections"][0]["properties"]
+    assert (connection["privateLinkServiceId"], connection["groupIds"]) == (account["id"], ["file"])
+    assert pe["subnet"]["id"].endswith(f"/virtualNetworks/{DEFAULT_VNET}/subnets/{DEFAULT_SUBNET}")
+
+    assert [s["name"] for s in stack.api.get("/api/storage", query={"resourceGroup": stack.group}).json()["value"]] == [name]
+    assert stack.api.get(f"/api/storage/{name}").json()["nfsEndpoint"] == endpoint
+    status = stack.api.get(f"/api/storage/{name}/status").json()
+    assert (status["usedGb"], status["utilizationPercent"], status["connectedVms"]) == (0.0, 0.0, [])
+
+    with open(stack.azure.machines.share_files(name, "home") / "big", "wb") as sparse:
+        sparse.truncate(150 * 2**30)  # 150 GiB of files, as Resource Manager counts them
+    assert stack.api.get(f"/api/storage/{name}/status").json()["usedGb"] == 150.0
+    too_small = stack.run(stack.api.patch(f"/api/storage/{name}", {"size": 120}))
+    assert (too_small["status"], too_small["error"]["code"]) == ("Failed", "ShareTooSmall")
+    shrunk = stack.run(stack.api.patch(f"/api/storage/{name}", {"size": 160}))
+    assert (shrunk["status"], shrunk["result"]["sizeGb"]) == ("Succeeded", 160)
+    grown = stack.run(stack.api.patch(f"/api/storage/{name}", {"size": 300}))
+    assert grown["status"] == "Succeeded"
+    refused = stack.run(stack.api.patch(f"/api/storage/{name}", {"size": 250}))
+    assert (refused["status"], refused["error"]["code"]) == ("Failed", "QuotaDowngradeNotAllowed")
+    assert stack.api.get(f"/api/storage/{name}").json()["sizeGb"] == 300
+
+    deleted = stack.run(stack.api.delete(f"/api/storage/{name}"))
+    assert deleted["status"] == "Succeeded", deleted
+    assert stack.ours() == {}
+    assert stack.api.get(f"/api/storage/{name}").status == 404
+    again = stack.run(stack.api.delete(f"/api/storage/{name}", query={"resourceGroup": stack.group}))
+    assert again["status"] == "Succeeded" and again["result"]["deleted"] is False
+
+
+def test_the_same_create_again_writes_nothing(stack: Stack) -> None:
+    name = unique()
+    assert stack.create(name)["status"] == "Succeeded"
+    writes = stack.writes()
+    assert sorted(writes) == sorted([
+        "PUT Microsoft.Network/virtualNetworks", "PUT Microsoft.Storage/storageAccounts",
+        "PUT Microsoft.Storage/storageAccounts/fileServices/shares", "PUT Microsoft.Network/privateEndpoints",
+        "PUT Microsoft.Network/privateDnsZones", "PUT Microsoft.Network/privateDnsZones/virtualNetworkLinks",
+        "PUT Microsoft.Network/privateEndpoints/privateDnsZoneGroups"])
+
+    again = stack.create(name)
+    assert again["status"] == "Succeeded" and again["result"]["name"] == name
+    assert stack.writes() == writes
+
+
+@pytest.mark.parametrize("step", [
+    r"/storageAccounts/[^/]+$", r"/shares/home$", r"/virtualNetworks/[^/]+$", r"/privateEndpoints/[^/]+$",
+    r"/privateDnsZones/[^/]+$", r"/virtualNetworkLinks/", r"/privateDnsZoneGroups/"])
+@pytest.mark.parametrize(("status", "code"), [(429, "TooManyRequests"), (500, "InternalServerError")])
+def test_a_failing_step_is_retried_and_converges(stack: Stack, step: str, status: int, code: str) -> None:
+    stack.azure.emulator.faults.add("PUT", step, status=status, code=code, retry_after=1, count=2)
+    name = unique()
+    operation = stack.create(name)
+    assert operation["status"] == "Succeeded", operation
+    assert operation["attempts"] == 3
+    assert len(stack.writes()) == 7  # each resource written once, whatever failed on the way
+
+
+def test_a_crash_while_azure_is_still_working_converges(stack: Stack) -> None:
+    # The account PUT reaches Azure, then the worker dies while polling: the next delivery finds
+    # the account still being created, waits for Azure, and finishes without a second account.
+    stack.azure.emulator.config.polls_before_done = 2
+    stack.azure.emulator.faults.add("GET", r"/asyncoperations/", status=500, count=1)
+    name = unique()
+    operation = stack.create(name)
+    assert operation["status"] == "Succeeded", operation
+    assert stack.log.count("PUT Microsoft.Storage/storageAccounts") >= 1
+    assert stack.writes().count("PUT Microsoft.Storage/storageAccounts") == 1
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"tier": "Standard"}, "UnsupportedTier"), ({"size": 99}, "ValidationError"), ({"size": "200TiB"}, "ValidationError"),
+    ({"name": "Bad_Name"}, "ValidationError"), ({"vnet": "-bad"}, "ValidationError"),
+    ({"subnet": "default"}, "ValidationError")])
+def test_bad_input_is_refused_before_any_azure_call(stack: Stack, body: dict[str, Any], code: str) -> None:
+    answer = stack.api.post("/api/storage", {"name": unique(), "resourceGroup": stack.group, **body})
+    assert (answer.status, answer.json()["error"]["code"]) == (400, code)
+    assert stack.log.count() == 0
+
+
+def test_a_name_taken_elsewhere_in_azure_fails_clearly_without_writes(stack: Stack) -> None:
+    name = unique()
+    other = ArmRest(stack.azure.url, str(stack.azure.ca_path), OTHER_SUBSCRIPTION)
+    other.put(other.group_path("theirs"), {"location": REGION})
+    other.put(f"{other.group_path('theirs')}/providers/Microsoft.Storage/storageAccounts/{name}",
+              {"location": REGION, "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"})
+    stack.log.clear()
+
+    operation = stack.create(name)
+    assert (operation["status"], operation["error"]["code"]) == ("Failed", "StorageNameTaken")
+    assert f"The storage account named {name} is already taken." in operation["error"]["causes"]
+    assert "unique across all of Azure" in operation["error"]["try"]
+    assert stack.writes() == []
+    other.delete(other.group_path("theirs"))
+
+
+def test_a_missing_resource_group_fails_clearly_without_writes(stack: Stack) -> None:
+    operation = stack.run(stack.api.post("/api/storage", {"name": unique(), "resourceGroup": "rg-nosuch"}))
+    assert (operation["status"], operation["error"]["code"]) == ("Failed", "ResourceGroupNotFound")
+    assert "rg-nosuch" in operation["error"]["message"]
+    assert stack.writes() == []
+
+
+def test_an_existing_account_is_reused_only_when_it_is_ours_and_fits(stack: Stack) -> None:
+    foreign = unique()
+    stack.rest.put(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Storage/storageAccounts/{foreign}",
+                   {"location": REGION, "sku": {"name": "Premium_LRS"}, "kind": "FileStorage"})
+    refused = stack.create(foreign)
+    assert (refused["status"], refused["error"]["code"]) == ("Failed", "StorageIncompatible")
+    assert any("managed-by" in cause for cause in refused["error"]["causes"])
+
+    ours = unique()
+    stack.rest.put(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Storage/storageAccounts/{ours}",
+                   {"location": REGION, "sku": {"name": "Premium_LRS"}, "kind": "FileStorage",
+                    "tags": {"managed-by": "azlin"}, "properties": {
+                        "supportsHttpsTrafficOnly": False, "publicNetworkAccess": "Disabled",
+                        "minimumTlsVersion": "TLS1_2", "networkAcls": {"defaultAction": "Deny"}}})
+    stack.log.clear()
+    reused = stack.create(ours)
+    assert reused["status"] == "Succeeded", reused
+    assert "PUT Microsoft.Storage/storageAccounts" not in stack.writes()
+
+    wrong_sku = stack.create(ours, redundancy="ZRS")
+    assert (wrong_sku["status"], wrong_sku["error"]["code"]) == ("Failed", "StorageIncompatible")
+
+
+def test_a_named_network_is_used_and_a_missing_one_is_refused(stack: Stack) -> None:
+    stack.rest.put(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network/virtualNetworks/corp", {
+        "location": REGION, "properties": {"addressSpace": {"addressPrefixes": ["10.7.0.0/16"]},
+                                           "subnets": [{"name": "data", "properties": {"addressPrefix": "10.7.1.0/24"}}]}})
+    name = unique()
+    operation = stack.create(name, vnet="corp", subnet="data")
+    assert operation["status"] == "Succeeded", operation
+    pe = stack.arm(f"Microsoft.Network/privateEndpoints/{name}-file-pe")["properties"]
+    assert pe["subnet"]["id"].endswith("/virtualNetworks/corp/subnets/data")
+    assert f"Microsoft.Network/virtualNetworks/{DEFAULT_VNET}" not in stack.ours()
+
+    missing = stack.create(unique(), vnet="corp", subnet="nosuch")
+    assert (missing["status"], missing["error"]["code"]) == ("Failed", "NetworkNotFound")
+
+
+def test_missing_permission_ends_the_operation_naming_it(stack: Stack) -> None:
+    stack.azure.emulator.faults.add("PUT", r"/storageAccounts/[^/]+$", status=403, code="AuthorizationFailed", message=(
+        "The client 'abc' with object id 'abc' does not have authorization to perform action "
+        "'Microsoft.Storage/storageAccounts/write' over scope '/subscriptions/x/resourceGroups/y' or the scope is invalid."))
+    operation = stack.create(unique())
+    assert (operation["status"], operation["error"]["code"]) == ("Failed", "AuthorizationFailed")
+    assert "'Microsoft.Storage/storageAccounts/write' on /subscriptions/x/resourceGroups/y" in operation["error"]["message"]
+    assert operation["attempts"] == 1
+
+
+def test_delete_refuses_attached_storage_and_force_says_detach_is_not_served_yet(stack: Stack) -> None:
+    from shared.domain.models import Attachment
+
+    name = unique()
+    assert stack.create(name)["status"] == "Succeeded"
+    stack.app.attachments.add(Attachment(name, "vm1", stack.group, "/home/azureuser", stack.app.clock.now()))
+    refused = stack.api.delete(f"/api/storage/{name}")
+    assert (refused.status, refused.json()["error"]["code"]) == (409, "StorageInUse")
+    forced = stack.run(stack.api.delete(f"/api/storage/{name}", query={"force": "true"}))
+    assert (forced["status"], forced["error"]["code"]) == ("Failed", "NotImplemented")
+    assert f"Microsoft.Storage/storageAccounts/{name}" in stack.ours()
+
+
+def test_usage_that_cannot_be_read_is_unknown_never_zero(stack: Stack) -> None:
+    name = unique()
+    assert stack.create(name)["status"] == "Succeeded"
+    stack.azure.emulator.faults.add("GET", r"/shares/home$", status=500, count=1)
+    status = stack.api.get(f"/api/storage/{name}/status").json()
+    assert status["usedGb"] is None and status["utilizationPercent"] is None
+
+
+def test_list_is_one_listing_joined_with_records(stack: Stack) -> None:
+    names = sorted(unique() for _ in range(3))
+    for name in names:
+        assert stack.create(name)["status"] == "Succeeded"
+    # One account disappears behind the service's back: it is no longer listed.
+    stack.rest.delete(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Storage/storageAccounts/{names[0]}")
+    stack.log.clear()
+    listed = stack.api.get("/api/storage", query={"resourceGroup": stack.group}).json()["value"]
+    assert [s["name"] for s in listed] == names[1:]
+    assert stack.log.kinds() == {"GET Microsoft.Storage/storageAccounts": 1}
+
