@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from local.emulator.arm import ArmError, Resource, ResourceId, bad_request, new_guid, now, reference
 from local.emulator.kinds import Action, ResourceKind, Shape, Views, require
 from local.emulator.network import NICS, _referenced, nfs_reachability, vnet_of_subnet
-from local.sandbox import Execution, SandboxError, SandboxVm
+from local.sandbox import Execution, Network, SandboxError, SandboxVm
 
 if TYPE_CHECKING:
     from local.emulator.core import Emulator
@@ -157,9 +157,8 @@ class VirtualMachines(ResourceKind):
         ]
         if emu.machines.unavailable is None:
             vm = sandbox_of(emu, resource)
-            publish_network(emu, resource, vm)
             try:
-                vm.create(os_profile["adminUsername"], keys)
+                vm.create(os_profile["adminUsername"], keys, network_of(emu, resource))
             except SandboxError as error:
                 raise ArmError(
                     500, "OSProvisioningInternalError", f"OS provisioning failed: {error}"
@@ -203,9 +202,9 @@ def vm_vnet(emu: Emulator, vm: Resource) -> str:
     return vnet_of_subnet(str(reference(subnet)))
 
 
-def publish_network(emu: Emulator, vm: Resource, sandbox: SandboxVm) -> None:
-    """Before anything runs in a VM, tell its mount.nfs what Azure's network lets it reach now."""
-    sandbox.publish_network(nfs_reachability(emu, vm_vnet(emu, vm)), emu.config.nfs_timeout_seconds)
+def network_of(emu: Emulator, vm: Resource) -> Network:
+    """What Azure's network lets a VM reach now: given to everything that runs in it."""
+    return Network(nfs_reachability(emu, vm_vnet(emu, vm)), emu.config.nfs_timeout_seconds)
 
 
 def agent_ready(emu: Emulator, vm: Resource) -> bool:
@@ -277,8 +276,7 @@ def _power(state: str, boot: bool) -> Any:
         vm.internal["power"] = state
         if boot:
             if emu.machines.unavailable is None:
-                publish_network(emu, vm, sandbox)
-                sandbox.boot()
+                sandbox.boot(network_of(emu, vm))
             vm.internal.update({"power": "running", "booted_at": time.monotonic()})
         return None
 
@@ -376,7 +374,6 @@ class RunCommands(ResourceKind):
         _require_agent(emu, vm)
         resource.internal["execution"] = None
         sandbox = sandbox_of(emu, vm)
-        publish_network(emu, vm, sandbox)
         props = resource.properties
         env = {**_parameters(props, "parameters"), **_parameters(props, "protectedParameters")}
         timeout = props.get("timeoutInSeconds") or DEFAULT_TIMEOUT_SECONDS
@@ -384,6 +381,7 @@ class RunCommands(ResourceKind):
             execution = sandbox.start(
                 props["source"]["script"],
                 env,
+                network_of(emu, vm),
                 timeout=timeout,
                 run_as=props.get("runAsUser"),
                 command_name=resource.id.name,
@@ -498,11 +496,11 @@ def _run_command_action(emu: Emulator, vm: Resource, body: dict[str, Any]) -> di
     try:
         _require_agent(emu, vm)
         sandbox = sandbox_of(emu, vm)
-        publish_network(emu, vm, sandbox)
         script = "\n".join(str(line) for line in body["script"]) + "\n"
         execution = sandbox.start(
             script,
             _parameters(body, "parameters"),
+            network_of(emu, vm),
             timeout=DEFAULT_TIMEOUT_SECONDS,
             command_name="RunShellScript",
         )

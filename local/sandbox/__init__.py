@@ -4,9 +4,10 @@ Command scripts execute for real as root (never deployed; needs root and util-li
 - `Fabric` is the NFS service: a mount namespace of its own where each share is mounted once,
   under a source name equal to its NFS address (`<account>.file.core.windows.net:/<account>/<share>`).
 - `SandboxVm` is one VM: a full overlay of this machine's root whose changes persist in the VM's own
-  directory, entered in new mount, PID, UTS and network namespaces created inside the fabric's, so
-  the fabric's shares are visible to the VM's `mount.nfs` helper (`vmroot/usr/sbin/mount.nfs`) and
-  nothing the VM mounts or writes reaches this machine or another VM.
+  directory, entered in new user, mount, PID, UTS, IPC and network namespaces created inside the
+  fabric's, so the fabric's shares are visible to the VM's `mount.nfs` helper
+  (`vmroot/usr/sbin/mount.nfs`) and nothing the VM mounts or writes reaches this machine or another
+  VM. The VM's root is root of its own user namespace only, and its root directory is pivoted.
 
 A reboot is a new set of namespaces over the same directory, followed by `mount -a`.
 """
@@ -48,9 +49,11 @@ def sandbox_unavailable_reason() -> str | None:
     """Why sandboxes cannot run here, or None when they can (root and unshare are needed)."""
     if os.geteuid() != 0:
         return "sandbox VMs need root (mount namespaces and overlayfs)"
-    for tool in ("unshare", "nsenter", "chroot", "mount"):
+    for tool in ("unshare", "nsenter", "mount"):
         if shutil.which(tool) is None:
             return f"sandbox VMs need {tool} (util-linux)"
+    if not Path("/usr/bin/python3").exists():
+        return "sandbox VMs need /usr/bin/python3 (Debian's python3) to enter their user namespace"
     probe = subprocess.run(
         ["unshare", "--mount", "--pid", "--fork", "--", "true"], capture_output=True, check=False
     )
@@ -236,15 +239,15 @@ class Execution:
 
 
 class SandboxVm:
-    """One emulator VM. Its directory holds `upper` (everything the VM ever wrote), `control`
-    (what the emulator tells the VM: network rules, scripts) and the run outputs."""
+    """One emulator VM. Its directory holds `upper` (everything the VM ever wrote), `work`
+    (overlayfs's), and the outputs of its runs. The emulator writes nothing the VM can reach:
+    what a run needs (the network rules, the script) travels into the VM's namespaces with it."""
 
     def __init__(self, directory: Path, name: str, fabric: Fabric, emulator_dir: Path) -> None:
         self.directory = directory
         self.name = name
         self.fabric = fabric
         self.emulator_dir = emulator_dir
-        self.control = directory / "control"
         self._holder: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self._runs = 0
@@ -254,20 +257,19 @@ class SandboxVm:
     def running(self) -> bool:
         return self._holder is not None and self._holder.poll() is None
 
-    def create(self, admin_user: str, ssh_public_keys: list[str]) -> None:
+    def create(self, admin_user: str, ssh_public_keys: list[str], network: Network) -> None:
         """First boot of a new VM: an image like Azure's Linux ones, with the admin user
         (uid 1000) and its authorized SSH keys."""
         self._lay_out()
-        self.boot(mount_all=False)
+        self.boot(network, mount_all=False)
         keys = "\n".join(k.strip() for k in ssh_public_keys if k.strip())
-        result = self.run_now(
-            PROVISION_SCRIPT, {"ADMIN_USER": admin_user, "SSH_KEYS": keys, "VM_NAME": self.name}, timeout=60
-        )
+        env = {"ADMIN_USER": admin_user, "SSH_KEYS": keys, "VM_NAME": self.name}
+        result = self.run_now(PROVISION_SCRIPT, env, network, timeout=60)
         if result.exit_code != 0:
             raise SandboxError(f"provisioning {self.name} failed: {result.stderr().strip()}")
 
     def _lay_out(self) -> None:
-        for sub in ("upper", "work", "merged", "control/hosts", "control/scripts", "runs"):
+        for sub in ("upper", "work", "merged", "runs"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         upper = self.directory / "upper"
         for relative, mode in OPAQUE_DIRS.items():
@@ -285,43 +287,21 @@ class SandboxVm:
             else:
                 shutil.copy2(source, target)
 
-    def boot(self, *, mount_all: bool = True) -> None:
+    def boot(self, network: Network, *, mount_all: bool = True) -> None:
         """Start the VM's namespaces; on a reboot, mount what /etc/fstab lists, as boot does."""
         with self._lock:
             if self.running:
                 return
-            env = {
-                "PATH": SCRIPT_PATH,
-                "VM_DIR": str(self.directory),
-                "VM_HOSTNAME": self.name,
-                "FABRIC_DIR": str(self.fabric.mounts),
-                "EMULATOR_DIR": str(self.emulator_dir),
-            }
-            command = [
-                "nsenter",
-                "-t",
-                str(self.fabric.pid),
-                "-m",
-                "--",
-                "unshare",
-                "--mount",
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--uts",
-                "--net",
-                "--ipc",
-                "--propagation",
-                "unchanged",
-                "--",
-                str(BOOT_SCRIPT),
-            ]
+            env = {"PATH": SCRIPT_PATH, "VM_DIR": str(self.directory), "VM_HOSTNAME": self.name,
+                   "FABRIC_DIR": str(self.fabric.mounts), "EMULATOR_DIR": str(self.emulator_dir)}
+            command = ["nsenter", "-t", str(self.fabric.pid), "-m", "--", "unshare", "--mount", "--pid",
+                       "--fork", "--kill-child", "--propagation", "unchanged", "--", str(BOOT_SCRIPT)]
             self._holder, self._pid = _holder(command, env, f"VM {self.name}")
         if mount_all:
-            self.run_now("mount -a 2>&1 || true\n", {}, timeout=120)
+            self.run_now("mount -a 2>&1 || true\n", {}, network, timeout=120)
 
     def shutdown(self) -> None:
-        """Power off: every process of the VM ends and its mounts go with its namespace."""
+        """Power off: every process of the VM ends and its mounts go with its namespaces."""
         with self._lock:
             if self._holder is not None:
                 _stop(self._holder)
@@ -331,79 +311,37 @@ class SandboxVm:
         self.shutdown()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def publish_network(self, hosts: dict[str, str], nfs_timeout_seconds: float) -> None:
-        """Tell the VM's mount.nfs how each NFS server behaves from it: "ok", "denied" or
-        "unreachable"; a server not listed does not resolve."""
-        folder = self.control / "hosts"
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.iterdir():
-            if stale.name not in hosts:
-                stale.unlink()
-        for host, state in hosts.items():
-            _write_atomically(folder / host, state + "\n")
-        _write_atomically(self.control / "nfs-timeout-seconds", f"{nfs_timeout_seconds:g}\n")
-
-    def start(
-        self,
-        script: str,
-        env: dict[str, str],
-        *,
-        timeout: float | None,
-        run_as: str | None = None,
-        command_name: str = "script",
-    ) -> Execution:
+    def start(self, script: str, env: dict[str, str], network: Network, *, timeout: float | None,
+              run_as: str | None = None, command_name: str = "script") -> Execution:
         """Run a script as root (or `run_as`) inside the VM, in the background, with `env` as its
-        environment variables, in the working directory the Azure Linux agent uses."""
-        if not self.running or self._pid is None:
-            raise SandboxError(f"VM {self.name} is not running")
+        environment variables, in the working directory the Azure Linux agent uses. `network`
+        says how each NFS server behaves from this VM now ("ok", "denied", "unreachable"; a server
+        not named does not resolve): the VM's mount.nfs follows it."""
         with self._lock:
+            if not self.running or self._pid is None:
+                raise SandboxError(f"VM {self.name} is not running")
             self._runs += 1
-            run_id = f"{self._runs:06d}"
-        script_file = self.control / "scripts" / f"{run_id}.sh"
-        script_file.write_text(script)
+            run_id, pid = f"{self._runs:06d}", self._pid
         outputs = self.directory / "runs"
         execution = Execution(outputs / f"{run_id}.out", outputs / f"{run_id}.err")
-        launcher = (
-            'd="/var/lib/waagent/run-command-handler/download/$1/0"; mkdir -p "$d"; '
-            'cp "/run/azlin-emulator/control/scripts/$2.sh" "$d/script.sh"; cd "$d"; '
-            'if [ -n "$3" ]; then exec runuser -u "$3" -- /bin/bash "$d/script.sh"; fi; '
-            'exec /bin/bash "$d/script.sh"'
-        )
-        command = [
-            "nsenter",
-            "-t",
-            str(self._pid),
-            "-m",
-            "-u",
-            "-n",
-            "-i",
-            "-p",
-            "-r",
-            "-w",
-            "--",
-            "/usr/bin/env",
-            "-i",
-            f"PATH={SCRIPT_PATH}",
-            *(f"{k}={v}" for k, v in env.items()),
-            "/bin/bash",
-            "-c",
-            launcher,
-            "run-command",
-            command_name,
-            run_id,
-            run_as or "",
-        ]
+        hosts = [f"{host}={state}" for host, state in sorted(network.hosts.items())]
+        command = ["nsenter", "-t", str(pid), "-U", "-m", "-u", "-n", "-i", "-p", "-r", "-w", "--",
+                   "/usr/bin/env", "-i", f"PATH={SCRIPT_PATH}", *(f"{k}={v}" for k, v in env.items()),
+                   "/bin/bash", "-c", LAUNCHER, "run-command", command_name, run_as or "",
+                   f"{network.nfs_timeout_seconds:g}", *hosts]
         with execution.stdout_path.open("wb") as out, execution.stderr_path.open("wb") as err:
-            execution.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
-            )
-        threading.Thread(
-            target=self._wait, args=(execution, timeout), daemon=True, name=f"vm-{self.name}-run-{run_id}"
-        ).start()
+            execution.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out, stderr=err,
+                                                 start_new_session=True)
+        assert execution.process.stdin is not None
+        with execution.process.stdin as stdin:
+            stdin.write(script.encode())
+        threading.Thread(target=self._wait, args=(execution, timeout), daemon=True,
+                         name=f"vm-{self.name}-run-{run_id}").start()
         return execution
 
-    def run_now(self, script: str, env: dict[str, str], *, timeout: float | None = None) -> Execution:
-        execution = self.start(script, env, timeout=timeout)
+    def run_now(self, script: str, env: dict[str, str], network: Network, *,
+                timeout: float | None = None) -> Execution:
+        execution = self.start(script, env, network, timeout=timeout)
         execution.done.wait()
         return execution
 
@@ -414,16 +352,43 @@ class SandboxVm:
             execution.exit_code = execution.process.wait(timeout)
         except subprocess.TimeoutExpired:
             execution.timed_out = True
-            os.killpg(execution.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(execution.process.pid, signal.SIGKILL)
             execution.exit_code = execution.process.wait()
         execution.ended_at = time.time()
         execution.done.set()
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+@dataclass(frozen=True)
+class Network:
+    """What a VM's network lets it reach, as its mount.nfs applies it."""
+
+    hosts: dict[str, str] = field(default_factory=dict)
+    nfs_timeout_seconds: float = 2.0
+
+
+# Runs inside the VM (as its root): writes the network rules and the script where the Azure Linux
+# agent would keep it, then runs it. Arguments: command name, run-as user, NFS timeout, then
+# host=state pairs; the script arrives on stdin. Values are arguments, never script text.
+LAUNCHER = r"""set -eu
+name=$1 user=$2 timeout=$3
+shift 3
+state=/run/azlin-emulator
+mkdir -p "$state/hosts"
+for pair in "$@"; do
+    printf '%s\n' "${pair#*=}" > "$state/hosts/.$$" && mv -f "$state/hosts/.$$" "$state/hosts/${pair%%=*}"
+done
+for known in "$state/hosts/"*; do
+    case " $* " in *" ${known##*/}="*) ;; *) rm -f "$known" ;; esac
+done
+printf '%s\n' "$timeout" > "$state/.timeout.$$" && mv -f "$state/.timeout.$$" "$state/nfs-timeout-seconds"
+dir="/var/lib/waagent/run-command-handler/download/$name/0"
+mkdir -p "$dir"
+cat > "$dir/script.sh"
+cd "$dir"
+if [ -n "$user" ]; then exec runuser -u "$user" -- /bin/bash "$dir/script.sh" </dev/null; fi
+exec /bin/bash "$dir/script.sh" </dev/null
+"""
 
 
 # First boot of an Azure Linux image: no user of this machine is a user of the VM; the admin user

@@ -16,12 +16,12 @@ STARTER = """
 import sys, threading, time
 from pathlib import Path
 from local.azurite import Azurite
-from local.sandbox import Fabric, SandboxVm
+from local.sandbox import Fabric, Network, SandboxVm
 root = Path(sys.argv[1])
 fabric = Fabric(root)
 fabric.start()
 # VMs are created from worker threads in the emulator: that thread ends long before the process.
-worker = threading.Thread(target=lambda: SandboxVm(root / "vm", "vm", fabric, root).create("azureuser", []))
+worker = threading.Thread(target=lambda: SandboxVm(root / "vm", "vm", fabric, root).create("azureuser", [], Network()))
 worker.start(); worker.join()
 Azurite(root / "azurite.log")
 print("ready", flush=True)
@@ -48,7 +48,8 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
     starter = subprocess.Popen([sys.executable, "-c", STARTER, str(tmp_path)], cwd=ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert starter.stdout is not None
-    assert starter.stdout.readline() == "ready\n", starter.communicate()[0]
+    line = starter.stdout.readline()  # "ready", or the end of output when the starter failed
+    assert line == "ready\n", line + starter.communicate(timeout=30)[0]
     children = [pid for pid in processes_mentioning(str(tmp_path)) if pid != starter.pid]
     assert len(children) >= 3  # fabric, VM, Azurite (and their helpers)
 

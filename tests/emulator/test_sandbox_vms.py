@@ -174,11 +174,44 @@ def test_scripts_get_the_agents_environment_not_this_machines(azure: Azure) -> N
 def test_a_vm_has_its_own_devices_processes_and_hostname(azure: Azure) -> None:
     azure.vm("vm1", azure.network("vnet1"))
     view = azure.run("vm1", "hostname\nls /dev | tr '\\n' ' '\necho\nps -e -o pid= | wc -l\n"
-                            "echo x > /dev/null && head -c 4 /dev/urandom | wc -c\ntouch /sys/x 2>&1 || true\n")
+                            "echo x > /dev/null && head -c 4 /dev/urandom | wc -c\nls /sys | wc -l\n")
     lines = view["output"].splitlines()
     assert lines[0] == "vm1"
     assert set(lines[1].split()) == {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
                                      "fd", "stdin", "stdout", "stderr"}
     assert int(lines[2]) < 10  # PID 1 of the VM, its idle sleep, this script's processes: not this machine's
     assert lines[3] == "4"
-    assert "Read-only file system" in lines[4]
+    assert lines[4] == "0"  # no sysfs of this machine
+
+
+ESCAPE = """
+import os
+marker = os.environ["MARKER"]
+os.makedirs("/jail", exist_ok=True)
+keep = os.open("/", os.O_RDONLY)
+os.chroot("/jail")
+os.fchdir(keep)
+for _ in range(64):
+    os.chdir("..")
+os.chroot(".")
+for where in ("/tmp", "/root", "/var/tmp"):
+    open(f"{where}/{marker}", "w").write("escaped")
+print("wrote")
+"""
+
+
+def test_root_in_a_vm_cannot_reach_this_machine(azure: Azure) -> None:
+    marker = "escape-" + uuid.uuid4().hex
+    before = host_snapshot()
+    azure.vm("vm1", azure.network("vnet1"))
+    escape = azure.run("vm1", f"python3 - <<'EOF'\n{ESCAPE}\nEOF\n", MARKER=marker)
+    pattern = Path("/proc/sys/kernel/core_pattern").read_text()
+    kernel = azure.run("vm1", f"echo '|/tmp/{marker}' > /proc/sys/kernel/core_pattern 2>&1; echo rc=$?\n"
+                              "mknod /tmp/disk b 8 0 2>&1; echo rc=$?\n"
+                              "mount -o remount,rw /proc/sys 2>&1; echo rc=$?\n")
+    assert not any(Path(d, marker).exists() for d in ("/tmp", "/root", "/var/tmp"))
+    assert escape["output"] in ("wrote\n", "")  # it wrote, if at all, inside the VM
+    results = [line for line in kernel["output"].splitlines() if line.startswith("rc=")]
+    assert results == ["rc=1", "rc=1", "rc=32"], kernel
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == pattern
+    assert host_snapshot() == before
