@@ -80,7 +80,7 @@ class ArmRest:
     def wait(self, answer: Answer, path: str | None = None, *, timeout: float = 600) -> Any:
         """Follow a long-running operation to its end; returns the final body."""
         monitor = answer.headers.get("Azure-AsyncOperation") or answer.headers.get("Location")
-        if answer.status not in (201, 202) or monitor is None:
+        if monitor is None:  # an update answered 200 + Azure-AsyncOperation is followed too
             return answer.body
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -312,13 +312,15 @@ def _parameters(props: dict[str, Any], field: str) -> dict[str, str]:
 
 
 def _tail(text: str, limit: int) -> str:
+    """The end of `text` that fits in `limit` bytes of UTF-8, cut between characters."""
     data = text.encode()
-    return data[-limit:].decode(errors="replace") if len(data) > limit else text
+    return data[-limit:].decode(errors="ignore") if len(data) > limit else text
 
 
 class RunCommands(ResourceKind):
     type_name = RUN_COMMANDS
     put_shape = Shape.ASYNC_OPERATION
+    location_on_create = True
     delete_shape = Shape.LOCATION
 
     def validate(

@@ -45,7 +45,8 @@ MONITOR = re.compile(
     r"privatednsoperationresults)/([0-9a-f-]{36})$",
     re.IGNORECASE,
 )
-STATUS_MONITORS = {"operations", "privatednsoperationstatuses"}  # the others answer like Location
+STATUS_MONITORS = {"operations", "privatednsoperationstatuses"}
+BUSY_STATES = frozenset({"Creating", "Updating", "Deleting", "Accepted"})  # the others answer like Location
 
 
 @dataclass
@@ -117,7 +118,7 @@ class Emulator:
         self.lock = threading.RLock()
         self.faults = Faults()
         self.requests = RequestLog()
-        self.events = EventPublisher(self.config.event_webhook)
+        self.events = EventPublisher(lambda: self.config.event_webhook)
         self.machines: Machines  # set by LocalAzure before serving
 
     # -- registry and store ---------------------------------------------------------------------
@@ -314,72 +315,93 @@ class Emulator:
         body = self._body(request)
         with self.lock:
             existing = self.get(rid)
-            if existing is not None and existing.properties.get("provisioningState") in (
-                "Creating",
-                "Updating",
-                "Deleting",
-            ):
-                raise ArmError(
-                    409,
-                    "AnotherOperationInProgress",
-                    f"Another operation on this or dependent resource is in progress. Resource '{rid.name}'.",
-                )
-            stored = kind.validate(self, rid, body, existing)
+            self._require_idle(existing)
+            stored = self._validated(kind, rid, body, existing)
             resource = existing or Resource(rid, kind.type_name, {})
             resource.body = {"id": str(rid), "name": rid.name, "type": kind.type_name, **stored}
+            shape = kind.put_shape
+            if shape is not Shape.SYNC:
+                resource.properties["provisioningState"] = (
+                    kind.creating_state if existing is None else "Updating"
+                )
             self.resources[rid.key] = resource
-        return self._write(kind, resource, request, created=existing is None, verb="write")
+        return self._write(kind, resource, request, shape, created=existing is None)
 
     def _patch(self, kind: ResourceKind, rid: ResourceId, request: Request) -> Response:
         if not kind.patchable:
             raise ArmError(405, "MethodNotAllowed", f"PATCH is not supported on {kind.type_name}.")
-        existing = self._existing(rid)
-        merged = _merge(copy.deepcopy(existing.body), self._body(request))
-        merged.get("properties", {}).pop("provisioningState", None)
-        request = Request(
-            request.method,
-            request.path,
-            request.query,
-            request.headers,
-            merged,
-            request.base_url,
-            request.request_id,
-        )
+        patch = self._body(request)
         with self.lock:
-            stored = kind.validate(self, rid, merged, existing)
+            existing = self._existing(rid)
+            self._require_idle(existing)
+            merged = _merge(copy.deepcopy(existing.body), patch)
+            merged.get("properties", {}).pop("provisioningState", None)
+            stored = self._validated(kind, rid, merged, existing)
             existing.body = {"id": str(rid), "name": rid.name, "type": kind.type_name, **stored}
-        return self._write(kind, existing, request, created=False, verb="write", patch=True)
+            # Storage answers PATCH synchronously; the other providers as they answer PUT.
+            shape = Shape.SYNC if kind.put_shape is Shape.LOCATION else kind.put_shape
+            if shape is not Shape.SYNC:
+                existing.properties["provisioningState"] = "Updating"
+        return self._write(kind, existing, request, shape, created=False)
+
+    @staticmethod
+    def _require_idle(resource: Resource | None) -> None:
+        """One write at a time per resource, as Azure's providers refuse a second one."""
+        if resource is not None and resource.properties.get("provisioningState") in BUSY_STATES:
+            raise ArmError(
+                409,
+                "AnotherOperationInProgress",
+                f"Another operation on this or dependent resource is in progress. "
+                f"Resource '{resource.id.name}'.",
+            )
+
+    def _validated(
+        self, kind: ResourceKind, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
+        try:
+            return kind.validate(self, rid, body, existing)
+        except (AttributeError, TypeError, KeyError, ValueError) as error:  # a value of the wrong shape
+            raise bad_request(
+                "InvalidRequestContent",
+                f"The request content was invalid and could not be deserialized: {error}.",
+            ) from None
 
     def _write(
-        self,
-        kind: ResourceKind,
-        resource: Resource,
-        request: Request,
-        *,
-        created: bool,
-        verb: str,
-        patch: bool = False,
+        self, kind: ResourceKind, resource: Resource, request: Request, shape: Shape, *, created: bool
     ) -> Response:
-        shape = Shape.SYNC if patch and kind.put_shape is Shape.LOCATION else kind.put_shape
-
         def work() -> dict[str, Any] | None:
             kind.provision(self, resource, created)
-            resource.properties["provisioningState"] = "Succeeded"
-            self._emit(WRITE_SUCCESS, resource.id, verb, request, updated=not created)
+            with self.lock:
+                if self.get(resource.id) is not resource:
+                    raise ArmError(
+                        409, "OperationCanceled", "The resource was deleted while this operation was running."
+                    )
+                resource.properties["provisioningState"] = "Succeeded"
+            self._emit(WRITE_SUCCESS, resource.id, "write", request, updated=not created)
             return None
 
         if shape is Shape.SYNC:
             work()
             return Response(201 if created else 200, kind.view(self, resource, {}))
-        resource.properties["provisioningState"] = kind.creating_state if created else "Updating"
         operation = self._start(shape, resource, work)
-        return self._accepted(shape, operation, request, kind.view(self, resource, {}), created)
+        return self._accepted(
+            shape,
+            operation,
+            request,
+            kind.view(self, resource, {}),
+            created,
+            location=kind.location_on_create,
+        )
 
     def _delete(self, kind: ResourceKind, rid: ResourceId, request: Request) -> Response:
-        resource = self.get(rid)
-        if resource is None:
-            return Response(204)
-        kind.check_delete(self, resource)
+        with self.lock:
+            resource = self.get(rid)
+            if resource is None:
+                return Response(204)
+            self._require_idle(resource)
+            kind.check_delete(self, resource)
+            if kind.delete_shape is not Shape.SYNC:
+                resource.properties["provisioningState"] = "Deleting"
 
         def work() -> dict[str, Any] | None:
             self.remove(resource)
@@ -389,7 +411,6 @@ class Emulator:
         if kind.delete_shape is Shape.SYNC:
             work()
             return Response(200)
-        resource.properties["provisioningState"] = "Deleting"
         operation = self._start(kind.delete_shape, resource, work, returns_resource=False)
         return self._accepted(kind.delete_shape, operation, request, None, created=False, delete=True)
 
@@ -490,10 +511,12 @@ class Emulator:
                 operation.status, operation.error = "Failed", error
                 if resource is not None and self.get(resource.id) is resource:
                     resource.properties["provisioningState"] = "Failed"
-            except Exception as error:
+            except Exception as error:  # the emulator's own bug: fail the operation, keep serving
                 log.exception("long-running operation %s failed", operation.id)
                 operation.status = "Failed"
                 operation.error = ArmError(500, "InternalServerError", str(error))
+                if resource is not None and self.get(resource.id) is resource:
+                    resource.properties["provisioningState"] = "Failed"
             operation.done.set()
 
         threading.Thread(target=run, name=f"lro-{operation.id[:8]}", daemon=True).start()
@@ -538,13 +561,17 @@ class Emulator:
         created: bool,
         *,
         delete: bool = False,
+        location: bool = False,
     ) -> Response:
+        """The first answer of a long-running operation. `location`: a PUT answered 201 carries
+        a Location header besides Azure-AsyncOperation (managed Run Commands do)."""
         rid = parse_path(request.path)
         headers = self._monitor_urls(operation, request, rid)
         if self.config.retry_after is not None:
             headers["Retry-After"] = str(self.config.retry_after)
         if shape is Shape.ASYNC_OPERATION and not delete:
-            headers.pop("Location", None)
+            if not (location and created):
+                headers.pop("Location", None)
             return Response(201 if created else 200, body, headers)
         return Response(202, None, headers)
 
@@ -579,8 +606,8 @@ class Emulator:
             if operation.error is not None:
                 answer["error"] = operation.error.body()["error"]
             return Response(200, answer)
-        if operation.error is not None:  # a Location monitor reports failure in its body, as storage does
-            return Response(200, {"status": "Failed", "error": operation.error.body()["error"]})
+        if operation.error is not None:  # a Location monitor answers the failure itself
+            return Response(operation.error.status, operation.error.body())
         if operation.result is not None:
             return Response(200, operation.result)
         resource = self.resources.get(operation.resource_key or "")

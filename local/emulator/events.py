@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from local.emulator.arm import TENANT_ID, ResourceId, new_guid, now
@@ -87,19 +88,20 @@ class EventPublisher:
     """Delivers events in order of occurrence from one background thread; a failed post is retried
     with growing delays (Event Grid retries for 24 h; here `attempts` times)."""
 
-    def __init__(self, webhook_url: str | None, *, attempts: int = 8) -> None:
-        self.webhook_url = webhook_url
+    def __init__(self, webhook_url: Callable[[], str | None], *, attempts: int = 8) -> None:
+        self.webhook_url = webhook_url  # read at each event: tests and tools may change it
         self.attempts = attempts
         self.published: list[dict[str, Any]] = []
         self.delivered: list[dict[str, Any]] = []
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[dict[str, Any], str] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="emulator-events", daemon=True)
         self._thread.start()
 
     def publish(self, event: dict[str, Any]) -> None:
         self.published.append(event)
-        if self.webhook_url:
-            self._queue.put(event)
+        url = self.webhook_url()
+        if url:
+            self._queue.put((event, url))
 
     def flush(self, timeout: float = 10) -> bool:
         """Wait until every queued event was delivered or given up; True when the queue is empty."""
@@ -115,19 +117,18 @@ class EventPublisher:
         self._thread.join(5)
 
     def _run(self) -> None:
-        while (event := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
             try:
-                self._deliver(event)
+                self._deliver(*item)
             finally:
                 self._queue.task_done()
         self._queue.task_done()
 
-    def _deliver(self, event: dict[str, Any]) -> None:
-        assert self.webhook_url
+    def _deliver(self, event: dict[str, Any], url: str) -> None:
         body = json.dumps([event]).encode()
         for attempt in range(self.attempts):
             request = urllib.request.Request(
-                self.webhook_url,
+                url,
                 data=body,
                 method="POST",
                 headers={
@@ -143,7 +144,7 @@ class EventPublisher:
                         return
             except urllib.error.HTTPError as error:
                 if error.code in (400, 401, 403, 413):  # Event Grid does not retry these
-                    log.warning("event %s refused by %s: %s", event["id"], self.webhook_url, error.code)
+                    log.warning("event %s refused by %s: %s", event["id"], url, error.code)
                     return
             except (urllib.error.URLError, OSError) as error:
                 log.debug("event %s not delivered yet: %s", event["id"], error)

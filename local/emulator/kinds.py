@@ -46,6 +46,7 @@ class ResourceKind:
     located = True  # has a `location` (child resources usually do not)
     creating_state = "Creating"  # provisioningState while a long-running write is in progress
     patchable = True
+    location_on_create = False  # a 201 to a PUT also carries Location (managed Run Commands)
     actions: ClassVar[dict[str, Action]] = {}
     views: ClassVar[Views] = {}
 

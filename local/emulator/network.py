@@ -65,13 +65,13 @@ class VirtualNetworks(ResourceKind):
         props = stored["properties"]
         prefixes = (props.get("addressSpace") or {}).get("addressPrefixes") or []
         require(
-            bool(prefixes),
+            isinstance(prefixes, list) and bool(prefixes),
             "InvalidRequestFormat",
-            "The address space of a virtual network must have at least one prefix.",
+            "The address space of a virtual network must be a list of at least one prefix.",
         )
-        for prefix in prefixes:
-            _network(prefix, str(rid))
+        spaces = [_network(prefix, str(rid)) for prefix in prefixes]
         subnets = props.pop("subnets", None) or []
+        _check_inline_subnets(rid, spaces, subnets)
         wanted = {str(s.get("name", "")).lower() for s in subnets}
         for child in emu.children(rid):
             if child.type == SUBNETS and child.id.name.lower() not in wanted:
@@ -113,6 +113,34 @@ class VirtualNetworks(ResourceKind):
         body.setdefault("etag", f'W/"{new_guid()}"')
         body["properties"].setdefault("resourceGuid", new_guid())
         return body
+
+
+def _check_inline_subnets(
+    vnet: ResourceId, spaces: list[ipaddress.IPv4Network], subnets: list[dict[str, Any]]
+) -> None:
+    """Refuse, before accepting the VNet, subnets Azure would refuse: outside the address space,
+    overlapping each other, or unnamed."""
+    seen: list[tuple[str, ipaddress.IPv4Network]] = []
+    for subnet in subnets:
+        name = str(subnet.get("name") or "")
+        require(bool(name), "InvalidRequestFormat", f"Every subnet of {vnet.name} needs a name.")
+        props = subnet.get("properties") or {}
+        for prefix in props.get("addressPrefixes") or [props.get("addressPrefix")]:
+            network = _network(str(prefix), f"{vnet}/subnets/{name}")
+            require(
+                any(network.subnet_of(space) for space in spaces),
+                "NetcfgSubnetRangeOutsideVnet",
+                f"Subnet '{name}' is not valid because its IP address range is outside the IP address "
+                f"range of virtual network '{vnet.name}'.",
+            )
+            for other, taken in seen:
+                require(
+                    not network.overlaps(taken),
+                    "NetcfgSubnetRangesOverlap",
+                    f"Subnet '{name}' is not valid because its IP address range overlaps with that of "
+                    f"subnet '{other}' in virtual network '{vnet.name}'.",
+                )
+            seen.append((name, network))
 
 
 class Subnets(ResourceKind):

@@ -104,11 +104,24 @@ def control(emu: Emulator, request: Request) -> Response:
         return Response(200, {"value": emu.events.published})
     if route == "config" and method in ("GET", "PATCH"):
         for key, value in body.items():
-            if not hasattr(emu.config, key):
-                return Response(400, {"error": {"code": "UnknownSetting", "message": key}})
+            current = getattr(emu.config, key, ValueError)
+            if current is ValueError or not _same_kind(current, value):
+                return Response(400, {"error": {"code": "InvalidSetting", "message": f"{key}: {value!r}"}})
+        for key, value in body.items():
             setattr(emu.config, key, value)
         return Response(200, dict(vars(emu.config)))
     return Response(404, {"error": {"code": "NotFound", "message": f"No control route {method} {route}."}})
+
+
+def _same_kind(current: Any, value: Any) -> bool:
+    """A setting keeps its type (a number stays a number; optional ones may become null)."""
+    if value is None:
+        return current is None or isinstance(current, str)
+    if isinstance(current, bool) or isinstance(value, bool):
+        return isinstance(current, bool) and isinstance(value, bool)
+    if isinstance(current, (int, float)):
+        return isinstance(value, (int, float))
+    return current is None or isinstance(value, type(current))
 
 
 class EmulatorServer:

@@ -35,7 +35,8 @@ SKUS = {
 }
 KINDS = {"Storage", "StorageV2", "BlobStorage", "FileStorage", "BlockBlobStorage"}
 PREMIUM_FILE_SKUS = {"Premium_LRS", "Premium_ZRS", "PremiumV2_LRS", "PremiumV2_ZRS"}
-MIN_PREMIUM_QUOTA, MAX_PREMIUM_QUOTA = 100, 102400
+MIN_PREMIUM_QUOTA, MAX_PREMIUM_QUOTA = 100, 102400  # provisioned v1 SSD
+MIN_V2_QUOTA, MAX_V2_QUOTA = 32, 262144  # provisioned v2 SSD (FileServices usage limits)
 QUOTA_DOWNGRADE_WAIT = timedelta(hours=24)
 ROOT_SQUASH = {"NoRootSquash", "RootSquash", "AllSquash"}
 
@@ -269,9 +270,11 @@ class FileShares(ResourceKind):
             "InvalidHeaderValue",
             "The value for one of the HTTP headers is not in the correct format.",
         )
+        low, high = ((MIN_V2_QUOTA, MAX_V2_QUOTA) if account.body["sku"]["name"].startswith("PremiumV2")
+                     else (MIN_PREMIUM_QUOTA, MAX_PREMIUM_QUOTA))
         if premium:
             require(
-                MIN_PREMIUM_QUOTA <= quota <= MAX_PREMIUM_QUOTA,
+                low <= quota <= high,
                 "InvalidHeaderValue",
                 "The value for one of the HTTP headers is not in the correct format.",
             )

@@ -243,3 +243,65 @@ def test_vm_and_run_command_events_carry_their_own_operation_names(azure: Azure)
     ]
     update = events_about(azure, "/virtualMachines/vm9")[-1]
     assert "httpRequest" in update["data"]  # an update, not a creation
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("Microsoft.Storage/storageAccounts/x1y2z3", {"location": REGION, "sku": "Premium_LRS", "kind": "FileStorage"}),
+    ("Microsoft.Network/virtualNetworks/v1", {"location": REGION, "properties": "x"}),
+    ("Microsoft.Network/virtualNetworks/v1", {"location": REGION, "properties": {
+        "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}, "subnets": ["default"]}}),
+    ("Microsoft.Network/virtualNetworks/v1", {"location": REGION, "properties": {
+        "addressSpace": {"addressPrefixes": "10.0.0.0/16"}}}),
+])
+def test_bodies_of_the_wrong_shape_are_400_never_500(azure: Azure, path: str, body: dict[str, Any]) -> None:
+    with pytest.raises(ArmRequestError) as refused:
+        azure.rest.put(f"{azure.group_path()}/providers/{path}", body)
+    assert refused.value.status == 400, refused.value
+
+
+def test_a_vnet_with_a_bad_inline_subnet_is_refused_at_once(azure: Azure) -> None:
+    with pytest.raises(ArmRequestError) as refused:
+        azure.rest.put(f"{azure.group_path()}/providers/Microsoft.Network/virtualNetworks/v1", {
+            "location": REGION, "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+                                               "subnets": [{"name": "a", "properties": {"addressPrefix": "10.9.0.0/24"}}]}})
+    assert (refused.value.status, refused.value.code) == (400, "NetcfgSubnetRangeOutsideVnet")
+    with pytest.raises(ArmRequestError):
+        azure.rest.get(f"{azure.group_path()}/providers/Microsoft.Network/virtualNetworks/v1")
+
+
+@needs_sandbox
+def test_one_write_at_a_time_and_no_success_for_what_was_deleted_meanwhile(azure: Azure) -> None:
+    azure.vm("vm1", azure.network("vnet1"))
+    command = f"{azure.group_path()}/providers/Microsoft.Compute/virtualMachines/vm1/runCommands/slow"
+    accepted = azure.rest.call("PUT", command, {"location": REGION, "properties": {"source": {"script": "sleep 3\n"}}})
+    assert accepted.status == 201 and accepted.body["properties"]["provisioningState"] == "Creating"
+    for method, body in (("PATCH", {"properties": {"timeoutInSeconds": 5}}), ("DELETE", None), ("PUT", {
+            "location": REGION, "properties": {"source": {"script": "true\n"}}})):
+        with pytest.raises(ArmRequestError) as busy:
+            azure.rest.call(method, command, body)
+        assert (busy.value.status, busy.value.code) == (409, "AnotherOperationInProgress"), method
+
+    azure.rest.delete(f"{azure.group_path()}/providers/Microsoft.Compute/virtualMachines/vm1")
+    with pytest.raises(ArmRequestError) as canceled:
+        azure.rest.wait(accepted, command)
+    assert canceled.value.code in ("OperationCanceled", "OperationNotAllowed")
+    azure.emulator.events.flush()
+    assert [e for e in azure.emulator.events.published if e["subject"].endswith("/runCommands/slow")
+            and e["eventType"].endswith("WriteSuccess")] == []
+
+
+def test_the_event_webhook_can_change_while_serving(azure: Azure) -> None:
+    status, _, _ = raw(azure, "PATCH", "/_emulator/config", headers={"Content-Type": "application/json"},
+                       body=json.dumps({"event_webhook": None}).encode())
+    try:
+        assert status == 200
+        posted = len(azure.webhook.posts)
+        azure.rest.put(f"{azure.group_path()}/providers/Microsoft.Network/privateDnsZones/quiet.example",
+                       {"location": "global"})
+        azure.emulator.events.flush()
+        assert len(azure.webhook.posts) == posted
+        bad, _, _ = raw(azure, "PATCH", "/_emulator/config", headers={"Content-Type": "application/json"},
+                        body=json.dumps({"polls_before_done": "x"}).encode())
+        assert bad == 400
+    finally:
+        azure.emulator.config.event_webhook = azure.webhook.url

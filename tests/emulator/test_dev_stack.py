@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from local.azurite import AZURITE
 from tests.emulator.conftest import needs_sandbox
+from tests.emulator.test_processes import processes_mentioning
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"azlin dev ready in [\d.]+ s: API (http://127\.0\.0\.1:(\d+)/api);")
@@ -74,7 +74,9 @@ def test_dev_stack_serves_the_api_runs_vms_and_stops_cleanly(
     # The VM's creation reached the app's Event Grid function through the host's webhook.
     assert re.search(r"functions\.events: event \S+ Microsoft\.Resources\.ResourceWriteSuccess for "
                      r"/subscriptions/\S+/providers/Microsoft\.Compute/virtualMachines/dev1:", output), output
-    still_running = subprocess.run(["pgrep", "-f", f"{AZURITE}.*"], capture_output=True, text=True, check=False)
-    assert str(state) not in still_running.stdout
+    deadline = time.monotonic() + 10
+    while processes_mentioning(str(state)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_mentioning(str(state)) == []  # Azurite, the fabric and the VM stopped with it
     listed = cli(env, "vm", "list")
     assert listed.returncode == 1 and "is `make dev` running?" in listed.stderr
