@@ -168,7 +168,10 @@ def _request_schemas() -> dict[str, Any]:
                            "tier": {"type": "string", "enum": [t.value for t in Tier],
                                     "description": "Standard cannot serve NFS and is refused."},
                            "redundancy": {"type": "string", "enum": [r.value for r in Redundancy]},
-                           "size": size}},
+                           "size": size,
+                           "vnet": {**_TEXT, "description": "VNet (in the resource group) whose subnet holds "
+                                    "the private endpoint; default: settings, else the service's azlin-vnet"},
+                           "subnet": {**_TEXT, "description": "subnet of `vnet`; default: default"}}},
         "ResizeStorageRequest": {"type": "object", "required": ["size"],
                                  "additionalProperties": False, "properties": {"size": size}},
         "AttachRequest": {

@@ -52,17 +52,18 @@ class StorageProvisioner:
             p.managed_tags(),
         )
         existing = self._reusable_account(spec)
+        fresh = existing is None  # nothing of this account can exist yet: write without reading
         context.progress(steps[1], 1, total)
         network = self._network(command, region)
         context.progress(steps[2], 2, total)
         if existing is None or existing.provisioning_state != "Succeeded" or p.drifted(existing):
             existing = self.cloud.create_account(spec)
         context.progress(steps[3], 3, total)
-        share = self.cloud.get_share(spec.resource_group, spec.name)
+        share = None if fresh else self.cloud.get_share(spec.resource_group, spec.name)
         if share is None or share.quota_gib < command.size_gb:
             share = self.cloud.put_share(spec.resource_group, spec.name, command.size_gb)
         context.progress(steps[4], 4, total)
-        self._connect(spec, network, existing.id)
+        self._connect(spec, network, existing.id, fresh=fresh)
         context.progress(steps[5], 5, total)
         info = p.storage_info(existing, share.quota_gib, self.clock.now())
         self.storages.save(info)
@@ -79,28 +80,23 @@ class StorageProvisioner:
         return region
 
     def _reusable_account(self, spec: p.AccountSpec) -> p.CloudAccount | None:
-        existing = self.cloud.get_account(spec.resource_group, spec.name)
-        if existing is not None:
-            problems = p.incompatibilities(existing, spec)
-            if problems:
-                raise Conflict(
-                    f"Storage account {spec.name} exists in {spec.resource_group} and cannot be "
-                    "used for this storage.",
-                    causes=problems,
-                    code=ErrorCode.STORAGE_INCOMPATIBLE,
-                    try_hint="choose another name, or delete that account if it is not needed",
-                )
-            return existing
+        """None for a fresh name; the existing account when it is ours and fits; else a refusal.
+        The name check comes first: for a fresh name it is the only read needed."""
         available, reason = self.cloud.name_available(spec.name)
-        if not available:
-            raise Conflict(
-                f"The name {spec.name} is taken in Azure.",
-                causes=[reason],
-                code=ErrorCode.STORAGE_NAME_TAKEN,
-                try_hint="storage account names are unique across all of Azure: add a suffix "
-                f"such as '{spec.name[:20]}{self.clock.now():%m%d}' and try again",
-            )
-        return None
+        if available:
+            return None
+        existing = self.cloud.get_account(spec.resource_group, spec.name)
+        if existing is None:
+            raise Conflict(f"The name {spec.name} is taken in Azure.", causes=[reason],
+                           code=ErrorCode.STORAGE_NAME_TAKEN,
+                           try_hint="storage account names are unique across all of Azure: add a suffix "
+                                    f"such as '{spec.name[:20]}{self.clock.now():%m%d}' and try again")
+        problems = p.incompatibilities(existing, spec)
+        if problems:
+            raise Conflict(f"Storage account {spec.name} exists in {spec.resource_group} and cannot be used "
+                           "for this storage.", causes=problems, code=ErrorCode.STORAGE_INCOMPATIBLE,
+                           try_hint="choose another name, or delete that account if it is not needed")
+        return existing
 
     def _network(self, command: CreateStorage, region: str) -> p.Network:
         group = command.resource_group
@@ -128,17 +124,18 @@ class StorageProvisioner:
             p.managed_tags(),
         )
 
-    def _connect(self, spec: p.AccountSpec, network: p.Network, account_id: str) -> None:
+    def _connect(self, spec: p.AccountSpec, network: p.Network, account_id: str, *, fresh: bool) -> None:
         """Private endpoint in the subnet, the privatelink zone linked to the VNet, the endpoint's
-        A record in the zone: what lets VMs in that VNet resolve and reach the share."""
+        A record in the zone: what lets VMs in that VNet resolve and reach the share. The zone and
+        its links are shared with other storage: always read before written."""
         group, endpoint, tags = spec.resource_group, p.endpoint_name(spec.name), p.managed_tags()
-        if self.cloud.get_endpoint(group, endpoint) is None:
+        if fresh or self.cloud.get_endpoint(group, endpoint) is None:
             self.cloud.create_endpoint(group, endpoint, spec.region, network.subnet_id, account_id, tags)
         zone = self.cloud.get_zone(group) or self.cloud.create_zone(group, tags)
         link = p.zone_link_name(network.vnet)
         if not self.cloud.has_zone_link(group, link):
             self.cloud.create_zone_link(group, link, network.vnet_id, tags)
-        if not self.cloud.has_zone_group(group, endpoint):
+        if fresh or not self.cloud.has_zone_group(group, endpoint):
             self.cloud.create_zone_group(group, endpoint, zone)
 
     # -- resize -----------------------------------------------------------------------------------
