@@ -33,6 +33,14 @@ def test_defaults_are_validated_and_normalised() -> None:
     assert (s.defaults.resource_group, s.defaults.region) == ("rg1", "westeurope")
 
 
+def test_the_storage_network_defaults_are_network_names() -> None:
+    s = Settings.from_environ(BASE | {"DEFAULT_VNET": "corp-vnet", "DEFAULT_SUBNET": "storage_1"})
+    assert (s.defaults.vnet, s.defaults.subnet) == ("corp-vnet", "storage_1")
+    with pytest.raises(ConfigurationError) as err:
+        Settings.from_environ(BASE | {"DEFAULT_VNET": "-bad", "DEFAULT_SUBNET": "a b"})
+    assert [c.split(":")[0] for c in err.value.causes] == ["DEFAULT_VNET", "DEFAULT_SUBNET"]
+
+
 def test_the_emulator_credential_only_for_a_loopback_endpoint() -> None:
     local = Settings.from_environ(BASE | {"ARM_ENDPOINT": "https://127.0.0.1:8443/", "ARM_CREDENTIAL": "emulator"})
     assert local.arm_credential == "emulator" and local.arm_endpoint == "https://127.0.0.1:8443"
