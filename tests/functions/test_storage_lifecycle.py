@@ -173,16 +173,28 @@ def test_a_failing_step_is_retried_and_converges(stack: Stack, step: str, status
     assert len(stack.writes()) == 7  # each resource written once, whatever failed on the way
 
 
-def test_a_crash_while_azure_is_still_working_converges(stack: Stack) -> None:
-    # The account PUT reaches Azure, then the worker dies while polling: the next delivery finds
-    # the account still being created, waits for Azure, and finishes without a second account.
+@pytest.mark.parametrize("monitor", [r"/asyncoperations/", r"/Microsoft.Network/locations/.*/operations/",
+                                     r"/privateDnsOperationStatuses/"])
+def test_a_crash_while_azure_is_still_working_converges(stack: Stack, monitor: str) -> None:
+    # A write reaches Azure, then the worker dies while polling it (storage, network, private DNS):
+    # the next delivery finds what was written, and finishes without writing it twice.
     stack.azure.emulator.config.polls_before_done = 2
-    stack.azure.emulator.faults.add("GET", r"/asyncoperations/", status=500, count=1)
-    name = unique()
-    operation = stack.create(name)
+    stack.azure.emulator.faults.add("GET", monitor, status=500, count=1)
+    operation = stack.create(unique())
     assert operation["status"] == "Succeeded", operation
-    assert stack.log.count("PUT Microsoft.Storage/storageAccounts") >= 1
-    assert stack.writes().count("PUT Microsoft.Storage/storageAccounts") == 1
+    assert operation["attempts"] == 2
+    writes = stack.writes()
+    assert len(writes) == len(set(writes)) == 7, writes
+
+
+def test_a_redelivered_message_of_a_finished_create_changes_nothing(stack: Stack) -> None:
+    operation = stack.create(unique())
+    assert operation["status"] == "Succeeded"
+    writes = stack.writes()
+    stack.app.queue.send(operation["id"])
+    stack.pump.drain()
+    assert stack.writes() == writes
+    assert stack.api.get(f"/api/operations/{operation['id']}").json() == operation
 
 
 @pytest.mark.parametrize(("body", "code"), [
