@@ -45,6 +45,7 @@ umount -l /.old-root
 rmdir /.old-root
 cd /
 # Stage 2. userns.py stays PID 1 of the VM and reaps the orphans that scripts leave behind.
+# shellcheck disable=SC2016  # expanded by the inner bash
 exec /usr/bin/python3 /usr/local/lib/azlin-emulator/userns.py unshare --mount --uts --net --ipc --propagation unchanged -- /bin/bash -c '
     hostname "$VM_HOSTNAME" 2>/dev/null || echo "$VM_HOSTNAME" > /proc/sys/kernel/hostname
     ip link set lo up 2>/dev/null || true

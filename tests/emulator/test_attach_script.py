@@ -1,0 +1,144 @@
+"""The attach script (`shared/scripts/attach.sh`) run for real in sandbox VMs through managed Run
+Command: the home becomes the share without losing a byte, and every failure leaves the home
+exactly as it was and the share untouched, or converges on the next attempt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.emulator.conftest import REGION, Azure, needs_sandbox
+from tests.emulator.trees import BUILD, MANIFEST, digest, python
+
+pytestmark = needs_sandbox
+ROOT = Path(__file__).resolve().parents[2]
+ATTACH = (ROOT / "shared" / "scripts" / "attach.sh").read_text()
+HOME = "/home/azureuser"
+FILES = 1500
+
+
+def attach(azure: Azure, vm: str, spec: str, *, timeout: int = 120, **extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the attach script; returns (its RESULT, the instance view)."""
+    name = azure.unique("attach")
+    path = f"{azure.group_path()}/providers/Microsoft.Compute/virtualMachines/{vm}/runCommands/{name}"
+    parameters = {"NFS_ENDPOINT": spec, "MOUNT_POINT": HOME, "OWNER": "azureuser", **extra}
+    azure.rest.put(path, {"location": REGION, "properties": {
+        "source": {"script": ATTACH}, "timeoutInSeconds": timeout,
+        "parameters": [{"name": k, "value": v} for k, v in parameters.items()]}})
+    view = azure.rest.get(path + "?$expand=instanceView")["properties"]["instanceView"]
+    azure.rest.delete(path)
+    lines = [line for line in view["output"].splitlines() if line.startswith("RESULT ")]
+    return (json.loads(lines[-1].removeprefix("RESULT ")) if lines else {}), view
+
+
+def manifest(azure: Azure, vm: str, root: str, tag: str) -> tuple[str, int]:
+    return digest(azure.run(vm, python(MANIFEST, "ROOT", "OUT"), ROOT=root, OUT=f"/var/tmp/manifest-{tag}.json"))
+
+
+@pytest.fixture
+def world(azure: Azure) -> dict[str, str]:
+    subnet = azure.network("vnet1")
+    spec = azure.nfs_storage(azure.unique("st"), subnet)
+    azure.vm("vm1", subnet)
+    built = azure.run("vm1", python(BUILD, "ROOT", "COUNT", "OWNER"), ROOT=HOME, COUNT=str(FILES), OWNER="azureuser")
+    assert built["exitCode"] == 0, built["error"]
+    return {"spec": spec, "subnet": subnet}
+
+
+def fstab_lines(azure: Azure, vm: str) -> list[str]:
+    return [line for line in azure.run(vm, "cat /etc/fstab\n")["output"].splitlines() if HOME in line]
+
+
+def test_attach_to_an_empty_share_moves_the_whole_home_onto_it(azure: Azure, world: dict[str, str]) -> None:
+    before = manifest(azure, "vm1", HOME, "before")
+    assert before[1] > FILES
+
+    result, view = attach(azure, "vm1", world["spec"])
+
+    assert view["exitCode"] == 0 and result["success"] is True, view
+    assert (result["backedUpFiles"], result["copiedFiles"]) == (before[1] - 1, before[1] - 1)
+    assert result["ownerUid"] == 1000 and result["rolledBack"] is False
+    assert manifest(azure, "vm1", HOME, "after") == before  # the share holds exactly the home
+    assert manifest(azure, "vm1", result["backupPath"], "backup") == before  # and the backup is intact
+    source = azure.run("vm1", f"findmnt -n -o SOURCE --mountpoint {HOME}\n")["output"].strip()
+    assert source == world["spec"]
+    assert fstab_lines(azure, "vm1") == [
+        f"{world['spec']} {HOME} nfs vers=4,minorversion=1,sec=sys,nconnect=4,_netdev,nofail 0 0"]
+
+
+def test_attach_again_changes_nothing(azure: Azure, world: dict[str, str]) -> None:
+    first, _ = attach(azure, "vm1", world["spec"])
+    after_first = manifest(azure, "vm1", HOME, "first")
+    again, view = attach(azure, "vm1", world["spec"], OWNER_UID="1000")
+    assert view["exitCode"] == 0 and again["alreadyAttached"] is True and again["copiedFiles"] == 0
+    assert manifest(azure, "vm1", HOME, "again") == after_first
+    assert len(fstab_lines(azure, "vm1")) == 1
+    backups = azure.run("vm1", "ls -d /home/azureuser.azlin-backup-* | wc -l\n")["output"].strip()
+    assert backups == "1" and first["backupPath"].startswith(HOME + ".azlin-backup-")
+
+
+def test_a_second_vm_sees_the_shared_home_and_keeps_its_own_in_a_backup(azure: Azure, world: dict[str, str]) -> None:
+    attach(azure, "vm1", world["spec"])
+    shared = manifest(azure, "vm1", HOME, "vm1")
+    azure.vm("vm2", world["subnet"], key="ssh-ed25519 AAAAsecond vm2@laptop")
+    own = azure.run("vm2", 'echo "vm2 only" > /home/azureuser/mine.txt && chown azureuser: /home/azureuser/mine.txt\n')
+    assert own["exitCode"] == 0
+    vm2_home = manifest(azure, "vm2", HOME, "vm2-own")
+
+    result, view = attach(azure, "vm2", world["spec"], OWNER_UID="1000")
+
+    assert view["exitCode"] == 0 and result["copiedFiles"] == 0, view
+    assert manifest(azure, "vm2", result["backupPath"], "vm2-backup") == vm2_home
+    keys = azure.run("vm2", f"cat {HOME}/.ssh/authorized_keys\n")["output"].splitlines()
+    assert keys == ["ssh-ed25519 AAAAvm own@vm", "ssh-ed25519 AAAAsecond vm2@laptop"]  # merged, none lost
+    written = azure.run("vm2", f"echo from-vm2 > {HOME}/shared-note && cat {HOME}/projects/p1/src/'file 1.txt'\n")
+    assert written["output"] == "line 1\n" * 2
+    assert azure.run("vm1", f"cat {HOME}/shared-note\n")["output"] == "from-vm2\n"
+    assert manifest(azure, "vm1", HOME, "vm1-later")[1] == shared[1] + 1
+
+
+def test_a_uid_mismatch_is_refused_before_anything_changes(azure: Azure, world: dict[str, str]) -> None:
+    before = manifest(azure, "vm1", HOME, "before")
+    result, view = attach(azure, "vm1", world["spec"], OWNER_UID="1234")
+    assert view["exitCode"] == 65 and result["success"] is False
+    assert "UID 1000 here" in result["errors"][0]
+    assert manifest(azure, "vm1", HOME, "after") == before
+
+
+@pytest.mark.parametrize("inject", ["unreachable", "fstab", "copy", "killed"])
+def test_a_failure_at_any_step_leaves_the_home_exactly_as_it_was(azure: Azure, world: dict[str, str],
+                                                                 inject: str) -> None:
+    before = manifest(azure, "vm1", HOME, "before")
+    spec, timeout = world["spec"], 120
+    if inject == "unreachable":  # an account no DNS knows: the mount is refused
+        spec = "nosuchacct.file.core.windows.net:/nosuchacct/home"
+    elif inject == "fstab":
+        azure.run("vm1", "mount --bind -o ro /etc/fstab /etc/fstab\n")
+    elif inject == "copy":  # the copy fails half way, as when the share fills up
+        azure.run("vm1", "mkdir -p /usr/local/bin && cat > /usr/local/bin/cp <<'EOF'\n#!/bin/bash\n"
+                         "/bin/cp \"$@\" 2>/dev/null; echo 'cp: error writing: No space left on device' >&2; exit 1\nEOF\n"
+                         "chmod +x /usr/local/bin/cp\n")
+    elif inject == "killed":  # Run Command's timeout kills the script while it copies
+        azure.run("vm1", "mkdir -p /usr/local/bin && cat > /usr/local/bin/cp <<'EOF'\n#!/bin/bash\nsleep 30\nEOF\n"
+                         "chmod +x /usr/local/bin/cp\n")
+        timeout = 3
+
+    result, view = attach(azure, "vm1", spec, timeout=timeout)
+
+    assert view["exitCode"] != 0
+    if inject == "killed":
+        assert view["executionState"] == "TimedOut"
+        azure.run("vm1", "rm /usr/local/bin/cp\n")
+        retried, again = attach(azure, "vm1", world["spec"])  # the operation, redelivered
+        assert again["exitCode"] == 0 and retried["success"] is True, again
+        assert manifest(azure, "vm1", HOME, "converged") == before
+        return
+    assert result["success"] is False and result["errors"], view
+    assert azure.run("vm1", f"mountpoint -q {HOME} || echo unmounted\n")["output"] == "unmounted\n"
+    assert manifest(azure, "vm1", HOME, "after") == before
+    assert fstab_lines(azure, "vm1") == []
+    listing = azure.run("vm1", f"mkdir -p /mnt/check && mount -t nfs {world['spec']} /mnt/check && ls -A /mnt/check | wc -l\n")
+    assert listing["output"].strip() == "0"  # the share is untouched
