@@ -142,3 +142,58 @@ def test_a_failure_at_any_step_leaves_the_home_exactly_as_it_was(azure: Azure, w
     assert fstab_lines(azure, "vm1") == []
     listing = azure.run("vm1", f"mkdir -p /mnt/check && mount -t nfs {world['spec']} /mnt/check && ls -A /mnt/check | wc -l\n")
     assert listing["output"].strip() == "0"  # the share is untouched
+
+
+DETACH = (ROOT / "shared" / "scripts" / "detach.sh").read_text()
+
+
+def detach(azure: Azure, vm: str, spec: str, **extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    name = azure.unique("detach")
+    path = f"{azure.group_path()}/providers/Microsoft.Compute/virtualMachines/{vm}/runCommands/{name}"
+    parameters = {"NFS_ENDPOINT": spec, "MOUNT_POINT": HOME, **extra}
+    azure.rest.put(path, {"location": REGION, "properties": {
+        "source": {"script": DETACH}, "timeoutInSeconds": 120,
+        "parameters": [{"name": k, "value": v} for k, v in parameters.items()]}})
+    view = azure.rest.get(path + "?$expand=instanceView")["properties"]["instanceView"]
+    azure.rest.delete(path)
+    lines = [line for line in view["output"].splitlines() if line.startswith("RESULT ")]
+    return (json.loads(lines[-1].removeprefix("RESULT ")) if lines else {}), view
+
+
+def test_detach_restore_gives_back_exactly_the_original_home(azure: Azure, world: dict[str, str]) -> None:
+    before = manifest(azure, "vm1", HOME, "before")
+    attached, _ = attach(azure, "vm1", world["spec"])
+    azure.run("vm1", f"echo shared-only > {HOME}/written-while-attached\n")
+    result, view = detach(azure, "vm1", world["spec"], MODE="restore", BACKUP_PATH=attached["backupPath"])
+    assert view["exitCode"] == 0 and result["success"] is True, view
+    assert manifest(azure, "vm1", HOME, "restored") == before
+    assert fstab_lines(azure, "vm1") == []
+    share = azure.run("vm1", f"mkdir -p /mnt/s && mount -t nfs {world['spec']} /mnt/s && cat /mnt/s/written-while-attached\n")
+    assert share["output"] == "shared-only\n"  # nothing on the share was deleted
+
+
+def test_detach_copy_gives_exactly_the_shares_contents_and_keeps_the_backup(azure: Azure, world: dict[str, str]) -> None:
+    attached, _ = attach(azure, "vm1", world["spec"])
+    azure.run("vm1", f"echo new > {HOME}/new-on-share\n")
+    shared = manifest(azure, "vm1", HOME, "shared")
+    result, view = detach(azure, "vm1", world["spec"], MODE="copy", BACKUP_PATH=attached["backupPath"])
+    assert view["exitCode"] == 0 and result["success"] is True, view
+    assert azure.run("vm1", f"mountpoint -q {HOME} || echo local\n")["output"] == "local\n"
+    assert manifest(azure, "vm1", HOME, "copied") == shared
+    assert result["keptPath"] == attached["backupPath"]
+    assert azure.run("vm1", f"test -d {attached['backupPath']} && echo kept\n")["output"] == "kept\n"
+    again, view = detach(azure, "vm1", world["spec"])
+    assert view["exitCode"] == 0 and again["success"] is True  # not attached any more: success
+
+
+def test_a_reboot_remounts_and_a_vanished_storage_does_not_hang_it(azure: Azure, world: dict[str, str]) -> None:
+    attach(azure, "vm1", world["spec"])
+    attached = manifest(azure, "vm1", HOME, "attached")
+    azure.clients.compute.virtual_machines.begin_restart(azure.group, "vm1").result()
+    assert manifest(azure, "vm1", HOME, "rebooted") == attached
+
+    account = world["spec"].split(".")[0]
+    azure.clients.storage.storage_accounts.delete(azure.group, account)
+    azure.clients.compute.virtual_machines.begin_restart(azure.group, "vm1").result()
+    after = azure.run("vm1", f"mountpoint -q {HOME} || echo unmounted; touch /root/still-usable && echo usable\n")
+    assert after["output"] == "unmounted\nusable\n"
