@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from local.emulator import Config, LocalAzure
 from local.rest import ArmRest
+from shared.scripts import run_command_script
 from tests.emulator.trees import BUILD, python
 
-ROOT = Path(__file__).resolve().parents[1]
-ATTACH = (ROOT / "shared" / "scripts" / "attach.sh").read_text()
+ATTACH = run_command_script("attach")
 SUBSCRIPTION = "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"
 REGION, HOME = "eastus", "/home/azureuser"
 

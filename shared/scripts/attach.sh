@@ -1,4 +1,5 @@
 #!/bin/bash
+# Sent after lib.sh (json_string, count_files, valid_endpoint, valid_mount_point).
 # Attach: make a user's home directory the shared NFS share, without losing a file.
 #
 # Runs as root through managed Run Command. Every value arrives as an environment variable (a Run
@@ -26,14 +27,6 @@ FSTAB=${FSTAB:-/etc/fstab}
 errors=() backup="" backed_up=0 copied=0 rolled_back=false already=false owner_uid=""
 stage="" incoming="" moved=false mounted=false fstab_saved="" created_keys_dir=""
 
-json_string() {  # JSON-escape $1 (backslash, quote, control characters)
-    local s=${1//\\/\\\\}
-    s=${s//\"/\\\"}
-    s=${s//$'\n'/\\n}
-    s=${s//$'\t'/\\t}
-    s=${s//$'\r'/\\r}
-    printf '"%s"' "$s"
-}
 
 result() {  # print the RESULT line and exit with $1
     local status=$1 list="" e
@@ -53,7 +46,6 @@ fail() {  # fail CODE MESSAGE: record, roll back whatever was done, report
     result "$1"
 }
 
-count_files() { find "$1" -mindepth 1 -printf . 2>/dev/null | wc -c; }  # names may hold newlines
 
 rollback() {
     [ -n "$created_keys_dir" ] && rmdir "$created_keys_dir" 2>/dev/null
@@ -142,10 +134,8 @@ recover_interrupted() {
 trap 'fail 70 "interrupted"' INT TERM
 
 # -- 1. check the request and the VM, changing nothing --------------------------------------------
-endpoint_re='^[a-z0-9]{3,24}\.file\.core\.windows\.net:/[a-z0-9]{3,24}/[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$'
-[[ "${NFS_ENDPOINT:-}" =~ $endpoint_re ]] || fail 64 "NFS_ENDPOINT is not an Azure Files NFS address"
-[[ "${MOUNT_POINT:-}" =~ ^/[A-Za-z0-9._/-]+$ && "$MOUNT_POINT" != *..* && "$MOUNT_POINT" != */ ]] \
-    || fail 64 "MOUNT_POINT must be an absolute path without '..'"
+valid_endpoint "${NFS_ENDPOINT:-}" || fail 64 "NFS_ENDPOINT is not an Azure Files NFS address"
+valid_mount_point "${MOUNT_POINT:-}" || fail 64 "MOUNT_POINT must be an absolute path without '..'"
 case "$MOUNT_POINT" in
     /|/home|/root|/etc|/usr|/var|/tmp|/opt|/srv|/mnt|/boot|/bin|/sbin|/lib|/lib64|/proc|/sys|/dev|/run)
         fail 64 "MOUNT_POINT $MOUNT_POINT is a system directory" ;;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# Sent after lib.sh (json_string, count_files, valid_endpoint, valid_mount_point).
 # Detach: give a VM back a home on its own disk. Nothing on the share is ever deleted, and the
 # copy that is not put in place is kept.
 #
@@ -22,14 +23,6 @@ umask 022
 FSTAB=${FSTAB:-/etc/fstab}
 errors=() copied=0 kept="" local_copy="" unmounted=false
 
-json_string() {
-    local s=${1//\\/\\\\}
-    s=${s//\"/\\\"}
-    s=${s//$'\n'/\\n}
-    s=${s//$'\t'/\\t}
-    s=${s//$'\r'/\\r}
-    printf '"%s"' "$s"
-}
 
 result() {
     local status=$1 list="" e
@@ -50,7 +43,6 @@ fail() {
     result "$1"
 }
 
-count_files() { find "$1" -mindepth 1 -printf . 2>/dev/null | wc -c; }
 
 drop_fstab_line() {  # atomically, leaving every other line as it was
     local next
@@ -62,10 +54,8 @@ drop_fstab_line() {  # atomically, leaving every other line as it was
 
 trap 'fail 70 "interrupted"' INT TERM
 
-endpoint_re='^[a-z0-9]{3,24}\.file\.core\.windows\.net:/[a-z0-9]{3,24}/[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$'
-[[ "${NFS_ENDPOINT:-}" =~ $endpoint_re ]] || fail 64 "NFS_ENDPOINT is not an Azure Files NFS address"
-[[ "${MOUNT_POINT:-}" =~ ^/[A-Za-z0-9._/-]+$ && "$MOUNT_POINT" != *..* && "$MOUNT_POINT" != */ ]] \
-    || fail 64 "MOUNT_POINT must be an absolute path without '..'"
+valid_endpoint "${NFS_ENDPOINT:-}" || fail 64 "NFS_ENDPOINT is not an Azure Files NFS address"
+valid_mount_point "${MOUNT_POINT:-}" || fail 64 "MOUNT_POINT must be an absolute path without '..'"
 MODE=${MODE:-copy}
 [[ "$MODE" == copy || "$MODE" == restore ]] || fail 64 "MODE must be copy or restore"
 

@@ -5,17 +5,16 @@ exactly as it was and the share untouched, or converges on the next attempt."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared.scripts import run_command_script
 from tests.emulator.conftest import REGION, Azure, needs_sandbox
 from tests.emulator.trees import BUILD, MANIFEST, digest, python
 
 pytestmark = needs_sandbox
-ROOT = Path(__file__).resolve().parents[2]
-ATTACH = (ROOT / "shared" / "scripts" / "attach.sh").read_text()
+ATTACH = run_command_script("attach")
 HOME = "/home/azureuser"
 FILES = 1500
 
@@ -144,7 +143,7 @@ def test_a_failure_at_any_step_leaves_the_home_exactly_as_it_was(azure: Azure, w
     assert listing["output"].strip() == "0"  # the share is untouched
 
 
-DETACH = (ROOT / "shared" / "scripts" / "detach.sh").read_text()
+DETACH = run_command_script("detach")
 
 
 def detach(azure: Azure, vm: str, spec: str, **extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -197,3 +196,13 @@ def test_a_reboot_remounts_and_a_vanished_storage_does_not_hang_it(azure: Azure,
     azure.clients.compute.virtual_machines.begin_restart(azure.group, "vm1").result()
     after = azure.run("vm1", f"mountpoint -q {HOME} || echo unmounted; touch /root/still-usable && echo usable\n")
     assert after["output"] == "unmounted\nusable\n"
+
+
+def test_hostile_values_are_refused_and_never_run(azure: Azure, world: dict[str, str]) -> None:
+    before = manifest(azure, "vm1", HOME, "before")
+    for field, value in (("MOUNT_POINT", "/home/x$(touch /root/pwned)"), ("OWNER", "azureuser;touch /root/pwned"),
+                         ("NFS_ENDPOINT", world["spec"] + "`touch /root/pwned`")):
+        result, view = attach(azure, "vm1", world["spec"], **{field: value})
+        assert view["exitCode"] == 64 and result["success"] is False, (field, view)
+    assert azure.run("vm1", "test -e /root/pwned && echo pwned || echo clean\n")["output"] == "clean\n"
+    assert manifest(azure, "vm1", HOME, "after") == before
