@@ -145,7 +145,10 @@ class ArmStorageCloud:
     def list_accounts(self, group: str | None) -> list[CloudAccount]:
         accounts = self.clients.storage.storage_accounts
         with arm_errors("list storage accounts"):
-            found = accounts.list_by_resource_group(group) if group else accounts.list()
+            try:
+                found = list(accounts.list_by_resource_group(group) if group else accounts.list())
+            except ResourceNotFoundError:  # the group is gone, and every account in it
+                return []
             return [_account(a) for a in found]
 
     def delete_account(self, group: str, name: str) -> None:

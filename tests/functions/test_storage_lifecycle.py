@@ -15,6 +15,7 @@ from local.host import FunctionIndex, QueuePump
 from local.rest import ArmRest
 from shared.bootstrap import Container
 from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
+from shared.domain.models import Redundancy, StorageInfo, Tier, nfs_endpoint
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET, PRIVATE_DNS_ZONE
 from tests.conftest import SUBSCRIPTION, Client
 
@@ -309,4 +310,9 @@ def test_list_is_one_listing_joined_with_records(stack: Stack) -> None:
     listed = stack.api.get("/api/storage", query={"resourceGroup": stack.group}).json()["value"]
     assert [s["name"] for s in listed] == names[1:]
     assert stack.log.kinds() == {"GET Microsoft.Storage/storageAccounts": 1}
+    # Records of a group Azure no longer has: the group's accounts are gone too.
+    stack.app.storages.save(StorageInfo("orphan01", "rg-gone", REGION, Tier.PREMIUM, Redundancy.LRS, 100,
+                                        nfs_endpoint("orphan01"), stack.app.clock.now()))
+    gone = stack.api.get("/api/storage", query={"resourceGroup": "rg-gone"})
+    assert (gone.status, gone.json()["value"]) == (200, [])
 
