@@ -26,6 +26,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .adapters.arm import ArmClients
     from .adapters.arm_storage import ArmStorageCloud
+    from .adapters.arm_vms import ArmVmCloud
     from .adapters.queues import StorageQueue
     from .adapters.tables import (
         TableAttachmentRepository,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         TableState,
         TableStorageRepository,
     )
+    from .services.mounting import MountService
 
 
 
@@ -114,6 +116,18 @@ class Container:
         return ArmClients(self.settings, **self._arm_options)
 
     @cached_property
+    def vms(self) -> ArmVmCloud:
+        from .adapters.arm_vms import ArmVmCloud
+
+        return ArmVmCloud(self.arm)
+
+    @cached_property
+    def mounts(self) -> MountService:
+        from .services.mounting import MountService
+
+        return MountService(self.vms, self.cloud, self.storages, self.attachments, self.clock)
+
+    @cached_property
     def cloud(self) -> ArmStorageCloud:
         from .adapters.arm_storage import ArmStorageCloud
 
@@ -157,11 +171,19 @@ class Container:
             OperationKind.CREATE_STORAGE: self._provisioning("create"),
             OperationKind.RESIZE_STORAGE: self._provisioning("resize"),
             OperationKind.DELETE_STORAGE: self._provisioning("delete"),
+            OperationKind.ATTACH_VM: self._mounting("attach"),
+            OperationKind.DETACH_VM: self._mounting("detach"),
         }
 
     def _provisioning(self, step: str) -> Handler:
         def run(command: Any, context: Any) -> Any:
             return getattr(self.provisioner, step)(command, context)  # built here, on first use
+
+        return run
+
+    def _mounting(self, step: str) -> Handler:
+        def run(command: Any, context: Any) -> Any:
+            return getattr(self.mounts, step)(command, context)  # built here, on first use
 
         return run
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from .domain.models import Attachment, StorageInfo
+from .domain.mounting import ScriptRun, VmFacts
 from .domain.operations import Operation
 from .domain.provisioning import AccountSpec, CloudAccount, CloudShare, Network
 
@@ -177,6 +178,28 @@ class StorageCloud(Protocol):
     def delete_network_if_unused(self, group: str, vnet: str) -> bool:
         """Delete a VNet this service created, unless anything is in it; True when deleted."""
         ...
+
+
+class VmCloud(Protocol):
+    """Virtual machines as attaching needs them, through Resource Manager."""
+
+    def get_vm(self, group: str, name: str) -> VmFacts | None: ...
+
+    def endpoint_vnet(self, group: str, endpoint: str) -> str | None:
+        """The VNet id of a private endpoint's subnet, or None when there is no endpoint."""
+        ...
+
+    def vnets_connected(self, vnet_a: str, vnet_b: str) -> bool:
+        """Traffic flows between them: the same VNet, or peered (connected) both ways."""
+        ...
+
+    def run_script(self, vm: VmFacts, name: str, script: str, parameters: dict[str, str],
+                   timeout_seconds: int) -> ScriptRun:
+        """Run a script through the managed Run Command `name` and wait for its end; when a
+        command of that name exists already, its run is awaited or read, never started again."""
+        ...
+
+    def delete_run(self, vm: VmFacts, name: str) -> None: ...
 
 
 class Probe(Protocol):

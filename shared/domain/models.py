@@ -59,6 +59,9 @@ class StorageInfo:
     size_gb: int
     nfs_endpoint: str
     created_at: datetime
+    # The UID owning the home on the share, recorded by the first attach: every later VM must
+    # give its user the same UID, or every file would belong to someone else there.
+    owner_uid: int | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 @dataclass(frozen=True)

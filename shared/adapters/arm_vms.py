@@ -1,0 +1,175 @@
+"""`VmCloud` on Resource Manager, through azure-mgmt-compute and -network: VM facts, whether two
+VNets reach each other, and scripts run as managed Run Commands (real exit code and output from
+the instance view; a command that exists already is awaited or read, never run twice).
+
+Imported only when a worker attaches or detaches: these SDKs take about a second to import."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.mgmt.compute.models import VirtualMachineRunCommand
+
+from shared.domain.errors import Conflict, ErrorCode, TransientError
+from shared.domain.mounting import ScriptRun, VmFacts
+
+from .arm_errors import arm_code, arm_errors
+
+if TYPE_CHECKING:
+    from .arm import ArmClients
+
+FINISHED = {"Succeeded", "Failed", "TimedOut", "Canceled"}
+POLL_SECONDS = 2
+
+
+def _value(enum_or_text: Any) -> str:
+    return str(getattr(enum_or_text, "value", enum_or_text) or "")
+
+
+def _parts(resource_id: str) -> tuple[str, str]:
+    """(resource group, name) of a resource id."""
+    parts = resource_id.split("/")
+    lowered = [p.lower() for p in parts]
+    return parts[lowered.index("resourcegroups") + 1], parts[-1]
+
+
+def _vnet_of(subnet_id: str) -> str:
+    return subnet_id.split("/subnets/", maxsplit=1)[0]
+
+
+class ArmVmCloud:
+    def __init__(self, clients: ArmClients) -> None:
+        self.clients = clients
+
+    def get_vm(self, group: str, name: str) -> VmFacts | None:
+        with arm_errors(f"read VM {name}"):
+            try:
+                vm = self.clients.compute.virtual_machines.get(group, name, expand="instanceView")
+            except ResourceNotFoundError:
+                return None
+            nics = vm.network_profile.network_interfaces if vm.network_profile else []
+            primary = next((n for n in nics or [] if n.primary), (nics or [None])[0])
+            vnet = ""
+            if primary is not None and primary.id:
+                nic_group, nic_name = _parts(primary.id)
+                nic = self.clients.network.network_interfaces.get(nic_group, nic_name)
+                subnet = nic.ip_configurations[0].subnet if nic.ip_configurations else None
+                vnet = _vnet_of(str(subnet.id)) if subnet is not None and subnet.id else ""
+        statuses = vm.instance_view.statuses if vm.instance_view and vm.instance_view.statuses else []
+        power = next(
+            (str(s.code).split("/", 1)[1] for s in statuses if str(s.code).startswith("PowerState/")), ""
+        )
+        return VmFacts(
+            name=name,
+            resource_group=group,
+            vm_id=str(vm.vm_id or ""),
+            region=str(vm.location).replace(" ", "").lower(),
+            admin_user=str(vm.os_profile.admin_username if vm.os_profile else ""),
+            power_state=power,
+            vnet_id=vnet,
+        )
+
+    def endpoint_vnet(self, group: str, endpoint: str) -> str | None:
+        with arm_errors(f"read private endpoint {endpoint}"):
+            try:
+                found = self.clients.network.private_endpoints.get(group, endpoint)
+            except ResourceNotFoundError:
+                return None
+        return _vnet_of(str(found.subnet.id)) if found.subnet and found.subnet.id else None
+
+    def vnets_connected(self, vnet_a: str, vnet_b: str) -> bool:
+        if vnet_a.lower() == vnet_b.lower():
+            return True
+        return self._peered(vnet_a, vnet_b) and self._peered(vnet_b, vnet_a)
+
+    def _peered(self, vnet: str, remote: str) -> bool:
+        group, name = _parts(vnet)
+        with arm_errors(f"read the peerings of VNet {name}"):
+            try:
+                peerings = list(self.clients.network.virtual_network_peerings.list(group, name))
+            except ResourceNotFoundError:
+                return False
+        return any(
+            p.remote_virtual_network is not None
+            and str(p.remote_virtual_network.id).lower() == remote.lower()
+            and _value(p.peering_state) == "Connected"
+            and p.allow_virtual_network_access is not False
+            for p in peerings
+        )
+
+    def run_script(
+        self, vm: VmFacts, name: str, script: str, parameters: dict[str, str], timeout_seconds: int
+    ) -> ScriptRun:
+        commands = self.clients.compute.virtual_machine_run_commands
+        with arm_errors(f"run {name} on VM {vm.name}"), agent_errors(vm):
+            existing = self._read(vm, name)
+            if existing is None or existing.state not in FINISHED | {"Running", "Pending"}:
+                body = VirtualMachineRunCommand(
+                    {
+                        "location": vm.region,
+                        "properties": {
+                            "source": {"script": script},
+                            "timeoutInSeconds": timeout_seconds,
+                            "asyncExecution": False,
+                            "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
+                        },
+                    }
+                )
+                commands.begin_create_or_update(vm.resource_group, vm.name, name, body).result()
+            deadline = time.monotonic() + timeout_seconds + 60
+            while True:
+                run = self._read(vm, name)
+                if run is not None and run.state in FINISHED:
+                    return run
+                if time.monotonic() > deadline:
+                    raise TransientError(f"Run Command {name} on {vm.name} did not finish in time.")
+                time.sleep(POLL_SECONDS)
+
+    def _read(self, vm: VmFacts, name: str) -> ScriptRun | None:
+        try:
+            found = self.clients.compute.virtual_machine_run_commands.get_by_virtual_machine(
+                vm.resource_group, vm.name, name, expand="instanceView"
+            )
+        except ResourceNotFoundError:
+            return None
+        view = found.instance_view
+        state = _value(view.execution_state) if view is not None else ""
+        if _value(found.provisioning_state) == "Failed" and state in ("", "Pending", "Unknown"):
+            return None  # the extension never started it (e.g. the agent was not ready): run it again
+        if view is None:
+            return ScriptRun("Pending", None, "", "")
+        return ScriptRun(state or "Pending", view.exit_code, view.output or "", view.error or "")
+
+    def delete_run(self, vm: VmFacts, name: str) -> None:
+        with arm_errors(f"delete Run Command {name} on VM {vm.name}"):
+            self.clients.compute.virtual_machine_run_commands.begin_delete(
+                vm.resource_group, vm.name, name
+            ).result()
+
+
+@contextmanager
+def agent_errors(vm: VmFacts) -> Iterator[None]:
+    """A VM that is starting or stopped: retry later, or say how to fix it."""
+    try:
+        yield
+    except HttpResponseError as error:
+        code = arm_code(error)
+        if code in ("VMAgentNotReady", "VMAgentStatusCommunicationError"):
+            raise TransientError(
+                f"The VM agent of {vm.name} is not ready yet.",
+                causes=[str(error.message)],
+                retry_after=15,
+                try_hint="the operation is retried; a new VM's agent is ready within minutes",
+            ) from error
+        if code == "OperationNotAllowed":
+            raise Conflict(
+                f"VM {vm.name} is not running.",
+                causes=[str(error.message)],
+                code=ErrorCode.CONFLICT,
+                try_hint=f"start it (az vm start -n {vm.name}), then submit the request again",
+            ) from error
+        raise

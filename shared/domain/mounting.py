@@ -1,0 +1,57 @@
+"""What attaching a VM needs to know and decide, without Azure: the VM's facts, the script's
+RESULT line, and the names the Run Commands get.
+
+One attach (or detach) is one managed Run Command named after its operation, so a redelivered
+message finds the command it already started instead of running the script a second time."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+RESULT_PREFIX = "RESULT "
+SCRIPT_TIMEOUT_SECONDS = 1800  # a large home copies in minutes; Azure's own limit is 90
+
+
+@dataclass(frozen=True)
+class VmFacts:
+    name: str
+    resource_group: str
+    vm_id: str
+    region: str
+    admin_user: str
+    power_state: str  # "running", "stopped", "deallocated", ...
+    vnet_id: str
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """A finished Run Command: its state, exit code, and the last 4 KB of output and error."""
+
+    state: str  # Succeeded, Failed, TimedOut, Canceled
+    exit_code: int | None
+    output: str
+    error: str
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """The script's RESULT object (its last such line), or None when it printed none."""
+        for line in reversed(self.output.splitlines()):
+            if line.startswith(RESULT_PREFIX):
+                try:
+                    value = json.loads(line.removeprefix(RESULT_PREFIX))
+                except ValueError:
+                    return None
+                return value if isinstance(value, dict) else None
+        return None
+
+
+def run_command_name(action: str, operation_id: str) -> str:
+    return f"azlin-{action}-{operation_id}"
+
+
+def home_owner(mount_point: str, admin_user: str) -> str:
+    """Whose home a mount point is: /home/<user> is <user>'s, anything else the admin user's."""
+    parts = mount_point.strip("/").split("/")
+    return parts[1] if len(parts) == 2 and parts[0] == "home" else admin_user

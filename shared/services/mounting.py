@@ -1,0 +1,202 @@
+"""Attach and detach VMs, run by the worker: one managed Run Command per operation runs the
+VM script (`shared/scripts`), its RESULT decides, and the attachment is recorded or removed.
+
+Before the script: the VM must exist and run, and its VNet must reach the storage's private
+endpoint (the same VNet, or peered both ways); the privatelink zone is then linked to the VM's
+VNet so the share's name resolves there. A redelivered message finds the Run Command it started
+(named after the operation) and reads its result instead of running the script again."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from shared.domain import provisioning as p
+from shared.domain.commands import AttachVm, DetachVm
+from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, TransientError, ValidationError
+from shared.domain.models import Attachment, StorageInfo, attached_elsewhere, nfs_endpoint
+from shared.domain.mounting import SCRIPT_TIMEOUT_SECONDS, ScriptRun, VmFacts, home_owner, run_command_name
+from shared.domain.serialization import to_json
+from shared.ports import AttachmentRepository, Clock, StorageCloud, StorageRepository, VmCloud
+from shared.scripts import run_command_script
+
+from .worker import OperationContext
+
+ATTACH_STEPS = (
+    "Reading the VM and its network",
+    "Linking the storage's DNS to the VM's network",
+    "Running the attach script on the VM",
+    "Recording the attachment",
+)
+DETACH_STEPS = ("Reading the attachment", "Running the detach script on the VM", "Forgetting the attachment")
+
+
+class MountService:
+    def __init__(
+        self,
+        vms: VmCloud,
+        cloud: StorageCloud,
+        storages: StorageRepository,
+        attachments: AttachmentRepository,
+        clock: Clock,
+    ) -> None:
+        self.vms = vms
+        self.cloud = cloud
+        self.storages = storages
+        self.attachments = attachments
+        self.clock = clock
+
+    # -- attach -----------------------------------------------------------------------------------
+
+    def attach(self, command: AttachVm, context: OperationContext) -> Mapping[str, Any]:
+        total = len(ATTACH_STEPS)
+        context.progress(ATTACH_STEPS[0], 0, total)
+        storage = self._storage(command.storage)
+        vm = self._running_vm(command.resource_group, command.vm)
+        existing = self.attachments.get(command.resource_group, command.vm)
+        if existing is not None and existing.storage != storage.name:
+            raise attached_elsewhere(command.vm, existing)
+        if existing is not None and existing.vm_id == vm.vm_id:
+            return {"attachment": to_json(existing), "changed": False}
+        context.progress(ATTACH_STEPS[1], 1, total)
+        self._reach(storage, vm)
+        context.progress(ATTACH_STEPS[2], 2, total)
+        mount_point = command.mount_point or f"/home/{vm.admin_user}"
+        owner = home_owner(mount_point, vm.admin_user)
+        result = self._run(
+            vm,
+            "attach",
+            context.operation.id,
+            {
+                "NFS_ENDPOINT": storage.nfs_endpoint,
+                "MOUNT_POINT": mount_point,
+                "OWNER": owner,
+                "OWNER_UID": "" if storage.owner_uid is None else str(storage.owner_uid),
+            },
+        )
+        context.progress(ATTACH_STEPS[3], 3, total)
+        if storage.owner_uid is None and isinstance(result.get("ownerUid"), int):
+            self.storages.save(replace(storage, owner_uid=result["ownerUid"]))
+        attachment = self.attachments.add(
+            Attachment(
+                storage=storage.name,
+                vm=vm.name,
+                resource_group=vm.resource_group,
+                mount_point=mount_point,
+                attached_at=self.clock.now(),
+                vm_id=vm.vm_id,
+                owner=owner,
+                backup_path=result.get("backupPath"),
+            )
+        )
+        return {"attachment": to_json(attachment), "changed": True, "mount": result}
+
+    def _storage(self, name: str) -> StorageInfo:
+        storage = self.storages.get(name)
+        if storage is None:
+            raise NotFound(
+                f"Storage {name} is not known to this service.",
+                code=ErrorCode.STORAGE_NOT_FOUND,
+                try_hint="create it first with POST /api/storage",
+            )
+        return storage
+
+    def _running_vm(self, group: str, name: str) -> VmFacts:
+        vm = self.vms.get_vm(group, name)
+        if vm is None:
+            raise NotFound(
+                f"VM {name} does not exist in resource group {group}.",
+                try_hint="check the VM's name and resource group",
+            )
+        if vm.power_state not in ("running", "starting"):
+            raise Conflict(
+                f"VM {name} is {vm.power_state or 'not running'}.",
+                try_hint=f"start it (az vm start -g {group} -n {name}), then submit the request again",
+            )
+        return vm
+
+    def _reach(self, storage: StorageInfo, vm: VmFacts) -> None:
+        """The VM's VNet must reach the storage's private endpoint; its DNS must resolve it."""
+        endpoint_vnet = self.vms.endpoint_vnet(storage.resource_group, p.endpoint_name(storage.name))
+        if endpoint_vnet is None:
+            raise Conflict(
+                f"Storage {storage.name} has no private endpoint.",
+                try_hint="create the storage again (POST /api/storage with the same name) to repair it",
+            )
+        if not self.vms.vnets_connected(vm.vnet_id, endpoint_vnet):
+            raise ValidationError(
+                f"VM {vm.name} cannot reach storage {storage.name}: its VNet is neither the storage's "
+                "nor peered with it.",
+                causes=[f"VM VNet: {vm.vnet_id}", f"storage endpoint VNet: {endpoint_vnet}"],
+                try_hint="peer the two VNets in both directions, or create a storage with "
+                "vnet=<the VM's VNet>",
+                code=ErrorCode.NETWORK_NOT_FOUND,
+            )
+        link = p.zone_link_name(vm.vnet_id.rsplit("/", 1)[-1])
+        if not self.cloud.has_zone_link(storage.resource_group, link):
+            self.cloud.create_zone_link(storage.resource_group, link, vm.vnet_id, p.managed_tags())
+
+    def _run(self, vm: VmFacts, action: str, operation_id: str, parameters: dict[str, str]) -> dict[str, Any]:
+        name = run_command_name(action, operation_id)
+        run = self.vms.run_script(vm, name, run_command_script(action), parameters, SCRIPT_TIMEOUT_SECONDS)
+        if run.state == "TimedOut":  # the script's state file lets the next attempt finish or undo it
+            self.vms.delete_run(vm, name)
+            raise TransientError(f"The {action} script on {vm.name} ran out of time; it is retried.")
+        result = run.result
+        self.vms.delete_run(vm, name)
+        if run.exit_code == 0 and result is not None and result.get("success") is True:
+            return result
+        raise _script_failure(action, vm, run, result)
+
+    # -- detach -----------------------------------------------------------------------------------
+
+    def detach(self, command: DetachVm, context: OperationContext) -> Mapping[str, Any]:
+        total = len(DETACH_STEPS)
+        context.progress(DETACH_STEPS[0], 0, total)
+        attachment = self.attachments.get(command.resource_group, command.vm)
+        if attachment is None:
+            return {"vm": command.vm, "resourceGroup": command.resource_group, "changed": False}
+        vm = self.vms.get_vm(command.resource_group, command.vm)
+        context.progress(DETACH_STEPS[1], 1, total)
+        result: dict[str, Any] | None = None
+        if vm is not None and vm.vm_id == attachment.vm_id:
+            if vm.power_state not in ("running", "starting"):
+                raise Conflict(
+                    f"VM {vm.name} is {vm.power_state or 'not running'}: its home cannot be moved now.",
+                    try_hint="start it, then detach again",
+                )
+            result = self._run(
+                vm,
+                "detach",
+                context.operation.id,
+                {
+                    "NFS_ENDPOINT": nfs_endpoint(attachment.storage),
+                    "MOUNT_POINT": attachment.mount_point,
+                    "MODE": command.mode.value,
+                    "BACKUP_PATH": attachment.backup_path or "",
+                },
+            )
+        context.progress(DETACH_STEPS[2], 2, total)
+        self.attachments.remove(command.resource_group, command.vm)
+        return {
+            "vm": command.vm,
+            "resourceGroup": command.resource_group,
+            "changed": True,
+            "vmGone": result is None,
+            "unmount": result,
+        }
+
+
+def _script_failure(action: str, vm: VmFacts, run: ScriptRun, result: dict[str, Any] | None) -> DomainError:
+    errors = [str(e) for e in (result or {}).get("errors", [])] or [
+        run.error.strip() or f"exit code {run.exit_code}"
+    ]
+    rolled_back = bool((result or {}).get("rolledBack"))
+    return DomainError(
+        f"The {action} script failed on {vm.name}"
+        + ("; the VM's home was put back as it was." if rolled_back else "."),
+        causes=errors,
+        code=ErrorCode.CONFLICT,
+        try_hint="fix the cause above on the VM or in the request, then submit it again",
+    )

@@ -1,0 +1,84 @@
+"""Fixtures for tests that run the whole service: the HTTP functions, the `operations` queue on
+Azurite, the worker, and Resource Manager played by the local emulator (with sandbox VMs)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from local.emulator import LocalAzure
+from local.host import FunctionIndex, QueuePump
+from local.rest import ArmRest
+from shared.bootstrap import Container
+from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
+from tests.conftest import SUBSCRIPTION, Client
+
+REGION = "westeurope"
+WRITES = ("PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class Stack:
+    api: Client
+    app: Container
+    azure: LocalAzure
+    rest: ArmRest
+    group: str
+    pump: QueuePump
+    poison: QueuePump
+
+    @property
+    def log(self) -> Any:
+        return self.azure.emulator.requests
+
+    def run(self, answer: Any) -> dict[str, Any]:
+        """Let the worker run everything queued; returns the operation the answer named."""
+        assert answer.status == 202, answer
+        for _ in range(10):
+            if not self.pump.drain():
+                break
+        self.poison.drain()
+        operation: dict[str, Any] = self.api.get("/api" + answer.headers["Location"].split("/api", 1)[1]).json()
+        return operation
+
+    def create(self, name: str, **body: Any) -> dict[str, Any]:
+        return self.run(self.api.post("/api/storage", {"name": name, "resourceGroup": self.group, **body}))
+
+    def writes(self) -> list[str]:
+        return [e.kind for e in self.log.snapshot() if e.method in WRITES and e.status < 300]
+
+    def ours(self) -> dict[str, dict[str, Any]]:
+        """Every resource the emulator holds in the test's resource group, by type/name."""
+        prefix = f"/subscriptions/{SUBSCRIPTION}/resourcegroups/{self.group}/".lower()
+        return {f"{r.type}/{r.id.name}": r.body for key, r in self.azure.emulator.resources.items()
+                if key.startswith(prefix)}
+
+    def arm(self, path: str) -> dict[str, Any]:
+        return dict(self.rest.get(f"{self.rest.group_path(self.group)}/providers/{path}"))
+
+
+@pytest.fixture
+def stack(make_app: Callable[..., Container], functions: FunctionIndex, local_azure: LocalAzure,
+          azurite: str) -> Iterator[Stack]:
+    emulator = local_azure.emulator
+    emulator.config.polls_before_done, emulator.config.retry_after = 1, None
+    emulator.faults.clear()
+    rest = ArmRest(local_azure.url, str(local_azure.ca_path), SUBSCRIPTION)
+    group = "rg-" + uuid.uuid4().hex[:8]
+    rest.put(rest.group_path(group), {"location": REGION})
+    emulator.requests.clear()
+    app = make_app()
+    yield Stack(Client(functions), app, local_azure, rest, group, QueuePump(functions, azurite, OPERATIONS_QUEUE),
+                QueuePump(functions, azurite, POISON_QUEUE))
+    emulator.faults.clear()
+    rest.delete(rest.group_path(group))
+
+
+def unique() -> str:
+    return "st" + uuid.uuid4().hex[:10]
+
+

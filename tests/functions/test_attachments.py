@@ -1,0 +1,153 @@
+"""Attach and detach end to end: the HTTP functions, the queue, the worker, Resource Manager (the
+emulator) and the VM scripts running for real in sandbox VMs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
+from tests.emulator.conftest import needs_sandbox
+from tests.emulator.trees import BUILD, MANIFEST, digest, python
+from tests.functions.conftest import REGION, Stack, unique
+
+pytestmark = needs_sandbox
+HOME = "/home/azureuser"
+
+
+def vm(stack: Stack, name: str, vnet: str = DEFAULT_VNET, subnet: str = DEFAULT_SUBNET,
+       key: str = "ssh-ed25519 AAAAfirst me@laptop") -> None:
+    base = f"{stack.rest.group_path(stack.group)}/providers"
+    nic = stack.rest.put(f"{base}/Microsoft.Network/networkInterfaces/{name}-nic", {"location": REGION, "properties": {
+        "ipConfigurations": [{"name": "ip", "properties": {
+            "subnet": {"id": f"{base}/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}"}}}]}})
+    stack.rest.put(f"{base}/Microsoft.Compute/virtualMachines/{name}", {"location": REGION, "properties": {
+        "hardwareProfile": {"vmSize": "Standard_B2s"},
+        "osProfile": {"adminUsername": "azureuser", "linuxConfiguration": {"ssh": {"publicKeys": [
+            {"path": "/home/azureuser/.ssh/authorized_keys", "keyData": key}]}}},
+        "networkProfile": {"networkInterfaces": [{"id": nic["id"]}]}}})
+
+
+def run(stack: Stack, vm_name: str, script: str, **parameters: str) -> dict[str, Any]:
+    path = (f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Compute/virtualMachines/{vm_name}"
+            f"/runCommands/{unique()}")
+    stack.rest.put(path, {"location": REGION, "properties": {"source": {"script": script}, "parameters": [
+        {"name": k, "value": v} for k, v in parameters.items()]}})
+    view: dict[str, Any] = stack.rest.get(path + "?$expand=instanceView")["properties"]["instanceView"]
+    stack.rest.delete(path)
+    return view
+
+
+def manifest(stack: Stack, vm_name: str, root: str = HOME) -> tuple[str, int]:
+    return digest(run(stack, vm_name, python(MANIFEST, "ROOT", "OUT"), ROOT=root, OUT="/var/tmp/manifest.json"))
+
+
+def script_runs(stack: Stack, action: str) -> int:
+    """Run Commands the service started (PUT) for attach or detach scripts."""
+    return sum(1 for e in stack.log.snapshot()
+               if e.method == "PUT" and f"/runCommands/azlin-{action}-" in e.path)
+
+
+def attach(stack: Stack, storage: str, vm_name: str, **body: Any) -> dict[str, Any]:
+    return stack.run(stack.api.post(f"/api/storage/{storage}/attachments",
+                                    {"vm": vm_name, "resourceGroup": stack.group, **body}))
+
+
+@pytest.fixture
+def storage(stack: Stack) -> str:
+    name = unique()
+    assert stack.create(name)["status"] == "Succeeded"
+    vm(stack, "vm1")
+    built = run(stack, "vm1", python(BUILD, "ROOT", "COUNT", "OWNER"), ROOT=HOME, COUNT="300", OWNER="azureuser")
+    assert built["exitCode"] == 0, built["error"]
+    return name
+
+
+def test_attach_share_and_detach_through_the_service(stack: Stack, storage: str) -> None:
+    home = manifest(stack, "vm1")
+    operation = attach(stack, storage, "vm1")
+
+    assert operation["status"] == "Succeeded", operation
+    assert operation["progress"] == {"step": "Done", "done": 4, "total": 4}
+    mount = operation["result"]["mount"]
+    assert mount["copiedFiles"] == home[1] - 1 and mount["backupPath"].startswith(HOME + ".azlin-backup-")
+    assert manifest(stack, "vm1") == home
+    record = stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).json()
+    assert (record["storage"], record["mountPoint"], record["backupPath"]) == (storage, HOME, mount["backupPath"])
+    assert record["vmId"] and record["owner"] == "azureuser"
+    assert stack.api.get(f"/api/storage/{storage}").json()["ownerUid"] == 1000
+    assert stack.api.get(f"/api/storage/{storage}/status").json()["connectedVms"] == ["vm1"]
+    assert script_runs(stack, "attach") == 1
+
+    vm(stack, "vm2", key="ssh-ed25519 AAAAsecond me@desktop")
+    second = attach(stack, storage, "vm2")
+    assert second["status"] == "Succeeded" and second["result"]["mount"]["copiedFiles"] == 0, second
+    assert manifest(stack, "vm2")[1] == home[1]
+    run(stack, "vm2", f"echo hello-from-vm2 > {HOME}/note")
+    assert run(stack, "vm1", f"cat {HOME}/note")["output"] == "hello-from-vm2\n"
+
+    detached = stack.run(stack.api.delete("/api/vms/vm1/attachment",
+                                          query={"resourceGroup": stack.group, "mode": "restore"}))
+    assert detached["status"] == "Succeeded" and detached["result"]["unmount"]["success"] is True, detached
+    assert manifest(stack, "vm1") == home
+    assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
+    again = stack.run(stack.api.delete("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}))
+    assert again["status"] == "Succeeded" and again["result"]["changed"] is False
+
+
+def test_attaching_twice_runs_the_script_once(stack: Stack, storage: str) -> None:
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    stack.log.clear()
+    again = attach(stack, storage, "vm1")
+    assert again["status"] == "Succeeded" and again["result"]["changed"] is False
+    assert script_runs(stack, "attach") == 0
+    fstab = run(stack, "vm1", "grep -c ' /home/azureuser ' /etc/fstab")["output"]
+    assert fstab == "1\n"
+
+
+def test_a_redelivered_attach_reads_the_run_it_started(stack: Stack, storage: str) -> None:
+    # The first delivery fails after the script ran (deleting the Run Command fails); the second
+    # finds the Run Command of its operation and reads its result instead of running it again.
+    stack.azure.emulator.faults.add("DELETE", r"/runCommands/azlin-attach-", status=500, count=1)
+    operation = attach(stack, storage, "vm1")
+    assert operation["status"] == "Succeeded" and operation["attempts"] == 2, operation
+    assert script_runs(stack, "attach") == 1
+
+
+def test_a_vm_whose_network_cannot_reach_the_storage_fails_clearly_untouched(stack: Stack, storage: str) -> None:
+    base = f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network/virtualNetworks"
+    stack.rest.put(f"{base}/island", {"location": REGION, "properties": {
+        "addressSpace": {"addressPrefixes": ["10.77.0.0/16"]},
+        "subnets": [{"name": "default", "properties": {"addressPrefix": "10.77.0.0/24"}}]}})
+    vm(stack, "far", vnet="island", subnet="default")
+    stack.log.clear()
+    operation = attach(stack, storage, "far")
+    assert (operation["status"], operation["error"]["code"]) == ("Failed", "NetworkNotFound")
+    assert "peer the two VNets" in operation["error"]["try"]
+    assert script_runs(stack, "attach") == 0
+
+    for local, remote in (("island", DEFAULT_VNET), (DEFAULT_VNET, "island")):
+        stack.rest.put(f"{base}/{local}/virtualNetworkPeerings/to-{remote}", {"properties": {
+            "remoteVirtualNetwork": {"id": f"{base}/{remote}"}, "allowVirtualNetworkAccess": True}})
+    peered = attach(stack, storage, "far")
+    assert peered["status"] == "Succeeded", peered  # the zone is linked to the island VNet on the way
+    zone = f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network/privateDnsZones"
+    assert stack.rest.get(f"{zone}/privatelink.file.core.windows.net/virtualNetworkLinks/azlin-island")
+
+
+def test_a_vm_attached_elsewhere_is_refused_at_once(stack: Stack, storage: str) -> None:
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    other = unique()
+    assert stack.create(other)["status"] == "Succeeded"
+    refused = stack.api.post(f"/api/storage/{other}/attachments", {"vm": "vm1", "resourceGroup": stack.group})
+    assert (refused.status, refused.json()["error"]["code"]) == (409, "VmAttachedElsewhere")
+
+
+def test_a_new_vm_whose_agent_is_not_ready_is_retried_until_it_is(stack: Stack, storage: str) -> None:
+    stack.azure.emulator.config.agent_ready_seconds = 1.0
+    vm(stack, "fresh")
+    operation = attach(stack, storage, "fresh")
+    stack.azure.emulator.config.agent_ready_seconds = 0
+    assert operation["status"] == "Succeeded", operation
+    assert operation["attempts"] >= 2
