@@ -102,9 +102,7 @@ def get_attachment(req: func.HttpRequest) -> func.HttpResponse:
     app = core.bootstrap.container()
     ref = core.requests.vm_ref(route(req, "vm"), query(req), app.settings.defaults)
     if core.requests.optional_flag(query(req), "verify"):
-        raise core.errors.NotImplementedYet(
-            "Live verification of a mount is not served by this version yet.",
-            try_hint="omit verify to read the recorded attachment")
+        return json_response(to_json(app.mounts.verify(ref)))
     return json_response(to_json(app.attachment.get(ref)))
 
 

@@ -12,13 +12,22 @@ from typing import Any
 
 from shared.domain import validation
 from shared.domain.errors import ErrorCode
-from shared.domain.models import Attachment, DetachMode, Redundancy, StorageInfo, StorageStatus, Tier
+from shared.domain.models import (
+    Attachment,
+    DetachMode,
+    MountInfo,
+    Redundancy,
+    StorageInfo,
+    StorageStatus,
+    Tier,
+    VerifiedAttachment,
+)
 from shared.domain.operations import Operation, Progress
 from shared.domain.serialization import json_schema
 
 TITLE = "azlin storage service"
 VERSION = "0.1.0"
-_MODELS = (Operation, Progress, StorageInfo, StorageStatus, Attachment)
+_MODELS = (Operation, Progress, StorageInfo, StorageStatus, Attachment, MountInfo, VerifiedAttachment)
 
 
 def _ref(model: type | str) -> dict[str, str]:
@@ -126,8 +135,9 @@ def _paths() -> dict[str, dict[str, Any]]:
                         params=(P_NAME, *mutation), body=_ref("AttachRequest")),
         },
         "/api/vms/{vm}/attachment": {
-            "get": _op("get_attachment", "The VM's recorded attachment.", {
-                **_ok(_ref(Attachment)), **not_found, "501": _error("verify is not served yet.")},
+            "get": _op("get_attachment", "The VM's recorded attachment; with verify=true, beside the live "
+                       "mount the VM reports (a read-only script run through Run Command).", {
+                **_ok({"oneOf": [_ref(Attachment), _ref(VerifiedAttachment)]}), **not_found},
                 params=(P_VM, P_GROUP, _param("verify", "query", _FLAG, "Check the live mount."))),
             "delete": _op("detach_vm", "Give the VM a local home directory again.", _ACCEPTED,
                           params=(P_VM, P_GROUP, _param(

@@ -121,6 +121,17 @@ class MountInfo:
     in_fstab: bool
 
 
+@dataclass(frozen=True)
+class VerifiedAttachment:
+    """A recorded attachment beside what is live on the VM now (`live` is None when nothing is
+    mounted there or the VM could not be asked)."""
+
+    attachment: Attachment
+    health: AttachmentHealth
+    live: MountInfo | None
+    verified_at: datetime
+
+
 def attached_elsewhere(vm: str, existing: Attachment) -> Conflict:
     """The refusal for a VM whose home is already another storage's share."""
     return Conflict(

@@ -8,6 +8,7 @@ VNet so the share's name resolves there. A redelivered message finds the Run Com
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -15,8 +16,17 @@ from typing import Any
 from shared.domain import provisioning as p
 from shared.domain.commands import AttachVm, DetachVm
 from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, TransientError, ValidationError
-from shared.domain.models import Attachment, StorageInfo, attached_elsewhere, nfs_endpoint
+from shared.domain.models import (
+    Attachment,
+    AttachmentHealth,
+    MountInfo,
+    StorageInfo,
+    VerifiedAttachment,
+    attached_elsewhere,
+    nfs_endpoint,
+)
 from shared.domain.mounting import SCRIPT_TIMEOUT_SECONDS, ScriptRun, VmFacts, home_owner, run_command_name
+from shared.domain.requests import VmRef
 from shared.domain.serialization import to_json
 from shared.ports import AttachmentRepository, Clock, StorageCloud, StorageRepository, VmCloud
 from shared.scripts import run_command_script
@@ -186,6 +196,51 @@ class MountService:
             "vmGone": result is None,
             "unmount": result,
         }
+
+    # -- verify -----------------------------------------------------------------------------------
+
+    def verify(self, ref: VmRef) -> VerifiedAttachment:
+        """Ask the VM what is mounted on the recorded mount point (a read-only script) and record
+        the attachment's health."""
+        attachment = self.attachments.get(ref.resource_group, ref.vm)
+        if attachment is None:
+            raise NotFound(
+                f"VM {ref.vm} in resource group {ref.resource_group} is not attached to any storage.",
+                code=ErrorCode.ATTACHMENT_NOT_FOUND,
+            )
+        endpoint = nfs_endpoint(attachment.storage)
+        vm = self.vms.get_vm(ref.resource_group, ref.vm)
+        live: MountInfo | None = None
+        if vm is None or vm.vm_id != attachment.vm_id:
+            health = AttachmentHealth.VM_GONE
+        elif vm.power_state not in ("running", "starting"):
+            health = AttachmentHealth.UNKNOWN
+        else:
+            found = self._run(
+                vm,
+                "verify",
+                str(uuid.uuid4()),
+                {"NFS_ENDPOINT": endpoint, "MOUNT_POINT": attachment.mount_point},
+            )
+            if found.get("mounted"):
+                live = MountInfo(
+                    attachment.mount_point,
+                    str(found.get("source") or ""),
+                    str(found.get("fsType") or ""),
+                    str(found.get("options") or ""),
+                    bool(found.get("inFstab")),
+                )
+            health = (
+                AttachmentHealth.UNMOUNTED
+                if live is None
+                else AttachmentHealth.HEALTHY
+                if live.nfs_endpoint == endpoint
+                else AttachmentHealth.WRONG_SOURCE
+            )
+        now = self.clock.now()
+        checked = replace(attachment, health=health, last_verified_at=now)
+        self.attachments.save(checked)
+        return VerifiedAttachment(checked, health, live, now)
 
 
 def _script_failure(action: str, vm: VmFacts, run: ScriptRun, result: dict[str, Any] | None) -> DomainError:

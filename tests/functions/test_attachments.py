@@ -151,3 +151,22 @@ def test_a_new_vm_whose_agent_is_not_ready_is_retried_until_it_is(stack: Stack, 
     stack.azure.emulator.config.agent_ready_seconds = 0
     assert operation["status"] == "Succeeded", operation
     assert operation["attempts"] >= 2
+
+
+def test_verify_reports_the_live_mount_and_records_health(stack: Stack, storage: str) -> None:
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    query = {"resourceGroup": stack.group, "verify": "true"}
+    healthy = stack.api.get("/api/vms/vm1/attachment", query=query).json()
+    assert healthy["health"] == "healthy", healthy
+    live = healthy["live"]
+    assert (live["nfsEndpoint"], live["mountPoint"], live["inFstab"]) == (
+        f"{storage}.file.core.windows.net:/{storage}/home", HOME, True)
+    before = manifest(stack, "vm1")
+
+    run(stack, "vm1", f"umount {HOME}")
+    unmounted = stack.api.get("/api/vms/vm1/attachment", query=query).json()
+    assert (unmounted["health"], unmounted["live"]) == ("unmounted", None)
+    recorded = stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).json()
+    assert recorded["health"] == "unmounted" and recorded["lastVerifiedAt"] == unmounted["verifiedAt"]
+    run(stack, "vm1", f"mount {HOME}")  # the fstab line brings it back
+    assert manifest(stack, "vm1") == before

@@ -1,0 +1,24 @@
+#!/bin/bash
+# Sent after lib.sh (json_string, count_files, valid_endpoint, valid_mount_point).
+# Verify: read-only. Reports what is mounted on MOUNT_POINT (source, type, options) and whether
+# /etc/fstab holds the line for NFS_ENDPOINT there. Changes nothing on the VM or the share.
+# The last stdout line is `RESULT {json}`.
+set -uo pipefail
+
+FSTAB=${FSTAB:-/etc/fstab}
+if ! valid_endpoint "${NFS_ENDPOINT:-}" || ! valid_mount_point "${MOUNT_POINT:-}"; then
+    printf 'RESULT {"success":false,"errors":["NFS_ENDPOINT or MOUNT_POINT is not valid"]}\n'
+    exit 64
+fi
+mounted=false source="" fstype="" options=""
+if mountpoint -q "$MOUNT_POINT"; then
+    mounted=true
+    source=$(findmnt -n -o SOURCE --mountpoint "$MOUNT_POINT")
+    fstype=$(findmnt -n -o FSTYPE --mountpoint "$MOUNT_POINT")
+    options=$(findmnt -n -o OPTIONS --mountpoint "$MOUNT_POINT")
+fi
+in_fstab=false
+awk -v mp="$MOUNT_POINT" -v ep="$NFS_ENDPOINT" '$1 !~ /^#/ && $2 == mp && $1 == ep {found=1} END {exit !found}' \
+    "$FSTAB" 2>/dev/null && in_fstab=true
+printf 'RESULT {"success":true,"mounted":%s,"source":%s,"fsType":%s,"options":%s,"inFstab":%s}\n' \
+    "$mounted" "$(json_string "$source")" "$(json_string "$fstype")" "$(json_string "$options")" "$in_fstab"
