@@ -82,10 +82,10 @@ def storage_status(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="storage/{name}/cloud-init", methods=["GET"])
 @guarded
 def storage_cloud_init(req: func.HttpRequest) -> func.HttpResponse:
-    core.bootstrap.container().storage.get(core.requests.storage_ref(route(req, "name"), query(req)))
-    raise core.errors.NotImplementedYet(
-        "cloud-init for new VMs is not served by this version yet.",
-        try_hint="attach VMs after creation with POST /api/storage/{name}/attachments")
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    user, mount_point = core.requests.cloud_init_user(query(req))
+    text = core.bootstrap.container().storage.cloud_init(ref, user, mount_point)
+    return func.HttpResponse(text, status_code=200, mimetype="text/cloud-config", charset="utf-8")
 
 
 @bp.route(route="storage/{name}/attachments", methods=["POST"])

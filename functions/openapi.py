@@ -123,10 +123,13 @@ def _paths() -> dict[str, dict[str, Any]]:
                        {**_ok(_ref(StorageStatus)), **not_found}, params=(P_NAME, P_STORAGE_GROUP)),
         },
         "/api/storage/{name}/cloud-init": {
-            "get": _op("storage_cloud_init", "cloud-config that mounts the share on a new VM.", {
+            "get": _op("storage_cloud_init", "cloud-config that makes the share a new VM's home from its "
+                       "first boot (the attach script, run once by cloud-init).", {
                 "200": {"description": "OK", "content": {"text/cloud-config": {"schema": _TEXT}}},
-                **not_found, "501": _error("Not served by this version yet.")},
-                params=(P_NAME, P_STORAGE_GROUP)),
+                **not_found, "400": _error("user or mountPoint is not valid.")},
+                params=(P_NAME, P_STORAGE_GROUP,
+                        _param("user", "query", _TEXT, "Whose home (default azureuser)."),
+                        _param("mountPoint", "query", _TEXT, "Where (default /home/<user>)."))),
         },
         "/api/storage/{name}/attachments": {
             "post": _op("attach_vm", "Make a VM's home directory the shared share.",

@@ -98,6 +98,16 @@ def storage_ref(name: object, query: Mapping[str, str]) -> StorageRef:
     return StorageRef(checked, group)
 
 
+def cloud_init_user(query: Mapping[str, str]) -> tuple[str, str | None]:
+    """`user` (default azureuser, the admin user Azure's Linux images are given) and `mountPoint`."""
+    problems = v.Problems()
+    user = problems.check(v.linux_user, query["user"], "user") if query.get("user") else "azureuser"
+    mount = problems.check(v.mount_point, query["mountPoint"]) if query.get("mountPoint") else None
+    problems.raise_if_any()
+    assert user
+    return user, mount
+
+
 def vm_ref(vm: object, query: Mapping[str, str], defaults: RequestDefaults) -> VmRef:
     problems = v.Problems()
     name = problems.check(v.vm_name, vm, "vm")

@@ -40,6 +40,7 @@ _SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/
                  "/proc", "/run", "/sbin", "/sys", "/usr")
 _SYSTEM_DIRS = frozenset({"/", "/home", "/root", "/var", "/tmp", "/opt", "/srv", "/mnt", "/media"})
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?")
+_LINUX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _STANDARD_TIERS = frozenset({"standard", "hot", "cool", "transactionoptimized", "standardv2"})
 
 
@@ -73,6 +74,13 @@ def network_name(value: object, field: str) -> str:
                      rule="a VNet or subnet name is 1-80 letters, digits, '_', '.' or '-', starting "
                           "with a letter or digit and ending with a letter, digit or '_'",
                      hint="pass the name exactly as Azure shows it")
+
+
+def linux_user(value: object, field: str = "user") -> str:
+    return _matching(_LINUX_USER, _require_text(value, field), field=field, what="Linux user name",
+                     rule="a Linux user name is 1-32 lowercase letters, digits, '_' or '-', starting with a "
+                          "letter or '_'",
+                     hint="use the VM's admin user name, e.g. 'azureuser'")
 
 
 def vm_name(value: object, field: str = "vm") -> str:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from shared.domain.cloud_init import cloud_config
 from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
 from shared.domain.costs import PriceBook, monthly_storage_cost, price_for
 from shared.domain.errors import Conflict, ErrorCode, NotFound, ServiceError, ValidationError
 from shared.domain.models import StorageInfo, StorageStatus
 from shared.domain.requests import RequestDefaults, StorageRef
 from shared.ports import AttachmentRepository, Page, StorageCloud, StorageRepository
+from shared.scripts import run_command_script
 
 from .operations import OperationIntake, Submission
 
@@ -80,6 +82,11 @@ class StorageService:
         if share is None or share.usage_bytes is None:
             return None
         return round(share.usage_bytes / GIB, 3)
+
+    def cloud_init(self, ref: StorageRef, user: str, mount_point: str | None) -> str:
+        """The cloud-config that gives a new VM this storage as `user`'s home from its first boot."""
+        storage = self.get(ref)
+        return cloud_config(storage, user, mount_point or f"/home/{user}", run_command_script("attach"))
 
     def request_create(self, command: CreateStorage, idempotency_key: str | None) -> Submission:
         return self.intake.submit(command, idempotency_key)

@@ -276,11 +276,18 @@ class TestOtherRoutes:
     def test_unknown_operations_are_404(self, api: Client, operation_id: str) -> None:
         assert_error(api.get(f"/api/operations/{operation_id}"), 404, "OperationNotFound")
 
-    def test_unserved_routes_say_so(self, api: Client, app: Container, clock: FakeClock) -> None:
+    def test_unserved_routes_say_so(self, api: Client) -> None:
         assert_error(api.get("/api/costs"), 501, "NotImplemented")
+
+    def test_cloud_init_is_a_cloud_config_for_recorded_storage(self, api: Client, app: Container,
+                                                              clock: FakeClock) -> None:
         assert_error(api.get("/api/storage/teamhome/cloud-init"), 404, "StorageNotFound")
         record_storage(app, clock)
-        assert_error(api.get("/api/storage/teamhome/cloud-init"), 501, "NotImplemented")
+        answer = api.get("/api/storage/teamhome/cloud-init", query={"user": "dev"})
+        assert answer.status == 200 and answer.mimetype == "text/cloud-config"
+        assert answer.body.startswith(b"#cloud-config\n") and b'"MOUNT_POINT=/home/dev"' in answer.body
+        for bad in ({"user": "Root User"}, {"mountPoint": "/etc"}, {"mountPoint": "relative"}):
+            assert_error(api.get("/api/storage/teamhome/cloud-init", query=bad), 400, "ValidationError")
 
     def test_health_is_liveness_and_readiness_asks_dependencies(self, api: Client) -> None:
         assert api.get("/api/health").json() == {"status": "ok"}

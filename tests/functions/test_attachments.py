@@ -3,9 +3,11 @@ emulator) and the VM scripts running for real in sandbox VMs."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
+import yaml
 
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from tests.emulator.conftest import needs_sandbox
@@ -170,3 +172,29 @@ def test_verify_reports_the_live_mount_and_records_health(stack: Stack, storage:
     assert recorded["health"] == "unmounted" and recorded["lastVerifiedAt"] == unmounted["verifiedAt"]
     run(stack, "vm1", f"mount {HOME}")  # the fstab line brings it back
     assert manifest(stack, "vm1") == before
+
+
+def test_cloud_init_gives_a_new_vm_the_shared_home_from_its_first_boot(stack: Stack, storage: str) -> None:
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"  # the share now holds a home
+    shared = manifest(stack, "vm1")
+    answer = stack.api.get(f"/api/storage/{storage}/cloud-init", query={"resourceGroup": stack.group})
+    config = yaml.safe_load(answer.body)
+    assert answer.body.startswith(b"#cloud-config\n") and "nfs-common" in config["packages"]
+
+    vm(stack, "born", key="ssh-ed25519 AAAAnewborn me@laptop")
+    # Play cloud-init's write_files and runcmd modules, as root, in the new VM.
+    steps = []
+    for item in config["write_files"]:
+        assert item["encoding"] == "b64" and item["permissions"] == "0700"
+        steps.append(f"mkdir -p \"$(dirname {shlex.quote(item['path'])})\" && "
+                     f"echo {shlex.quote(item['content'])} | base64 -d > {shlex.quote(item['path'])} && "
+                     f"chmod {item['permissions']} {shlex.quote(item['path'])}")
+    steps += [shlex.join(command) for command in config["runcmd"]]
+    booted = run(stack, "born", "set -e\n" + "\n".join(steps) + "\n")
+    assert booted["exitCode"] == 0, booted["error"]
+    assert '"success":true' in booted["output"]
+    assert manifest(stack, "born")[1] == shared[1]  # the shared home (its keys file now merged), not its own
+    keys = run(stack, "born", f"cat {HOME}/.ssh/authorized_keys")["output"].splitlines()
+    assert keys == ["ssh-ed25519 AAAAvm own@vm", "ssh-ed25519 AAAAnewborn me@laptop"]
+    fstab = run(stack, "born", "grep ' /home/azureuser ' /etc/fstab")["output"]
+    assert fstab.endswith("nfs vers=4,minorversion=1,sec=sys,nconnect=4,_netdev,nofail 0 0\n")
