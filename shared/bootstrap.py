@@ -150,8 +150,11 @@ class Container:
 
     @cached_property
     def provisioner(self) -> StorageProvisioner:
+        def detach(*args: Any) -> Any:
+            return self.mounts.detach_recorded(*args)  # the VM SDK is imported only if a VM is attached
+
         return StorageProvisioner(self.cloud, self.storages, self.attachments, self.clock,
-                                  self.settings.defaults)
+                                  self.settings.defaults, detacher=detach)
 
     @cached_property
     def attachment(self) -> AttachmentService:

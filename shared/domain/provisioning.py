@@ -38,7 +38,7 @@ CREATE_STEPS = (
     "Recording the storage",
 )
 DELETE_STEPS = (
-    "Checking attachments",
+    "Checking attachments (a forced delete detaches them first)",
     "Removing the private endpoint",
     "Deleting the storage account",
     "Removing unused DNS and network",

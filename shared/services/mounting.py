@@ -19,6 +19,7 @@ from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, Tra
 from shared.domain.models import (
     Attachment,
     AttachmentHealth,
+    DetachMode,
     MountInfo,
     StorageInfo,
     VerifiedAttachment,
@@ -167,35 +168,26 @@ class MountService:
         attachment = self.attachments.get(command.resource_group, command.vm)
         if attachment is None:
             return {"vm": command.vm, "resourceGroup": command.resource_group, "changed": False}
-        vm = self.vms.get_vm(command.resource_group, command.vm)
         context.progress(DETACH_STEPS[1], 1, total)
+        result = self.detach_recorded(attachment, command.mode, context.operation.id)
+        context.progress(DETACH_STEPS[2], 2, total)
+        return result
+
+    def detach_recorded(self, attachment: Attachment, mode: DetachMode, operation_id: str) -> dict[str, Any]:
+        """Give a recorded VM its home back (on a VM that no longer exists there is nothing to
+        move), then forget the attachment. Also used by a forced storage delete."""
+        vm = self.vms.get_vm(attachment.resource_group, attachment.vm)
         result: dict[str, Any] | None = None
         if vm is not None and vm.vm_id == attachment.vm_id:
             if vm.power_state not in ("running", "starting"):
-                raise Conflict(
-                    f"VM {vm.name} is {vm.power_state or 'not running'}: its home cannot be moved now.",
-                    try_hint="start it, then detach again",
-                )
-            result = self._run(
-                vm,
-                "detach",
-                context.operation.id,
-                {
-                    "NFS_ENDPOINT": nfs_endpoint(attachment.storage),
-                    "MOUNT_POINT": attachment.mount_point,
-                    "MODE": command.mode.value,
-                    "BACKUP_PATH": attachment.backup_path or "",
-                },
-            )
-        context.progress(DETACH_STEPS[2], 2, total)
-        self.attachments.remove(command.resource_group, command.vm)
-        return {
-            "vm": command.vm,
-            "resourceGroup": command.resource_group,
-            "changed": True,
-            "vmGone": result is None,
-            "unmount": result,
-        }
+                raise Conflict(f"VM {vm.name} is {vm.power_state or 'not running'}: its home cannot be "
+                               "moved now.", try_hint="start it, then detach again")
+            result = self._run(vm, "detach", f"{operation_id}-{vm.name}"[:64], {
+                "NFS_ENDPOINT": nfs_endpoint(attachment.storage), "MOUNT_POINT": attachment.mount_point,
+                "MODE": mode.value, "BACKUP_PATH": attachment.backup_path or ""})
+        self.attachments.remove(attachment.resource_group, attachment.vm)
+        return {"vm": attachment.vm, "resourceGroup": attachment.resource_group, "changed": True,
+                "vmGone": result is None, "unmount": result}
 
     # -- verify -----------------------------------------------------------------------------------
 

@@ -8,19 +8,21 @@ taken over: an account without our tag, of another kind, SKU or region.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from shared.domain import provisioning as p
 from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
-from shared.domain.errors import Conflict, ErrorCode, NotFound, NotImplementedYet, ValidationError
-from shared.domain.models import StorageInfo
+from shared.domain.errors import Conflict, ErrorCode, NotFound, ValidationError
+from shared.domain.models import Attachment, DetachMode, StorageInfo
 from shared.domain.requests import RequestDefaults
 from shared.domain.serialization import to_json
 from shared.ports import AttachmentRepository, Clock, StorageCloud, StorageRepository
 
 from .worker import OperationContext
+
+Detacher = Callable[[Attachment, DetachMode, str], Mapping[str, Any]]
 
 
 class StorageProvisioner:
@@ -31,7 +33,9 @@ class StorageProvisioner:
         attachments: AttachmentRepository,
         clock: Clock,
         defaults: RequestDefaults,
+        detacher: Detacher,
     ) -> None:
+        self.detacher = detacher  # gives an attached VM its home back (MountService.detach_recorded)
         self.cloud = cloud
         self.storages = storages
         self.attachments = attachments
@@ -192,7 +196,6 @@ class StorageProvisioner:
         steps, total = p.DELETE_STEPS, len(p.DELETE_STEPS)
         group, name = command.resource_group, command.name
         context.progress(steps[0], 0, total)
-        self._refuse_attached(command)
         account = self.cloud.get_account(group, name)
         if account is not None and not account.managed:
             raise Conflict(
@@ -201,6 +204,7 @@ class StorageProvisioner:
                 code=ErrorCode.STORAGE_INCOMPATIBLE,
                 try_hint="delete it in Azure yourself if you mean to",
             )
+        self._refuse_attached(command, context.operation.id)
         context.progress(steps[1], 1, total)
         self.cloud.delete_endpoint(group, p.endpoint_name(name))  # its DNS zone group and A record go too
         context.progress(steps[2], 2, total)
@@ -219,20 +223,16 @@ class StorageProvisioner:
         self.storages.delete(name)
         return {"name": name, "resourceGroup": group, "deleted": account is not None, "alsoRemoved": removed}
 
-    def _refuse_attached(self, command: DeleteStorage) -> None:
-        attached = sorted(a.vm for a in self.attachments.list_for_storage(command.name))
-        if not attached:
-            return
-        if not command.force:
+    def _refuse_attached(self, command: DeleteStorage, operation_id: str) -> None:
+        """Attached VMs stop a delete, unless forced: then each gets its own home back first."""
+        attachments = self.attachments.list_for_storage(command.name)
+        if attachments and not command.force:
+            attached = sorted(a.vm for a in attachments)
             raise Conflict(
                 f"Storage {command.name} is the home of {len(attached)} VM(s).",
                 causes=[f"attached: {', '.join(attached)}"],
                 code=ErrorCode.STORAGE_IN_USE,
                 try_hint="detach them first, or delete with force=true",
             )
-        raise NotImplementedYet(
-            f"Storage {command.name} still has VMs attached, and detaching them as part of "
-            "a delete is not served by this version.",
-            causes=[f"attached: {', '.join(attached)}"],
-            try_hint="detach each VM (DELETE /api/vms/{vm}/attachment), then delete again",
-        )
+        for attachment in attachments:
+            self.detacher(attachment, DetachMode.RESTORE, operation_id)

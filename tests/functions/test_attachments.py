@@ -198,3 +198,24 @@ def test_cloud_init_gives_a_new_vm_the_shared_home_from_its_first_boot(stack: St
     assert keys == ["ssh-ed25519 AAAAvm own@vm", "ssh-ed25519 AAAAnewborn me@laptop"]
     fstab = run(stack, "born", "grep ' /home/azureuser ' /etc/fstab")["output"]
     assert fstab.endswith("nfs vers=4,minorversion=1,sec=sys,nconnect=4,_netdev,nofail 0 0\n")
+
+
+def test_a_forced_delete_gives_every_attached_vm_its_own_home_back(stack: Stack, storage: str) -> None:
+    home = manifest(stack, "vm1")
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    deleted = stack.run(stack.api.delete(f"/api/storage/{storage}", query={"force": "true"}))
+    assert deleted["status"] == "Succeeded", deleted
+    assert manifest(stack, "vm1") == home
+    assert run(stack, "vm1", f"mountpoint -q {HOME} || echo local")["output"] == "local\n"
+    assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
+    assert not [k for k in stack.ours() if k.startswith("Microsoft.Storage/")]
+
+
+def test_detach_copy_through_the_service_keeps_the_shared_files_locally(stack: Stack, storage: str) -> None:
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    run(stack, "vm1", f"echo made-on-share > {HOME}/latest")
+    shared = manifest(stack, "vm1")
+    detached = stack.run(stack.api.delete("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}))
+    assert detached["status"] == "Succeeded" and detached["result"]["unmount"]["mode"] == "copy", detached
+    assert manifest(stack, "vm1") == shared
+    assert run(stack, "vm1", f"mountpoint -q {HOME} || echo local")["output"] == "local\n"
