@@ -5,6 +5,7 @@ exactly as it was and the share untouched, or converges on the next attempt."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -206,3 +207,28 @@ def test_hostile_values_are_refused_and_never_run(azure: Azure, world: dict[str,
         assert view["exitCode"] == 64 and result["success"] is False, (field, view)
     assert azure.run("vm1", "test -e /root/pwned && echo pwned || echo clean\n")["output"] == "clean\n"
     assert manifest(azure, "vm1", HOME, "after") == before
+
+
+def test_the_nfs_client_is_installed_only_when_missing_after_the_package_manager_is_free(
+        azure: Azure, world: dict[str, str]) -> None:
+    # A VM without mount.nfs, whose package manager is busy for a moment (a dpkg run); apt-get
+    # here is a stand-in that records its call and puts the client back.
+    setup = azure.run("vm1", "set -e\n"
+                             "mkdir -p /usr/local/bin /var/lib/azlin-test\n"
+                             "mv /usr/sbin/mount.nfs /var/lib/azlin-test/mount.nfs\n"
+                             "printf '%s\\n' '#!/bin/bash' 'echo \"apt-get $*\" >> /var/lib/azlin-test/calls' "
+                             "'cp /var/lib/azlin-test/mount.nfs /usr/sbin/mount.nfs' > /usr/local/bin/apt-get\n"
+                             "chmod +x /usr/local/bin/apt-get\n"
+                             "cp /bin/sleep /usr/local/bin/dpkg\n"
+                             "nohup /usr/local/bin/dpkg 3 >/dev/null 2>&1 &\n")
+    assert setup["exitCode"] == 0, setup["error"]
+    started = time.monotonic()
+    result, view = attach(azure, "vm1", world["spec"], LOCK_WAIT_SECONDS="60")
+    assert view["exitCode"] == 0 and result["success"] is True, view
+    assert time.monotonic() - started >= 2  # it waited for dpkg to finish
+    calls = azure.run("vm1", "cat /var/lib/azlin-test/calls\n")["output"].splitlines()
+    assert len(calls) == 1 and "install" in calls[0] and calls[0].endswith("nfs-common")
+
+    again, view = attach(azure, "vm1", world["spec"])
+    assert again["alreadyAttached"] is True
+    assert len(azure.run("vm1", "cat /var/lib/azlin-test/calls\n")["output"].splitlines()) == 1  # not again

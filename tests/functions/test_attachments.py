@@ -217,5 +217,18 @@ def test_detach_copy_through_the_service_keeps_the_shared_files_locally(stack: S
     shared = manifest(stack, "vm1")
     detached = stack.run(stack.api.delete("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}))
     assert detached["status"] == "Succeeded" and detached["result"]["unmount"]["mode"] == "copy", detached
+    assert script_runs(stack, "detach") == 1
     assert manifest(stack, "vm1") == shared
     assert run(stack, "vm1", f"mountpoint -q {HOME} || echo local")["output"] == "local\n"
+
+
+def test_every_message_delivered_twice_gives_one_copy_one_fstab_line_one_record(stack: Stack, storage: str) -> None:
+    answer = stack.api.post(f"/api/storage/{storage}/attachments", {"vm": "vm1", "resourceGroup": stack.group})
+    operation_id = answer.json()["id"]
+    stack.app.queue.send(operation_id)  # the same message, twice on the queue
+    operation = stack.run(answer)
+    assert operation["status"] == "Succeeded", operation
+    assert script_runs(stack, "attach") == 1
+    assert run(stack, "vm1", "grep -c ' /home/azureuser ' /etc/fstab")["output"] == "1\n"
+    assert run(stack, "vm1", "ls -d /home/azureuser.azlin-backup-* | wc -l")["output"] == "1\n"
+    assert [a.vm for a in stack.app.attachments.list_for_storage(storage)] == ["vm1"]
