@@ -64,6 +64,9 @@ def start(port: int, *, serve_app: bool = True, emulator_port: int = 0) -> tuple
             "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
             "DEFAULT_RESOURCE_GROUP": GROUP,
             "DEFAULT_REGION": REGION,
+            # Storage endpoints go where `python -m local vm create` puts VMs, so they reach them.
+            "DEFAULT_VNET": VNET,
+            "DEFAULT_SUBNET": "default",
             "API_URL": f"{api}/api",
         }
         _create_playground(ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION))

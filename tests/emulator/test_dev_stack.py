@@ -4,6 +4,7 @@ creates to the app's Event Grid function, runs commands in them, and stops every
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +24,7 @@ from tests.emulator.test_processes import processes_mentioning
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"azlin dev ready in [\d.]+ s: API (http://127\.0\.0\.1:(\d+)/api);")
 SETTINGS = {"AzureWebJobsStorage", "ARM_ENDPOINT", "ARM_CA_BUNDLE", "ARM_CREDENTIAL", "AZURE_SUBSCRIPTION_ID",
-            "DEFAULT_RESOURCE_GROUP", "DEFAULT_REGION", "API_URL"}
+            "DEFAULT_RESOURCE_GROUP", "DEFAULT_REGION", "DEFAULT_VNET", "DEFAULT_SUBNET", "API_URL"}
 
 pytestmark = needs_sandbox
 
@@ -46,6 +48,26 @@ def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str
         process.wait()
 
 
+def post(url: str, body: dict[str, str]) -> dict[str, str]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return dict(answer.headers)
+
+
+def wait_for_operation(api: str, headers: dict[str, str], timeout: float = 90) -> dict[str, Any]:
+    """Follow an accepted request's Location until its operation ends (the host's worker runs it)."""
+    location = headers["Location"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(location, timeout=30) as answer:
+            operation: dict[str, Any] = json.loads(answer.read())
+        if operation["status"] in ("Succeeded", "Failed"):
+            return operation
+        time.sleep(0.5)
+    raise TimeoutError(f"{location} did not end in {timeout} s")
+
+
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "local", *args], cwd=ROOT, env=env, text=True,
                           capture_output=True, timeout=120, check=False)
@@ -66,6 +88,15 @@ def test_dev_stack_serves_the_api_runs_vms_and_stops_cleanly(
     time.sleep(3.1)  # the agent of a new VM is not ready for its first seconds under `make dev`
     ran = cli(env, "vm", "run", "dev1", "--param", "WHO=dev", "--", "sh", "-c", 'id -un 1000; echo "$WHO"; exit 3')
     assert (ran.returncode, ran.stdout) == (3, "azureuser\ndev\n"), ran.stderr
+
+    # The whole service on the stack: create storage, attach the VM, all through the host's queue.
+    api = settings["API_URL"]
+    created = wait_for_operation(api, post(f"{api}/storage", {"name": "devhome" + str(os.getpid())}))
+    assert created["status"] == "Succeeded", created
+    attached = wait_for_operation(api, post(f"{api}/storage/{created['result']['name']}/attachments", {"vm": "dev1"}))
+    assert attached["status"] == "Succeeded", attached
+    mounted = cli(env, "vm", "run", "dev1", "--", "findmnt", "-n", "-o", "SOURCE", "/home/azureuser")
+    assert mounted.stdout.strip() == created["result"]["nfsEndpoint"], mounted.stderr
 
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
