@@ -232,3 +232,69 @@ def test_the_nfs_client_is_installed_only_when_missing_after_the_package_manager
     again, view = attach(azure, "vm1", world["spec"])
     assert again["alreadyAttached"] is True
     assert len(azure.run("vm1", "cat /var/lib/azlin-test/calls\n")["output"].splitlines()) == 1  # not again
+
+
+def test_an_attach_killed_then_rebooted_is_undone_and_redone_in_full(azure: Azure, world: dict[str, str]) -> None:
+    before = manifest(azure, "vm1", HOME, "before")
+    azure.run("vm1", "mkdir -p /usr/local/bin && printf '%s\\n' '#!/bin/bash' 'sleep 30' > /usr/local/bin/cp "
+                     "&& chmod +x /usr/local/bin/cp\n")
+    _, killed = attach(azure, "vm1", world["spec"], timeout=3)
+    assert killed["executionState"] == "TimedOut"
+    azure.run("vm1", "rm /usr/local/bin/cp\n")
+    azure.clients.compute.virtual_machines.begin_restart(azure.group, "vm1").result()  # mounts gone
+
+    result, view = attach(azure, "vm1", world["spec"])
+    assert view["exitCode"] == 0 and result["copiedFiles"] == before[1] - 1, view
+    assert manifest(azure, "vm1", HOME, "after") == before
+    leftovers = azure.run("vm1", f"ls -A {HOME} | grep -c azlin-incoming || true\n")["output"].strip()
+    assert leftovers == "0"
+
+
+def test_keys_are_merged_line_by_line_and_never_read_through_a_link(azure: Azure, world: dict[str, str]) -> None:
+    attach(azure, "vm1", world["spec"])
+    # The shared file ends without a newline; a user made their VM's key file a link to a secret.
+    azure.run("vm1", f"printf 'ssh-ed25519 AAAAshared a@b' > {HOME}/.ssh/authorized_keys\n")
+    azure.vm("vm2", world["subnet"])
+    azure.run("vm2", f"ln -sf /etc/shadow {HOME}/.ssh/authorized_keys\n")
+    _, view = attach(azure, "vm2", world["spec"], OWNER_UID="1000")
+    assert view["exitCode"] == 0, view
+    keys = azure.run("vm2", f"cat {HOME}/.ssh/authorized_keys\n")["output"]
+    assert keys == "ssh-ed25519 AAAAshared a@b"  # untouched: nothing safe to merge
+    assert "root:" not in keys
+
+    azure.vm("vm3", world["subnet"], key="ssh-ed25519 AAAAthird c@d")
+    attach(azure, "vm3", world["spec"], OWNER_UID="1000")
+    merged = azure.run("vm3", f"cat {HOME}/.ssh/authorized_keys\n")["output"].splitlines()
+    assert merged == ["ssh-ed25519 AAAAshared a@b", "ssh-ed25519 AAAAthird c@d"]
+
+
+def test_a_repeated_attach_still_reports_the_backup(azure: Azure, world: dict[str, str]) -> None:
+    first, _ = attach(azure, "vm1", world["spec"])
+    again, _ = attach(azure, "vm1", world["spec"])
+    assert again["alreadyAttached"] is True and again["backupPath"] == first["backupPath"]
+
+
+def test_a_detach_interrupted_after_it_began_is_finished_by_the_next(azure: Azure, world: dict[str, str]) -> None:
+    before = manifest(azure, "vm1", HOME, "before")
+    attached, _ = attach(azure, "vm1", world["spec"])
+    azure.run("vm1", "mount --bind -o ro /etc/fstab /etc/fstab\n")
+    failed, view = detach(azure, "vm1", world["spec"], MODE="restore", BACKUP_PATH=attached["backupPath"])
+    assert view["exitCode"] == 74 and failed["success"] is False
+    azure.run("vm1", "umount /etc/fstab\n")
+    done, view = detach(azure, "vm1", world["spec"], MODE="restore", BACKUP_PATH=attached["backupPath"])
+    assert view["exitCode"] == 0 and done["success"] is True, view
+    assert manifest(azure, "vm1", HOME, "restored") == before
+    assert fstab_lines(azure, "vm1") == []
+
+
+def test_detach_of_a_share_not_mounted_now_restores_or_refuses_clearly(azure: Azure, world: dict[str, str]) -> None:
+    before = manifest(azure, "vm1", HOME, "before")
+    attached, _ = attach(azure, "vm1", world["spec"])
+    azure.run("vm1", f"umount {HOME}\n")  # as after a boot without the storage
+    refused, view = detach(azure, "vm1", world["spec"], MODE="copy", BACKUP_PATH=attached["backupPath"])
+    assert view["exitCode"] == 69 and "mode=restore" in refused["errors"][0]
+    restored, view = detach(azure, "vm1", world["spec"], MODE="restore", BACKUP_PATH=attached["backupPath"])
+    assert view["exitCode"] == 0 and restored["notAttached"] is False, view
+    assert manifest(azure, "vm1", HOME, "restored") == before
+    nothing, view = detach(azure, "vm1", world["spec"])
+    assert view["exitCode"] == 0 and nothing["notAttached"] is True
