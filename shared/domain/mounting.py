@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 RESULT_PREFIX = "RESULT "
-SCRIPT_TIMEOUT_SECONDS = 1800  # a large home copies in minutes; Azure's own limit is 90
+# A large home copies in minutes (Azure's own limit is 90). Below host.json's functionTimeout
+# (30 min) with room for polling: the worker sees the end of the script, never the host's kill.
+SCRIPT_TIMEOUT_SECONDS = 1500
 
 
 @dataclass(frozen=True)

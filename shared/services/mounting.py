@@ -40,6 +40,7 @@ ATTACH_STEPS = (
     "Running the attach script on the VM",
     "Recording the attachment",
 )
+VERIFY_TIMEOUT_SECONDS = 120  # answered within an HTTP request
 DETACH_STEPS = ("Reading the attachment", "Running the detach script on the VM", "Forgetting the attachment")
 
 
@@ -75,16 +76,18 @@ class MountService:
         context.progress(ATTACH_STEPS[2], 2, total)
         mount_point = command.mount_point or f"/home/{vm.admin_user}"
         owner = home_owner(mount_point, vm.admin_user)
+        run_name = run_command_name("attach", context.operation.id)
         result = self._run(
             vm,
+            run_name,
             "attach",
-            context.operation.id,
             {
                 "NFS_ENDPOINT": storage.nfs_endpoint,
                 "MOUNT_POINT": mount_point,
                 "OWNER": owner,
                 "OWNER_UID": "" if storage.owner_uid is None else str(storage.owner_uid),
             },
+            keep=True,
         )
         context.progress(ATTACH_STEPS[3], 3, total)
         if storage.owner_uid is None and isinstance(result.get("ownerUid"), int):
@@ -101,6 +104,8 @@ class MountService:
                 backup_path=result.get("backupPath"),
             )
         )
+        # Only now: a redelivery after a failed record must still find the run and its result.
+        self.vms.delete_run(vm, run_name)
         return {"attachment": to_json(attachment), "changed": True, "mount": result}
 
     def _storage(self, name: str) -> StorageInfo:
@@ -148,17 +153,29 @@ class MountService:
         if not self.cloud.has_zone_link(storage.resource_group, link):
             self.cloud.create_zone_link(storage.resource_group, link, vm.vnet_id, p.managed_tags())
 
-    def _run(self, vm: VmFacts, action: str, operation_id: str, parameters: dict[str, str]) -> dict[str, Any]:
-        name = run_command_name(action, operation_id)
-        run = self.vms.run_script(vm, name, run_command_script(action), parameters, SCRIPT_TIMEOUT_SECONDS)
+    def _run(
+        self,
+        vm: VmFacts,
+        name: str,
+        script: str,
+        parameters: dict[str, str],
+        *,
+        timeout: int = SCRIPT_TIMEOUT_SECONDS,
+        keep: bool = False,
+    ) -> dict[str, Any]:
+        """Run a VM script through the Run Command `name`; its RESULT when it succeeded. The run
+        is deleted after it is read, unless `keep` (the caller deletes it once it recorded)."""
+        run = self.vms.run_script(vm, name, run_command_script(script), parameters, timeout)
         if run.state == "TimedOut":  # the script's state file lets the next attempt finish or undo it
             self.vms.delete_run(vm, name)
-            raise TransientError(f"The {action} script on {vm.name} ran out of time; it is retried.")
+            raise TransientError(f"The {script} script on {vm.name} ran out of time; it is retried.")
         result = run.result
-        self.vms.delete_run(vm, name)
-        if run.exit_code == 0 and result is not None and result.get("success") is True:
+        succeeded = run.exit_code == 0 and result is not None and result.get("success") is True
+        if not (succeeded and keep):
+            self.vms.delete_run(vm, name)
+        if succeeded and result is not None:
             return result
-        raise _script_failure(action, vm, run, result)
+        raise _script_failure(script, vm, run, result)
 
     # -- detach -----------------------------------------------------------------------------------
 
@@ -180,14 +197,35 @@ class MountService:
         result: dict[str, Any] | None = None
         if vm is not None and vm.vm_id == attachment.vm_id:
             if vm.power_state not in ("running", "starting"):
-                raise Conflict(f"VM {vm.name} is {vm.power_state or 'not running'}: its home cannot be "
-                               "moved now.", try_hint="start it, then detach again")
-            result = self._run(vm, "detach", f"{operation_id}-{vm.name}"[:64], {
-                "NFS_ENDPOINT": nfs_endpoint(attachment.storage), "MOUNT_POINT": attachment.mount_point,
-                "MODE": mode.value, "BACKUP_PATH": attachment.backup_path or ""})
+                raise Conflict(
+                    f"VM {vm.name} is {vm.power_state or 'not running'}: its home cannot be moved now.",
+                    try_hint="start it, then detach again",
+                )
+            result = self._run(
+                vm,
+                run_command_name("detach", f"{operation_id}-{vm.name}"),
+                "detach",
+                {
+                    "NFS_ENDPOINT": nfs_endpoint(attachment.storage),
+                    "MOUNT_POINT": attachment.mount_point,
+                    "MODE": mode.value,
+                    "BACKUP_PATH": attachment.backup_path or "",
+                },
+            )
         self.attachments.remove(attachment.resource_group, attachment.vm)
-        return {"vm": attachment.vm, "resourceGroup": attachment.resource_group, "changed": True,
-                "vmGone": result is None, "unmount": result}
+        answer = {
+            "vm": attachment.vm,
+            "resourceGroup": attachment.resource_group,
+            "changed": True,
+            "vmGone": result is None,
+            "unmount": result,
+        }
+        if vm is not None and vm.vm_id != attachment.vm_id:
+            answer["note"] = (
+                f"VM {vm.name} was recreated (another vmId); its home was left alone: "
+                "check it, it may have been built with the shared home"
+            )
+        return answer
 
     # -- verify -----------------------------------------------------------------------------------
 
@@ -210,9 +248,10 @@ class MountService:
         else:
             found = self._run(
                 vm,
+                run_command_name("verify", str(uuid.uuid4())),
                 "verify",
-                str(uuid.uuid4()),
                 {"NFS_ENDPOINT": endpoint, "MOUNT_POINT": attachment.mount_point},
+                timeout=VERIFY_TIMEOUT_SECONDS,
             )
             if found.get("mounted"):
                 live = MountInfo(
