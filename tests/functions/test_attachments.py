@@ -146,13 +146,12 @@ def test_a_vm_attached_elsewhere_is_refused_at_once(stack: Stack, storage: str) 
     assert (refused.status, refused.json()["error"]["code"]) == (409, "VmAttachedElsewhere")
 
 
-def test_a_new_vm_whose_agent_is_not_ready_is_retried_until_it_is(stack: Stack, storage: str) -> None:
-    stack.azure.emulator.config.agent_ready_seconds = 1.0
-    vm(stack, "fresh")
-    operation = attach(stack, storage, "fresh")
-    stack.azure.emulator.config.agent_ready_seconds = 0
+def test_a_vm_whose_agent_is_not_ready_is_retried_until_it_is(stack: Stack, storage: str) -> None:
+    stack.azure.emulator.faults.add("PUT", r"/runCommands/azlin-attach-", status=409, code="VMAgentNotReady", count=2)
+    operation = attach(stack, storage, "vm1")
     assert operation["status"] == "Succeeded", operation
-    assert operation["attempts"] >= 2
+    assert operation["attempts"] == 3 and operation["lastError"]["code"] == "ServiceUnavailable"
+    assert script_runs(stack, "attach") == 3  # two refused by Azure, one that ran
 
 
 def test_verify_reports_the_live_mount_and_records_health(stack: Stack, storage: str) -> None:
