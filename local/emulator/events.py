@@ -92,7 +92,6 @@ class EventPublisher:
         self.webhook_url = webhook_url  # read at each event: tests and tools may change it
         self.attempts = attempts
         self.published: list[dict[str, Any]] = []
-        self.delivered: list[dict[str, Any]] = []
         self._queue: queue.Queue[tuple[dict[str, Any], str] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="emulator-events", daemon=True)
         self._thread.start()
@@ -140,7 +139,6 @@ class EventPublisher:
             try:
                 with urllib.request.urlopen(request, timeout=30) as answer:
                     if 200 <= answer.status < 300:
-                        self.delivered.append(event)
                         return
             except urllib.error.HTTPError as error:
                 if error.code in (400, 401, 403, 413):  # Event Grid does not retry these

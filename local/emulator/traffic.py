@@ -80,10 +80,9 @@ class Faults:
         retry_after: int | None = None,
         delay: float = 0.0,
     ) -> Fault:
-        fault = Fault(method.upper(), path_pattern, status, code, message, count, retry_after, delay)
-        with self._lock:
-            self._rules.append(fault)
-        return fault
+        return self.add_rule(
+            Fault(method.upper(), path_pattern, status, code, message, count, retry_after, delay)
+        )
 
     def add_rule(self, fault: Fault) -> Fault:
         with self._lock:
