@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 _MODULES = {
     "bootstrap": "shared.bootstrap",
     "errors": "shared.domain.errors",
+    "events": "shared.domain.events",
     "openapi": "functions.openapi",
     "requests": "shared.domain.requests",
     "serialization": "shared.domain.serialization",
@@ -23,9 +24,9 @@ _MODULES = {
 if TYPE_CHECKING:
     from functions import openapi
     from shared import bootstrap
-    from shared.domain import errors, requests, serialization, validation
+    from shared.domain import errors, events, requests, serialization, validation
 
-    __all__ = ["bootstrap", "errors", "openapi", "requests", "serialization", "validation"]
+    __all__ = ["bootstrap", "errors", "events", "openapi", "requests", "serialization", "validation"]
 else:
 
     def __getattr__(name: str) -> Any:

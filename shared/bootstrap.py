@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         TableState,
         TableStorageRepository,
     )
+    from .services.auto_attach import AutoAttachService
     from .services.mounting import MountService
 
 
@@ -126,6 +127,12 @@ class Container:
         from .services.mounting import MountService
 
         return MountService(self.vms, self.cloud, self.storages, self.attachments, self.clock)
+
+    @cached_property
+    def auto_attach(self) -> AutoAttachService:
+        from .services.auto_attach import AutoAttachService
+
+        return AutoAttachService(self.vms, self.attachments, self.intake, self.settings.auto_attach_tag)
 
     @cached_property
     def cloud(self) -> ArmStorageCloud:

@@ -71,6 +71,7 @@ class ArmVmCloud:
             admin_user=str(vm.os_profile.admin_username if vm.os_profile else ""),
             power_state=power,
             vnet_id=vnet,
+            tags=dict(vm.tags or {}),
         )
 
     def endpoint_vnet(self, group: str, endpoint: str) -> str | None:

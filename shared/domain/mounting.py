@@ -7,7 +7,8 @@ message finds the command it already started instead of running the script a sec
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 RESULT_PREFIX = "RESULT "
@@ -25,6 +26,7 @@ class VmFacts:
     admin_user: str
     power_state: str  # "running", "stopped", "deallocated", ...
     vnet_id: str
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,13 @@ HOME = "/home/azureuser"
 
 
 def vm(stack: Stack, name: str, vnet: str = DEFAULT_VNET, subnet: str = DEFAULT_SUBNET,
-       key: str = "ssh-ed25519 AAAAfirst me@laptop") -> None:
+       key: str = "ssh-ed25519 AAAAfirst me@laptop", tags: dict[str, str] | None = None) -> None:
     base = f"{stack.rest.group_path(stack.group)}/providers"
     nic = stack.rest.put(f"{base}/Microsoft.Network/networkInterfaces/{name}-nic", {"location": REGION, "properties": {
         "ipConfigurations": [{"name": "ip", "properties": {
             "subnet": {"id": f"{base}/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}"}}}]}})
-    stack.rest.put(f"{base}/Microsoft.Compute/virtualMachines/{name}", {"location": REGION, "properties": {
+    stack.rest.put(f"{base}/Microsoft.Compute/virtualMachines/{name}", {"location": REGION, "tags": tags or {},
+                                                                      "properties": {
         "hardwareProfile": {"vmSize": "Standard_B2s"},
         "osProfile": {"adminUsername": "azureuser", "linuxConfiguration": {"ssh": {"publicKeys": [
             {"path": "/home/azureuser/.ssh/authorized_keys", "keyData": key}]}}},
@@ -231,3 +232,46 @@ def test_every_message_delivered_twice_gives_one_copy_one_fstab_line_one_record(
     assert run(stack, "vm1", "grep -c ' /home/azureuser ' /etc/fstab")["output"] == "1\n"
     assert run(stack, "vm1", "ls -d /home/azureuser.azlin-backup-* | wc -l")["output"] == "1\n"
     assert [a.vm for a in stack.app.attachments.list_for_storage(storage)] == ["vm1"]
+
+
+def deliver_events_about(stack: Stack, vm_name: str) -> int:
+    """Hand the app's Event Grid function every event the emulator published about a VM (and its
+    run commands), as the subscription would; returns how many were delivered."""
+    stack.azure.emulator.events.flush()
+    events = [e for e in stack.azure.emulator.events.published if f"/virtualMachines/{vm_name}" in e["subject"]]
+    for event in events:
+        stack.api.index.publish("on_resource_event", event)
+    return len(events)
+
+
+def test_a_vm_created_with_the_tag_is_attached_by_its_event_alone(stack: Stack, storage: str) -> None:
+    vm(stack, "tagged", tags={"azlin-storage": storage})
+    assert deliver_events_about(stack, "tagged") == 1
+    deliver_events_about(stack, "tagged")  # redelivered
+    for _ in range(10):
+        if not stack.pump.drain():
+            break
+    record = stack.api.get("/api/vms/tagged/attachment", query={"resourceGroup": stack.group})
+    assert record.status == 200 and record.json()["storage"] == storage, record
+    assert run(stack, "tagged", "findmnt -n -o SOURCE /home/azureuser")["output"].strip().endswith("/home")
+
+    vm(stack, "tagged", tags={"azlin-storage": storage, "team": "a"})  # an update: a new write event
+    deliver_events_about(stack, "tagged")  # every event again, its run commands' too, out of order
+    stack.pump.drain()
+    assert script_runs(stack, "attach") == 1
+
+
+def test_untagged_opted_out_and_unknown_storage_vms(stack: Stack, storage: str) -> None:
+    vm(stack, "plain")
+    vm(stack, "optout", tags={"azlin-storage": "none"})
+    vm(stack, "wrong", tags={"azlin-storage": "nosuchstorage1"})
+    for name in ("plain", "optout", "wrong"):
+        deliver_events_about(stack, name)
+    stack.pump.drain()
+    assert stack.api.get("/api/vms/plain/attachment", query={"resourceGroup": stack.group}).status == 404
+    assert stack.api.get("/api/vms/optout/attachment", query={"resourceGroup": stack.group}).status == 404
+    queued = [o["id"] for o in stack.app.state.table("Operations").list_entities() if "vm/" in str(o.get("target"))]
+    assert len(queued) == 1  # only the VM whose tag names a storage
+    failed = stack.api.get(f"/api/operations/{queued[0]}").json()
+    assert (failed["params"]["storage"], failed["status"]) == ("nosuchstorage1", "Failed")
+    assert failed["error"]["code"] == "StorageNotFound"

@@ -77,11 +77,16 @@ def test_nothing_local_or_test_only_is_deployed() -> None:
     assert {"local/", "tests/", "bench/", ".venv/", "node_modules/", "local.settings.json"} <= ignored
 
 
-def test_the_event_grid_trigger_acknowledges_vm_events(functions: FunctionIndex) -> None:
-    """Event Grid redelivers whatever the handler fails on; until auto-attach lands, every event
-    is logged and acknowledged."""
+def test_the_event_grid_trigger_ignores_every_event_but_a_vm_write(functions: FunctionIndex) -> None:
+    """Run-command, extension and delete events, and other types, are acknowledged untouched:
+    the handler returns before it needs any setting or dependency."""
     vm = "/subscriptions/S/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/vm1"
-    functions.publish("on_resource_event", {
-        "id": "6f0c", "topic": "/subscriptions/S", "subject": vm, "dataVersion": "2",
-        "eventType": "Microsoft.Resources.ResourceWriteSuccess",
-        "data": {"operationName": "Microsoft.Compute/virtualMachines/write", "resourceUri": vm}})
+    for operation, event_type, subject in (
+            ("Microsoft.Compute/virtualMachines/runCommands/write", "ResourceWriteSuccess", vm + "/runCommands/x"),
+            ("Microsoft.Compute/virtualMachines/extensions/write", "ResourceWriteSuccess", vm + "/extensions/y"),
+            ("Microsoft.Compute/virtualMachines/delete", "ResourceDeleteSuccess", vm),
+            ("Microsoft.Compute/virtualMachines/write", "ResourceWriteFailure", vm)):
+        functions.publish("on_resource_event", {
+            "id": "6f0c", "topic": "/subscriptions/S", "subject": subject, "dataVersion": "2",
+            "eventType": f"Microsoft.Resources.{event_type}",
+            "data": {"operationName": operation, "resourceUri": subject}})

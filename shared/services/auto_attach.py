@@ -1,0 +1,73 @@
+"""Auto-attach: a VM created (or updated) with the auto-attach tag naming a storage gets an attach
+operation queued. The handler answers fast: one read of the VM, no Run Command. Idempotent: the
+attach is submitted with an Idempotency-Key made of the VM's immutable `vmId` and the storage, so
+redelivered, repeated and out-of-order events for the same VM queue nothing new; a VM already
+attached queues nothing at all. A tag value of `none` opts out."""
+
+from __future__ import annotations
+
+import logging
+
+from shared.domain import validation as v
+from shared.domain.commands import AttachVm
+from shared.domain.errors import ErrorCode, ServiceError, ValidationError
+from shared.domain.events import OPT_OUT, VmWritten, auto_attach_key
+from shared.ports import AttachmentRepository, VmCloud
+
+from .operations import OperationIntake
+
+log = logging.getLogger(__name__)
+
+
+class AutoAttachService:
+    def __init__(
+        self, vms: VmCloud, attachments: AttachmentRepository, intake: OperationIntake, tag: str
+    ) -> None:
+        self.vms = vms
+        self.attachments = attachments
+        self.intake = intake
+        self.tag = tag
+
+    def on_vm_written(self, written: VmWritten) -> str | None:
+        """Queue the attach a VM write asks for; the operation id, or None when there is none."""
+        vm = self.vms.get_vm(written.resource_group, written.vm)
+        if vm is None:
+            log.info("event %s: VM %s is gone; nothing to attach", written.event_id, written.vm)
+            return None
+        wanted = next(
+            (value for key, value in vm.tags.items() if key.lower() == self.tag.lower()), ""
+        ).strip()
+        if not wanted or wanted.lower() == OPT_OUT:
+            return None
+        existing = self.attachments.get(vm.resource_group, vm.name)
+        if existing is not None and existing.vm_id == vm.vm_id:
+            return None
+        try:
+            storage = v.storage_account_name(wanted, self.tag)
+        except ValidationError as err:
+            log.warning(
+                "event %s: VM %s has tag %s=%r, which names no storage: %s",
+                written.event_id,
+                vm.name,
+                self.tag,
+                wanted,
+                err.message,
+            )
+            return None
+        command = AttachVm(storage, vm.name, vm.resource_group)
+        try:
+            submission = self.intake.submit(command, auto_attach_key(vm.vm_id, storage))
+        except ServiceError as err:
+            if err.code is not ErrorCode.IDEMPOTENCY_KEY_REUSED:
+                raise
+            return None
+        log.info(
+            "event %s: VM %s tagged %s=%s: attach %s%s",
+            written.event_id,
+            vm.name,
+            self.tag,
+            storage,
+            submission.operation.id,
+            " (already queued)" if submission.replayed else "",
+        )
+        return submission.operation.id
