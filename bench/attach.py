@@ -15,9 +15,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from local import playground
 from local.emulator import Config, LocalAzure
 from local.rest import ArmRest
 from shared.scripts import run_command_script
@@ -25,123 +27,17 @@ from tests.emulator.trees import BUILD, python
 
 ATTACH = run_command_script("attach")
 SUBSCRIPTION = "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"
+GROUP = "bench-attach"
 REGION, HOME = "eastus", "/home/azureuser"
 
 
-class Bench:
-    def __init__(self, azure: LocalAzure) -> None:
-        self.rest = ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION)
-        self.group = self.rest.group_path("bench-attach")
-        self.rest.put(self.group, {"location": REGION})
-        self.base = f"{self.group}/providers"
-        self.rest.put(
-            f"{self.base}/Microsoft.Network/virtualNetworks/vnet",
-            {
-                "location": REGION,
-                "properties": {
-                    "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
-                    "subnets": [{"name": "default", "properties": {"addressPrefix": "10.0.0.0/24"}}],
-                },
-            },
-        )
-        self.subnet = f"{self.base}/Microsoft.Network/virtualNetworks/vnet/subnets/default"
-        zone = f"{self.base}/Microsoft.Network/privateDnsZones/privatelink.file.core.windows.net"
-        self.rest.put(zone, {"location": "global"})
-        self.rest.put(
-            f"{zone}/virtualNetworkLinks/vnet",
-            {
-                "location": "global",
-                "properties": {
-                    "virtualNetwork": {"id": f"{self.base}/Microsoft.Network/virtualNetworks/vnet"}
-                },
-            },
-        )
-
-    def storage(self) -> str:
-        name = "bench" + uuid.uuid4().hex[:8]
-        account = self.rest.put(
-            f"{self.base}/Microsoft.Storage/storageAccounts/{name}",
-            {
-                "location": REGION,
-                "sku": {"name": "Premium_LRS"},
-                "kind": "FileStorage",
-                "properties": {"supportsHttpsTrafficOnly": False},
-            },
-        )
-        self.rest.put(
-            f"{self.base}/Microsoft.Storage/storageAccounts/{name}/fileServices/default/shares/home",
-            {"properties": {"enabledProtocols": "NFS", "shareQuota": 100}},
-        )
-        self.rest.put(
-            f"{self.base}/Microsoft.Network/privateEndpoints/{name}",
-            {
-                "location": REGION,
-                "properties": {
-                    "subnet": {"id": self.subnet},
-                    "privateLinkServiceConnections": [
-                        {
-                            "name": "f",
-                            "properties": {"privateLinkServiceId": account["id"], "groupIds": ["file"]},
-                        }
-                    ],
-                },
-            },
-        )
-        zone = f"{self.base}/Microsoft.Network/privateDnsZones/privatelink.file.core.windows.net"
-        self.rest.put(
-            f"{self.base}/Microsoft.Network/privateEndpoints/{name}/privateDnsZoneGroups/default",
-            {
-                "properties": {
-                    "privateDnsZoneConfigs": [{"name": "f", "properties": {"privateDnsZoneId": zone}}]
-                }
-            },
-        )
-        return f"{name}.file.core.windows.net:/{name}/home"
-
-    def vm(self) -> str:
-        name = "vm" + uuid.uuid4().hex[:6]
-        nic = self.rest.put(
-            f"{self.base}/Microsoft.Network/networkInterfaces/{name}",
-            {
-                "location": REGION,
-                "properties": {
-                    "ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": self.subnet}}}]
-                },
-            },
-        )
-        self.rest.put(
-            f"{self.base}/Microsoft.Compute/virtualMachines/{name}",
-            {
-                "location": REGION,
-                "properties": {
-                    "hardwareProfile": {"vmSize": "Standard_B2s"},
-                    "osProfile": {"adminUsername": "azureuser"},
-                    "networkProfile": {"networkInterfaces": [{"id": nic["id"]}]},
-                },
-            },
-        )
-        return name
-
-    def run(self, vm: str, script: str, **parameters: str) -> tuple[float, dict[str, object]]:
-        path = f"{self.base}/Microsoft.Compute/virtualMachines/{vm}/runCommands/r{uuid.uuid4().hex[:8]}"
-        started = time.perf_counter()
-        self.rest.put(
-            path,
-            {
-                "location": REGION,
-                "properties": {
-                    "source": {"script": script},
-                    "timeoutInSeconds": 3600,
-                    "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
-                },
-            },
-        )
-        elapsed = time.perf_counter() - started
-        view = self.rest.get(path + "?$expand=instanceView")["properties"]["instanceView"]
-        self.rest.delete(path)
-        if view["exitCode"] != 0:
-            raise RuntimeError(f"script failed: {view['error'] or view['output']}")
-        return elapsed, view
+def timed_run(rest: ArmRest, vm: str, script: str, **parameters: str) -> tuple[float, dict[str, Any]]:
+    """A Run Command round trip (the same for both sides), with its wall time in seconds."""
+    started = time.perf_counter()
+    view = playground.run(rest, GROUP, vm, script, parameters, timeout=3600)
+    if view["exitCode"] != 0:
+        raise RuntimeError(f"script failed: {view['error'] or view['output']}")
+    return time.perf_counter() - started, view
 
 
 def main(files: int, runs: int) -> None:
@@ -149,19 +45,24 @@ def main(files: int, runs: int) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         azure = LocalAzure(Path(scratch), Config(polls_before_done=0)).start()
         try:
-            bench = Bench(azure)
-            for _ in range(runs):
-                vm = bench.vm()
-                bench.run(
+            rest = ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION)
+            rest.put(rest.group_path(GROUP), {"location": REGION})
+            subnet = playground.network(rest, GROUP, "vnet", REGION)
+            for index in range(runs):
+                vm = f"vm{index}"
+                playground.vm(rest, GROUP, vm, subnet, REGION)
+                timed_run(
+                    rest,
                     vm,
                     python(BUILD, "ROOT", "COUNT", "OWNER"),
                     ROOT=HOME,
                     COUNT=str(files),
                     OWNER="azureuser",
                 )
-                copy, _ = bench.run(vm, f"cp -a {HOME} /var/tmp/copy && sync\n")
-                attach, view = bench.run(
-                    vm, ATTACH + "sync\n", NFS_ENDPOINT=bench.storage(), MOUNT_POINT=HOME, OWNER="azureuser"
+                copy, _ = timed_run(rest, vm, f"cp -a {HOME} /var/tmp/copy && sync\n")
+                spec = playground.nfs_storage(rest, GROUP, f"bench{uuid.uuid4().hex[:8]}", subnet, REGION)
+                attach, view = timed_run(
+                    rest, vm, ATTACH + "sync\n", NFS_ENDPOINT=spec, MOUNT_POINT=HOME, OWNER="azureuser"
                 )
                 result = json.loads(str(view["output"]).splitlines()[-1].removeprefix("RESULT "))
                 assert result["success"] and result["copiedFiles"] >= files, result

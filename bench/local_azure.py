@@ -23,6 +23,7 @@ from azure.mgmt.compute.models import (
     VirtualMachineRunCommandScriptSource,
 )
 
+from local import playground
 from local.emulator import Config, LocalAzure
 from local.rest import ArmRest
 from shared.adapters.arm import ArmClients
@@ -57,18 +58,8 @@ def main(runs: int) -> None:
 
 def measure(azure: LocalAzure, runs: int, figures: dict[str, list[float]]) -> None:
     rest = ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION)
-    group = rest.group_path(GROUP)
-    rest.put(group, {"location": REGION})
-    rest.put(
-        f"{group}/providers/Microsoft.Network/virtualNetworks/vnet",
-        {
-            "location": REGION,
-            "properties": {
-                "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
-                "subnets": [{"name": "default", "properties": {"addressPrefix": "10.0.0.0/24"}}],
-            },
-        },
-    )
+    rest.put(rest.group_path(GROUP), {"location": REGION})
+    subnet = playground.network(rest, GROUP, "vnet", REGION)
     settings = Settings.from_environ(
         {
             "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -79,10 +70,12 @@ def measure(azure: LocalAzure, runs: int, figures: dict[str, list[float]]) -> No
         }
     )
     compute = ArmClients(settings, polling_interval=0, retry_total=0).compute
-    spec = storage(rest, group)
+    spec = playground.nfs_storage(rest, GROUP, "benchacct", subnet, REGION)
     for index in range(runs):
         name = f"vm{index}"
-        figures.setdefault("VM create (NIC + VM)", []).append(timed(lambda n=name: vm(rest, group, n)))
+        figures.setdefault("VM create (NIC + VM)", []).append(
+            timed(lambda n=name: playground.vm(rest, GROUP, n, subnet, REGION))
+        )
         azure.emulator.requests.clear()
         figures.setdefault("Run Command round trip", []).append(
             timed(lambda n=name: run(compute, n, "echo ok\n", {}))
@@ -91,71 +84,6 @@ def measure(azure: LocalAzure, runs: int, figures: dict[str, list[float]]) -> No
         figures.setdefault("Run Command mounting NFS", []).append(
             timed(lambda n=name: run(compute, n, MOUNT, {"SPEC": spec}))
         )
-
-
-def storage(rest: ArmRest, group: str) -> str:
-    base = f"{group}/providers"
-    account = rest.put(
-        f"{base}/Microsoft.Storage/storageAccounts/benchacct",
-        {
-            "location": REGION,
-            "sku": {"name": "Premium_LRS"},
-            "kind": "FileStorage",
-            "properties": {"supportsHttpsTrafficOnly": False},
-        },
-    )
-    rest.put(
-        f"{base}/Microsoft.Storage/storageAccounts/benchacct/fileServices/default/shares/home",
-        {"properties": {"enabledProtocols": "NFS", "shareQuota": 100}},
-    )
-    rest.put(
-        f"{base}/Microsoft.Network/privateEndpoints/pe",
-        {
-            "location": REGION,
-            "properties": {
-                "subnet": {"id": f"{base}/Microsoft.Network/virtualNetworks/vnet/subnets/default"},
-                "privateLinkServiceConnections": [
-                    {"name": "f", "properties": {"privateLinkServiceId": account["id"], "groupIds": ["file"]}}
-                ],
-            },
-        },
-    )
-    zone = f"{base}/Microsoft.Network/privateDnsZones/privatelink.file.core.windows.net"
-    rest.put(zone, {"location": "global"})
-    rest.put(
-        f"{zone}/virtualNetworkLinks/vnet",
-        {
-            "location": "global",
-            "properties": {"virtualNetwork": {"id": f"{base}/Microsoft.Network/virtualNetworks/vnet"}},
-        },
-    )
-    rest.put(
-        f"{base}/Microsoft.Network/privateEndpoints/pe/privateDnsZoneGroups/default",
-        {"properties": {"privateDnsZoneConfigs": [{"name": "f", "properties": {"privateDnsZoneId": zone}}]}},
-    )
-    return "benchacct.file.core.windows.net:/benchacct/home"
-
-
-def vm(rest: ArmRest, group: str, name: str) -> None:
-    subnet = f"{group}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/default"
-    nic = rest.put(
-        f"{group}/providers/Microsoft.Network/networkInterfaces/{name}",
-        {
-            "location": REGION,
-            "properties": {"ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": subnet}}}]},
-        },
-    )
-    rest.put(
-        f"{group}/providers/Microsoft.Compute/virtualMachines/{name}",
-        {
-            "location": REGION,
-            "properties": {
-                "hardwareProfile": {"vmSize": "Standard_B2s"},
-                "osProfile": {"adminUsername": "azureuser"},
-                "networkProfile": {"networkInterfaces": [{"id": nic["id"]}]},
-            },
-        },
-    )
 
 
 def run(compute: object, vm_name: str, script: str, parameters: dict[str, str]) -> None:

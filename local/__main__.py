@@ -17,11 +17,9 @@ import argparse
 import shlex
 import sys
 import urllib.error
-import uuid
 from pathlib import Path
-from typing import Any
 
-from local import dev
+from local import dev, playground
 from local.rest import ArmRequestError, ArmRest
 
 DEFAULT_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAzlinLocalDevelopmentKeyOnlyForTheEmulator azlin@local"
@@ -86,10 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _client(args: argparse.Namespace) -> tuple[ArmRest, str]:
+def _client(args: argparse.Namespace) -> tuple[ArmRest, str, str]:
+    """The emulator of `.local/dev.env`, the resource group to work in, and its providers path."""
     settings = dev.read_settings()
     rest = ArmRest(settings["ARM_ENDPOINT"], settings["ARM_CA_BUNDLE"], settings["AZURE_SUBSCRIPTION_ID"])
-    return rest, rest.group_path(args.group or settings["DEFAULT_RESOURCE_GROUP"])
+    group = args.group or settings["DEFAULT_RESOURCE_GROUP"]
+    return rest, group, playground.providers(rest, group)
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -103,60 +103,35 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 
 def create_vm(args: argparse.Namespace) -> int:
-    rest, group = _client(args)
+    rest, group, base = _client(args)
     key = Path(args.ssh_key).read_text().strip() if Path(args.ssh_key).is_file() else args.ssh_key
-    subnet = f"{group}/providers/Microsoft.Network/virtualNetworks/{args.vnet}/subnets/{args.subnet}"
-    location = rest.get(group)["location"]
-    nic = rest.put(
-        f"{group}/providers/Microsoft.Network/networkInterfaces/{args.name}-nic",
-        {
-            "location": location,
-            "properties": {
-                "ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": subnet}}}]
-            },
-        },
+    subnet = f"{base}/Microsoft.Network/virtualNetworks/{args.vnet}/subnets/{args.subnet}"
+    region = rest.get(rest.group_path(group))["location"]
+    made = playground.vm(
+        rest, group, args.name, subnet, region, admin=args.admin_user, key=key, tags=_pairs(args.tag, "--tag")
     )
-    vm = rest.put(
-        f"{group}/providers/Microsoft.Compute/virtualMachines/{args.name}",
-        {
-            "location": location,
-            "tags": _pairs(args.tag, "--tag"),
-            "properties": {
-                "hardwareProfile": {"vmSize": "Standard_B2s"},
-                "osProfile": {
-                    "adminUsername": args.admin_user,
-                    "linuxConfiguration": {
-                        "disablePasswordAuthentication": True,
-                        "ssh": {
-                            "publicKeys": [
-                                {"path": f"/home/{args.admin_user}/.ssh/authorized_keys", "keyData": key}
-                            ]
-                        },
-                    },
-                },
-                "networkProfile": {"networkInterfaces": [{"id": nic["id"], "properties": {"primary": True}}]},
-            },
-        },
-    )
+    nic = rest.get(made["properties"]["networkProfile"]["networkInterfaces"][0]["id"])
     address = nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"]
     print(
-        f"{vm['name']}: vmId {vm['properties']['vmId']}, {address} in {args.vnet}/{args.subnet}, "
-        f"admin {args.admin_user}, tags {vm.get('tags') or {}}"
+        f"{made['name']}: vmId {made['properties']['vmId']}, {address} in {args.vnet}/{args.subnet}, "
+        f"admin {args.admin_user}, tags {made.get('tags') or {}}"
     )
     return 0
 
 
 def list_vms(args: argparse.Namespace) -> int:
-    rest, group = _client(args)
-    for vm in rest.get(f"{group}/providers/Microsoft.Compute/virtualMachines")["value"]:
-        view = rest.get(f"{group}/providers/Microsoft.Compute/virtualMachines/{vm['name']}/instanceView")
+    rest, _group, base = _client(args)
+    for vm in rest.get(f"{base}/Microsoft.Compute/virtualMachines")["value"]:
+        view = rest.get(
+            f"{base}/Microsoft.Compute/virtualMachines/{vm['name']}/instanceView"
+        )
         power = view["statuses"][-1]["displayStatus"]
         print(f"{vm['name']:<20} {power:<14} vmId {vm['properties']['vmId']}  tags {vm.get('tags') or {}}")
     return 0
 
 
 def run_in_vm(args: argparse.Namespace) -> int:
-    rest, group = _client(args)
+    rest, group, _base = _client(args)
     command = args.command
     if args.script is not None:
         script = args.script.read_text()
@@ -164,37 +139,23 @@ def run_in_vm(args: argparse.Namespace) -> int:
         script = shlex.join(command) + "\n"
     else:
         raise SystemExit("give a COMMAND after -- or --script FILE")
-    vm = f"{group}/providers/Microsoft.Compute/virtualMachines/{args.name}"
-    path = f"{vm}/runCommands/local-{uuid.uuid4().hex[:8]}"
-    rest.put(
-        path,
-        {
-            "location": rest.get(vm)["location"],
-            "properties": {
-                "source": {"script": script},
-                "timeoutInSeconds": 600,
-                "parameters": [{"name": k, "value": v} for k, v in _pairs(args.param, "--param").items()],
-            },
-        },
-    )
-    view: dict[str, Any] = rest.get(f"{path}?$expand=instanceView")["properties"]["instanceView"]
-    rest.delete(path)
+    view = playground.run(rest, group, args.name, script, _pairs(args.param, "--param"))
     sys.stdout.write(view.get("output") or "")
     sys.stderr.write(view.get("error") or "")
     return int(view.get("exitCode") or 0) if view["executionState"] in ("Succeeded", "Failed") else 124
 
 
 def restart_vm(args: argparse.Namespace) -> int:
-    rest, group = _client(args)
-    rest.post(f"{group}/providers/Microsoft.Compute/virtualMachines/{args.name}/restart")
+    rest, _group, base = _client(args)
+    rest.post(f"{base}/Microsoft.Compute/virtualMachines/{args.name}/restart")
     print(f"{args.name} restarted; fstab entries were mounted again")
     return 0
 
 
 def delete_vm(args: argparse.Namespace) -> int:
-    rest, group = _client(args)
-    rest.delete(f"{group}/providers/Microsoft.Compute/virtualMachines/{args.name}")
-    rest.delete(f"{group}/providers/Microsoft.Network/networkInterfaces/{args.name}-nic")
+    rest, _group, base = _client(args)
+    rest.delete(f"{base}/Microsoft.Compute/virtualMachines/{args.name}")
+    rest.delete(f"{base}/Microsoft.Network/networkInterfaces/{args.name}-nic")
     print(f"{args.name} deleted")
     return 0
 

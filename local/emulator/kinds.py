@@ -58,10 +58,10 @@ class ResourceKind:
         stored = {
             k: copy.deepcopy(v)
             for k, v in body.items()
-            if k in ("location", "tags", "properties", "sku", "kind", "identity", "etag")
+            if k in ("tags", "properties", "sku", "kind", "identity", "etag")
         }
         stored.setdefault("properties", {})
-        if self.located:
+        if self.located:  # child resources (subnets, shares, record sets) have no location of their own
             stored["location"] = self.location_of(rid, body, existing)
         return stored
 

@@ -153,7 +153,6 @@ class Subnets(ResourceKind):
         self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
     ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
-        stored.pop("location", None)
         props = stored["properties"]
         prefixes = props.get("addressPrefixes") or (
             [props["addressPrefix"]] if props.get("addressPrefix") else []
@@ -487,7 +486,6 @@ class PrivateDnsZoneGroups(ResourceKind):
         self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
     ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
-        stored.pop("location", None)
         configs = stored["properties"].get("privateDnsZoneConfigs") or []
         require(
             bool(configs), "InvalidRequestFormat", "A private DNS zone group needs at least one zone config."
@@ -662,7 +660,6 @@ class ARecords(ResourceKind):
         self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
     ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
-        stored.pop("location", None)
         zone = emu.get(rid.parent) if rid.parent else None
         assert zone is not None
         props = stored["properties"]

@@ -332,7 +332,6 @@ class FileShares(ResourceKind):
 
     def view(self, emu: Emulator, resource: Resource, query: dict[str, Any]) -> dict[str, Any]:
         body = super().view(emu, resource, query)
-        body.pop("location", None)
         props = body["properties"]
         props.setdefault("lastModifiedTime", now())
         increased = resource.internal.get("last_increase")

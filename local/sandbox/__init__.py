@@ -235,7 +235,8 @@ class Execution:
     def cancel(self) -> None:
         self.canceled = True
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may end between the check and the kill
+                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 class SandboxVm:

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from local import playground
 from local.emulator import LocalAzure
-from local.rest import ArmRequestError, ArmRest
+from local.rest import ArmRest
 from local.sandbox import sandbox_unavailable_reason
 from shared.adapters.arm import ArmClients
 from shared.settings import Settings
@@ -47,153 +48,21 @@ class Azure:
 
     def network(self, name: str, prefix: str = "10.0.0.0/16", subnet: str = "10.0.0.0/24") -> str:
         """A virtual network with one subnet `default`; returns the subnet id."""
-        self.rest.put(
-            f"{self.group_path()}/providers/Microsoft.Network/virtualNetworks/{name}",
-            {
-                "location": REGION,
-                "properties": {
-                    "addressSpace": {"addressPrefixes": [prefix]},
-                    "subnets": [{"name": "default", "properties": {"addressPrefix": subnet}}],
-                },
-            },
-        )
-        return f"{self.group_path()}/providers/Microsoft.Network/virtualNetworks/{name}/subnets/default"
+        return playground.network(self.rest, self.group, name, REGION, space=prefix, subnet=subnet)
 
-    def vm(
-        self,
-        name: str,
-        subnet_id: str,
-        *,
-        admin: str = "azureuser",
-        tags: dict[str, str] | None = None,
-        key: str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHt test@laptop",
-    ) -> dict[str, Any]:
-        base = f"{self.group_path()}/providers"
-        nic = self.rest.put(
-            f"{base}/Microsoft.Network/networkInterfaces/{name}-nic",
-            {
-                "location": REGION,
-                "properties": {
-                    "ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": subnet_id}}}]
-                },
-            },
-        )
-        return dict(
-            self.rest.put(
-                f"{base}/Microsoft.Compute/virtualMachines/{name}",
-                {
-                    "location": REGION,
-                    "tags": tags or {},
-                    "properties": {
-                        "hardwareProfile": {"vmSize": "Standard_B2s"},
-                        "osProfile": {
-                            "adminUsername": admin,
-                            "linuxConfiguration": {
-                                "ssh": {
-                                    "publicKeys": [
-                                        {"path": f"/home/{admin}/.ssh/authorized_keys", "keyData": key}
-                                    ]
-                                }
-                            },
-                        },
-                        "networkProfile": {
-                            "networkInterfaces": [{"id": nic["id"], "properties": {"primary": True}}]
-                        },
-                    },
-                },
-            )
-        )
+    def vm(self, name: str, subnet_id: str, *, admin: str = "azureuser", tags: dict[str, str] | None = None,
+           key: str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHt test@laptop") -> dict[str, Any]:
+        return playground.vm(self.rest, self.group, name, subnet_id, REGION, admin=admin, key=key, tags=tags)
 
     def nfs_storage(self, account: str, subnet_id: str, *, link_vnets: tuple[str, ...] = ()) -> str:
-        """An NFS-ready account with share `home`, its private endpoint in `subnet_id`, and the
-        privatelink zone linked to the endpoint's VNet and to `link_vnets`; returns the NFS address."""
-        base = f"{self.group_path()}/providers"
-        acct = self.rest.put(
-            f"{base}/Microsoft.Storage/storageAccounts/{account}",
-            {
-                "location": REGION,
-                "sku": {"name": "Premium_LRS"},
-                "kind": "FileStorage",
-                "properties": {
-                    "supportsHttpsTrafficOnly": False,
-                    "publicNetworkAccess": "Disabled",
-                    "networkAcls": {"defaultAction": "Deny", "bypass": "AzureServices"},
-                },
-            },
-        )
-        self.rest.put(
-            f"{base}/Microsoft.Storage/storageAccounts/{account}/fileServices/default/shares/home",
-            {"properties": {"enabledProtocols": "NFS", "rootSquash": "NoRootSquash", "shareQuota": 100}},
-        )
-        self.rest.put(
-            f"{base}/Microsoft.Network/privateEndpoints/{account}-pe",
-            {
-                "location": REGION,
-                "properties": {
-                    "subnet": {"id": subnet_id},
-                    "privateLinkServiceConnections": [
-                        {
-                            "name": "file",
-                            "properties": {"privateLinkServiceId": acct["id"], "groupIds": ["file"]},
-                        }
-                    ],
-                },
-            },
-        )
-        zone = f"{base}/Microsoft.Network/privateDnsZones/privatelink.file.core.windows.net"
-        if not self._exists(zone):
-            self.rest.put(zone, {"location": "global"})
-        vnet_of_endpoint = subnet_id.rsplit("/subnets/", 1)[0]
-        for vnet in {vnet_of_endpoint, *link_vnets}:
-            self.link(vnet)
-        self.rest.put(
-            f"{base}/Microsoft.Network/privateEndpoints/{account}-pe/privateDnsZoneGroups/default",
-            {
-                "properties": {
-                    "privateDnsZoneConfigs": [{"name": "file", "properties": {"privateDnsZoneId": zone}}]
-                }
-            },
-        )
-        return f"{account}.file.core.windows.net:/{account}/home"
+        return playground.nfs_storage(self.rest, self.group, account, subnet_id, REGION, link_vnets=link_vnets)
 
     def link(self, vnet_id: str) -> None:
-        zone = f"{self.group_path()}/providers/Microsoft.Network/privateDnsZones/privatelink.file.core.windows.net"
-        name = "link-" + vnet_id.rsplit("/", 1)[1]
-        if not self._exists(f"{zone}/virtualNetworkLinks/{name}"):
-            self.rest.put(
-                f"{zone}/virtualNetworkLinks/{name}",
-                {
-                    "location": "global",
-                    "properties": {"virtualNetwork": {"id": vnet_id}, "registrationEnabled": False},
-                },
-            )
-
-    def _exists(self, path: str) -> bool:
-        try:
-            self.rest.get(path)
-        except ArmRequestError as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        playground.link_zone(self.rest, self.group, vnet_id)
 
     def run(self, vm: str, script: str, **parameters: str) -> dict[str, Any]:
         """Run a script through a managed Run Command; returns its instance view."""
-        path = f"{self.group_path()}/providers/Microsoft.Compute/virtualMachines/{vm}/runCommands/{self.unique('rc')}"
-        self.rest.put(
-            path,
-            {
-                "location": REGION,
-                "properties": {
-                    "source": {"script": script},
-                    "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
-                    "timeoutInSeconds": 120,
-                },
-            },
-        )
-        view = self.rest.get(path + "?$expand=instanceView")["properties"]["instanceView"]
-        self.rest.delete(path)
-        return dict(view)
+        return playground.run(self.rest, self.group, vm, script, parameters, timeout=120)
 
 
 def settings_for(azure: LocalAzure, subscription: str = SUBSCRIPTION) -> Settings:

@@ -4,14 +4,15 @@ exactly as it was and the share untouched, or converges on the next attempt."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import pytest
 
+from local import playground
+from shared.domain.mounting import ScriptRun
 from shared.scripts import run_command_script
-from tests.emulator.conftest import REGION, Azure, needs_sandbox
+from tests.emulator.conftest import Azure, needs_sandbox
 from tests.emulator.trees import BUILD, MANIFEST, digest, python
 
 pytestmark = needs_sandbox
@@ -20,22 +21,31 @@ HOME = "/home/azureuser"
 FILES = 1500
 
 
-def attach(azure: Azure, vm: str, spec: str, *, timeout: int = 120, **extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the attach script; returns (its RESULT, the instance view)."""
-    name = azure.unique("attach")
-    path = f"{azure.group_path()}/providers/Microsoft.Compute/virtualMachines/{vm}/runCommands/{name}"
-    parameters = {"NFS_ENDPOINT": spec, "MOUNT_POINT": HOME, "OWNER": "azureuser", **extra}
-    azure.rest.put(path, {"location": REGION, "properties": {
-        "source": {"script": ATTACH}, "timeoutInSeconds": timeout,
-        "parameters": [{"name": k, "value": v} for k, v in parameters.items()]}})
-    view = azure.rest.get(path + "?$expand=instanceView")["properties"]["instanceView"]
-    azure.rest.delete(path)
-    lines = [line for line in view["output"].splitlines() if line.startswith("RESULT ")]
-    return (json.loads(lines[-1].removeprefix("RESULT ")) if lines else {}), view
+def run_script(
+    azure: Azure, vm: str, script: str, timeout: int, **parameters: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run a VM script through a managed Run Command; returns (its RESULT, the instance view)."""
+    view = playground.run(azure.rest, azure.group, vm, script, parameters, timeout=timeout)
+    run = ScriptRun(view["executionState"], view.get("exitCode"), view["output"], view["error"])
+    return run.result or {}, view
+
+
+def attach(
+    azure: Azure, vm: str, spec: str, *, timeout: int = 120, **extra: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    return run_script(
+        azure,
+        vm,
+        ATTACH,
+        timeout,
+        **{"NFS_ENDPOINT": spec, "MOUNT_POINT": HOME, "OWNER": "azureuser", **extra},
+    )
 
 
 def manifest(azure: Azure, vm: str, root: str, tag: str) -> tuple[str, int]:
-    return digest(azure.run(vm, python(MANIFEST, "ROOT", "OUT"), ROOT=root, OUT=f"/var/tmp/manifest-{tag}.json"))
+    return digest(
+        azure.run(vm, python(MANIFEST, "ROOT", "OUT"), ROOT=root, OUT=f"/var/tmp/manifest-{tag}.json")
+    )
 
 
 @pytest.fixture
@@ -43,7 +53,9 @@ def world(azure: Azure) -> dict[str, str]:
     subnet = azure.network("vnet1")
     spec = azure.nfs_storage(azure.unique("st"), subnet)
     azure.vm("vm1", subnet)
-    built = azure.run("vm1", python(BUILD, "ROOT", "COUNT", "OWNER"), ROOT=HOME, COUNT=str(FILES), OWNER="azureuser")
+    built = azure.run(
+        "vm1", python(BUILD, "ROOT", "COUNT", "OWNER"), ROOT=HOME, COUNT=str(FILES), OWNER="azureuser"
+    )
     assert built["exitCode"] == 0, built["error"]
     return {"spec": spec, "subnet": subnet}
 
@@ -66,7 +78,8 @@ def test_attach_to_an_empty_share_moves_the_whole_home_onto_it(azure: Azure, wor
     source = azure.run("vm1", f"findmnt -n -o SOURCE --mountpoint {HOME}\n")["output"].strip()
     assert source == world["spec"]
     assert fstab_lines(azure, "vm1") == [
-        f"{world['spec']} {HOME} nfs vers=4,minorversion=1,sec=sys,nconnect=4,_netdev,nofail 0 0"]
+        f"{world['spec']} {HOME} nfs vers=4,minorversion=1,sec=sys,nconnect=4,_netdev,nofail 0 0"
+    ]
 
 
 def test_attach_again_changes_nothing(azure: Azure, world: dict[str, str]) -> None:
@@ -80,11 +93,15 @@ def test_attach_again_changes_nothing(azure: Azure, world: dict[str, str]) -> No
     assert backups == "1" and first["backupPath"].startswith(HOME + ".azlin-backup-")
 
 
-def test_a_second_vm_sees_the_shared_home_and_keeps_its_own_in_a_backup(azure: Azure, world: dict[str, str]) -> None:
+def test_a_second_vm_sees_the_shared_home_and_keeps_its_own_in_a_backup(
+    azure: Azure, world: dict[str, str]
+) -> None:
     attach(azure, "vm1", world["spec"])
     shared = manifest(azure, "vm1", HOME, "vm1")
     azure.vm("vm2", world["subnet"], key="ssh-ed25519 AAAAsecond vm2@laptop")
-    own = azure.run("vm2", 'echo "vm2 only" > /home/azureuser/mine.txt && chown azureuser: /home/azureuser/mine.txt\n')
+    own = azure.run(
+        "vm2", 'echo "vm2 only" > /home/azureuser/mine.txt && chown azureuser: /home/azureuser/mine.txt\n'
+    )
     assert own["exitCode"] == 0
     vm2_home = manifest(azure, "vm2", HOME, "vm2-own")
 
@@ -94,7 +111,9 @@ def test_a_second_vm_sees_the_shared_home_and_keeps_its_own_in_a_backup(azure: A
     assert manifest(azure, "vm2", result["backupPath"], "vm2-backup") == vm2_home
     keys = azure.run("vm2", f"cat {HOME}/.ssh/authorized_keys\n")["output"].splitlines()
     assert keys == ["ssh-ed25519 AAAAvm own@vm", "ssh-ed25519 AAAAsecond vm2@laptop"]  # merged, none lost
-    written = azure.run("vm2", f"echo from-vm2 > {HOME}/shared-note && cat {HOME}/projects/p1/src/'file 1.txt'\n")
+    written = azure.run(
+        "vm2", f"echo from-vm2 > {HOME}/shared-note && cat {HOME}/projects/p1/src/'file 1.txt'\n"
+    )
     assert written["output"] == "line 1\n" * 2
     assert azure.run("vm1", f"cat {HOME}/shared-note\n")["output"] == "from-vm2\n"
     assert manifest(azure, "vm1", HOME, "vm1-later")[1] == shared[1] + 1
@@ -109,8 +128,9 @@ def test_a_uid_mismatch_is_refused_before_anything_changes(azure: Azure, world: 
 
 
 @pytest.mark.parametrize("inject", ["unreachable", "fstab", "copy", "killed"])
-def test_a_failure_at_any_step_leaves_the_home_exactly_as_it_was(azure: Azure, world: dict[str, str],
-                                                                 inject: str) -> None:
+def test_a_failure_at_any_step_leaves_the_home_exactly_as_it_was(
+    azure: Azure, world: dict[str, str], inject: str
+) -> None:
     before = manifest(azure, "vm1", HOME, "before")
     spec, timeout = world["spec"], 120
     if inject == "unreachable":  # an account no DNS knows: the mount is refused
@@ -118,12 +138,18 @@ def test_a_failure_at_any_step_leaves_the_home_exactly_as_it_was(azure: Azure, w
     elif inject == "fstab":
         azure.run("vm1", "mount --bind -o ro /etc/fstab /etc/fstab\n")
     elif inject == "copy":  # the copy fails half way, as when the share fills up
-        azure.run("vm1", "mkdir -p /usr/local/bin && cat > /usr/local/bin/cp <<'EOF'\n#!/bin/bash\n"
-                         "/bin/cp \"$@\" 2>/dev/null; echo 'cp: error writing: No space left on device' >&2; exit 1\nEOF\n"
-                         "chmod +x /usr/local/bin/cp\n")
+        azure.run(
+            "vm1",
+            "mkdir -p /usr/local/bin && cat > /usr/local/bin/cp <<'EOF'\n#!/bin/bash\n"
+            "/bin/cp \"$@\" 2>/dev/null; echo 'cp: error writing: No space left on device' >&2; exit 1\nEOF\n"
+            "chmod +x /usr/local/bin/cp\n",
+        )
     elif inject == "killed":  # Run Command's timeout kills the script while it copies
-        azure.run("vm1", "mkdir -p /usr/local/bin && cat > /usr/local/bin/cp <<'EOF'\n#!/bin/bash\nsleep 30\nEOF\n"
-                         "chmod +x /usr/local/bin/cp\n")
+        azure.run(
+            "vm1",
+            "mkdir -p /usr/local/bin && cat > /usr/local/bin/cp <<'EOF'\n#!/bin/bash\nsleep 30\nEOF\n"
+            "chmod +x /usr/local/bin/cp\n",
+        )
         timeout = 3
 
     result, view = attach(azure, "vm1", spec, timeout=timeout)
@@ -140,7 +166,9 @@ def test_a_failure_at_any_step_leaves_the_home_exactly_as_it_was(azure: Azure, w
     assert azure.run("vm1", f"mountpoint -q {HOME} || echo unmounted\n")["output"] == "unmounted\n"
     assert manifest(azure, "vm1", HOME, "after") == before
     assert fstab_lines(azure, "vm1") == []
-    listing = azure.run("vm1", f"mkdir -p /mnt/check && mount -t nfs {world['spec']} /mnt/check && ls -A /mnt/check | wc -l\n")
+    listing = azure.run(
+        "vm1", f"mkdir -p /mnt/check && mount -t nfs {world['spec']} /mnt/check && ls -A /mnt/check | wc -l\n"
+    )
     assert listing["output"].strip() == "0"  # the share is untouched
 
 
@@ -148,16 +176,7 @@ DETACH = run_command_script("detach")
 
 
 def detach(azure: Azure, vm: str, spec: str, **extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    name = azure.unique("detach")
-    path = f"{azure.group_path()}/providers/Microsoft.Compute/virtualMachines/{vm}/runCommands/{name}"
-    parameters = {"NFS_ENDPOINT": spec, "MOUNT_POINT": HOME, **extra}
-    azure.rest.put(path, {"location": REGION, "properties": {
-        "source": {"script": DETACH}, "timeoutInSeconds": 120,
-        "parameters": [{"name": k, "value": v} for k, v in parameters.items()]}})
-    view = azure.rest.get(path + "?$expand=instanceView")["properties"]["instanceView"]
-    azure.rest.delete(path)
-    lines = [line for line in view["output"].splitlines() if line.startswith("RESULT ")]
-    return (json.loads(lines[-1].removeprefix("RESULT ")) if lines else {}), view
+    return run_script(azure, vm, DETACH, 120, **{"NFS_ENDPOINT": spec, "MOUNT_POINT": HOME, **extra})
 
 
 def test_detach_restore_gives_back_exactly_the_original_home(azure: Azure, world: dict[str, str]) -> None:
@@ -168,11 +187,16 @@ def test_detach_restore_gives_back_exactly_the_original_home(azure: Azure, world
     assert view["exitCode"] == 0 and result["success"] is True, view
     assert manifest(azure, "vm1", HOME, "restored") == before
     assert fstab_lines(azure, "vm1") == []
-    share = azure.run("vm1", f"mkdir -p /mnt/s && mount -t nfs {world['spec']} /mnt/s && cat /mnt/s/written-while-attached\n")
+    share = azure.run(
+        "vm1",
+        f"mkdir -p /mnt/s && mount -t nfs {world['spec']} /mnt/s && cat /mnt/s/written-while-attached\n",
+    )
     assert share["output"] == "shared-only\n"  # nothing on the share was deleted
 
 
-def test_detach_copy_gives_exactly_the_shares_contents_and_keeps_the_backup(azure: Azure, world: dict[str, str]) -> None:
+def test_detach_copy_gives_exactly_the_shares_contents_and_keeps_the_backup(
+    azure: Azure, world: dict[str, str]
+) -> None:
     attached, _ = attach(azure, "vm1", world["spec"])
     azure.run("vm1", f"echo new > {HOME}/new-on-share\n")
     shared = manifest(azure, "vm1", HOME, "shared")
@@ -186,7 +210,9 @@ def test_detach_copy_gives_exactly_the_shares_contents_and_keeps_the_backup(azur
     assert view["exitCode"] == 0 and again["success"] is True  # not attached any more: success
 
 
-def test_a_reboot_remounts_and_a_vanished_storage_does_not_hang_it(azure: Azure, world: dict[str, str]) -> None:
+def test_a_reboot_remounts_and_a_vanished_storage_does_not_hang_it(
+    azure: Azure, world: dict[str, str]
+) -> None:
     attach(azure, "vm1", world["spec"])
     attached = manifest(azure, "vm1", HOME, "attached")
     azure.clients.compute.virtual_machines.begin_restart(azure.group, "vm1").result()
@@ -195,14 +221,19 @@ def test_a_reboot_remounts_and_a_vanished_storage_does_not_hang_it(azure: Azure,
     account = world["spec"].split(".")[0]
     azure.clients.storage.storage_accounts.delete(azure.group, account)
     azure.clients.compute.virtual_machines.begin_restart(azure.group, "vm1").result()
-    after = azure.run("vm1", f"mountpoint -q {HOME} || echo unmounted; touch /root/still-usable && echo usable\n")
+    after = azure.run(
+        "vm1", f"mountpoint -q {HOME} || echo unmounted; touch /root/still-usable && echo usable\n"
+    )
     assert after["output"] == "unmounted\nusable\n"
 
 
 def test_hostile_values_are_refused_and_never_run(azure: Azure, world: dict[str, str]) -> None:
     before = manifest(azure, "vm1", HOME, "before")
-    for field, value in (("MOUNT_POINT", "/home/x$(touch /root/pwned)"), ("OWNER", "azureuser;touch /root/pwned"),
-                         ("NFS_ENDPOINT", world["spec"] + "`touch /root/pwned`")):
+    for field, value in (
+        ("MOUNT_POINT", "/home/x$(touch /root/pwned)"),
+        ("OWNER", "azureuser;touch /root/pwned"),
+        ("NFS_ENDPOINT", world["spec"] + "`touch /root/pwned`"),
+    ):
         result, view = attach(azure, "vm1", world["spec"], **{field: value})
         assert view["exitCode"] == 64 and result["success"] is False, (field, view)
     assert azure.run("vm1", "test -e /root/pwned && echo pwned || echo clean\n")["output"] == "clean\n"
@@ -210,17 +241,21 @@ def test_hostile_values_are_refused_and_never_run(azure: Azure, world: dict[str,
 
 
 def test_the_nfs_client_is_installed_only_when_missing_after_the_package_manager_is_free(
-        azure: Azure, world: dict[str, str]) -> None:
+    azure: Azure, world: dict[str, str]
+) -> None:
     # A VM without mount.nfs, whose package manager is busy for a moment (a dpkg run); apt-get
     # here is a stand-in that records its call and puts the client back.
-    setup = azure.run("vm1", "set -e\n"
-                             "mkdir -p /usr/local/bin /var/lib/azlin-test\n"
-                             "mv /usr/sbin/mount.nfs /var/lib/azlin-test/mount.nfs\n"
-                             "printf '%s\\n' '#!/bin/bash' 'echo \"apt-get $*\" >> /var/lib/azlin-test/calls' "
-                             "'cp /var/lib/azlin-test/mount.nfs /usr/sbin/mount.nfs' > /usr/local/bin/apt-get\n"
-                             "chmod +x /usr/local/bin/apt-get\n"
-                             "cp /bin/sleep /usr/local/bin/dpkg\n"
-                             "nohup /usr/local/bin/dpkg 3 >/dev/null 2>&1 &\n")
+    setup = azure.run(
+        "vm1",
+        "set -e\n"
+        "mkdir -p /usr/local/bin /var/lib/azlin-test\n"
+        "mv /usr/sbin/mount.nfs /var/lib/azlin-test/mount.nfs\n"
+        "printf '%s\\n' '#!/bin/bash' 'echo \"apt-get $*\" >> /var/lib/azlin-test/calls' "
+        "'cp /var/lib/azlin-test/mount.nfs /usr/sbin/mount.nfs' > /usr/local/bin/apt-get\n"
+        "chmod +x /usr/local/bin/apt-get\n"
+        "cp /bin/sleep /usr/local/bin/dpkg\n"
+        "nohup /usr/local/bin/dpkg 3 >/dev/null 2>&1 &\n",
+    )
     assert setup["exitCode"] == 0, setup["error"]
     started = time.monotonic()
     result, view = attach(azure, "vm1", world["spec"], LOCK_WAIT_SECONDS="60")
@@ -234,10 +269,15 @@ def test_the_nfs_client_is_installed_only_when_missing_after_the_package_manager
     assert len(azure.run("vm1", "cat /var/lib/azlin-test/calls\n")["output"].splitlines()) == 1  # not again
 
 
-def test_an_attach_killed_then_rebooted_is_undone_and_redone_in_full(azure: Azure, world: dict[str, str]) -> None:
+def test_an_attach_killed_then_rebooted_is_undone_and_redone_in_full(
+    azure: Azure, world: dict[str, str]
+) -> None:
     before = manifest(azure, "vm1", HOME, "before")
-    azure.run("vm1", "mkdir -p /usr/local/bin && printf '%s\\n' '#!/bin/bash' 'sleep 30' > /usr/local/bin/cp "
-                     "&& chmod +x /usr/local/bin/cp\n")
+    azure.run(
+        "vm1",
+        "mkdir -p /usr/local/bin && printf '%s\\n' '#!/bin/bash' 'sleep 30' > /usr/local/bin/cp "
+        "&& chmod +x /usr/local/bin/cp\n",
+    )
     _, killed = attach(azure, "vm1", world["spec"], timeout=3)
     assert killed["executionState"] == "TimedOut"
     azure.run("vm1", "rm /usr/local/bin/cp\n")
@@ -250,7 +290,9 @@ def test_an_attach_killed_then_rebooted_is_undone_and_redone_in_full(azure: Azur
     assert leftovers == "0"
 
 
-def test_keys_are_merged_line_by_line_and_never_read_through_a_link(azure: Azure, world: dict[str, str]) -> None:
+def test_keys_are_merged_line_by_line_and_never_read_through_a_link(
+    azure: Azure, world: dict[str, str]
+) -> None:
     attach(azure, "vm1", world["spec"])
     # The shared file ends without a newline; a user made their VM's key file a link to a secret.
     azure.run("vm1", f"printf 'ssh-ed25519 AAAAshared a@b' > {HOME}/.ssh/authorized_keys\n")
@@ -274,7 +316,9 @@ def test_a_repeated_attach_still_reports_the_backup(azure: Azure, world: dict[st
     assert again["alreadyAttached"] is True and again["backupPath"] == first["backupPath"]
 
 
-def test_a_detach_interrupted_after_it_began_is_finished_by_the_next(azure: Azure, world: dict[str, str]) -> None:
+def test_a_detach_interrupted_after_it_began_is_finished_by_the_next(
+    azure: Azure, world: dict[str, str]
+) -> None:
     before = manifest(azure, "vm1", HOME, "before")
     attached, _ = attach(azure, "vm1", world["spec"])
     azure.run("vm1", "mount --bind -o ro /etc/fstab /etc/fstab\n")
@@ -287,7 +331,9 @@ def test_a_detach_interrupted_after_it_began_is_finished_by_the_next(azure: Azur
     assert fstab_lines(azure, "vm1") == []
 
 
-def test_detach_of_a_share_not_mounted_now_restores_or_refuses_clearly(azure: Azure, world: dict[str, str]) -> None:
+def test_detach_of_a_share_not_mounted_now_restores_or_refuses_clearly(
+    azure: Azure, world: dict[str, str]
+) -> None:
     before = manifest(azure, "vm1", HOME, "before")
     attached, _ = attach(azure, "vm1", world["spec"])
     azure.run("vm1", f"umount {HOME}\n")  # as after a boot without the storage

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from local import playground
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from tests.emulator.conftest import needs_sandbox
 from tests.emulator.trees import BUILD, MANIFEST, digest, python
@@ -18,43 +19,41 @@ pytestmark = needs_sandbox
 HOME = "/home/azureuser"
 
 
-def vm(stack: Stack, name: str, vnet: str = DEFAULT_VNET, subnet: str = DEFAULT_SUBNET,
-       key: str = "ssh-ed25519 AAAAfirst me@laptop", tags: dict[str, str] | None = None) -> None:
-    base = f"{stack.rest.group_path(stack.group)}/providers"
-    nic = stack.rest.put(f"{base}/Microsoft.Network/networkInterfaces/{name}-nic", {"location": REGION, "properties": {
-        "ipConfigurations": [{"name": "ip", "properties": {
-            "subnet": {"id": f"{base}/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}"}}}]}})
-    stack.rest.put(f"{base}/Microsoft.Compute/virtualMachines/{name}", {"location": REGION, "tags": tags or {},
-                                                                      "properties": {
-        "hardwareProfile": {"vmSize": "Standard_B2s"},
-        "osProfile": {"adminUsername": "azureuser", "linuxConfiguration": {"ssh": {"publicKeys": [
-            {"path": "/home/azureuser/.ssh/authorized_keys", "keyData": key}]}}},
-        "networkProfile": {"networkInterfaces": [{"id": nic["id"]}]}}})
+def vm(
+    stack: Stack,
+    name: str,
+    vnet: str = DEFAULT_VNET,
+    subnet: str = DEFAULT_SUBNET,
+    key: str = "ssh-ed25519 AAAAfirst me@laptop",
+    tags: dict[str, str] | None = None,
+) -> None:
+    subnet_id = f"{playground.providers(stack.rest, stack.group)}/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}"
+    playground.vm(stack.rest, stack.group, name, subnet_id, REGION, key=key, tags=tags)
 
 
 def run(stack: Stack, vm_name: str, script: str, **parameters: str) -> dict[str, Any]:
-    path = (f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Compute/virtualMachines/{vm_name}"
-            f"/runCommands/{unique()}")
-    stack.rest.put(path, {"location": REGION, "properties": {"source": {"script": script}, "parameters": [
-        {"name": k, "value": v} for k, v in parameters.items()]}})
-    view: dict[str, Any] = stack.rest.get(path + "?$expand=instanceView")["properties"]["instanceView"]
-    stack.rest.delete(path)
-    return view
+    return playground.run(stack.rest, stack.group, vm_name, script, parameters)
 
 
 def manifest(stack: Stack, vm_name: str, root: str = HOME) -> tuple[str, int]:
-    return digest(run(stack, vm_name, python(MANIFEST, "ROOT", "OUT"), ROOT=root, OUT="/var/tmp/manifest.json"))
+    return digest(
+        run(stack, vm_name, python(MANIFEST, "ROOT", "OUT"), ROOT=root, OUT="/var/tmp/manifest.json")
+    )
 
 
 def script_runs(stack: Stack, action: str) -> int:
     """Run Commands the service started (PUT) for attach or detach scripts."""
-    return sum(1 for e in stack.log.snapshot()
-               if e.method == "PUT" and f"/runCommands/azlin-{action}-" in e.path)
+    return sum(
+        1 for e in stack.log.snapshot() if e.method == "PUT" and f"/runCommands/azlin-{action}-" in e.path
+    )
 
 
 def attach(stack: Stack, storage: str, vm_name: str, **body: Any) -> dict[str, Any]:
-    return stack.run(stack.api.post(f"/api/storage/{storage}/attachments",
-                                    {"vm": vm_name, "resourceGroup": stack.group, **body}))
+    return stack.run(
+        stack.api.post(
+            f"/api/storage/{storage}/attachments", {"vm": vm_name, "resourceGroup": stack.group, **body}
+        )
+    )
 
 
 @pytest.fixture
@@ -62,7 +61,9 @@ def storage(stack: Stack) -> str:
     name = unique()
     assert stack.create(name)["status"] == "Succeeded"
     vm(stack, "vm1")
-    built = run(stack, "vm1", python(BUILD, "ROOT", "COUNT", "OWNER"), ROOT=HOME, COUNT="300", OWNER="azureuser")
+    built = run(
+        stack, "vm1", python(BUILD, "ROOT", "COUNT", "OWNER"), ROOT=HOME, COUNT="300", OWNER="azureuser"
+    )
     assert built["exitCode"] == 0, built["error"]
     return name
 
@@ -77,7 +78,11 @@ def test_attach_share_and_detach_through_the_service(stack: Stack, storage: str)
     assert mount["copiedFiles"] == home[1] - 1 and mount["backupPath"].startswith(HOME + ".azlin-backup-")
     assert manifest(stack, "vm1") == home
     record = stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).json()
-    assert (record["storage"], record["mountPoint"], record["backupPath"]) == (storage, HOME, mount["backupPath"])
+    assert (record["storage"], record["mountPoint"], record["backupPath"]) == (
+        storage,
+        HOME,
+        mount["backupPath"],
+    )
     assert record["vmId"] and record["owner"] == "azureuser"
     assert stack.api.get(f"/api/storage/{storage}").json()["ownerUid"] == 1000
     assert stack.api.get(f"/api/storage/{storage}/status").json()["connectedVms"] == ["vm1"]
@@ -90,8 +95,9 @@ def test_attach_share_and_detach_through_the_service(stack: Stack, storage: str)
     run(stack, "vm2", f"echo hello-from-vm2 > {HOME}/note")
     assert run(stack, "vm1", f"cat {HOME}/note")["output"] == "hello-from-vm2\n"
 
-    detached = stack.run(stack.api.delete("/api/vms/vm1/attachment",
-                                          query={"resourceGroup": stack.group, "mode": "restore"}))
+    detached = stack.run(
+        stack.api.delete("/api/vms/vm1/attachment", query={"resourceGroup": stack.group, "mode": "restore"})
+    )
     assert detached["status"] == "Succeeded" and detached["result"]["unmount"]["success"] is True, detached
     assert manifest(stack, "vm1") == home
     assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
@@ -118,11 +124,20 @@ def test_a_redelivered_attach_reads_the_run_it_started(stack: Stack, storage: st
     assert script_runs(stack, "attach") == 1
 
 
-def test_a_vm_whose_network_cannot_reach_the_storage_fails_clearly_untouched(stack: Stack, storage: str) -> None:
+def test_a_vm_whose_network_cannot_reach_the_storage_fails_clearly_untouched(
+    stack: Stack, storage: str
+) -> None:
     base = f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network/virtualNetworks"
-    stack.rest.put(f"{base}/island", {"location": REGION, "properties": {
-        "addressSpace": {"addressPrefixes": ["10.77.0.0/16"]},
-        "subnets": [{"name": "default", "properties": {"addressPrefix": "10.77.0.0/24"}}]}})
+    stack.rest.put(
+        f"{base}/island",
+        {
+            "location": REGION,
+            "properties": {
+                "addressSpace": {"addressPrefixes": ["10.77.0.0/16"]},
+                "subnets": [{"name": "default", "properties": {"addressPrefix": "10.77.0.0/24"}}],
+            },
+        },
+    )
     vm(stack, "far", vnet="island", subnet="default")
     stack.log.clear()
     operation = attach(stack, storage, "far")
@@ -131,8 +146,15 @@ def test_a_vm_whose_network_cannot_reach_the_storage_fails_clearly_untouched(sta
     assert script_runs(stack, "attach") == 0
 
     for local, remote in (("island", DEFAULT_VNET), (DEFAULT_VNET, "island")):
-        stack.rest.put(f"{base}/{local}/virtualNetworkPeerings/to-{remote}", {"properties": {
-            "remoteVirtualNetwork": {"id": f"{base}/{remote}"}, "allowVirtualNetworkAccess": True}})
+        stack.rest.put(
+            f"{base}/{local}/virtualNetworkPeerings/to-{remote}",
+            {
+                "properties": {
+                    "remoteVirtualNetwork": {"id": f"{base}/{remote}"},
+                    "allowVirtualNetworkAccess": True,
+                }
+            },
+        )
     peered = attach(stack, storage, "far")
     assert peered["status"] == "Succeeded", peered  # the zone is linked to the island VNet on the way
     zone = f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network/privateDnsZones"
@@ -148,7 +170,9 @@ def test_a_vm_attached_elsewhere_is_refused_at_once(stack: Stack, storage: str) 
 
 
 def test_a_vm_whose_agent_is_not_ready_is_retried_until_it_is(stack: Stack, storage: str) -> None:
-    stack.azure.emulator.faults.add("PUT", r"/runCommands/azlin-attach-", status=409, code="VMAgentNotReady", count=2)
+    stack.azure.emulator.faults.add(
+        "PUT", r"/runCommands/azlin-attach-", status=409, code="VMAgentNotReady", count=2
+    )
     operation = attach(stack, storage, "vm1")
     assert operation["status"] == "Succeeded", operation
     assert operation["attempts"] == 3 and operation["lastError"]["code"] == "ServiceUnavailable"
@@ -162,7 +186,10 @@ def test_verify_reports_the_live_mount_and_records_health(stack: Stack, storage:
     assert healthy["health"] == "healthy", healthy
     live = healthy["live"]
     assert (live["nfsEndpoint"], live["mountPoint"], live["inFstab"]) == (
-        f"{storage}.file.core.windows.net:/{storage}/home", HOME, True)
+        f"{storage}.file.core.windows.net:/{storage}/home",
+        HOME,
+        True,
+    )
     before = manifest(stack, "vm1")
 
     run(stack, "vm1", f"umount {HOME}")
@@ -186,9 +213,11 @@ def test_cloud_init_gives_a_new_vm_the_shared_home_from_its_first_boot(stack: St
     steps = []
     for item in config["write_files"]:
         assert item["encoding"] == "b64" and item["permissions"] == "0700"
-        steps.append(f"mkdir -p \"$(dirname {shlex.quote(item['path'])})\" && "
-                     f"echo {shlex.quote(item['content'])} | base64 -d > {shlex.quote(item['path'])} && "
-                     f"chmod {item['permissions']} {shlex.quote(item['path'])}")
+        steps.append(
+            f'mkdir -p "$(dirname {shlex.quote(item["path"])})" && '
+            f"echo {shlex.quote(item['content'])} | base64 -d > {shlex.quote(item['path'])} && "
+            f"chmod {item['permissions']} {shlex.quote(item['path'])}"
+        )
     steps += [shlex.join(command) for command in config["runcmd"]]
     booted = run(stack, "born", "set -e\n" + "\n".join(steps) + "\n")
     assert booted["exitCode"] == 0, booted["error"]
@@ -222,8 +251,12 @@ def test_detach_copy_through_the_service_keeps_the_shared_files_locally(stack: S
     assert run(stack, "vm1", f"mountpoint -q {HOME} || echo local")["output"] == "local\n"
 
 
-def test_every_message_delivered_twice_gives_one_copy_one_fstab_line_one_record(stack: Stack, storage: str) -> None:
-    answer = stack.api.post(f"/api/storage/{storage}/attachments", {"vm": "vm1", "resourceGroup": stack.group})
+def test_every_message_delivered_twice_gives_one_copy_one_fstab_line_one_record(
+    stack: Stack, storage: str
+) -> None:
+    answer = stack.api.post(
+        f"/api/storage/{storage}/attachments", {"vm": "vm1", "resourceGroup": stack.group}
+    )
     operation_id = answer.json()["id"]
     stack.app.queue.send(operation_id)  # the same message, twice on the queue
     operation = stack.run(answer)
@@ -238,7 +271,9 @@ def deliver_events_about(stack: Stack, vm_name: str) -> int:
     """Hand the app's Event Grid function every event the emulator published about a VM (and its
     run commands), as the subscription would; returns how many were delivered."""
     stack.azure.emulator.events.flush()
-    events = [e for e in stack.azure.emulator.events.published if f"/virtualMachines/{vm_name}" in e["subject"]]
+    events = [
+        e for e in stack.azure.emulator.events.published if f"/virtualMachines/{vm_name}" in e["subject"]
+    ]
     for event in events:
         stack.api.index.publish("on_resource_event", event)
     return len(events)
@@ -270,7 +305,9 @@ def test_untagged_opted_out_and_unknown_storage_vms(stack: Stack, storage: str) 
     stack.pump.drain()
     assert stack.api.get("/api/vms/plain/attachment", query={"resourceGroup": stack.group}).status == 404
     assert stack.api.get("/api/vms/optout/attachment", query={"resourceGroup": stack.group}).status == 404
-    queued = [o["id"] for o in stack.app.state.table("Operations").list_entities() if "vm/" in str(o.get("target"))]
+    queued = [
+        o["id"] for o in stack.app.state.table("Operations").list_entities() if "vm/" in str(o.get("target"))
+    ]
     assert len(queued) == 1  # only the VM whose tag names a storage
     failed = stack.api.get(f"/api/operations/{queued[0]}").json()
     assert (failed["params"]["storage"], failed["status"]) == ("nosuchstorage1", "Failed")
