@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from .domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
-from .domain.operations import OperationKind
+from .domain.operations import OperationKind, Patience
 from .ports import Clock, Probe
 from .services.attachments import AttachmentService
 from .services.operations import OperationIntake
@@ -45,7 +46,8 @@ class Container:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  handlers: Mapping[OperationKind, Handler] | None = None,
                  heartbeat_seconds: float | None = None,
-                 arm_options: Mapping[str, Any] | None = None) -> None:
+                 arm_options: Mapping[str, Any] | None = None,
+                 patience: Patience | None = None) -> None:
         self.settings = settings
         self._clock = clock
         self._handlers = handlers
@@ -53,6 +55,8 @@ class Container:
         # Resource Manager client options. In Azure the SDK retries a throttled or failed request
         # a few times itself (honouring Retry-After) before the queue's retry takes over.
         self._arm_options = dict(arm_options) if arm_options is not None else {"retry_total": 3}
+        self._patience = patience or Patience(
+            deadline=timedelta(minutes=settings.vm_agent_wait_minutes))
 
     @cached_property
     def clock(self) -> Clock:
@@ -172,7 +176,7 @@ class Container:
         handlers = self._handlers if self._handlers is not None else self._operation_handlers()
         return OperationWorker(self.operations, self.locks, self.queue, self.poison_queue, self.clock,
                                handlers, heartbeat_seconds=self._heartbeat_seconds
-                               or self.settings.lock_lease_seconds / 3)
+                               or self.settings.lock_lease_seconds / 3, patience=self._patience)
 
     def _operation_handlers(self) -> dict[OperationKind, Handler]:
         """The service that runs each operation kind; kinds without one end Failed with

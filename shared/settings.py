@@ -47,6 +47,8 @@ class Settings:
     cost_digest_webhook_url: str | None = field(default=None, repr=False)
     table_prefix: str = "azlin"
     lock_lease_seconds: int = 300
+    vm_agent_wait_minutes: int = 20  # how long an attach waits for a new VM's agent
+    auto_heal: bool = True  # the reconcile timer re-attaches unmounted attachments
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
@@ -68,6 +70,8 @@ class Settings:
             cost_digest_webhook_url=reader.optional_url("COST_DIGEST_WEBHOOK_URL"),
             table_prefix=reader.table_prefix(),
             lock_lease_seconds=reader.seconds("LOCK_LEASE_SECONDS", 300),
+            vm_agent_wait_minutes=reader.whole("VM_AGENT_WAIT_MINUTES", 20, 1, 240),
+            auto_heal=reader.flag("AUTO_HEAL", True),
         )
         reader.raise_if_any()
         return settings
@@ -166,6 +170,25 @@ class _Reader:
             self.causes.append(f"{name} must be a whole number of seconds from 10 to 3600")
             return default
         return int(value)
+
+
+    def whole(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.env.get(name)
+        if not value:
+            return default
+        if not re.fullmatch(r"[0-9]{1,6}", value) or not low <= int(value) <= high:
+            self.causes.append(f"{name} must be a whole number from {low} to {high}")
+            return default
+        return int(value)
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = (self.env.get(name) or "").strip().lower()
+        if not value:
+            return default
+        if value not in ("true", "false", "1", "0"):
+            self.causes.append(f"{name} must be true or false")
+            return default
+        return value in ("true", "1")
 
 
 def _is_loopback(host: str) -> bool:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.compute.models import VirtualMachineRunCommand
 
-from shared.domain.errors import Conflict, ErrorCode, TransientError
+from shared.domain.errors import Conflict, ErrorCode, NotReadyYet, TransientError
 from shared.domain.mounting import ScriptRun, VmFacts
 
 from .arm_errors import arm_code, arm_errors
@@ -160,7 +160,7 @@ def agent_errors(vm: VmFacts) -> Iterator[None]:
     except HttpResponseError as error:
         code = arm_code(error)
         if code in ("VMAgentNotReady", "VMAgentStatusCommunicationError"):
-            raise TransientError(
+            raise NotReadyYet(
                 f"The VM agent of {vm.name} is not ready yet.",
                 causes=[str(error.message)],
                 retry_after=15,

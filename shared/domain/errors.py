@@ -36,6 +36,8 @@ class ErrorCode(str, Enum):
     QUOTA_DOWNGRADE_NOT_ALLOWED = "QuotaDowngradeNotAllowed"
     AZURE_REJECTED = "AzureRejected"
     VM_ATTACHED_ELSEWHERE = "VmAttachedElsewhere"
+    VM_AGENT_NOT_READY = "VmAgentNotReady"
+    DEFAULT_STORAGE_NOT_SET = "DefaultStorageNotSet"
     IDEMPOTENCY_KEY_REUSED = "IdempotencyKeyReused"
     INVALID_TRANSITION = "InvalidTransition"
     AUTHORIZATION_FAILED = "AuthorizationFailed"
@@ -147,6 +149,13 @@ class ResourceBusy(TransientError):
         super().__init__(message, causes=causes, try_hint=try_hint, retry_after=retry_after)
         self.holder = holder
         self.until = until
+
+
+class NotReadyYet(TransientError):
+    """Something that becomes ready on its own (a new VM's agent): the worker looks again later,
+    with growing delays, until the operation's deadline, without spending queue deliveries."""
+
+    default_code = ErrorCode.VM_AGENT_NOT_READY
 
 
 class LeaseLost(TransientError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -124,3 +124,21 @@ class Operation:
 
     def _apply(self, event: OperationEvent, now: datetime, **changes: Any) -> Operation:
         return replace(self, status=next_status(self.status, event), updated_at=now, **changes)
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long an operation waits for something that becomes ready on its own (a new VM's
+    agent): it is looked at again after delays doubling from `first_delay` up to `max_delay`,
+    until `deadline` has passed since the operation was requested, then it fails."""
+
+    first_delay_seconds: int = 15
+    max_delay_seconds: int = 240
+    deadline: timedelta = timedelta(minutes=20)
+
+    def delay(self, attempt: int) -> int:
+        """Seconds to wait after the `attempt`-th try (1-based) found it not ready."""
+        return min(self.max_delay_seconds, self.first_delay_seconds * 2 ** max(0, min(attempt, 30) - 1))
+
+    def expired(self, operation: Operation, now: datetime) -> bool:
+        return now - operation.created_at >= self.deadline

@@ -9,6 +9,8 @@ keeps the locks, and end it Succeeded or Failed.
   acknowledged. When the lock is held by another delivery of the *same* operation (a duplicate
   message, or a crashed worker whose lease has not run out) nothing is written: only the lock
   holder writes the operation.
+- Something not ready yet (`NotReadyYet`: a new VM's agent) is looked at again after growing
+  delays, again without spending deliveries, until the `Patience` deadline; then it ends Failed.
 - Any other `TransientError`, or an unexpected exception, is recorded as `lastError` and
   re-raised, so the host delivers the message again; after the last delivery the poison handler
   (`give_up`) ends it Failed with the reason, unless a live delivery of it is still running.
@@ -27,8 +29,16 @@ from typing import Any
 
 from shared.domain import messages
 from shared.domain.commands import Command, command_for
-from shared.domain.errors import DomainError, ErrorCode, LeaseLost, ResourceBusy, ServiceError, TransientError
-from shared.domain.operations import Operation, OperationKind
+from shared.domain.errors import (
+    DomainError,
+    ErrorCode,
+    LeaseLost,
+    NotReadyYet,
+    ResourceBusy,
+    ServiceError,
+    TransientError,
+)
+from shared.domain.operations import Operation, OperationKind, Patience
 from shared.logs import OperationLog, for_operation
 from shared.ports import Clock, Lease, LockManager, OperationQueue, OperationRepository
 
@@ -107,7 +117,7 @@ class OperationContext:
 class OperationWorker:
     def __init__(self, operations: OperationRepository, locks: LockManager, queue: OperationQueue,
                  poison_queue: OperationQueue, clock: Clock, handlers: Mapping[OperationKind, Handler],
-                 *, heartbeat_seconds: float) -> None:
+                 *, heartbeat_seconds: float, patience: Patience | None = None) -> None:
         self.operations = operations
         self.locks = locks
         self.queue = queue
@@ -115,6 +125,7 @@ class OperationWorker:
         self.clock = clock
         self.handlers = handlers
         self.heartbeat_seconds = heartbeat_seconds
+        self.patience = patience or Patience()
 
     def process(self, body: bytes | str) -> None:
         operation = self._load(body)
@@ -142,6 +153,9 @@ class OperationWorker:
         except DomainError as err:
             context.heartbeat()
             self._finish(context.operation.fail(err, self.clock.now()))
+        except NotReadyYet as err:
+            context.heartbeat()
+            self._wait(context.operation, err)
         except TransientError as err:
             self._note_retry(context.operation, err)
             raise
@@ -214,6 +228,16 @@ class OperationWorker:
             self._note_retry(operation, busy)  # no delivery of it runs: the record is ours
         queue.send(operation.id, delay_seconds=delay)
 
+    def _wait(self, operation: Operation, err: NotReadyYet) -> None:
+        """Look again after a delay that grows with each attempt, or fail past the deadline."""
+        if self.patience.expired(operation, self.clock.now()):
+            self._finish(operation.fail(_waited_too_long(err, self.patience), self.clock.now()))
+            return
+        delay = self.patience.delay(operation.attempts)
+        self._note_retry(operation, err)
+        for_operation(log, operation.id).info("%s Looking again in %ds.", err.message, delay)
+        self.queue.send(operation.id, delay_seconds=delay)
+
     def _finish(self, operation: Operation) -> None:
         self.operations.save(operation)
         error = operation.error or {}
@@ -242,6 +266,17 @@ def _lock_keys_of(operation: Operation) -> tuple[str, ...]:
         return command_for(operation).lock_keys
     except DomainError:
         return ()  # unreadable parameters: nothing to lock, nothing can be running it
+
+
+def _waited_too_long(err: NotReadyYet, patience: Patience) -> DomainError:
+    minutes = int(patience.deadline.total_seconds() // 60)
+    return DomainError(
+        f"{err.message} It did not become ready within {minutes} minutes of the request.",
+        causes=err.causes,
+        try_hint="check that the VM booted and its Azure Linux agent runs "
+        "(az vm get-instance-view), then submit the request again",
+        code=err.code,
+    )
 
 
 def _retries_exhausted(operation: Operation) -> DomainError:

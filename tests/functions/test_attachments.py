@@ -13,6 +13,7 @@ from local import playground
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from tests.emulator.conftest import needs_sandbox
 from tests.emulator.trees import BUILD, MANIFEST, digest, python
+from tests.fakes import FakeClock
 from tests.functions.conftest import REGION, Stack, unique
 
 pytestmark = needs_sandbox
@@ -175,8 +176,26 @@ def test_a_vm_whose_agent_is_not_ready_is_retried_until_it_is(stack: Stack, stor
     )
     operation = attach(stack, storage, "vm1")
     assert operation["status"] == "Succeeded", operation
-    assert operation["attempts"] == 3 and operation["lastError"]["code"] == "ServiceUnavailable"
+    assert operation["attempts"] == 3 and operation["lastError"]["code"] == "VmAgentNotReady"
     assert script_runs(stack, "attach") == 3  # two refused by Azure, one that ran
+    assert not stack.pump.failures  # looked at again by a new message, no delivery spent
+
+
+def test_a_vm_whose_agent_never_gets_ready_fails_clearly_after_the_deadline(
+    stack: Stack, storage: str, clock: FakeClock
+) -> None:
+    stack.azure.emulator.faults.add(
+        "PUT", r"/runCommands/azlin-attach-", status=409, code="VMAgentNotReady", count=3
+    )
+    answer = stack.api.post(f"/api/storage/{storage}/attachments", {"vm": "vm1", "resourceGroup": stack.group})
+    stack.pump.run_once()
+    stack.pump.run_once()
+    clock.advance(21 * 60)  # past VM_AGENT_WAIT_MINUTES (20)
+    operation = stack.run(answer)
+    assert operation["status"] == "Failed" and operation["attempts"] == 3, operation
+    assert operation["error"]["code"] == "VmAgentNotReady"
+    assert "within 20 minutes" in operation["error"]["message"]
+    assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
 
 
 def test_verify_reports_the_live_mount_and_records_health(stack: Stack, storage: str) -> None:

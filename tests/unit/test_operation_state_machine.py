@@ -101,3 +101,15 @@ class TestOperation:
                         lambda: done.succeed({}, NOW), lambda: done.advance("x", 0, 1, NOW)):
             with pytest.raises(InvalidTransition):
                 attempt()
+
+
+def test_waiting_for_a_vm_agent_backs_off_until_the_deadline() -> None:
+    from shared.domain.operations import Patience
+
+    patience = Patience()
+    assert [patience.delay(attempt) for attempt in range(1, 8)] == [15, 30, 60, 120, 240, 240, 240]
+    assert patience.delay(10_000) == 240
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    operation = Operation.new(OperationKind.ATTACH_VM, "vm/rg/vm1", {}, created)
+    assert not patience.expired(operation, created + timedelta(minutes=19, seconds=59))
+    assert patience.expired(operation, created + timedelta(minutes=20))
