@@ -138,7 +138,7 @@ class Patience:
 
     def delay(self, attempt: int) -> int:
         """Seconds to wait after the `attempt`-th try (1-based) found it not ready."""
-        return min(self.max_delay_seconds, self.first_delay_seconds * 2 ** max(0, min(attempt, 30) - 1))
+        return min(self.max_delay_seconds, self.first_delay_seconds * (1 << max(0, min(attempt, 30) - 1)))
 
     def expired(self, operation: Operation, now: datetime) -> bool:
         return now - operation.created_at >= self.deadline
