@@ -1,0 +1,102 @@
+"""The Resource Manager operations (RBAC authorization actions) the adapters need, and nothing more.
+
+`infra/main.bicep` grants exactly these through two custom roles: `RESOURCE_GROUP_OPERATIONS` at
+each resource group the service manages, `SUBSCRIPTION_OPERATIONS` at the subscription (requests
+whose URL names the subscription itself). `tests/infra` checks both against the Bicep and against
+every request the local emulator serves during a create, attach, verify, detach and delete.
+
+Standard library only: the infra tests import it without the Azure SDKs."""
+
+from __future__ import annotations
+
+RESOURCE_GROUP_OPERATIONS: tuple[str, ...] = (
+    # ArmStorageCloud.group_region: GET the resource group (its region)
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    # ArmStorageCloud.get_account / list_accounts(group) / create_account / delete_account
+    "Microsoft.Storage/storageAccounts/read",
+    "Microsoft.Storage/storageAccounts/write",
+    "Microsoft.Storage/storageAccounts/delete",
+    # create_account polls .../Microsoft.Storage/locations/{region}/asyncoperations/{id}; the storage
+    # provider publishes this action for it ("Poll Asynchronous Operation")
+    "Microsoft.Storage/operations/read",
+    # ArmStorageCloud.get_share (also with $expand=stats) / put_share
+    "Microsoft.Storage/storageAccounts/fileServices/shares/read",
+    "Microsoft.Storage/storageAccounts/fileServices/shares/write",
+    # create_endpoint, linked check on the account: without it the endpoint's connection waits
+    # for a manual approval instead of being approved at once
+    "Microsoft.Storage/storageAccounts/privateEndpointConnectionsApproval/action",
+    # get_network / create_network (the VNet, or one more subnet) / delete_network_if_unused
+    "Microsoft.Network/virtualNetworks/read",
+    "Microsoft.Network/virtualNetworks/write",
+    "Microsoft.Network/virtualNetworks/delete",
+    "Microsoft.Network/virtualNetworks/subnets/read",
+    "Microsoft.Network/virtualNetworks/subnets/write",
+    # create_endpoint, linked check on the subnet the endpoint's NIC joins
+    "Microsoft.Network/virtualNetworks/subnets/join/action",
+    # create_zone_link, linked check on the VNet the zone is linked to
+    "Microsoft.Network/virtualNetworks/join/action",
+    # ArmVmCloud.vnets_connected: list the peerings of both VNets
+    "Microsoft.Network/virtualNetworks/virtualNetworkPeerings/read",
+    # get_endpoint / endpoint_vnet / create_endpoint / delete_endpoint
+    "Microsoft.Network/privateEndpoints/read",
+    "Microsoft.Network/privateEndpoints/write",
+    "Microsoft.Network/privateEndpoints/delete",
+    # has_zone_group / create_zone_group (the endpoint's A record in the zone)
+    "Microsoft.Network/privateEndpoints/privateDnsZoneGroups/read",
+    "Microsoft.Network/privateEndpoints/privateDnsZoneGroups/write",
+    # create_zone_group, linked check on the zone the group writes its records into
+    "Microsoft.Network/privateDnsZones/join/action",
+    # network long-running operations: Azure-AsyncOperation and Location monitors
+    # (.../Microsoft.Network/locations/{region}/operations|operationResults/{id})
+    "Microsoft.Network/locations/operations/read",
+    "Microsoft.Network/locations/operationResults/read",
+    # ArmVmCloud.get_vm: the VM's primary NIC, for its subnet and VNet
+    "Microsoft.Network/networkInterfaces/read",
+    # get_zone / create_zone / delete_zone_if_unused
+    "Microsoft.Network/privateDnsZones/read",
+    "Microsoft.Network/privateDnsZones/write",
+    "Microsoft.Network/privateDnsZones/delete",
+    # delete_zone_if_unused: list the zone's record sets (GET .../privateDnsZones/{zone}/ALL)
+    "Microsoft.Network/privateDnsZones/ALL/read",
+    # has_zone_link / create_zone_link / delete_zone_if_unused (its links)
+    "Microsoft.Network/privateDnsZones/virtualNetworkLinks/read",
+    "Microsoft.Network/privateDnsZones/virtualNetworkLinks/write",
+    "Microsoft.Network/privateDnsZones/virtualNetworkLinks/delete",
+    # private DNS long-running operations: resource-group scoped monitors
+    "Microsoft.Network/privateDnsOperationStatuses/read",
+    "Microsoft.Network/privateDnsOperationResults/read",
+    # ArmVmCloud.get_vm ($expand=instanceView is part of the VM read)
+    "Microsoft.Compute/virtualMachines/read",
+    # ArmVmCloud.run_script / _read / delete_run: managed Run Commands
+    "Microsoft.Compute/virtualMachines/runCommands/read",
+    "Microsoft.Compute/virtualMachines/runCommands/write",
+    "Microsoft.Compute/virtualMachines/runCommands/delete",
+    # compute long-running operations (.../Microsoft.Compute/locations/{region}/operations/{id})
+    "Microsoft.Compute/locations/operations/read",
+)
+
+SUBSCRIPTION_OPERATIONS: tuple[str, ...] = (
+    # ArmStorageCloud.name_available: POST /subscriptions/{id}/providers/Microsoft.Storage/
+    # checkNameAvailability, which the storage provider authorizes as a read
+    "Microsoft.Storage/checkNameAvailability/read",
+    # ArmStorageCloud.list_accounts(None): GET /subscriptions/{id}/providers/Microsoft.Storage/
+    # storageAccounts, when a listing names no resource group and no default is set
+    "Microsoft.Storage/storageAccounts/read",
+    # ArmVmCloud.list_vms: GET /subscriptions/{id}/providers/Microsoft.Compute/virtualMachines
+    # (costs and reconciliation see every VM of the subscription)
+    "Microsoft.Compute/virtualMachines/read",
+)
+
+# Checked by Resource Manager on another resource a request names (a subnet, a VNet, a zone, the
+# account behind a private endpoint); never a request of their own, so no request log shows them.
+LINKED_OPERATIONS: frozenset[str] = frozenset(
+    {
+        "Microsoft.Storage/storageAccounts/privateEndpointConnectionsApproval/action",
+        "Microsoft.Network/virtualNetworks/subnets/join/action",
+        "Microsoft.Network/virtualNetworks/join/action",
+        "Microsoft.Network/privateDnsZones/join/action",
+    }
+)
+
+# The single list: every Resource Manager operation the adapters call.
+ARM_OPERATIONS: frozenset[str] = frozenset(RESOURCE_GROUP_OPERATIONS + SUBSCRIPTION_OPERATIONS)
