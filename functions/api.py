@@ -115,6 +115,27 @@ def detach_vm(req: func.HttpRequest) -> func.HttpResponse:
     return accepted(req, app.attachment.request_detach(command, idempotency_key(req)))
 
 
+@bp.route(route="resource-groups/{group}/default-storage", methods=["PUT"])
+@guarded
+def set_default_storage(req: func.HttpRequest) -> func.HttpResponse:
+    group, storage = core.requests.default_storage(route(req, "group"), read_json(req))
+    return json_response(to_json(core.bootstrap.container().default_storage.set(group, storage)))
+
+
+@bp.route(route="resource-groups/{group}/default-storage", methods=["GET"])
+@guarded
+def get_default_storage(req: func.HttpRequest) -> func.HttpResponse:
+    group = core.requests.resource_group(route(req, "group"))
+    return json_response(to_json(core.bootstrap.container().default_storage.get(group)))
+
+
+@bp.route(route="resource-groups/{group}/default-storage", methods=["DELETE"])
+@guarded
+def clear_default_storage(req: func.HttpRequest) -> func.HttpResponse:
+    core.bootstrap.container().default_storage.clear(core.requests.resource_group(route(req, "group")))
+    return func.HttpResponse(status_code=204)
+
+
 @bp.route(route="operations/{id}", methods=["GET"])
 @guarded
 def get_operation(req: func.HttpRequest) -> func.HttpResponse:
@@ -124,10 +145,15 @@ def get_operation(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="costs", methods=["GET"])
 @guarded
 def get_costs(req: func.HttpRequest) -> func.HttpResponse:
-    core.requests.list_query(query(req))
-    raise core.errors.NotImplementedYet(
-        "Cost totals are not served by this version yet.",
-        try_hint="GET /api/storage/{name}/status gives a storage's monthly cost")
+    group = core.requests.list_query(query(req)).resource_group
+    return json_response(to_json(core.bootstrap.container().costs.report(group)))
+
+
+@bp.route(route="digests/latest", methods=["GET"])
+@guarded
+def latest_digest(req: func.HttpRequest) -> func.HttpResponse:
+    digest = core.bootstrap.container().digests.latest()
+    return json_response({"digest": to_json(digest), "markdown": core.digests.render_markdown(digest)})
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 _MODULES = {
     "bootstrap": "shared.bootstrap",
+    "digests": "shared.domain.digests",
     "errors": "shared.domain.errors",
     "events": "shared.domain.events",
     "openapi": "functions.openapi",
@@ -24,9 +25,11 @@ _MODULES = {
 if TYPE_CHECKING:
     from functions import openapi
     from shared import bootstrap
-    from shared.domain import errors, events, requests, serialization, validation
+    from shared.domain import digests, errors, events, requests, serialization, validation
 
-    __all__ = ["bootstrap", "errors", "events", "openapi", "requests", "serialization", "validation"]
+    __all__ = [
+        "bootstrap", "digests", "errors", "events", "openapi", "requests", "serialization", "validation"
+    ]
 else:
 
     def __getattr__(name: str) -> Any:

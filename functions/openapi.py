@@ -11,9 +11,12 @@ from functools import cache
 from typing import Any
 
 from shared.domain import validation
+from shared.domain.costs import CostReport, StorageCost, VmCost
+from shared.domain.digests import AttachmentFinding, CostDigest, GroupDigest, StorageFinding
 from shared.domain.errors import ErrorCode
 from shared.domain.models import (
     Attachment,
+    DefaultStorage,
     DetachMode,
     MountInfo,
     Redundancy,
@@ -21,13 +24,16 @@ from shared.domain.models import (
     StorageStatus,
     Tier,
     VerifiedAttachment,
+    VmHealth,
 )
 from shared.domain.operations import Operation, Progress
 from shared.domain.serialization import json_schema
 
 TITLE = "azlin storage service"
 VERSION = "0.1.0"
-_MODELS = (Operation, Progress, StorageInfo, StorageStatus, Attachment, MountInfo, VerifiedAttachment)
+_MODELS = (Operation, Progress, StorageInfo, StorageStatus, VmHealth, Attachment, MountInfo,
+           VerifiedAttachment, DefaultStorage, CostReport, VmCost, StorageCost, CostDigest, GroupDigest,
+           StorageFinding, AttachmentFinding)
 
 
 def _ref(model: type | str) -> dict[str, str]:
@@ -50,6 +56,7 @@ P_GROUP = _param("resourceGroup", "query", {"type": "string", "maxLength": 90},
                  "Resource group; defaults to the service's DEFAULT_RESOURCE_GROUP.")
 P_STORAGE_GROUP = _param("resourceGroup", "query", {"type": "string", "maxLength": 90},
                          "Only match storage in this resource group.")
+P_RG = _param("group", "path", {"type": "string", "maxLength": 90}, "Resource group name.")
 P_KEY = _param("Idempotency-Key", "header",
                {"type": "string", "maxLength": validation.MAX_IDEMPOTENCY_KEY_LENGTH},
                "Repeat a request safely: the same key and body return the same operation (24 h).")
@@ -152,10 +159,24 @@ def _paths() -> dict[str, dict[str, Any]]:
             "get": _op("get_operation", "Poll an operation.", {**_ok(_ref(Operation)), **not_found},
                        params=(P_ID,)),
         },
+        "/api/resource-groups/{group}/default-storage": {
+            "put": _op("set_default_storage", "Attach the group's new VMs to this storage when their "
+                       "auto-attach tag names none.", {**_ok(_ref(DefaultStorage)), **not_found},
+                       params=(P_RG,), body=_ref("DefaultStorageRequest")),
+            "get": _op("get_default_storage", "The group's default storage.",
+                       {**_ok(_ref(DefaultStorage)), **not_found}, params=(P_RG,)),
+            "delete": _op("clear_default_storage", "Stop attaching the group's untagged new VMs.",
+                          {"204": {"description": "Cleared (or was not set)."}}, params=(P_RG,)),
+        },
         "/api/costs": {
-            "get": _op("get_costs", "Cost totals for VMs and storage.", {
-                "200": {"description": "OK", **_json({"type": "object"})},
-                "501": _error("Not served by this version yet.")}, params=(P_GROUP,)),
+            "get": _op("get_costs", "Monthly cost of the recorded storage and of the VMs, with the "
+                       "price source of each amount.", _ok(_ref(CostReport)),
+                       params=(_param("resourceGroup", "query", {"type": "string", "maxLength": 90},
+                                      "Only this resource group (default: all)."),)),
+        },
+        "/api/digests/latest": {
+            "get": _op("latest_digest", "The latest daily cost digest, and its Markdown rendering.",
+                       {**_ok(_ref("DigestDocument")), **not_found}),
         },
         "/api/health": {
             "get": _op("health", "Liveness; with ready=true, readiness of each dependency.", {
@@ -185,6 +206,8 @@ def _request_schemas() -> dict[str, Any]:
                            "vnet": {**_TEXT, "description": "VNet (in the resource group) whose subnet holds "
                                     "the private endpoint; default: settings, else the service's azlin-vnet"},
                            "subnet": {**_TEXT, "description": "subnet of `vnet`; default: default"}}},
+        "DefaultStorageRequest": {"type": "object", "required": ["storage"], "additionalProperties": False,
+                                  "properties": {"storage": P_NAME["schema"]}},
         "ResizeStorageRequest": {"type": "object", "required": ["size"],
                                  "additionalProperties": False, "properties": {"size": size}},
         "AttachRequest": {
@@ -201,6 +224,9 @@ def _response_schemas() -> dict[str, Any]:
         "StorageList": {"type": "object", "required": ["value"], "additionalProperties": False,
                         "properties": {"value": {"type": "array", "items": _ref(StorageInfo)},
                                        "nextLink": {"type": "string", "format": "uri"}}},
+        "DigestDocument": {"type": "object", "required": ["digest", "markdown"],
+                           "additionalProperties": False,
+                           "properties": {"digest": _ref(CostDigest), "markdown": _TEXT}},
         "Health": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
                                   "checks": {"type": "object",

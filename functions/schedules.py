@@ -1,12 +1,15 @@
 """Timers (NCRONTAB, UTC). A timer does not retry a failed run; each waits for its next
-occurrence, so every run must be safe to repeat. Reconciliation and cost work land with their
-issues; until then those runs are logged."""
+occurrence, so every run is safe to repeat. Schedules come from app settings (see
+`shared.schedules.DEFAULTS` for the names and defaults), read when the app is indexed."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 import azure.functions as func
+
+from shared.schedules import timer_schedule
 
 from . import core
 
@@ -21,16 +24,24 @@ def requeue_stalled_operations(timer: func.TimerRequest) -> None:
     log.log(logging.WARNING if count else logging.INFO, "stall sweep: %d operation(s) queued again", count)
 
 
-@bp.schedule(arg_name="timer", schedule="0 */15 * * * *", run_on_startup=False, use_monitor=True)
+@bp.schedule(arg_name="timer", schedule=timer_schedule(os.environ, "RECONCILE_SCHEDULE"),
+             run_on_startup=False, use_monitor=True)
 def reconcile_attachments(timer: func.TimerRequest) -> None:
-    log.info("reconcile (past due: %s): not served by this version yet", timer.past_due)
+    """Check every attachment on its VM; heal, forget or report; attach VMs whose event was missed."""
+    core.bootstrap.container().reconcile.run()
 
 
-@bp.schedule(arg_name="timer", schedule="0 5 * * * *", run_on_startup=False, use_monitor=True)
+@bp.schedule(arg_name="timer", schedule=timer_schedule(os.environ, "COST_REFRESH_SCHEDULE"),
+             run_on_startup=False, use_monitor=True)
 def refresh_costs(timer: func.TimerRequest) -> None:
-    log.info("cost refresh (past due: %s): not served by this version yet", timer.past_due)
+    """Refresh the prices in use and deliver any digest whose post has not succeeded yet."""
+    app = core.bootstrap.container()
+    app.costs.refresh_prices()
+    app.digests.deliver_pending()
 
 
-@bp.schedule(arg_name="timer", schedule="0 0 7 * * *", run_on_startup=False, use_monitor=True)
+@bp.schedule(arg_name="timer", schedule=timer_schedule(os.environ, "COST_DIGEST_SCHEDULE"),
+             run_on_startup=False, use_monitor=True)
 def send_cost_digest(timer: func.TimerRequest) -> None:
-    log.info("cost digest (past due: %s): not served by this version yet", timer.past_due)
+    """Build today's cost digest (once a day, however often it runs) and post it once."""
+    core.bootstrap.container().digests.run()

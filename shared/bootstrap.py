@@ -18,6 +18,7 @@ from .domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from .domain.operations import OperationKind, Patience
 from .ports import Clock, Probe
 from .services.attachments import AttachmentService
+from .services.default_storage import DefaultStorageService
 from .services.operations import OperationIntake
 from .services.provisioning import StorageProvisioner
 from .services.storage import StorageService
@@ -31,14 +32,20 @@ if TYPE_CHECKING:
     from .adapters.queues import StorageQueue
     from .adapters.tables import (
         TableAttachmentRepository,
+        TableDefaultStorageRepository,
+        TableDigestRepository,
         TableIdempotencyStore,
         TableLockManager,
         TableOperationRepository,
+        TablePriceCache,
         TableState,
         TableStorageRepository,
     )
     from .services.auto_attach import AutoAttachService
+    from .services.costs import CostService
+    from .services.digests import DigestService
     from .services.mounting import MountService
+    from .services.reconcile import ReconcileService
 
 
 
@@ -97,6 +104,12 @@ class Container:
         return TableAttachmentRepository(self.state)
 
     @cached_property
+    def default_storages(self) -> TableDefaultStorageRepository:
+        from .adapters.tables import TableDefaultStorageRepository
+
+        return TableDefaultStorageRepository(self.state)
+
+    @cached_property
     def locks(self) -> TableLockManager:
         from .adapters.tables import TableLockManager
 
@@ -136,7 +149,43 @@ class Container:
     def auto_attach(self) -> AutoAttachService:
         from .services.auto_attach import AutoAttachService
 
-        return AutoAttachService(self.vms, self.attachments, self.intake, self.settings.auto_attach_tag)
+        return AutoAttachService(self.vms, self.attachments, self.default_storages, self.intake,
+                                 self.settings.auto_attach_tag)
+
+    @cached_property
+    def reconcile(self) -> ReconcileService:
+        from .services.reconcile import ReconcileService
+
+        return ReconcileService(self.attachments, self.vms, self.cloud, self.mounts, self.auto_attach,
+                                self.intake, self.clock, auto_heal=self.settings.auto_heal)
+
+    @cached_property
+    def price_cache(self) -> TablePriceCache:
+        from .adapters.tables import TablePriceCache
+
+        return TablePriceCache(self.state)
+
+    @cached_property
+    def digest_records(self) -> TableDigestRepository:
+        from .adapters.tables import TableDigestRepository
+
+        return TableDigestRepository(self.state)
+
+    @cached_property
+    def costs(self) -> CostService:
+        from .adapters.http_json import RetailPricesApi
+        from .services.costs import CostService
+
+        return CostService(self.storages, RetailPricesApi(self.settings.retail_prices_endpoint),
+                           self.price_cache, self.clock, vms=lambda: self.vms)
+
+    @cached_property
+    def digests(self) -> DigestService:
+        from .adapters.http_json import JsonWebhook
+        from .services.digests import DigestService
+
+        return DigestService(self.costs, self.storage.used_gb, self.attachments, self.digest_records,
+                             JsonWebhook(), self.clock, self.settings.cost_digest_webhook_url)
 
     @cached_property
     def cloud(self) -> ArmStorageCloud:
@@ -157,7 +206,8 @@ class Container:
     @cached_property
     def storage(self) -> StorageService:
         return StorageService(self.storages, self.attachments, self.intake, self.settings.defaults,
-                              cloud=lambda: self.cloud)
+                              cloud=lambda: self.cloud,
+                              price=self.costs.storage_price)
 
     @cached_property
     def provisioner(self) -> StorageProvisioner:
@@ -170,6 +220,11 @@ class Container:
     @cached_property
     def attachment(self) -> AttachmentService:
         return AttachmentService(self.attachments, self.storage, self.intake)
+
+    @cached_property
+    def default_storage(self) -> DefaultStorageService:
+        return DefaultStorageService(self.default_storages, self.storage, self.clock,
+                                     cloud=lambda: self.cloud)
 
     @cached_property
     def worker(self) -> OperationWorker:

@@ -7,12 +7,15 @@ page (possibly empty), `delete`/`remove`/`release` succeed when the thing is alr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from .domain.models import Attachment, StorageInfo
-from .domain.mounting import ScriptRun, VmFacts
+from .domain.costs import CachedPrice
+from .domain.digests import CostDigest
+from .domain.models import Attachment, DefaultStorage, StorageInfo
+from .domain.mounting import ScriptRun, VmFacts, VmSummary
 from .domain.operations import Operation
 from .domain.provisioning import AccountSpec, CloudAccount, CloudShare, Network
 
@@ -90,6 +93,8 @@ class AttachmentRepository(Protocol):
 
     def list_for_storage(self, storage: str) -> list[Attachment]: ...
 
+    def list_all(self) -> list[Attachment]: ...
+
     def add(self, attachment: Attachment) -> Attachment:
         """Record an attachment; a VM attached to the same storage returns the existing record,
         one attached to another storage raises Conflict (VmAttachedElsewhere)."""
@@ -98,6 +103,16 @@ class AttachmentRepository(Protocol):
         """Update an existing attachment (health, verification)."""
 
     def remove(self, resource_group: str, vm: str) -> None: ...
+
+
+class DefaultStorageRepository(Protocol):
+    """Per resource group (names compared case-insensitively, as Azure does)."""
+
+    def get(self, resource_group: str) -> DefaultStorage | None: ...
+
+    def save(self, default: DefaultStorage) -> None: ...
+
+    def remove(self, resource_group: str) -> None: ...
 
 
 class LockManager(Protocol):
@@ -185,6 +200,10 @@ class VmCloud(Protocol):
 
     def get_vm(self, group: str, name: str) -> VmFacts | None: ...
 
+    def list_vms(self) -> list[VmSummary]:
+        """Every VM of the subscription with its power state, in one listing."""
+        ...
+
     def endpoint_vnet(self, group: str, endpoint: str) -> str | None:
         """The VNet id of a private endpoint's subnet, or None when there is no endpoint."""
         ...
@@ -200,6 +219,41 @@ class VmCloud(Protocol):
         ...
 
     def delete_run(self, vm: VmFacts, name: str) -> None: ...
+
+
+class PriceCache(Protocol):
+    def get(self, key: str) -> CachedPrice | None: ...
+
+    def save(self, price: CachedPrice) -> None: ...
+
+
+class RetailPrices(Protocol):
+    """The Azure Retail Prices API."""
+
+    def items(self, odata_filter: str) -> list[dict[str, Any]]:
+        """Every item matching the filter, all pages followed; TransientError when unreachable."""
+        ...
+
+
+class Webhook(Protocol):
+    def post(self, url: str, body: Mapping[str, Any], idempotency_key: str) -> None:
+        """POST JSON; any answer but 2xx, or no answer, raises TransientError."""
+        ...
+
+
+class DigestRepository(Protocol):
+    def add(self, digest: CostDigest) -> CostDigest:
+        """Record a new digest; if one with its id exists, return that one unchanged."""
+
+    def get(self, digest_id: str) -> CostDigest | None: ...
+
+    def latest(self, before: str | None = None) -> CostDigest | None:
+        """The newest digest (with an id lower than `before`, when given)."""
+
+    def save(self, digest: CostDigest) -> CostDigest:
+        """Replace it, only if unchanged since it was read (raises ConcurrentUpdate)."""
+
+    def undelivered(self) -> list[CostDigest]: ...
 
 
 class Probe(Protocol):

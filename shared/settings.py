@@ -1,7 +1,9 @@
 """App settings, read once from the environment into a frozen value.
 
-Nothing else in the code reads `os.environ`. Every problem with the settings is reported at once
-as a `ConfigurationError` naming the setting, so an operator fixes them in one pass.
+Nothing else in the code reads `os.environ`, except `shared.schedules` (the timers' schedules,
+needed while the functions are indexed, before anything else loads). Every problem with the
+settings is reported at once as a `ConfigurationError` naming the setting, so an operator fixes
+them in one pass.
 """
 
 from __future__ import annotations

@@ -193,6 +193,9 @@ class Client:
     def post(self, path: str, body: Any = None, **kw: Any) -> Answer:
         return self.call("POST", path, body, **kw)
 
+    def put(self, path: str, body: Any = None, **kw: Any) -> Answer:
+        return self.call("PUT", path, body, **kw)
+
     def patch(self, path: str, body: Any = None, **kw: Any) -> Answer:
         return self.call("PATCH", path, body, **kw)
 

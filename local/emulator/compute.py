@@ -181,7 +181,9 @@ class VirtualMachines(ResourceKind):
         props.setdefault(
             "storageProfile", {"osDisk": {"osType": "Linux", "createOption": "FromImage"}, "dataDisks": []}
         )
-        if "instanceview" in str(query.get("$expand", "")).lower():
+        # A VM listing with statusOnly=true carries each VM's instance view (power state).
+        expanded = "instanceview" in str(query.get("$expand", "")).lower()
+        if expanded or str(query.get("statusOnly")).lower() == "true":
             props["instanceView"] = instance_view(emu, resource)
         return body
 

@@ -423,7 +423,7 @@ class Emulator:
                 return handler(self, request)
         collection_type = f"{owner.type_name}/{trailing}".lower() if owner.names else rid.type_name.lower()
         if request.method == "GET" and collection_type in self.kinds:
-            return self._list(rid, collection_type)
+            return self._list(rid, collection_type, request.query)
         if not owner.names:
             raise bad_request(
                 "InvalidResourceType",
@@ -441,7 +441,7 @@ class Emulator:
             )
         return self._action(owner, resource, trailing, action, request)
 
-    def _list(self, rid: ResourceId, collection_type: str) -> Response:
+    def _list(self, rid: ResourceId, collection_type: str, query: dict[str, Any]) -> Response:
         owner = rid.owner
         if owner.names:
             scope = owner.key + "/"
@@ -461,7 +461,7 @@ class Emulator:
                 if r.type.lower() == collection_type and k.startswith(scope)
             ]
         return Response(
-            200, {"value": [kind.view(self, r, {}) for r in sorted(found, key=lambda r: r.id.key)]}
+            200, {"value": [kind.view(self, r, query) for r in sorted(found, key=lambda r: r.id.key)]}
         )
 
     def _action(

@@ -15,7 +15,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.compute.models import VirtualMachineRunCommand
 
 from shared.domain.errors import Conflict, ErrorCode, NotReadyYet, TransientError
-from shared.domain.mounting import ScriptRun, VmFacts
+from shared.domain.mounting import ScriptRun, VmFacts, VmSummary
 
 from .arm_errors import arm_code, arm_errors
 
@@ -59,10 +59,7 @@ class ArmVmCloud:
                 nic = self.clients.network.network_interfaces.get(nic_group, nic_name)
                 subnet = nic.ip_configurations[0].subnet if nic.ip_configurations else None
                 vnet = _vnet_of(str(subnet.id)) if subnet is not None and subnet.id else ""
-        statuses = vm.instance_view.statuses if vm.instance_view and vm.instance_view.statuses else []
-        power = next(
-            (str(s.code).split("/", 1)[1] for s in statuses if str(s.code).startswith("PowerState/")), ""
-        )
+        power = _power(vm)
         return VmFacts(
             name=name,
             resource_group=group,
@@ -73,6 +70,22 @@ class ArmVmCloud:
             vnet_id=vnet,
             tags=dict(vm.tags or {}),
         )
+
+    def list_vms(self) -> list[VmSummary]:
+        with arm_errors("list the subscription's VMs"):
+            found = list(self.clients.compute.virtual_machines.list_all(status_only="true"))
+        return [
+            VmSummary(
+                name=str(vm.name),
+                resource_group=_parts(str(vm.id))[0],
+                vm_id=str(vm.vm_id or ""),
+                region=str(vm.location).replace(" ", "").lower(),
+                size=str(vm.hardware_profile.vm_size if vm.hardware_profile else ""),
+                power_state=_power(vm),
+                tags=dict(vm.tags or {}),
+            )
+            for vm in found
+        ]
 
     def endpoint_vnet(self, group: str, endpoint: str) -> str | None:
         with arm_errors(f"read private endpoint {endpoint}"):
@@ -174,3 +187,9 @@ def agent_errors(vm: VmFacts) -> Iterator[None]:
                 try_hint=f"start it (az vm start -n {vm.name}), then submit the request again",
             ) from error
         raise
+
+
+def _power(vm: Any) -> str:
+    """"running", "deallocated", ... from the instance view's PowerState status; "" if absent."""
+    statuses = vm.instance_view.statuses if vm.instance_view and vm.instance_view.statuses else []
+    return next((str(s.code).split("/", 1)[1] for s in statuses if str(s.code).startswith("PowerState/")), "")

@@ -1,10 +1,10 @@
 """Service state on Azure Table Storage (azure-data-tables).
 
 Tables (names prefixed by STATE_TABLE_PREFIX): Operations, IdempotencyKeys, Storages,
-Attachments, Locks. Records are the models' JSON shapes: scalar members become properties, nested
-ones are stored as JSON text under `<name>Json`. Keys never contain raw client text that Table
-Storage forbids (`/ \\ # ?`, control characters): names are validated before they get here and
-idempotency keys are hashed.
+Attachments, DefaultStorage, Locks, Prices, Digests. Records are the models' JSON shapes: scalar
+members become properties, nested ones are stored as JSON text under `<name>Json`. Keys never
+contain raw client text that Table Storage forbids (`/ \\ # ?`, control characters): names are
+validated before they get here and idempotency keys are hashed.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
+from shared.domain.costs import CachedPrice
+from shared.domain.digests import CostDigest, Delivery
 from shared.domain.errors import ConcurrentUpdate, LeaseLost, ResourceBusy, ValidationError
-from shared.domain.models import Attachment, StorageInfo, attached_elsewhere
+from shared.domain.models import Attachment, DefaultStorage, StorageInfo, attached_elsewhere
 from shared.domain.operations import Operation, OperationStatus
 from shared.domain.serialization import format_time, from_json, parse_time, to_json
 from shared.ports import Clock, IdempotencyRecord, Lease, Page
@@ -282,6 +284,13 @@ class TableAttachmentRepository(_TableRecords):
         return [decode(Attachment, e) for e in entities]
 
     @translated(DEPENDENCY)
+    def list_all(self) -> list[Attachment]:
+        entities = self.table.query_entities(
+            "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi",
+            parameters={"p": self.PARTITION, "lo": "vm|", "hi": "vm}"})
+        return [decode(Attachment, e) for e in entities]
+
+    @translated(DEPENDENCY)
     def add(self, attachment: Attachment) -> Attachment:
         vm_row, storage_row = self._rows(attachment)
         try:
@@ -328,6 +337,108 @@ class TableAttachmentRepository(_TableRecords):
         storage_key = f"storage|{attachment.storage}|{vm_key[3:]}"
         return (encode(attachment, self.PARTITION, vm_key),
                 encode(attachment, self.PARTITION, storage_key))
+
+
+class TableDefaultStorageRepository(_TableRecords):
+    PARTITION = "group"
+    TABLE = "DefaultStorage"
+
+    @translated(DEPENDENCY)
+    def get(self, resource_group: str) -> DefaultStorage | None:
+        try:
+            return decode(DefaultStorage, self.table.get_entity(self.PARTITION, resource_group.lower()))
+        except ResourceNotFoundError:
+            return None
+
+    @translated(DEPENDENCY)
+    def save(self, default: DefaultStorage) -> None:
+        entity = encode(default, self.PARTITION, default.resource_group.lower())
+        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    @translated(DEPENDENCY)
+    def remove(self, resource_group: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.table.delete_entity(self.PARTITION, resource_group.lower())
+
+
+class TablePriceCache(_TableRecords):
+    PARTITION = "price"
+    TABLE = "Prices"
+
+    @translated(DEPENDENCY)
+    def get(self, key: str) -> CachedPrice | None:
+        try:
+            return decode(CachedPrice, self.table.get_entity(self.PARTITION, key))
+        except ResourceNotFoundError:
+            return None
+
+    @translated(DEPENDENCY)
+    def save(self, price: CachedPrice) -> None:
+        # Decimal as text: a float would round the price.
+        self.table.upsert_entity(encode(price, self.PARTITION, price.key, amount=str(price.amount)),
+                                 mode=UpdateMode.REPLACE)
+
+
+class TableDigestRepository(_TableRecords):
+    """Row keys count down with the date, so the newest digest is the first row."""
+
+    PARTITION = "digest"
+    TABLE = "Digests"
+
+    @translated(DEPENDENCY)
+    def add(self, digest: CostDigest) -> CostDigest:
+        try:
+            meta = self.table.create_entity(self._entity(digest))
+        except ResourceExistsError:
+            existing = self.get(digest.id)
+            assert existing is not None
+            return existing
+        return replace(digest, etag=meta["etag"])
+
+    @translated(DEPENDENCY)
+    def get(self, digest_id: str) -> CostDigest | None:
+        try:
+            return self._decode(self.table.get_entity(self.PARTITION, _digest_row(digest_id)))
+        except ResourceNotFoundError:
+            return None
+
+    @translated(DEPENDENCY)
+    def latest(self, before: str | None = None) -> CostDigest | None:
+        query, params = "PartitionKey eq @p", {"p": self.PARTITION}
+        if before is not None:
+            query, params["row"] = query + " and RowKey gt @row", _digest_row(before)
+        for entity in self.table.query_entities(query, parameters=params, results_per_page=1):
+            return self._decode(entity)
+        return None
+
+    @translated(DEPENDENCY)
+    def save(self, digest: CostDigest) -> CostDigest:
+        try:
+            meta = self.table.update_entity(self._entity(digest), mode=UpdateMode.REPLACE, etag=digest.etag,
+                                            match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as err:
+            raise ConcurrentUpdate(f"Digest {digest.id} was changed by someone else.") from err
+        return replace(digest, etag=meta["etag"])
+
+    @translated(DEPENDENCY)
+    def undelivered(self) -> list[CostDigest]:
+        entities = self.table.query_entities(
+            "PartitionKey eq @p and (delivery eq @pending or delivery eq @posting)",
+            parameters={"p": self.PARTITION, "pending": Delivery.PENDING.value,
+                        "posting": Delivery.POSTING.value})
+        return [self._decode(e) for e in entities]
+
+    def _entity(self, digest: CostDigest) -> dict[str, Any]:
+        return encode(digest, self.PARTITION, _digest_row(digest.id))
+
+    @staticmethod
+    def _decode(entity: Any) -> CostDigest:
+        return replace(decode(CostDigest, entity), etag=entity.metadata["etag"])
+
+
+def _digest_row(digest_id: str) -> str:
+    """YYYY-MM-DD -> a key that sorts newest first."""
+    return f"{99999999 - int(digest_id.replace('-', '')):08d}"
 
 
 class TableLockManager(_TableRecords):

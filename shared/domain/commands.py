@@ -90,6 +90,10 @@ class AttachVm(_OnVm):
     vm: str
     resource_group: str  # the VM's
     mount_point: str | None = None  # None: the VM admin user's home
+    # Run the attach script even though the attachment is recorded: the reconcile timer found the
+    # share unmounted. The script then mounts it again, moving whatever is on the bare directory
+    # to a new backup; the record keeps the first attach's backup for a later restore.
+    repair: bool = False
 
 
 @dataclass(frozen=True)

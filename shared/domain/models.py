@@ -65,6 +65,17 @@ class StorageInfo:
 
 
 @dataclass(frozen=True)
+class VmHealth:
+    """An attached VM as the reconcile timer (or a verify) last found it."""
+
+    vm: str
+    resource_group: str
+    health: AttachmentHealth
+    last_verified_at: datetime | None
+    last_error: str | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+@dataclass(frozen=True)
 class StorageStatus:
     info: StorageInfo
     used_gb: float | None  # None: usage could not be read (never reported as 0)
@@ -73,6 +84,7 @@ class StorageStatus:
     cost_per_month: Decimal
     currency: str
     price_source: str
+    attachments: tuple[VmHealth, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,16 @@ class Attachment:
     health: AttachmentHealth = AttachmentHealth.UNKNOWN
     last_verified_at: datetime | None = None
     last_error: str | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+@dataclass(frozen=True)
+class DefaultStorage:
+    """The storage a resource group's new VMs are attached to when their auto-attach tag names
+    none (azlin's `default_nfs_storage`)."""
+
+    resource_group: str
+    storage: str
+    set_at: datetime
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 RESULT_PREFIX = "RESULT "
 # A large home copies in minutes (Azure's own limit is 90). Below host.json's functionTimeout
@@ -26,6 +26,35 @@ class VmFacts:
     admin_user: str
     power_state: str  # "running", "stopped", "deallocated", ...
     vnet_id: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class TaggedVm(Protocol):
+    """What deciding on an auto-attach needs of a VM."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def resource_group(self) -> str: ...
+
+    @property
+    def vm_id(self) -> str: ...
+
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True)
+class VmSummary:
+    """A VM as the subscription's VM listing shows it (no network details)."""
+
+    name: str
+    resource_group: str
+    vm_id: str
+    region: str
+    size: str  # e.g. Standard_B2s
+    power_state: str  # "running", "deallocated", ...; "" when unknown
     tags: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -129,6 +129,22 @@ def attach_vm(storage: object, body: object, defaults: RequestDefaults) -> Attac
     return AttachVm(name, vm, group, mount)
 
 
+def resource_group(value: object) -> str:
+    """A resource group named in the route."""
+    return v.resource_group_name(value)
+
+
+def default_storage(group: object, body: object) -> tuple[str, str]:
+    """`PUT /resource-groups/{group}/default-storage {"storage": name}`: (group, storage)."""
+    data = json_object(body, required={"storage"})
+    problems = v.Problems()
+    checked_group = problems.check(v.resource_group_name, group, "resourceGroup")
+    storage = problems.check(v.storage_account_name, data.get("storage"), "storage")
+    problems.raise_if_any()
+    assert checked_group and storage
+    return checked_group, storage
+
+
 def detach_vm(ref: VmRef, query: Mapping[str, str]) -> DetachVm:
     mode = v.detach_mode(query["mode"]) if query.get("mode") else DetachMode.COPY
     return DetachVm(ref.vm, ref.resource_group, mode)

@@ -1,8 +1,9 @@
-"""Auto-attach: a VM created (or updated) with the auto-attach tag naming a storage gets an attach
-operation queued. The handler answers fast: one read of the VM, no Run Command. Idempotent: the
-attach is submitted with an Idempotency-Key made of the VM's immutable `vmId` and the storage, so
-redelivered, repeated and out-of-order events for the same VM queue nothing new; a VM already
-attached queues nothing at all. A tag value of `none` opts out."""
+"""Auto-attach: a VM created (or updated) with the auto-attach tag naming a storage, or in a
+resource group with a default storage and no tag, gets an attach operation queued. The handler
+answers fast: one read of the VM, no Run Command. Idempotent: the attach is submitted with an
+Idempotency-Key made of the VM's immutable `vmId` and the storage, so redelivered, repeated and
+out-of-order events for the same VM queue nothing new; a VM already attached queues nothing at
+all. A tag value of `none` opts out."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from shared.domain import validation as v
 from shared.domain.commands import AttachVm
 from shared.domain.errors import ErrorCode, ServiceError, ValidationError
 from shared.domain.events import OPT_OUT, VmWritten, auto_attach_key
-from shared.ports import AttachmentRepository, VmCloud
+from shared.domain.mounting import TaggedVm
+from shared.ports import AttachmentRepository, DefaultStorageRepository, VmCloud
 
 from .operations import OperationIntake
 
@@ -21,10 +23,16 @@ log = logging.getLogger(__name__)
 
 class AutoAttachService:
     def __init__(
-        self, vms: VmCloud, attachments: AttachmentRepository, intake: OperationIntake, tag: str
+        self,
+        vms: VmCloud,
+        attachments: AttachmentRepository,
+        defaults: DefaultStorageRepository,
+        intake: OperationIntake,
+        tag: str,
     ) -> None:
         self.vms = vms
         self.attachments = attachments
+        self.defaults = defaults
         self.intake = intake
         self.tag = tag
 
@@ -34,10 +42,12 @@ class AutoAttachService:
         if vm is None:
             log.info("event %s: VM %s is gone; nothing to attach", written.event_id, written.vm)
             return None
-        wanted = next(
-            (value for key, value in vm.tags.items() if key.lower() == self.tag.lower()), ""
-        ).strip()
-        if not wanted or wanted.lower() == OPT_OUT:
+        return self.attach_if_wanted(vm, f"event {written.event_id}")
+
+    def attach_if_wanted(self, vm: TaggedVm, why: str) -> str | None:
+        """Queue the attach `vm` asks for unless it is attached; the operation id, or None."""
+        wanted = self.wanted_storage(vm)
+        if wanted is None:
             return None
         existing = self.attachments.get(vm.resource_group, vm.name)
         if existing is not None and existing.vm_id == vm.vm_id:
@@ -45,14 +55,7 @@ class AutoAttachService:
         try:
             storage = v.storage_account_name(wanted, self.tag)
         except ValidationError as err:
-            log.warning(
-                "event %s: VM %s has tag %s=%r, which names no storage: %s",
-                written.event_id,
-                vm.name,
-                self.tag,
-                wanted,
-                err.message,
-            )
+            log.warning("%s: VM %s asks for %r, not a storage name: %s", why, vm.name, wanted, err.message)
             return None
         command = AttachVm(storage, vm.name, vm.resource_group)
         try:
@@ -62,12 +65,20 @@ class AutoAttachService:
                 raise
             return None
         log.info(
-            "event %s: VM %s tagged %s=%s: attach %s%s",
-            written.event_id,
+            "%s: VM %s wants storage %s: attach %s%s",
+            why,
             vm.name,
-            self.tag,
             storage,
             submission.operation.id,
             " (already queued)" if submission.replayed else "",
         )
-        return submission.operation.id
+        return None if submission.replayed else submission.operation.id
+
+    def wanted_storage(self, vm: TaggedVm) -> str | None:
+        """What the VM asks for: its tag's value, else its resource group's default storage;
+        None when neither names one or the tag opts out."""
+        tagged = next((value for key, value in vm.tags.items() if key.lower() == self.tag.lower()), None)
+        if tagged is not None and tagged.strip():
+            return None if tagged.strip().lower() == OPT_OUT else tagged.strip()
+        default = self.defaults.get(vm.resource_group)
+        return default.storage if default is not None else None

@@ -69,12 +69,17 @@ class MountService:
         existing = self.attachments.get(command.resource_group, command.vm)
         if existing is not None and existing.storage != storage.name:
             raise attached_elsewhere(command.vm, existing)
-        if existing is not None and existing.vm_id == vm.vm_id:
+        repairing = existing is not None and existing.vm_id == vm.vm_id
+        if repairing and not command.repair:
             return {"attachment": to_json(existing), "changed": False}
         context.progress(ATTACH_STEPS[1], 1, total)
         self._reach(storage, vm)
         context.progress(ATTACH_STEPS[2], 2, total)
-        mount_point = command.mount_point or f"/home/{vm.admin_user}"
+        mount_point = (
+            (existing.mount_point if repairing and existing else None)
+            or command.mount_point
+            or f"/home/{vm.admin_user}"
+        )
         owner = home_owner(mount_point, vm.admin_user)
         run_name = run_command_name("attach", context.operation.id)
         result = self._run(
@@ -92,6 +97,13 @@ class MountService:
         context.progress(ATTACH_STEPS[3], 3, total)
         if storage.owner_uid is None and isinstance(result.get("ownerUid"), int):
             self.storages.save(replace(storage, owner_uid=result["ownerUid"]))
+        if repairing and existing is not None:
+            attachment = replace(
+                existing, health=AttachmentHealth.HEALTHY, last_verified_at=self.clock.now(), last_error=None
+            )
+            self.attachments.save(attachment)
+            self.vms.delete_run(vm, run_name)
+            return {"attachment": to_json(attachment), "changed": True, "repaired": True, "mount": result}
         attachment = self.attachments.add(
             Attachment(
                 storage=storage.name,
@@ -238,40 +250,71 @@ class MountService:
                 f"VM {ref.vm} in resource group {ref.resource_group} is not attached to any storage.",
                 code=ErrorCode.ATTACHMENT_NOT_FOUND,
             )
+        return self.check(attachment)
+
+    def check(self, attachment: Attachment, storage_exists: bool | None = None) -> VerifiedAttachment:
+        """The attachment's health now, recorded with the time and the error when unhealthy:
+        storage gone, VM gone (or recreated), or else what the VM reports mounted there.
+        `storage_exists` spares the Resource Manager read when the caller listed accounts."""
+        storage = self.storages.get(attachment.storage)
+        if storage_exists is None:
+            storage_exists = storage is not None and (
+                self.cloud.get_account(storage.resource_group, storage.name) is not None
+            )
         endpoint = nfs_endpoint(attachment.storage)
-        vm = self.vms.get_vm(ref.resource_group, ref.vm)
         live: MountInfo | None = None
-        if vm is None or vm.vm_id != attachment.vm_id:
-            health = AttachmentHealth.VM_GONE
+        error: str | None
+        vm = self.vms.get_vm(attachment.resource_group, attachment.vm) if storage_exists else None
+        if not storage_exists or storage is None:
+            health, error = AttachmentHealth.STORAGE_GONE, f"storage {attachment.storage} no longer exists"
+        elif vm is None or vm.vm_id != attachment.vm_id:
+            health, error = (
+                AttachmentHealth.VM_GONE,
+                (f"VM {attachment.vm} no longer exists" if vm is None else f"VM {vm.name} was recreated"),
+            )
         elif vm.power_state not in ("running", "starting"):
-            health = AttachmentHealth.UNKNOWN
+            health, error = (
+                AttachmentHealth.UNKNOWN,
+                f"VM {vm.name} is {vm.power_state or 'not running'}: not checked",
+            )
         else:
-            found = self._run(
-                vm,
-                run_command_name("verify", str(uuid.uuid4())),
-                "verify",
-                {"NFS_ENDPOINT": endpoint, "MOUNT_POINT": attachment.mount_point},
-                timeout=VERIFY_TIMEOUT_SECONDS,
-            )
-            if found.get("mounted"):
-                live = MountInfo(
-                    attachment.mount_point,
-                    str(found.get("source") or ""),
-                    str(found.get("fsType") or ""),
-                    str(found.get("options") or ""),
-                    bool(found.get("inFstab")),
-                )
-            health = (
-                AttachmentHealth.UNMOUNTED
-                if live is None
-                else AttachmentHealth.HEALTHY
-                if live.nfs_endpoint == endpoint
-                else AttachmentHealth.WRONG_SOURCE
-            )
+            live = self._live_mount(vm, attachment)
+            health, error = _mount_health(live, endpoint, attachment.mount_point)
         now = self.clock.now()
-        checked = replace(attachment, health=health, last_verified_at=now)
+        checked = replace(attachment, health=health, last_verified_at=now, last_error=error)
         self.attachments.save(checked)
         return VerifiedAttachment(checked, health, live, now)
+
+    def _live_mount(self, vm: VmFacts, attachment: Attachment) -> MountInfo | None:
+        found = self._run(
+            vm,
+            run_command_name("verify", str(uuid.uuid4())),
+            "verify",
+            {"NFS_ENDPOINT": nfs_endpoint(attachment.storage), "MOUNT_POINT": attachment.mount_point},
+            timeout=VERIFY_TIMEOUT_SECONDS,
+        )
+        if not found.get("mounted"):
+            return None
+        return MountInfo(
+            attachment.mount_point,
+            str(found.get("source") or ""),
+            str(found.get("fsType") or ""),
+            str(found.get("options") or ""),
+            bool(found.get("inFstab")),
+        )
+
+
+def _mount_health(
+    live: MountInfo | None, endpoint: str, mount_point: str
+) -> tuple[AttachmentHealth, str | None]:
+    if live is None:
+        return AttachmentHealth.UNMOUNTED, f"nothing is mounted on {mount_point}"
+    if live.nfs_endpoint != endpoint:
+        return (
+            AttachmentHealth.WRONG_SOURCE,
+            f"{mount_point} is mounted from {live.nfs_endpoint}, not {endpoint}",
+        )
+    return AttachmentHealth.HEALTHY, None
 
 
 def _script_failure(action: str, vm: VmFacts, run: ScriptRun, result: dict[str, Any] | None) -> DomainError:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from shared.domain.cloud_init import cloud_config
 from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
-from shared.domain.costs import PriceBook, monthly_storage_cost, price_for
+from shared.domain.costs import FALLBACK_STORAGE_PRICE, StoragePrice, monthly_storage_cost, round_money
 from shared.domain.errors import Conflict, ErrorCode, NotFound, ServiceError, ValidationError
-from shared.domain.models import StorageInfo, StorageStatus
+from shared.domain.models import Redundancy, StorageInfo, StorageStatus, VmHealth
 from shared.domain.requests import RequestDefaults, StorageRef
 from shared.ports import AttachmentRepository, Page, StorageCloud, StorageRepository
 from shared.scripts import run_command_script
@@ -26,13 +26,14 @@ class StorageService:
 
     def __init__(self, storages: StorageRepository, attachments: AttachmentRepository,
                  intake: OperationIntake, defaults: RequestDefaults,
-                 prices: PriceBook | None = None, *, cloud: Callable[[], StorageCloud]) -> None:
+                 *, cloud: Callable[[], StorageCloud],
+                 price: Callable[[str, Redundancy], StoragePrice] | None = None) -> None:
         self.storages = storages
         self.attachments = attachments
         self.intake = intake
         self.defaults = defaults
-        self.prices = prices
         self.cloud = cloud
+        self.price = price or (lambda region, redundancy: FALLBACK_STORAGE_PRICE)
 
     def list(self, resource_group: str | None, page_size: int,
              continuation: str | None) -> Page[StorageInfo]:
@@ -59,20 +60,22 @@ class StorageService:
 
     def status(self, ref: StorageRef) -> StorageStatus:
         storage = self.get(ref)
-        vms = tuple(sorted(a.vm for a in self.attachments.list_for_storage(storage.name)))
-        price = price_for(storage.tier, storage.redundancy, self.prices)
-        used = self._used_gb(storage)
+        attached = sorted(self.attachments.list_for_storage(storage.name), key=lambda a: a.vm.lower())
+        price = self.price(storage.region, storage.redundancy)
+        used = self.used_gb(storage)
         return StorageStatus(
             info=storage,
             used_gb=used,
             utilization_percent=None if used is None else round(100 * used / storage.size_gb, 2),
-            connected_vms=vms,
-            cost_per_month=monthly_storage_cost(storage.size_gb, price),
+            connected_vms=tuple(a.vm for a in attached),
+            cost_per_month=round_money(monthly_storage_cost(storage.size_gb, price)),
             currency=price.currency,
             price_source=price.source.value,
+            attachments=tuple(VmHealth(a.vm, a.resource_group, a.health, a.last_verified_at, a.last_error)
+                              for a in attached),
         )
 
-    def _used_gb(self, storage: StorageInfo) -> float | None:
+    def used_gb(self, storage: StorageInfo) -> float | None:
         """The share's usage from Resource Manager; None (unknown, never 0) when it cannot be read."""
         try:
             share = self.cloud().get_share(storage.resource_group, storage.name, with_usage=True)

@@ -104,7 +104,7 @@ def test_dev_stack_serves_the_api_runs_vms_and_stops_cleanly(
     assert "azlin dev stopping" in output
     # The VM's creation reached the app's Event Grid function through the host's webhook, which
     # queued an attach to the storage its tag names (there is none called home1: that one failed).
-    assert re.search(r"shared\.services\.auto_attach: event \S+: VM dev1 tagged azlin-storage=home1: attach ",
+    assert re.search(r"shared\.services\.auto_attach: event \S+: VM dev1 wants storage home1: attach ",
                      output), output
     deadline = time.monotonic() + 10
     while processes_mentioning(str(state)) and time.monotonic() < deadline:

@@ -234,7 +234,7 @@ class TestAttachments:
                           {"vm": "vm1", "resourceGroup": "rg-vms", "mountPoint": "/home/dev"})
         assert answer.status == 202
         assert answer.json()["params"] == {"storage": "teamhome", "vm": "vm1", "resourceGroup": "rg-vms",
-                                           "mountPoint": "/home/dev"}
+                                           "mountPoint": "/home/dev", "repair": False}
         assert answer.json()["target"] == "vm/rg-vms/vm1"
 
     def test_a_vm_attached_elsewhere_is_a_conflict(self, api: Client, app: Container, clock: FakeClock,
@@ -258,9 +258,11 @@ class TestAttachments:
         got = api.get("/api/vms/vm1/attachment").json()
         assert got["storage"] == "teamhome" and got["health"] == "unknown" and got["lastVerifiedAt"] is None
         verified = api.get("/api/vms/vm1/attachment", query={"verify": "true"}).json()
-        assert (verified["health"], verified["live"]) == ("vmGone", None)  # no such VM in Azure (the emulator)
+        # Recorded only: neither the storage account nor the VM exists in Azure (the emulator).
+        assert (verified["health"], verified["live"]) == ("storageGone", None)
         recorded = api.get("/api/vms/vm1/attachment").json()
-        assert recorded["health"] == "vmGone" and recorded["lastVerifiedAt"] == verified["verifiedAt"]
+        assert recorded["health"] == "storageGone" and recorded["lastVerifiedAt"] == verified["verifiedAt"]
+        assert recorded["lastError"] == "storage teamhome no longer exists"
 
     def test_detach_is_accepted_even_when_not_attached(self, api: Client, queued: Queued) -> None:
         answer = api.delete("/api/vms/vm1/attachment", query={"mode": "restore"})
@@ -276,8 +278,25 @@ class TestOtherRoutes:
     def test_unknown_operations_are_404(self, api: Client, operation_id: str) -> None:
         assert_error(api.get(f"/api/operations/{operation_id}"), 404, "OperationNotFound")
 
-    def test_unserved_routes_say_so(self, api: Client) -> None:
-        assert_error(api.get("/api/costs"), 501, "NotImplemented")
+    def test_a_resource_groups_default_storage(self, api: Client, app: Container, clock: FakeClock,
+                                               in_azure: Callable[[str, str], None]) -> None:
+        path = "/api/resource-groups/rg1/default-storage"
+        assert_error(api.get(path), 404, "DefaultStorageNotSet")
+        assert_error(api.put(path, {"storage": "teamhome"}), 404, "StorageNotFound")
+        record_storage(app, clock)
+        assert_error(api.put(path, {"storage": "teamhome"}), 404, "ResourceGroupNotFound")
+        in_azure("teamhome", "rg1")
+        for bad in ({}, {"storage": "Team_Home"}, {"storage": "teamhome", "extra": 1}, [1]):
+            assert_error(api.put(path, bad), 400, "ValidationError")
+        assert_error(api.put("/api/resource-groups/bad%2Fgroup/default-storage", {"storage": "teamhome"}),
+                     400, "ValidationError")
+        assert app.default_storages.get("rg1") is None  # nothing changed by any of those
+        answer = api.put(path, {"storage": "teamhome"})
+        assert answer.status == 200 and answer.json()["storage"] == "teamhome"
+        assert api.get("/api/resource-groups/RG1/default-storage").json()["storage"] == "teamhome"
+        assert api.delete(path).status == 204
+        assert api.delete(path).status == 204  # clearing what is not set is fine
+        assert_error(api.get(path), 404, "DefaultStorageNotSet")
 
     def test_cloud_init_is_a_cloud_config_for_recorded_storage(self, api: Client, app: Container,
                                                               clock: FakeClock) -> None:

@@ -9,8 +9,10 @@ import json
 import function_app
 from local.host import FunctionIndex
 
-# The design's HTTP table (docs/design.md), route by route.
+# The design's HTTP table (docs/design.md), route by route, and issue 6's additions.
 DESIGN_ROUTES = {
+    ("PUT", "resource-groups/{group}/default-storage"), ("GET", "resource-groups/{group}/default-storage"),
+    ("DELETE", "resource-groups/{group}/default-storage"), ("GET", "digests/latest"),
     ("POST", "storage"), ("GET", "storage"), ("GET", "storage/{name}"), ("GET", "storage/{name}/status"),
     ("PATCH", "storage/{name}"), ("DELETE", "storage/{name}"), ("POST", "storage/{name}/attachments"),
     ("GET", "vms/{vm}/attachment"), ("DELETE", "vms/{vm}/attachment"), ("GET", "operations/{id}"),

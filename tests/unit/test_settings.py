@@ -67,3 +67,26 @@ def test_secrets_stay_out_of_repr() -> None:
     s = Settings.from_environ(BASE | {"AzureWebJobsStorage": "AccountKey=SECRET",
                                       "COST_DIGEST_WEBHOOK_URL": "https://hooks.example.com/SECRET2"})
     assert "SECRET" not in repr(s)
+
+
+def test_timer_schedules_come_from_app_settings_with_defaults(caplog: pytest.LogCaptureFixture) -> None:
+    from shared.schedules import timer_schedule
+
+    assert timer_schedule({}, "RECONCILE_SCHEDULE") == "0 */15 * * * *"
+    assert timer_schedule({"RECONCILE_SCHEDULE": " 0  */5 * * * * "}, "RECONCILE_SCHEDULE") == "0 */5 * * * *"
+    assert timer_schedule({"COST_DIGEST_SCHEDULE": "0 30 6 * * 1-5"}, "COST_DIGEST_SCHEDULE") == "0 30 6 * * 1-5"
+    for bad in ("*/5 * * * *", "0 0 7 * * * *", "0 0 7 * * $(reboot)"):
+        assert timer_schedule({"COST_DIGEST_SCHEDULE": bad}, "COST_DIGEST_SCHEDULE") == "0 0 7 * * *"
+    assert "COST_DIGEST_SCHEDULE" in caplog.text and "not a six-field NCRONTAB" in caplog.text
+
+
+def test_agent_wait_and_auto_heal_settings() -> None:
+    env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+           "AZURE_SUBSCRIPTION_ID": "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"}
+    settings = Settings.from_environ(env)
+    assert (settings.vm_agent_wait_minutes, settings.auto_heal) == (20, True)
+    settings = Settings.from_environ({**env, "VM_AGENT_WAIT_MINUTES": "45", "AUTO_HEAL": "false"})
+    assert (settings.vm_agent_wait_minutes, settings.auto_heal) == (45, False)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ({**env, "VM_AGENT_WAIT_MINUTES": "0", "AUTO_HEAL": "maybe"})
+    assert len(caught.value.causes) == 2

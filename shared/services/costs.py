@@ -1,0 +1,138 @@
+"""Costs: prices from the Azure Retail Prices API (cached a day), and the monthly cost of what the
+service manages (its storage) and of the VMs beside it.
+
+A price is the fetched one while it is under a day old. Past that it is fetched again; when the
+API cannot be reached (or has no such meter) the last fetched price is used, labelled `cache`,
+else the built-in figure, labelled `fallback` (storage) or nothing, labelled `unavailable` (VMs:
+no built-in VM price would be honest). Every amount says which source it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from shared.domain import costs as c
+from shared.domain.errors import ServiceError
+from shared.domain.models import Redundancy, StorageInfo
+from shared.domain.mounting import VmSummary
+from shared.ports import Clock, PriceCache, RetailPrices, StorageRepository, VmCloud
+
+log = logging.getLogger(__name__)
+PAGE = 1000
+_Found = tuple[Decimal, c.PriceSource] | None  # a price per unit and where it came from
+
+
+@dataclass
+class _Prices:
+    """Prices looked up during one report: each meter is read (or fetched) once."""
+
+    known: dict[str, _Found] = field(default_factory=dict)
+
+
+class CostService:
+    """`vms` is called on first need: building the service imports no Resource Manager SDK."""
+
+    def __init__(self, storages: StorageRepository, retail: RetailPrices, cache: PriceCache,
+                 clock: Clock, *, vms: Callable[[], VmCloud]) -> None:
+        self.storages = storages
+        self.retail = retail
+        self.cache = cache
+        self.clock = clock
+        self.vms = vms
+
+    def storage_price(self, region: str, redundancy: Redundancy,
+                      prices: _Prices | None = None) -> c.StoragePrice:
+        found = self._price(c.storage_price_key(region, redundancy), lambda: c.storage_filter(region),
+                            lambda items: c.premium_files_price(items, redundancy), prices)
+        if found is None:
+            return c.FALLBACK_STORAGE_PRICE
+        return c.StoragePrice(found[0], c.CURRENCY, found[1])
+
+    def vm_price(self, region: str, size: str, prices: _Prices | None = None) -> c.VmPrice | None:
+        found = self._price(c.vm_price_key(region, size), lambda: c.vm_filter(region, size),
+                            c.linux_vm_price, prices)
+        return None if found is None else c.VmPrice(found[0], c.CURRENCY, found[1])
+
+    def report(self, resource_group: str | None) -> c.CostReport:
+        """Monthly costs of the recorded storage and of every VM (in `resource_group`, or all)."""
+        prices = _Prices()
+        storage = [self._storage_cost(s, prices) for s in self.all_storage(resource_group)]
+        vms = [self._vm_cost(vm, prices) for vm in self.vms().list_vms()
+               if resource_group is None or vm.resource_group.lower() == resource_group.lower()]
+        return c.cost_report(resource_group, self.clock.now(), vms, storage)
+
+    def refresh_prices(self) -> c.CostReport:
+        """Look up every price in use, fetching those over a day old, so that requests find them
+        cached; the report this gives."""
+        report = self.report(None)
+        log.info("costs refreshed: %s a month (%s), prices from %s", report.grand_total, report.currency,
+                 ", ".join(s.value for s in report.price_sources) or "nothing priced")
+        return report
+
+    def all_storage(self, resource_group: str | None) -> Iterator[StorageInfo]:
+        continuation = None
+        while True:
+            page = self.storages.list(resource_group, PAGE, continuation)
+            yield from page.items
+            if page.continuation is None:
+                return
+            continuation = page.continuation
+
+    def _storage_cost(self, storage: StorageInfo, prices: _Prices) -> c.StorageCost:
+        price = self.storage_price(storage.region, storage.redundancy, prices)
+        return c.StorageCost(storage.name, storage.resource_group, storage.region, storage.redundancy,
+                             storage.size_gb, c.round_money(c.monthly_storage_cost(storage.size_gb, price)),
+                             price.source)
+
+    def _vm_cost(self, vm: VmSummary, prices: _Prices) -> c.VmCost:
+        price = self.vm_price(vm.region, vm.size, prices) if vm.size else None
+        if price is None:
+            return c.VmCost(vm.name, vm.resource_group, vm.region, vm.size, vm.power_state, None,
+                            c.PriceSource.UNAVAILABLE)
+        return c.VmCost(vm.name, vm.resource_group, vm.region, vm.size, vm.power_state,
+                        c.round_money(c.monthly_vm_cost(price, vm.power_state)), price.source)
+
+    def _price(self, key: str, odata_filter: Callable[[], str],
+               pick: Callable[[list[dict[str, object]]], Decimal | None],
+               prices: _Prices | None) -> _Found:
+        if prices is not None and key in prices.known:
+            return prices.known[key]
+        found = self._lookup(key, odata_filter, pick)
+        if prices is not None:
+            prices.known[key] = found
+        return found
+
+    def _lookup(self, key: str, odata_filter: Callable[[], str],
+                pick: Callable[[list[dict[str, object]]], Decimal | None]) -> _Found:
+        now = self.clock.now()
+        cached = self._cached(key)
+        if cached is not None and now - cached.fetched_at < timedelta(hours=c.PRICE_CACHE_HOURS):
+            return cached.amount, c.PriceSource.RETAIL
+        try:
+            amount = pick(self.retail.items(odata_filter()))
+        except ValueError as err:  # a region or size that cannot be a meter's
+            log.warning("price %s: %s", key, err)
+            amount = None
+        except ServiceError as err:
+            log.warning("price %s: the Retail Prices API failed (%s); using %s", key, err.message,
+                        "the cached price" if cached else "no retail price")
+            return (cached.amount, c.PriceSource.CACHE) if cached else None
+        if amount is None:
+            log.warning("price %s: the Retail Prices API has no such meter", key)
+            return (cached.amount, c.PriceSource.CACHE) if cached else None
+        try:
+            self.cache.save(c.CachedPrice(key, amount, c.CURRENCY, now))
+        except ServiceError as err:  # the price is still good for this answer
+            log.warning("price %s not cached: %s", key, err.message)
+        return amount, c.PriceSource.RETAIL
+
+    def _cached(self, key: str) -> c.CachedPrice | None:
+        try:
+            return self.cache.get(key)
+        except ServiceError as err:
+            log.warning("price cache unreadable (%s); asking the Retail Prices API", err.message)
+            return None

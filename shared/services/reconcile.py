@@ -1,0 +1,142 @@
+"""The reconcile timer's work: check every recorded attachment against the VM, act on what it
+finds, and attach tagged VMs whose creation event was missed.
+
+One read-only Run Command per attached VM (the verify script). Then, per health:
+- healthy, or not checkable now (VM stopped, agent busy): recorded, nothing else;
+- unmounted: re-attached (an AttachVm with `repair`) when auto-heal is on;
+- wrong source: recorded and reported, never healed: something else was mounted on the home on
+  purpose or by mistake, and unmounting it could hide files someone is using; a person decides;
+- VM gone (deleted, or recreated under the same name): the record is removed; the VM's disk went
+  with it, and the share keeps every file;
+- storage gone: recorded and reported; the VM keeps whatever its fstab's `nofail` line allows.
+
+Safe to repeat: a run only reads, records health and queues idempotent operations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared.domain.commands import AttachVm
+from shared.domain.errors import ServiceError
+from shared.domain.models import Attachment, AttachmentHealth
+from shared.domain.serialization import format_time
+from shared.ports import AttachmentRepository, Clock, StorageCloud, VmCloud
+
+from .auto_attach import AutoAttachService
+from .mounting import MountService
+from .operations import OperationIntake
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    started_at: datetime
+    checked: int
+    health: dict[str, int]  # attachments per health
+    healed: tuple[str, ...] = ()  # repair operations queued
+    removed: tuple[str, ...] = ()  # "resourceGroup/vm" of records removed (VM gone)
+    attach_queued: tuple[str, ...] = ()  # attaches queued for tagged VMs without an attachment
+    errors: tuple[str, ...] = field(default=())
+
+
+class ReconcileService:
+    def __init__(
+        self,
+        attachments: AttachmentRepository,
+        vms: VmCloud,
+        cloud: StorageCloud,
+        mounts: MountService,
+        auto_attach: AutoAttachService,
+        intake: OperationIntake,
+        clock: Clock,
+        *,
+        auto_heal: bool,
+    ) -> None:
+        self.attachments = attachments
+        self.vms = vms
+        self.cloud = cloud
+        self.mounts = mounts
+        self.auto_attach = auto_attach
+        self.intake = intake
+        self.clock = clock
+        self.auto_heal = auto_heal
+
+    def run(self) -> ReconcileReport:
+        started = self.clock.now()
+        accounts = {a.name for a in self.cloud.list_accounts(None) if a.managed}  # one listing
+        health: Counter[str] = Counter()
+        healed: list[str] = []
+        removed: list[str] = []
+        errors: list[str] = []
+        attachments = self.attachments.list_all()
+        for attachment in attachments:
+            try:
+                checked = self.mounts.check(attachment, storage_exists=attachment.storage in accounts)
+            except ServiceError as err:  # this VM could not be asked now; the others still are
+                errors.append(f"{attachment.resource_group}/{attachment.vm}: {err.message}")
+                health[AttachmentHealth.UNKNOWN.value] += 1
+                continue
+            health[checked.health.value] += 1
+            if checked.health is AttachmentHealth.VM_GONE:
+                self.attachments.remove(attachment.resource_group, attachment.vm)
+                removed.append(f"{attachment.resource_group}/{attachment.vm}")
+            elif checked.health is AttachmentHealth.UNMOUNTED and self.auto_heal:
+                healed.append(self._heal(checked.attachment, started))
+        queued = self._attach_missed(started, errors)
+        report = ReconcileReport(
+            started,
+            len(attachments),
+            dict(health),
+            tuple(healed),
+            tuple(removed),
+            tuple(queued),
+            tuple(errors),
+        )
+        log.info(
+            "reconcile: %d attachment(s) checked %s; healed %d, removed %d, attach queued %d, errors %d",
+            report.checked,
+            dict(health),
+            len(healed),
+            len(removed),
+            len(queued),
+            len(errors),
+        )
+        return report
+
+    def _heal(self, attachment: Attachment, started: datetime) -> str:
+        command = AttachVm(
+            attachment.storage, attachment.vm, attachment.resource_group, attachment.mount_point, repair=True
+        )
+        key = f"reconcile-repair:{attachment.vm_id}:{format_time(started)}"  # one per run and VM
+        operation = self.intake.submit(command, key).operation
+        log.warning(
+            "VM %s: %s on the share of %s; repair %s queued",
+            attachment.vm,
+            attachment.last_error,
+            attachment.storage,
+            operation.id,
+        )
+        return operation.id
+
+    def _attach_missed(self, started: datetime, errors: list[str]) -> list[str]:
+        """VMs asking for a storage (tag or group default) that have no attachment."""
+        queued = []
+        try:
+            vms = self.vms.list_vms()
+        except ServiceError as err:
+            errors.append(f"listing VMs: {err.message}")
+            return []
+        for vm in vms:
+            try:
+                operation = self.auto_attach.attach_if_wanted(vm, f"reconcile {format_time(started)}")
+            except ServiceError as err:
+                errors.append(f"{vm.resource_group}/{vm.name}: {err.message}")
+                continue
+            if operation is not None:
+                queued.append(operation)
+        return queued
