@@ -1,9 +1,10 @@
 """`make dev`: the whole service on this machine. Azurite, the Azure emulator (HTTPS, sandbox VMs)
 and the local Functions host serving `function_app`, wired as in Azure: the app reaches Resource
-Manager through the emulator, and the emulator posts Event Grid events to the app's Event Grid
-function. A resource group and a virtual network are created to play with, the settings other
-tools need are written to `.local/dev.env`, and one ready line names the API. Ctrl-C or SIGTERM
-stops everything."""
+Manager through the emulator, the emulator posts Event Grid events to the app's Event Grid
+function, prices come from a stand-in of the Retail Prices API (made-up prices) and cost digests
+are posted to a local inbox (`.local/digests/`). A resource group and a virtual network are
+created to play with, the settings other tools need are written to `.local/dev.env`, and one
+ready line names the API. Ctrl-C or SIGTERM stops everything."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from pathlib import Path
 from local.azurite import Azurite
 from local.emulator import Config, LocalAzure
 from local.host import FunctionsHost
+from local.inbox import Inbox
+from local.prices import RetailPricesStandIn
 from local.rest import ArmRest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +59,10 @@ def start(port: int, *, serve_app: bool = True, emulator_port: int = 0) -> tuple
         )
         azure = LocalAzure(STATE / "azure", config, port=emulator_port).start()
         parts.callback(azure.stop)
+        prices = RetailPricesStandIn()  # made-up prices in the Retail Prices API's shape
+        parts.callback(prices.stop)
+        inbox = Inbox(STATE / "digests")  # where cost digests are posted
+        parts.callback(inbox.stop)
         settings = {
             "AzureWebJobsStorage": azurite.connection_string,
             "ARM_ENDPOINT": azure.url,
@@ -67,6 +74,8 @@ def start(port: int, *, serve_app: bool = True, emulator_port: int = 0) -> tuple
             # Storage endpoints go where `python -m local vm create` puts VMs, so they reach them.
             "DEFAULT_VNET": VNET,
             "DEFAULT_SUBNET": "default",
+            "RETAIL_PRICES_ENDPOINT": prices.url,
+            "COST_DIGEST_WEBHOOK_URL": inbox.url,
             "API_URL": f"{api}/api",
         }
         _create_playground(ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION))

@@ -20,6 +20,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from local.azurite import Azurite
 from local.emulator import Config, LocalAzure
 from local.host import FunctionIndex
+from local.prices import RetailPricesStandIn
 from shared import bootstrap
 from shared.bootstrap import Container
 from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
@@ -95,8 +96,16 @@ def local_azure(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> I
         yield azure
 
 
+@pytest.fixture(scope="session")
+def retail_prices() -> Iterator[RetailPricesStandIn]:
+    """The Retail Prices API's stand-in, two items a page so that every lookup follows pages."""
+    prices = RetailPricesStandIn(page_size=2)
+    yield prices
+    prices.stop()
+
+
 @pytest.fixture
-def environment(azurite: str, local_azure: LocalAzure) -> dict[str, str]:
+def environment(azurite: str, local_azure: LocalAzure, retail_prices: RetailPricesStandIn) -> dict[str, str]:
     """App settings for one test: its own tables (a unique prefix) on the shared Azurite, and
     Resource Manager at the shared local emulator."""
     return {
@@ -107,6 +116,7 @@ def environment(azurite: str, local_azure: LocalAzure) -> dict[str, str]:
         "ARM_ENDPOINT": local_azure.url,
         "ARM_CA_BUNDLE": str(local_azure.ca_path),
         "ARM_CREDENTIAL": "emulator",
+        "RETAIL_PRICES_ENDPOINT": retail_prices.url,
     }
 
 

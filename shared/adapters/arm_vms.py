@@ -80,7 +80,7 @@ class ArmVmCloud:
                 resource_group=_parts(str(vm.id))[0],
                 vm_id=str(vm.vm_id or ""),
                 region=str(vm.location).replace(" ", "").lower(),
-                size=str(vm.hardware_profile.vm_size if vm.hardware_profile else ""),
+                size=_value(vm.hardware_profile.vm_size) if vm.hardware_profile else "",
                 power_state=_power(vm),
                 tags=dict(vm.tags or {}),
             )

@@ -423,7 +423,8 @@ class TableDigestRepository(_TableRecords):
     @translated(DEPENDENCY)
     def undelivered(self) -> list[CostDigest]:
         entities = self.table.query_entities(
-            "PartitionKey eq @p and (delivery eq @pending or delivery eq @posting)",
+            # Spaces around the parentheses: the SDK finds @parameters by splitting on spaces.
+            "PartitionKey eq @p and ( delivery eq @pending or delivery eq @posting )",
             parameters={"p": self.PARTITION, "pending": Delivery.PENDING.value,
                         "posting": Delivery.POSTING.value})
         return [self._decode(e) for e in entities]

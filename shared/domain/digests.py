@@ -89,9 +89,9 @@ class CostDigest:
     currency: str
     price_sources: tuple[PriceSource, ...]
     total: Decimal
-    change: Decimal | None
-    previous_id: str | None
     groups: tuple[GroupDigest, ...]
+    change: Decimal | None = None  # since the previous digest; None for the first one
+    previous_id: str | None = None
     delivery: Delivery = Delivery.NOT_CONFIGURED
     delivery_attempts: int = 0
     delivered_at: datetime | None = field(default=None, metadata=OMIT_IF_NONE)
@@ -137,9 +137,9 @@ def build_digest(now: datetime, report: CostReport, storage: Iterable[StorageUse
                [a for a in links if a.resource_group.lower() == key], before.get(key))
         for key, name in groups)
     previous_total = previous.total if previous else None
-    return CostDigest(digest_id(now), now, report.currency, report.price_sources, report.grand_total,
+    return CostDigest(digest_id(now), now, report.currency, report.price_sources, report.grand_total, digests,
                       None if previous_total is None else report.grand_total - previous_total,
-                      previous.id if previous else None, digests)
+                      previous.id if previous else None)
 
 
 def _group(name: str, report: CostReport, uses: list[StorageUse], links: list[Attachment],

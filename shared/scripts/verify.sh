@@ -11,11 +11,11 @@ if ! valid_endpoint "${NFS_ENDPOINT:-}" || ! valid_mount_point "${MOUNT_POINT:-}
     exit 64
 fi
 mounted=false source="" fstype="" options=""
-if mountpoint -q "$MOUNT_POINT"; then
+if mountpoint -q "$MOUNT_POINT"; then  # mounts stacked on it are listed oldest first: the last one shows
     mounted=true
-    source=$(findmnt -n -o SOURCE --mountpoint "$MOUNT_POINT")
-    fstype=$(findmnt -n -o FSTYPE --mountpoint "$MOUNT_POINT")
-    options=$(findmnt -n -o OPTIONS --mountpoint "$MOUNT_POINT")
+    source=$(findmnt -n -o SOURCE --mountpoint "$MOUNT_POINT" | tail -n 1)
+    fstype=$(findmnt -n -o FSTYPE --mountpoint "$MOUNT_POINT" | tail -n 1)
+    options=$(findmnt -n -o OPTIONS --mountpoint "$MOUNT_POINT" | tail -n 1)
 fi
 in_fstab=false
 awk -v mp="$MOUNT_POINT" -v ep="$NFS_ENDPOINT" '$1 !~ /^#/ && $2 == mp && $1 == ep {found=1} END {exit !found}' \

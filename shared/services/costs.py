@@ -116,7 +116,7 @@ class CostService:
             amount = pick(self.retail.items(odata_filter()))
         except ValueError as err:  # a region or size that cannot be a meter's
             log.warning("price %s: %s", key, err)
-            amount = None
+            return None
         except ServiceError as err:
             log.warning("price %s: the Retail Prices API failed (%s); using %s", key, err.message,
                         "the cached price" if cached else "no retail price")

@@ -331,3 +331,40 @@ def test_untagged_opted_out_and_unknown_storage_vms(stack: Stack, storage: str) 
     failed = stack.api.get(f"/api/operations/{queued[0]}").json()
     assert (failed["params"]["storage"], failed["status"]) == ("nosuchstorage1", "Failed")
     assert failed["error"]["code"] == "StorageNotFound"
+
+
+def as_cloud_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The same event in the CloudEvents 1.0 schema (an event subscription's other choice)."""
+    return {
+        "specversion": "1.0",
+        "type": event["eventType"],
+        "source": event["topic"],
+        "id": event["id"],
+        "time": event["eventTime"],
+        "subject": event["subject"],
+        "datacontenttype": "application/json",
+        "data": event["data"],
+    }
+
+
+def test_a_resource_groups_default_storage_attaches_untagged_vms_from_cloud_events(
+    stack: Stack, storage: str
+) -> None:
+    answer = stack.api.put(f"/api/resource-groups/{stack.group}/default-storage", {"storage": storage})
+    assert answer.status == 200, answer
+    vm(stack, "plain")  # no tag: the group's default applies
+    vm(stack, "optout", tags={"azlin-storage": "none"})
+    stack.azure.emulator.events.flush()
+    for name in ("plain", "optout"):
+        events = [e for e in stack.azure.emulator.events.published if f"/virtualMachines/{name}" in e["subject"]]
+        assert events and all(e["eventType"] for e in events)
+        for event in events:
+            stack.api.index.publish("on_resource_event", as_cloud_event(event))
+            stack.api.index.publish("on_resource_event", as_cloud_event(event))  # redelivered
+    for _ in range(10):
+        if not stack.pump.drain():
+            break
+    attached = stack.api.get("/api/vms/plain/attachment", query={"resourceGroup": stack.group})
+    assert attached.status == 200 and attached.json()["storage"] == storage
+    assert stack.api.get("/api/vms/optout/attachment", query={"resourceGroup": stack.group}).status == 404
+    assert script_runs(stack, "attach") == 1

@@ -1,0 +1,121 @@
+"""The reconcile timer end to end: real attachments on sandbox VMs, broken on the VM the way they
+break in life (unmounted, something else mounted over the home, VM deleted, storage gone, an event
+never delivered), then the timer, then the queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.domain.models import Attachment
+from shared.domain.operations import Operation
+from shared.settings import Settings
+from tests.emulator.conftest import needs_sandbox
+from tests.fakes import FakeClock
+from tests.functions.conftest import Stack
+from tests.functions.test_attachments import HOME, attach, manifest, run, script_runs, storage, vm
+
+pytestmark = needs_sandbox
+__all__ = ["storage"]  # the fixture, shared with test_attachments
+
+
+def health(stack: Stack, vm_name: str) -> dict[str, Any]:
+    answer = stack.api.get(f"/api/vms/{vm_name}/attachment", query={"resourceGroup": stack.group})
+    assert answer.status == 200, answer
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def reconcile(stack: Stack) -> None:
+    stack.api.index.fire_timer("reconcile_attachments")
+
+
+def queued_repairs(stack: Stack) -> list[Operation]:
+    ids = [entity["PartitionKey"] for entity in stack.app.state.table("Operations").list_entities()]
+    operations = [stack.app.operations.get(operation_id) for operation_id in ids]
+    return [o for o in operations if o is not None and o.params.get("repair")]
+
+
+def drain(stack: Stack) -> None:
+    for _ in range(10):
+        if not stack.pump.drain():
+            break
+
+
+def test_reconcile_checks_every_attachment_heals_forgets_and_catches_missed_events(
+    stack: Stack, storage: str, clock: FakeClock
+) -> None:
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    vm(stack, "vm2")
+    assert attach(stack, storage, "vm2")["status"] == "Succeeded"
+    shared = manifest(stack, "vm1")
+    first_backup = health(stack, "vm1")["backupPath"]
+    stack.app.attachments.add(Attachment(storage, "ghost", stack.group, HOME, clock.now(), "gone-vm-id"))
+    stack.app.attachments.add(Attachment("stnotthere1", "vm9", stack.group, HOME, clock.now(), "id-9"))
+
+    reconcile(stack)
+    assert (health(stack, "vm1")["health"], health(stack, "vm2")["health"]) == ("healthy", "healthy")
+    assert health(stack, "vm1")["lastVerifiedAt"] == health(stack, "vm2")["lastVerifiedAt"] is not None
+    assert stack.api.get("/api/vms/ghost/attachment", query={"resourceGroup": stack.group}).status == 404
+    gone = health(stack, "vm9")
+    assert (gone["health"], gone["lastError"]) == ("storageGone", "storage stnotthere1 no longer exists")
+    assert script_runs(stack, "verify") == 2  # one read-only run per live VM, none for the others
+
+    # vm1: someone unmounts the home and keeps working in the bare directory.
+    assert run(stack, "vm1", f"umount {HOME} && echo wip > {HOME}/while-unmounted")["exitCode"] == 0
+    # vm2: something else is mounted over the home.
+    assert run(stack, "vm2", f"mount -t tmpfs scratch {HOME}")["exitCode"] == 0
+    # vm3: tagged for the storage, but its creation event never arrived.
+    vm(stack, "vm3", tags={"azlin-storage": storage})
+    clock.advance(900)
+    reconcile(stack)
+    unmounted, wrong = health(stack, "vm1"), health(stack, "vm2")
+    assert (unmounted["health"], unmounted["lastError"]) == ("unmounted", f"nothing is mounted on {HOME}")
+    assert wrong["health"] == "wrongSource" and "mounted from scratch" in wrong["lastError"]
+    repairs = queued_repairs(stack)
+    assert [op.target for op in repairs] == [f"vm/{stack.group}/vm1"]  # never the wrong source
+
+    drain(stack)
+    assert [op.status.value for op in queued_repairs(stack)] == ["Succeeded"]
+    assert run(stack, "vm1", f"findmnt -n -o SOURCE {HOME}")["output"].strip().endswith(f"/{storage}/home")
+    assert manifest(stack, "vm1") == shared  # the share's files, untouched
+    kept = run(stack, "vm1", f"cat {HOME}.azlin-backup-*/while-unmounted")
+    assert kept["output"] == "wip\n"  # what was written meanwhile, kept in a new backup
+    recorded = health(stack, "vm1")
+    assert recorded["health"] == "healthy" and recorded["backupPath"] == first_backup  # kept for a restore
+    assert health(stack, "vm3")["storage"] == storage  # the missed VM, attached
+
+    clock.advance(900)
+    reconcile(stack)
+    assert [health(stack, name)["health"] for name in ("vm1", "vm2", "vm3")] == [
+        "healthy", "wrongSource", "healthy"]
+    assert len(queued_repairs(stack)) == 1  # nothing new: vm2 waits for a person
+    status = stack.api.get(f"/api/storage/{storage}/status").json()
+    assert {a["vm"]: a["health"] for a in status["attachments"]} == {
+        "vm1": "healthy", "vm2": "wrongSource", "vm3": "healthy"}
+
+
+def test_with_auto_heal_off_an_unmounted_home_is_only_reported(
+    stack: Stack, storage: str, clock: FakeClock, make_app: Any, environment: dict[str, str]
+) -> None:
+    stack.app = make_app(app_settings=Settings.from_environ({**environment, "AUTO_HEAL": "false"}))
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    assert run(stack, "vm1", f"umount {HOME}")["exitCode"] == 0
+    reconcile(stack)
+    assert health(stack, "vm1")["health"] == "unmounted"
+    assert queued_repairs(stack) == [] and stack.pump.drain() == 0
+    assert run(stack, "vm1", f"mountpoint -q {HOME} || echo bare")["output"] == "bare\n"
+
+
+def test_a_deleted_vm_loses_its_record_and_a_recreated_one_is_attached_again(
+    stack: Stack, storage: str, clock: FakeClock
+) -> None:
+    vm(stack, "vm2", tags={"azlin-storage": storage})
+    assert attach(stack, storage, "vm2")["status"] == "Succeeded"
+    first = health(stack, "vm2")
+    stack.rest.delete(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Compute/virtualMachines/vm2")
+    stack.rest.delete(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network/networkInterfaces/vm2-nic")
+    vm(stack, "vm2", tags={"azlin-storage": storage})  # the same name, a new vmId
+    reconcile(stack)
+    drain(stack)
+    second = health(stack, "vm2")
+    assert second["vmId"] != first["vmId"] and second["storage"] == storage
