@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMPS := .stamps
 
-.PHONY: setup test lint typecheck unit integration bench dev clean
+.PHONY: setup test lint typecheck unit integration bench dev demo clean
 
 setup: $(STAMPS)/venv $(STAMPS)/node
 
@@ -43,6 +43,11 @@ integration: setup
 # the host's port (default 7071). Ctrl-C stops it. Needs root for the sandbox VMs.
 dev: setup
 	$(PY) -m local dev
+
+# The seed's manual test plan against the `make dev` stack (started for the demo when none runs),
+# every step timed. Needs root, like `make dev`.
+demo: setup
+	$(PY) -m local demo
 
 bench: setup
 	$(PY) bench/cold_start.py

@@ -1,6 +1,7 @@
 """`python -m local`: the local stack and its emulated VMs, by hand.
 
     python -m local dev [--port N] [--no-host]      start everything (what `make dev` runs)
+    python -m local demo                            the manual test plan, timed (what `make demo` runs)
     python -m local vm create NAME [--vnet V] [--subnet S] [--tag K=V ...] [--admin-user U] [--ssh-key KEY]
     python -m local vm list
     python -m local vm run NAME [--param K=V ...] [--script FILE] [-- COMMAND ...]
@@ -19,7 +20,7 @@ import sys
 import urllib.error
 from pathlib import Path
 
-from local import dev, playground
+from local import demo, dev, playground
 from local.rest import ArmRequestError, ArmRest
 
 DEFAULT_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAzlinLocalDevelopmentKeyOnlyForTheEmulator azlin@local"
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     run_dev.add_argument("--port", type=int, help="the Functions host's port (default: $PORT, else 7071)")
     run_dev.add_argument("--no-host", action="store_true", help="leave serving the app to `func start`")
     run_dev.set_defaults(handler=lambda a: dev.run(a.port, serve_app=not a.no_host))
+    commands.add_parser("demo", help="play the manual test plan against the local stack").set_defaults(
+        handler=lambda a: demo.run()
+    )
 
     vm = commands.add_parser("vm", help="emulated VMs").add_subparsers(required=True, metavar="action")
     create = vm.add_parser("create", help="create a VM (a NIC in the VNet's subnet, then the VM)")

@@ -95,6 +95,13 @@ class AttachVm(_OnVm):
     # to a new backup; the record keeps the first attach's backup for a later restore.
     repair: bool = False
 
+    @property
+    def lock_keys(self) -> tuple[str, ...]:
+        """The VM, and the storage: attaches to one share run one at a time, so of two new VMs
+        only the first copies its home onto an empty share and each SSH key merge sees the
+        other's (two VMs created together with the auto-attach tag do exactly this)."""
+        return (vm_lock(self.resource_group, self.vm), storage_lock(self.storage))
+
 
 @dataclass(frozen=True)
 class DetachVm(_OnVm):

@@ -45,8 +45,10 @@ from shared.ports import Clock, Lease, LockManager, OperationQueue, OperationRep
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Command, "OperationContext"], Mapping[str, Any] | None]
+# A resource is usually busy with a short operation (attaches to one storage take turns): looking
+# again every few seconds costs a queue message and a table read each time, nothing more.
 MIN_DEFER_SECONDS = 5
-MAX_DEFER_SECONDS = 30
+MAX_DEFER_SECONDS = 10
 
 
 class OperationContext:

@@ -24,7 +24,8 @@ from tests.emulator.test_processes import processes_mentioning
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"azlin dev ready in [\d.]+ s: API (http://127\.0\.0\.1:(\d+)/api);")
 SETTINGS = {"AzureWebJobsStorage", "ARM_ENDPOINT", "ARM_CA_BUNDLE", "ARM_CREDENTIAL", "AZURE_SUBSCRIPTION_ID",
-            "DEFAULT_RESOURCE_GROUP", "DEFAULT_REGION", "DEFAULT_VNET", "DEFAULT_SUBNET", "API_URL"}
+            "DEFAULT_RESOURCE_GROUP", "DEFAULT_REGION", "DEFAULT_VNET", "DEFAULT_SUBNET", "API_URL",
+            "RETAIL_PRICES_ENDPOINT", "COST_DIGEST_WEBHOOK_URL"}
 
 pytestmark = needs_sandbox
 

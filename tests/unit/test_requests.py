@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 
 from shared.domain import requests
-from shared.domain.commands import AttachVm, CreateStorage, DetachVm, command_for, params_of, vm_lock
+from shared.domain.commands import (
+    AttachVm,
+    CreateStorage,
+    DetachVm,
+    command_for,
+    params_of,
+    storage_lock,
+    vm_lock,
+)
 from shared.domain.errors import ErrorCode, ValidationError
 from shared.domain.models import DetachMode, Redundancy, Tier
 from shared.domain.operations import Operation, OperationKind
@@ -63,7 +71,7 @@ class TestOtherRequests:
     def test_attach(self) -> None:
         command = requests.attach_vm("teamhome", {"vm": "vm1", "mountPoint": "/home/dev"}, DEFAULTS)
         assert command == AttachVm("teamhome", "vm1", "rg-default", "/home/dev")
-        assert command.lock_keys == (vm_lock("rg-default", "vm1"),)
+        assert command.lock_keys == (vm_lock("rg-default", "vm1"), storage_lock("teamhome"))
 
     def test_attach_reports_route_and_body_problems_together(self) -> None:
         with pytest.raises(ValidationError) as err:
