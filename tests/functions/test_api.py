@@ -192,8 +192,10 @@ class TestReadingStorage:
         status = api.get("/api/storage/teamhome/status").json()
         assert status["usedGb"] is None and status["utilizationPercent"] is None
         assert status["connectedVms"] == ["vm1", "vm2"]
-        assert status["costPerMonth"] == pytest.approx(200 * 0.1536)
-        assert (status["currency"], status["priceSource"]) == ("USD", "fallback")
+        assert status["costPerMonth"] == 32.0  # 200 GiB at the stand-in's eastus Premium LRS 0.16
+        assert (status["currency"], status["priceSource"]) == ("USD", "retail")
+        assert [(a["vm"], a["health"], a["lastVerifiedAt"]) for a in status["attachments"]] == [
+            ("vm1", "unknown", None), ("vm2", "unknown", None)]
 
 
 class TestStorageMutations:
