@@ -147,10 +147,11 @@ class Container:
 
     @cached_property
     def auto_attach(self) -> AutoAttachService:
+        from .adapters.tables import TableHandledEvents
         from .services.auto_attach import AutoAttachService
 
         return AutoAttachService(self.vms, self.attachments, self.default_storages, self.intake,
-                                 self.settings.auto_attach_tag)
+                                 TableHandledEvents(self.state), self.clock, self.settings.auto_attach_tag)
 
     @cached_property
     def reconcile(self) -> ReconcileService:

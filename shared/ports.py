@@ -221,6 +221,14 @@ class VmCloud(Protocol):
     def delete_run(self, vm: VmFacts, name: str) -> None: ...
 
 
+class HandledEvents(Protocol):
+    """Event ids already acted on, so that a redelivered event is dropped before any read."""
+
+    def seen(self, event_id: str) -> bool: ...
+
+    def remember(self, event_id: str, at: datetime) -> None: ...
+
+
 class PriceCache(Protocol):
     def get(self, key: str) -> CachedPrice | None: ...
 

@@ -1,7 +1,7 @@
 """Service state on Azure Table Storage (azure-data-tables).
 
 Tables (names prefixed by STATE_TABLE_PREFIX): Operations, IdempotencyKeys, Storages,
-Attachments, DefaultStorage, Locks, Prices, Digests. Records are the models' JSON shapes: scalar
+Attachments, DefaultStorage, Events, Locks, Prices, Digests. Records are the models' JSON shapes: scalar
 members become properties, nested ones are stored as JSON text under `<name>Json`. Keys never
 contain raw client text that Table Storage forbids (`/ \\ # ?`, control characters): names are
 validated before they get here and idempotency keys are hashed.
@@ -359,6 +359,23 @@ class TableDefaultStorageRepository(_TableRecords):
     def remove(self, resource_group: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(self.PARTITION, resource_group.lower())
+
+
+class TableHandledEvents(_TableRecords):
+    TABLE = "Events"
+
+    @translated(DEPENDENCY)
+    def seen(self, event_id: str) -> bool:
+        try:
+            self.table.get_entity(*_key_row(event_id))
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    @translated(DEPENDENCY)
+    def remember(self, event_id: str, at: datetime) -> None:
+        partition, row = _key_row(event_id)  # ids are the sender's text: hashed
+        self.table.upsert_entity({"PartitionKey": partition, "RowKey": row, "handledAt": format_time(at)})
 
 
 class TablePriceCache(_TableRecords):

@@ -1,9 +1,9 @@
 """Auto-attach: a VM created (or updated) with the auto-attach tag naming a storage, or in a
 resource group with a default storage and no tag, gets an attach operation queued. The handler
 answers fast: one read of the VM, no Run Command. Idempotent: the attach is submitted with an
-Idempotency-Key made of the VM's immutable `vmId` and the storage, so redelivered, repeated and
-out-of-order events for the same VM queue nothing new; a VM already attached queues nothing at
-all. A tag value of `none` opts out."""
+Idempotency-Key made of the VM's immutable `vmId` and the storage, so repeated and out-of-order
+events for the same VM queue nothing new, and a VM already attached queues nothing at all; an
+event id already handled is dropped before the VM is read. A tag value of `none` opts out."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from shared.domain.commands import AttachVm
 from shared.domain.errors import ErrorCode, ServiceError, ValidationError
 from shared.domain.events import OPT_OUT, VmWritten, auto_attach_key
 from shared.domain.mounting import TaggedVm
-from shared.ports import AttachmentRepository, DefaultStorageRepository, VmCloud
+from shared.ports import AttachmentRepository, Clock, DefaultStorageRepository, HandledEvents, VmCloud
 
 from .operations import OperationIntake
 
@@ -28,21 +28,32 @@ class AutoAttachService:
         attachments: AttachmentRepository,
         defaults: DefaultStorageRepository,
         intake: OperationIntake,
+        events: HandledEvents,
+        clock: Clock,
         tag: str,
     ) -> None:
         self.vms = vms
         self.attachments = attachments
         self.defaults = defaults
         self.intake = intake
+        self.events = events
+        self.clock = clock
         self.tag = tag
 
     def on_vm_written(self, written: VmWritten) -> str | None:
-        """Queue the attach a VM write asks for; the operation id, or None when there is none."""
+        """Queue the attach a VM write asks for; the operation id, or None when there is none.
+        The event is remembered only once handled: a failure leaves it to Event Grid's retry."""
+        if self.events.seen(written.event_id):
+            log.info("event %s: handled already (redelivered)", written.event_id)
+            return None
         vm = self.vms.get_vm(written.resource_group, written.vm)
         if vm is None:
             log.info("event %s: VM %s is gone; nothing to attach", written.event_id, written.vm)
-            return None
-        return self.attach_if_wanted(vm, f"event {written.event_id}")
+            operation = None
+        else:
+            operation = self.attach_if_wanted(vm, f"event {written.event_id}")
+        self.events.remember(written.event_id, self.clock.now())
+        return operation
 
     def attach_if_wanted(self, vm: TaggedVm, why: str) -> str | None:
         """Queue the attach `vm` asks for unless it is attached; the operation id, or None."""

@@ -1,7 +1,8 @@
 """The reconcile timer's work: check every recorded attachment against the VM, act on what it
 finds, and attach tagged VMs whose creation event was missed.
 
-One read-only Run Command per attached VM (the verify script). Then, per health:
+One read-only Run Command per attached VM (the verify script), up to eight VMs at a time. Then,
+per health:
 - healthy, or not checkable now (VM stopped, agent busy): recorded, nothing else;
 - unmounted: re-attached (an AttachVm with `repair`) when auto-heal is on;
 - wrong source: recorded and reported, never healed: something else was mounted on the home on
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.domain.commands import AttachVm
 from shared.domain.errors import ServiceError
-from shared.domain.models import Attachment, AttachmentHealth
+from shared.domain.models import Attachment, AttachmentHealth, VerifiedAttachment
 from shared.domain.serialization import format_time
 from shared.ports import AttachmentRepository, Clock, StorageCloud, VmCloud
 
@@ -31,6 +33,7 @@ from .mounting import MountService
 from .operations import OperationIntake
 
 log = logging.getLogger(__name__)
+PARALLEL_CHECKS = 8
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,19 @@ class ReconcileService:
         removed: list[str] = []
         errors: list[str] = []
         attachments = self.attachments.list_all()
-        for attachment in attachments:
+
+        def check(attachment: Attachment) -> VerifiedAttachment | ServiceError:
             try:
-                checked = self.mounts.check(attachment, storage_exists=attachment.storage in accounts)
+                return self.mounts.check(attachment, storage_exists=attachment.storage in accounts)
             except ServiceError as err:  # this VM could not be asked now; the others still are
-                errors.append(f"{attachment.resource_group}/{attachment.vm}: {err.message}")
+                return err
+
+        # Each check waits on a Run Command for seconds: ask the VMs side by side.
+        with ThreadPoolExecutor(max_workers=PARALLEL_CHECKS, thread_name_prefix="reconcile") as pool:
+            results = list(pool.map(check, attachments))
+        for attachment, checked in zip(attachments, results, strict=True):
+            if isinstance(checked, ServiceError):
+                errors.append(f"{attachment.resource_group}/{attachment.vm}: {checked.message}")
                 health[AttachmentHealth.UNKNOWN.value] += 1
                 continue
             health[checked.health.value] += 1

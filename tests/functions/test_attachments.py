@@ -298,10 +298,17 @@ def deliver_events_about(stack: Stack, vm_name: str) -> int:
     return len(events)
 
 
+def vm_reads(stack: Stack, vm_name: str) -> int:
+    return sum(1 for e in stack.log.snapshot() if e.method == "GET" and e.path.endswith(f"/virtualMachines/{vm_name}"))
+
+
 def test_a_vm_created_with_the_tag_is_attached_by_its_event_alone(stack: Stack, storage: str) -> None:
     vm(stack, "tagged", tags={"azlin-storage": storage})
     assert deliver_events_about(stack, "tagged") == 1
+    reads = vm_reads(stack, "tagged")
+    assert reads >= 1
     deliver_events_about(stack, "tagged")  # redelivered
+    assert vm_reads(stack, "tagged") == reads  # dropped by its event id before any read
     for _ in range(10):
         if not stack.pump.drain():
             break
