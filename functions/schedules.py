@@ -36,8 +36,10 @@ def reconcile_attachments(timer: func.TimerRequest) -> None:
 def refresh_costs(timer: func.TimerRequest) -> None:
     """Refresh the prices in use and deliver any digest whose post has not succeeded yet."""
     app = core.bootstrap.container()
-    app.costs.refresh_prices()
-    app.digests.deliver_pending()
+    try:
+        app.costs.refresh_prices()
+    finally:  # a price or VM listing failure must not hold back a pending digest
+        app.digests.deliver_pending()
 
 
 @bp.schedule(arg_name="timer", schedule=timer_schedule(os.environ, "COST_DIGEST_SCHEDULE"),
