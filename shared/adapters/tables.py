@@ -392,7 +392,8 @@ class TablePriceCache(_TableRecords):
     @translated(DEPENDENCY)
     def save(self, price: CachedPrice) -> None:
         # Decimal as text: a float would round the price.
-        self.table.upsert_entity(encode(price, self.PARTITION, price.key, amount=str(price.amount)),
+        amount = None if price.amount is None else str(price.amount)
+        self.table.upsert_entity(encode(price, self.PARTITION, price.key, amount=amount),
                                  mode=UpdateMode.REPLACE)
 
 

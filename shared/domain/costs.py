@@ -59,12 +59,13 @@ class VmPrice:
 
 @dataclass(frozen=True)
 class CachedPrice:
-    """A retail price as fetched: per unit of the meter (GiB-month or hour)."""
+    """A retail price as fetched: per unit of the meter (GiB-month or hour). No amount: the API
+    answered and has no such meter (an unknown VM size), which is worth remembering too."""
 
     key: str
-    amount: Decimal
     currency: str
     fetched_at: datetime
+    amount: Decimal | None = None
 
 
 FALLBACK_STORAGE_PRICE = StoragePrice(SEED_PREMIUM_USD_PER_GIB_MONTH, CURRENCY, PriceSource.FALLBACK)

@@ -111,7 +111,8 @@ class CostService:
         now = self.clock.now()
         cached = self._cached(key)
         if cached is not None and now - cached.fetched_at < timedelta(hours=c.PRICE_CACHE_HOURS):
-            return cached.amount, c.PriceSource.RETAIL
+            return None if cached.amount is None else (cached.amount, c.PriceSource.RETAIL)
+        known = None if cached is None or cached.amount is None else (cached.amount, c.PriceSource.CACHE)
         try:
             amount = pick(self.retail.items(odata_filter()))
         except ValueError as err:  # a region or size that cannot be a meter's
@@ -119,16 +120,21 @@ class CostService:
             return None
         except ServiceError as err:
             log.warning("price %s: the Retail Prices API failed (%s); using %s", key, err.message,
-                        "the cached price" if cached else "no retail price")
-            return (cached.amount, c.PriceSource.CACHE) if cached else None
+                        "the cached price" if known else "no retail price")
+            return known
         if amount is None:
             log.warning("price %s: the Retail Prices API has no such meter", key)
-            return (cached.amount, c.PriceSource.CACHE) if cached else None
-        try:
-            self.cache.save(c.CachedPrice(key, amount, c.CURRENCY, now))
-        except ServiceError as err:  # the price is still good for this answer
-            log.warning("price %s not cached: %s", key, err.message)
+            if known is None:  # remembered for a day, so that it is not asked on every request
+                self._save(c.CachedPrice(key, c.CURRENCY, now))
+            return known
+        self._save(c.CachedPrice(key, c.CURRENCY, now, amount))
         return amount, c.PriceSource.RETAIL
+
+    def _save(self, price: c.CachedPrice) -> None:
+        try:
+            self.cache.save(price)
+        except ServiceError as err:  # the price is still good for this answer
+            log.warning("price %s not cached: %s", price.key, err.message)
 
     def _cached(self, key: str) -> c.CachedPrice | None:
         try:

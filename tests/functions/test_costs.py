@@ -121,8 +121,8 @@ def test_storage_is_priced_from_the_retail_api_cached_a_day_then_cached_then_fal
     assert (status["costPerMonth"], status["priceSource"]) == (15.36, "fallback")
 
 
-def test_a_region_without_the_meter_falls_back_and_says_so(
-    build: Callable[..., Container], functions: FunctionIndex, clock: FakeClock
+def test_a_region_without_the_meter_falls_back_and_is_asked_again_only_the_next_day(
+    build: Callable[..., Container], functions: FunctionIndex, prices: RetailPricesStandIn, clock: FakeClock
 ) -> None:
     app = build()
     info = StorageInfo(
@@ -137,6 +137,13 @@ def test_a_region_without_the_meter_falls_back_and_says_so(
     )
     app.storages.save(info)
     assert costs(Client(functions), "rg-north")["storage"][0]["priceSource"] == "fallback"
+    asked = len(prices.requests)
+    assert asked >= 1
+    assert costs(Client(functions), "rg-north")["storage"][0]["priceSource"] == "fallback"
+    assert len(prices.requests) == asked  # "no such meter" is remembered for the day
+    clock.advance(25 * 3600)
+    assert costs(Client(functions), "rg-north")["storage"][0]["priceSource"] == "fallback"
+    assert len(prices.requests) > asked
 
 
 def test_bad_cost_queries_are_refused(build: Callable[..., Container], functions: FunctionIndex) -> None:
