@@ -119,3 +119,13 @@ def test_a_deleted_vm_loses_its_record_and_a_recreated_one_is_attached_again(
     drain(stack)
     second = health(stack, "vm2")
     assert second["vmId"] != first["vmId"] and second["storage"] == storage
+
+
+def test_a_deallocated_vm_is_not_checked_and_says_why(stack: Stack, storage: str) -> None:
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    stack.rest.post(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Compute/virtualMachines/vm1/deallocate")
+    reconcile(stack)
+    found = health(stack, "vm1")
+    assert (found["health"], found["lastError"]) == ("unknown", "VM vm1 is deallocated: not checked")
+    assert found["lastVerifiedAt"] is not None and queued_repairs(stack) == []
+    assert script_runs(stack, "verify") == 0
