@@ -69,7 +69,9 @@ def resize_storage(req: func.HttpRequest) -> func.HttpResponse:
 def delete_storage(req: func.HttpRequest) -> func.HttpResponse:
     ref = core.requests.storage_ref(route(req, "name"), query(req))
     force = core.requests.optional_flag(query(req), "force")
-    return accepted(req, core.bootstrap.container().storage.request_delete(ref, force, idempotency_key(req)))
+    mode = core.requests.detach_mode(query(req))
+    return accepted(req, core.bootstrap.container().storage.request_delete(ref, force, idempotency_key(req),
+                                                                           mode))
 
 
 @bp.route(route="storage/{name}/status", methods=["GET"])

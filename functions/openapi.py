@@ -123,6 +123,10 @@ def _paths() -> dict[str, dict[str, Any]]:
                           "unless force.", {**_ACCEPTED, "409": _error("StorageInUse: VMs are attached.")},
                           params=(P_NAME, P_STORAGE_GROUP,
                                   _param("force", "query", _FLAG, "Detach attached VMs safely first."),
+                                  _param("mode", "query", {"type": "string",
+                                                           "enum": [m.value for m in DetachMode]},
+                                         "With force, how each VM is detached: copy (default: it keeps "
+                                         "the shared files) or restore (its pre-attach home)."),
                                   *mutation)),
         },
         "/api/storage/{name}/status": {

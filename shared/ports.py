@@ -102,7 +102,17 @@ class AttachmentRepository(Protocol):
     def save(self, attachment: Attachment) -> None:
         """Update an existing attachment (health, verification)."""
 
-    def remove(self, resource_group: str, vm: str) -> None: ...
+    def remove(self, resource_group: str, vm: str, *, vm_id: str | None = None) -> None:
+        """Forget the VM's attachment; with `vm_id`, only a record of that VM (not one written
+        meanwhile for a VM recreated under the same name)."""
+
+    def mark_detached(self, vm_id: str, at: datetime) -> None:
+        """Remember that this VM was detached on purpose: auto-attach leaves it alone."""
+
+    def was_detached(self, vm_id: str) -> bool: ...
+
+    def clear_detached(self, vm_id: str) -> None:
+        """An explicit attach: auto-attach may act on it again after a later detach only."""
 
 
 class DefaultStorageRepository(Protocol):
@@ -262,6 +272,13 @@ class DigestRepository(Protocol):
         """Replace it, only if unchanged since it was read (raises ConcurrentUpdate)."""
 
     def undelivered(self) -> list[CostDigest]: ...
+
+    def mark_due(self, digest_id: str) -> None:
+        """The digest of that day is to be made: set before building, cleared once stored."""
+
+    def due(self) -> list[str]: ...
+
+    def clear_due(self, digest_id: str) -> None: ...
 
 
 class Probe(Protocol):

@@ -4,16 +4,15 @@ indexed. Standard library only: indexing happens on every cold start."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
+
+from shared.domain.ncrontab import Schedule
 
 DEFAULTS = {
     "RECONCILE_SCHEDULE": "0 */15 * * * *",  # every 15 minutes
     "COST_REFRESH_SCHEDULE": "0 5 * * * *",  # hourly, at minute 5
     "COST_DIGEST_SCHEDULE": "0 0 7 * * *",  # daily at 07:00 UTC
 }
-_FIELD = r"[0-9*/,\-A-Za-z]+"
-_NCRONTAB = re.compile(rf"{_FIELD}( {_FIELD}){{5}}")
 
 
 def timer_schedule(env: Mapping[str, str], name: str) -> str:
@@ -23,9 +22,12 @@ def timer_schedule(env: Mapping[str, str], name: str) -> str:
     value = " ".join((env.get(name) or "").split())
     if not value:
         return default
-    if not _NCRONTAB.fullmatch(value):
-        logging.getLogger(__name__).error(
-            "%s=%r is not a six-field NCRONTAB schedule ({second} {minute} {hour} {day} {month} "
-            "{day-of-week}); using %r", name, value, default)
+    try:
+        if len(value.split()) != 6:
+            raise ValueError("it needs six fields: {second} {minute} {hour} {day} {month} {day-of-week}")
+        Schedule.parse(value)  # the same reading as the timer's, so what passes here runs there
+    except ValueError as err:
+        logging.getLogger(__name__).error("%s=%r is not an NCRONTAB schedule (%s); using %r",
+                                          name, value, err, default)
         return default
     return value

@@ -15,8 +15,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from shared.domain.ncrontab import Schedule
+
 from .index import FunctionIndex
-from .ncrontab import Schedule
 
 log = logging.getLogger(__name__)
 

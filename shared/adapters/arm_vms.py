@@ -69,6 +69,7 @@ class ArmVmCloud:
             power_state=power,
             vnet_id=vnet,
             tags=dict(vm.tags or {}),
+            time_created=vm.time_created,
         )
 
     def list_vms(self) -> list[VmSummary]:
@@ -83,6 +84,7 @@ class ArmVmCloud:
                 size=_value(vm.hardware_profile.vm_size) if vm.hardware_profile else "",
                 power_state=_power(vm),
                 tags=dict(vm.tags or {}),
+                time_created=vm.time_created,
             )
             for vm in found
         ]

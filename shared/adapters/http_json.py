@@ -39,12 +39,22 @@ def _send(request: urllib.request.Request, what: str) -> bytes:
                              retry_after=60) from err
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port, the default port made explicit: Azure's NextPageLink names :443."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
 class RetailPricesApi:
     name = "retail prices"
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
-        self._origin = urlsplit(endpoint)[:2]
+        self._origin = origin(endpoint)
 
     def items(self, odata_filter: str) -> list[dict[str, Any]]:
         url: str | None = f"{self.endpoint}?{urlencode({'$filter': odata_filter})}"
@@ -52,7 +62,7 @@ class RetailPricesApi:
         for _ in range(MAX_PAGES):
             if url is None:
                 return found
-            if urlsplit(url)[:2] != self._origin:  # follow links only to the API itself
+            if origin(url) != self._origin:  # follow links only to the API itself
                 raise TransientError("The Retail Prices API sent a next page elsewhere.", causes=[url[:200]])
             page = self._page(url)
             found += [item for item in page.get("Items") or [] if isinstance(item, dict)]

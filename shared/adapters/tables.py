@@ -263,6 +263,7 @@ class TableStorageRepository(_TableRecords):
 class TableAttachmentRepository(_TableRecords):
     """One partition; each attachment is two rows written in one transaction: `vm|rg|vm`
     (unique: a VM has at most one attachment) and `storage|name|rg|vm` (lists a storage's VMs).
+    `detached|<hash of vmId>` rows remember VMs detached on purpose.
     `|` cannot occur in Azure resource names, so the keys cannot collide."""
 
     PARTITION = "attachment"
@@ -318,19 +319,45 @@ class TableAttachmentRepository(_TableRecords):
             raise ConcurrentUpdate(f"VM {attachment.vm} was detached while its record was updated.") from err
 
     @translated(DEPENDENCY)
-    def remove(self, resource_group: str, vm: str) -> None:
-        existing = self.get(resource_group, vm)
-        if existing is None:
-            return
-        vm_row, storage_row = self._rows(existing)
+    def remove(self, resource_group: str, vm: str, *, vm_id: str | None = None) -> None:
         try:
-            self.table.submit_transaction([("delete", vm_row), ("delete", storage_row)])
+            entity = self.table.get_entity(self.PARTITION, _vm_row(resource_group, vm))
+        except ResourceNotFoundError:
+            return
+        existing = decode(Attachment, entity)
+        if vm_id is not None and existing.vm_id != vm_id:
+            return  # a newer VM's record
+        vm_row, storage_row = self._rows(existing)
+        # The VM row only as it was read: a record rewritten meanwhile is not deleted by mistake.
+        when_unchanged = {"etag": entity.metadata["etag"], "match_condition": MatchConditions.IfNotModified}
+        try:
+            self.table.submit_transaction([("delete", vm_row, when_unchanged), ("delete", storage_row)])
         except TableTransactionError as err:
+            if err.status_code == 412:
+                raise ConcurrentUpdate(f"The attachment of VM {vm} changed while being removed.") from err
             if err.status_code != 404:
                 raise
             # Removed concurrently (or a row is missing): delete each; missing rows are no error.
             for row in (storage_row, vm_row):
                 self.table.delete_entity(row["PartitionKey"], row["RowKey"])
+
+    @translated(DEPENDENCY)
+    def mark_detached(self, vm_id: str, at: datetime) -> None:
+        self.table.upsert_entity({"PartitionKey": self.PARTITION, "RowKey": _detached_row(vm_id),
+                                  "vmId": vm_id, "detachedAt": format_time(at)})
+
+    @translated(DEPENDENCY)
+    def was_detached(self, vm_id: str) -> bool:
+        try:
+            self.table.get_entity(self.PARTITION, _detached_row(vm_id))
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    @translated(DEPENDENCY)
+    def clear_detached(self, vm_id: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.table.delete_entity(self.PARTITION, _detached_row(vm_id))
 
     def _rows(self, attachment: Attachment) -> tuple[dict[str, Any], dict[str, Any]]:
         vm_key = _vm_row(attachment.resource_group, attachment.vm)
@@ -401,6 +428,7 @@ class TableDigestRepository(_TableRecords):
     """Row keys count down with the date, so the newest digest is the first row."""
 
     PARTITION = "digest"
+    DUE = "due"  # one row per day whose digest is to be made
     TABLE = "Digests"
 
     @translated(DEPENDENCY)
@@ -446,6 +474,20 @@ class TableDigestRepository(_TableRecords):
             parameters={"p": self.PARTITION, "pending": Delivery.PENDING.value,
                         "posting": Delivery.POSTING.value})
         return [self._decode(e) for e in entities]
+
+    @translated(DEPENDENCY)
+    def mark_due(self, digest_id: str) -> None:
+        self.table.upsert_entity({"PartitionKey": self.DUE, "RowKey": digest_id})
+
+    @translated(DEPENDENCY)
+    def due(self) -> list[str]:
+        entities = self.table.query_entities("PartitionKey eq @p", parameters={"p": self.DUE})
+        return [e["RowKey"] for e in entities]
+
+    @translated(DEPENDENCY)
+    def clear_due(self, digest_id: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.table.delete_entity(self.DUE, digest_id)
 
     def _entity(self, digest: CostDigest) -> dict[str, Any]:
         return encode(digest, self.PARTITION, _digest_row(digest.id))
@@ -537,6 +579,10 @@ class TableLockManager(_TableRecords):
                             causes=[f"one mutating operation per resource at a time{lease}"],
                             try_hint="this operation runs when the resource is free",
                             retry_after=15)
+
+
+def _detached_row(vm_id: str) -> str:
+    return "detached|" + hashlib.sha256(vm_id.encode()).hexdigest()  # Azure's text: hashed
 
 
 def _vm_row(resource_group: str, vm: str) -> str:

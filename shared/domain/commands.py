@@ -81,6 +81,10 @@ class DeleteStorage(_OnStorage):
     name: str
     resource_group: str
     force: bool = False
+    # How a forced delete gives attached VMs their home back. Copy (the default): each keeps the
+    # shared files on its own disk, so the delete removes no file anyone still has. Restore: each
+    # gets its pre-attach home, and what was written on the share goes with the account.
+    detach_mode: DetachMode = DetachMode.COPY
 
 
 @dataclass(frozen=True)

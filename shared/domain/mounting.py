@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 RESULT_PREFIX = "RESULT "
@@ -27,6 +28,7 @@ class VmFacts:
     power_state: str  # "running", "stopped", "deallocated", ...
     vnet_id: str
     tags: Mapping[str, str] = field(default_factory=dict)
+    time_created: datetime | None = None  # Azure's properties.timeCreated
 
 
 class TaggedVm(Protocol):
@@ -44,6 +46,9 @@ class TaggedVm(Protocol):
     @property
     def tags(self) -> Mapping[str, str]: ...
 
+    @property
+    def time_created(self) -> datetime | None: ...
+
 
 @dataclass(frozen=True)
 class VmSummary:
@@ -56,6 +61,7 @@ class VmSummary:
     size: str  # e.g. Standard_B2s
     power_state: str  # "running", "deallocated", ...; "" when unknown
     tags: Mapping[str, str] = field(default_factory=dict)
+    time_created: datetime | None = None
 
 
 @dataclass(frozen=True)

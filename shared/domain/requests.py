@@ -145,9 +145,13 @@ def default_storage(group: object, body: object) -> tuple[str, str]:
     return checked_group, storage
 
 
+def detach_mode(query: Mapping[str, str]) -> DetachMode:
+    """`mode=copy|restore`; copy when absent."""
+    return v.detach_mode(query["mode"]) if query.get("mode") else DetachMode.COPY
+
+
 def detach_vm(ref: VmRef, query: Mapping[str, str]) -> DetachVm:
-    mode = v.detach_mode(query["mode"]) if query.get("mode") else DetachMode.COPY
-    return DetachVm(ref.vm, ref.resource_group, mode)
+    return DetachVm(ref.vm, ref.resource_group, detach_mode(query))
 
 
 def optional_flag(query: Mapping[str, str], name: str) -> bool:

@@ -56,18 +56,21 @@ class AutoAttachService:
         return operation
 
     def attach_if_wanted(self, vm: TaggedVm, why: str) -> str | None:
-        """Queue the attach `vm` asks for unless it is attached; the operation id, or None."""
+        """Queue the attach `vm` asks for unless it is attached, or was detached on purpose; the
+        operation id, or None."""
         wanted = self.wanted_storage(vm)
         if wanted is None:
             return None
         existing = self.attachments.get(vm.resource_group, vm.name)
         if existing is not None and existing.vm_id == vm.vm_id:
             return None
+        if self.attachments.was_detached(vm.vm_id):
+            log.info("%s: VM %s was detached on purpose; attach it through the API to resume", why, vm.name)
+            return None
         try:
             storage = v.storage_account_name(wanted, self.tag)
         except ValidationError as err:
-            log.warning("%s: VM %s asks for %r, not a storage name: %s", why, vm.name, wanted, err.message)
-            return None
+            return self._refuse(vm, wanted, err, why)
         command = AttachVm(storage, vm.name, vm.resource_group)
         try:
             submission = self.intake.submit(command, auto_attach_key(vm.vm_id, storage))
@@ -86,10 +89,27 @@ class AutoAttachService:
         return None if submission.replayed else submission.operation.id
 
     def wanted_storage(self, vm: TaggedVm) -> str | None:
-        """What the VM asks for: its tag's value, else its resource group's default storage;
-        None when neither names one or the tag opts out."""
+        """What the VM asks for: its tag's value (any VM: the tag is the owner's request), else its
+        resource group's default storage, for VMs created after the default was set (an existing
+        VM is never given another home because a default appeared); None when neither applies or
+        the tag opts out."""
         tagged = next((value for key, value in vm.tags.items() if key.lower() == self.tag.lower()), None)
         if tagged is not None and tagged.strip():
             return None if tagged.strip().lower() == OPT_OUT else tagged.strip()
         default = self.defaults.get(vm.resource_group)
-        return default.storage if default is not None else None
+        if default is None or vm.time_created is None or vm.time_created < default.set_at:
+            return None
+        return default.storage
+
+    def _refuse(self, vm: TaggedVm, wanted: str, err: ValidationError, why: str) -> str | None:
+        """A tag value that cannot be a storage name: an operation Failed from the start, so the
+        owner sees why at /api/operations (no one gets a 400 for an event)."""
+        refusal = ValidationError(
+            f"VM {vm.name}'s tag {self.tag}={wanted[:100]!r} names no storage.",
+            causes=err.causes,
+            try_hint=f"set the tag to a storage name (3-24 lowercase letters and digits), or to {OPT_OUT}",
+        )
+        command = AttachVm(wanted, vm.name, vm.resource_group)
+        submission = self.intake.refuse(command, refusal, auto_attach_key(vm.vm_id, wanted))
+        log.warning("%s: %s (operation %s)", why, refusal.message, submission.operation.id)
+        return None if submission.replayed else submission.operation.id

@@ -44,14 +44,23 @@ class DigestService:
         self.webhook_url = webhook_url
 
     def run(self) -> CostDigest:
-        """Today's digest, built if it is not stored yet, and posted if it is not yet."""
-        today = self.digests.get(digest_id(self.clock.now()))
-        if today is None:
-            today = self.digests.add(self._build())  # a concurrent run's digest wins
-        return self._deliver(today)
+        """Today's digest, built if it is not stored yet, and posted if it is not yet. The day is
+        marked due first: if building fails (Resource Manager down at that hour), the hourly run
+        builds it later that day."""
+        day = digest_id(self.clock.now())
+        self.digests.mark_due(day)
+        return self._deliver(self._stored(day))
 
     def deliver_pending(self) -> int:
-        """Post every digest whose post has not succeeded yet; the number delivered now."""
+        """Build today's digest if its run failed; post every digest whose post has not
+        succeeded yet; the number delivered now."""
+        today = digest_id(self.clock.now())
+        for day in self.digests.due():
+            if day == today:
+                self._stored(day)
+            else:  # a day that has passed: its figures can no longer be taken
+                log.warning("cost digest %s was never made: its run failed all day", day)
+                self.digests.clear_due(day)
         delivered = 0
         for digest in self.digests.undelivered():
             delivered += self._deliver(digest).delivery is Delivery.DELIVERED
@@ -63,6 +72,13 @@ class DigestService:
             raise NotFound("No cost digest has been made yet.",
                            try_hint="the digest timer makes one a day (COST_DIGEST_SCHEDULE)",
                            code=ErrorCode.NOT_FOUND)
+        return digest
+
+    def _stored(self, day: str) -> CostDigest:
+        digest = self.digests.get(day)
+        if digest is None:
+            digest = self.digests.add(self._build())  # a concurrent run's digest wins
+        self.digests.clear_due(day)
         return digest
 
     def _build(self) -> CostDigest:

@@ -66,10 +66,12 @@ class MountService:
         context.progress(ATTACH_STEPS[0], 0, total)
         storage = self._storage(command.storage)
         vm = self._running_vm(command.resource_group, command.vm)
-        existing = self.attachments.get(command.resource_group, command.vm)
+        existing = self._record_of(vm)
         if existing is not None and existing.storage != storage.name:
             raise attached_elsewhere(command.vm, existing)
-        repairing = existing is not None and existing.vm_id == vm.vm_id
+        repairing = existing is not None
+        if command.repair and not repairing:  # detached (or recreated) since the check found it
+            return {"vm": vm.name, "changed": False, "note": "not attached any more: nothing to repair"}
         if repairing and not command.repair:
             return {"attachment": to_json(existing), "changed": False}
         context.progress(ATTACH_STEPS[1], 1, total)
@@ -116,9 +118,19 @@ class MountService:
                 backup_path=result.get("backupPath"),
             )
         )
+        self.attachments.clear_detached(vm.vm_id)  # attached on request: auto-attach may act again
         # Only now: a redelivery after a failed record must still find the run and its result.
         self.vms.delete_run(vm, run_name)
         return {"attachment": to_json(attachment), "changed": True, "mount": result}
+
+    def _record_of(self, vm: VmFacts) -> Attachment | None:
+        """The VM's attachment; a record left by an earlier VM of the same name (deleted, its disk
+        with it; this one has another vmId) is removed: it describes nothing that exists."""
+        existing = self.attachments.get(vm.resource_group, vm.name)
+        if existing is not None and existing.vm_id is not None and existing.vm_id != vm.vm_id:
+            self.attachments.remove(vm.resource_group, vm.name, vm_id=existing.vm_id)
+            return None
+        return existing
 
     def _storage(self, name: str) -> StorageInfo:
         storage = self.storages.get(name)
@@ -224,7 +236,9 @@ class MountService:
                     "BACKUP_PATH": attachment.backup_path or "",
                 },
             )
-        self.attachments.remove(attachment.resource_group, attachment.vm)
+        self.attachments.remove(attachment.resource_group, attachment.vm, vm_id=attachment.vm_id)
+        if attachment.vm_id:  # on purpose: neither its tag nor its group's default re-attaches it
+            self.attachments.mark_detached(attachment.vm_id, self.clock.now())
         answer = {
             "vm": attachment.vm,
             "resourceGroup": attachment.resource_group,

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from shared.domain.commands import Command, params_of
-from shared.domain.errors import Conflict, ErrorCode, NotFound, TransientError
+from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, TransientError
 from shared.domain.messages import canonical_operation_id
 from shared.domain.operations import Operation, OperationStatus
 from shared.logs import for_operation
@@ -63,6 +63,17 @@ class OperationIntake:
         earlier = Operation.new(command.KIND, command.target, params, holder.created_at,
                                 operation_id=holder.operation_id)
         return Submission(self._record_and_queue(earlier, holder), replayed=True)
+
+    def refuse(self, command: Command, error: DomainError, idempotency_key: str) -> Submission:
+        """Record an operation Failed from the start, queued never: for a request that came by
+        event, where no caller gets a 400. The key makes a repeated event record nothing new."""
+        now = self.clock.now()
+        operation = Operation.new(command.KIND, command.target, params_of(command), now).fail(error, now)
+        claim = IdempotencyRecord(idempotency_key, fingerprint(operation), operation.id, now, queued=True)
+        holder = self.idempotency.claim(claim, expired_before=now - IDEMPOTENCY_WINDOW)
+        if holder.operation_id != operation.id:
+            return Submission(self.get(holder.operation_id), replayed=True)
+        return Submission(self.operations.add(operation), replayed=False)
 
     def get(self, operation_id: str) -> Operation:
         canonical = canonical_operation_id(operation_id)

@@ -224,7 +224,8 @@ class StorageProvisioner:
         return {"name": name, "resourceGroup": group, "deleted": account is not None, "alsoRemoved": removed}
 
     def _refuse_attached(self, command: DeleteStorage, operation_id: str) -> None:
-        """Attached VMs stop a delete, unless forced: then each gets its own home back first."""
+        """Attached VMs stop a delete, unless forced: then each is detached first, in the
+        command's mode (copy by default: no VM loses the files it had on the share)."""
         attachments = self.attachments.list_for_storage(command.name)
         if attachments and not command.force:
             attached = sorted(a.vm for a in attachments)
@@ -235,4 +236,4 @@ class StorageProvisioner:
                 try_hint="detach them first, or delete with force=true",
             )
         for attachment in attachments:
-            self.detacher(attachment, DetachMode.RESTORE, operation_id)
+            self.detacher(attachment, command.detach_mode, operation_id)

@@ -94,7 +94,11 @@ class ReconcileService:
                 continue
             health[checked.health.value] += 1
             if checked.health is AttachmentHealth.VM_GONE:
-                self.attachments.remove(attachment.resource_group, attachment.vm)
+                try:  # only this VM's record: not one written meanwhile for a recreated VM
+                    self.attachments.remove(attachment.resource_group, attachment.vm, vm_id=attachment.vm_id)
+                except ServiceError as err:
+                    errors.append(f"{attachment.resource_group}/{attachment.vm}: {err.message}")
+                    continue
                 removed.append(f"{attachment.resource_group}/{attachment.vm}")
             elif checked.health is AttachmentHealth.UNMOUNTED and self.auto_heal:
                 healed.append(self._heal(checked.attachment, started))

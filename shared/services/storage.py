@@ -10,7 +10,7 @@ from shared.domain.cloud_init import cloud_config
 from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
 from shared.domain.costs import FALLBACK_STORAGE_PRICE, StoragePrice, monthly_storage_cost, round_money
 from shared.domain.errors import Conflict, ErrorCode, NotFound, ServiceError, ValidationError
-from shared.domain.models import Redundancy, StorageInfo, StorageStatus, VmHealth
+from shared.domain.models import DetachMode, Redundancy, StorageInfo, StorageStatus, VmHealth
 from shared.domain.requests import RequestDefaults, StorageRef
 from shared.ports import AttachmentRepository, Page, StorageCloud, StorageRepository
 from shared.scripts import run_command_script
@@ -100,8 +100,8 @@ class StorageService:
         command = ResizeStorage(storage.name, storage.resource_group, size_gb)
         return self.intake.submit(command, idempotency_key)
 
-    def request_delete(self, ref: StorageRef, force: bool,
-                       idempotency_key: str | None) -> Submission:
+    def request_delete(self, ref: StorageRef, force: bool, idempotency_key: str | None,
+                       detach_mode: DetachMode = DetachMode.COPY) -> Submission:
         """Deleting what is not recorded is still accepted: deletion is idempotent, and the
         worker decides whether anything of ours is left in Azure."""
         storage = self.storages.get(ref.name)
@@ -113,7 +113,8 @@ class StorageService:
                     f"Storage {storage.name} is the home of {len(attached)} VM(s).",
                     causes=[f"attached: {', '.join(attached)}"],
                     try_hint="detach them first, or delete with force=true to detach them safely "
-                             "(each VM gets its home back) before deleting",
+                             "first (each VM keeps a copy of the shared home; mode=restore gives "
+                             "each its pre-attach home instead)",
                     code=ErrorCode.STORAGE_IN_USE,
                 )
         resource_group = ref.resource_group or self.defaults.resource_group
@@ -122,4 +123,5 @@ class StorageService:
                 "'resourceGroup' is required for storage this service has no record of.",
                 try_hint="add ?resourceGroup=<name>",
             )
-        return self.intake.submit(DeleteStorage(ref.name, resource_group, force), idempotency_key)
+        command = DeleteStorage(ref.name, resource_group, force, detach_mode)
+        return self.intake.submit(command, idempotency_key)

@@ -248,10 +248,22 @@ def test_cloud_init_gives_a_new_vm_the_shared_home_from_its_first_boot(stack: St
     assert fstab.endswith("nfs vers=4,minorversion=1,sec=sys,nconnect=4,_netdev,nofail 0 0\n")
 
 
-def test_a_forced_delete_gives_every_attached_vm_its_own_home_back(stack: Stack, storage: str) -> None:
+def test_a_forced_delete_leaves_every_attached_vm_the_shared_files(stack: Stack, storage: str) -> None:
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    run(stack, "vm1", f"echo written-on-the-share > {HOME}/latest")
+    shared = manifest(stack, "vm1")
+    deleted = stack.run(stack.api.delete(f"/api/storage/{storage}", query={"force": "true"}))
+    assert deleted["status"] == "Succeeded", deleted
+    assert manifest(stack, "vm1") == shared  # nothing written on the share went with the account
+    assert run(stack, "vm1", f"mountpoint -q {HOME} || echo local")["output"] == "local\n"
+    assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
+    assert not [k for k in stack.ours() if k.startswith("Microsoft.Storage/")]
+
+
+def test_a_forced_delete_in_restore_mode_gives_every_vm_its_own_home_back(stack: Stack, storage: str) -> None:
     home = manifest(stack, "vm1")
     assert attach(stack, storage, "vm1")["status"] == "Succeeded"
-    deleted = stack.run(stack.api.delete(f"/api/storage/{storage}", query={"force": "true"}))
+    deleted = stack.run(stack.api.delete(f"/api/storage/{storage}", query={"force": "true", "mode": "restore"}))
     assert deleted["status"] == "Succeeded", deleted
     assert manifest(stack, "vm1") == home
     assert run(stack, "vm1", f"mountpoint -q {HOME} || echo local")["output"] == "local\n"

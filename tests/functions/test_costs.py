@@ -18,6 +18,7 @@ from local.host import FunctionIndex
 from local.inbox import Inbox
 from local.prices import RetailPricesStandIn
 from shared.bootstrap import Container
+from shared.domain.errors import ServiceError
 from shared.domain.models import Attachment, AttachmentHealth, Redundancy, StorageInfo, Tier, nfs_endpoint
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from shared.settings import Settings
@@ -247,3 +248,20 @@ def test_costs_price_each_vm_by_its_size_and_power_state(stack: Stack) -> None:
     assert [(s["name"], s["sizeGb"], s["costPerMonth"]) for s in report["storage"]] == [(name, 200, 36.0)]
     assert (report["totalVmCost"], report["totalStorageCost"], report["grandTotal"]) == (33.29, 36.0, 69.29)
     assert report["resourceGroup"] == stack.group and report["priceSources"] == ["retail"]
+
+
+def test_a_digest_whose_run_failed_is_made_by_the_hourly_run_that_day(
+    build: Callable[..., Container], functions: FunctionIndex, inbox: Inbox, local_azure: Any, clock: FakeClock
+) -> None:
+    record(build(), clock, "stlate", "rg-late")
+    fault = local_azure.emulator.faults.add("GET", r"/providers/Microsoft\.Compute/virtualMachines$", status=500)
+    with pytest.raises(ServiceError):
+        functions.fire_timer("send_cost_digest")  # Resource Manager fails at 07:00
+    assert fault.matched == 1 and Client(functions).get("/api/digests/latest").status == 404
+    functions.fire_timer("refresh_costs")  # an hour later
+    latest = Client(functions).get("/api/digests/latest").json()
+    assert latest["digest"]["id"] == clock.now().date().isoformat()
+    assert latest["digest"]["delivery"] == "delivered" and len(inbox.accepted) == 1
+    functions.fire_timer("refresh_costs")
+    functions.fire_timer("send_cost_digest")
+    assert len(inbox.accepted) == 1

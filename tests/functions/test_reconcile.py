@@ -4,6 +4,7 @@ never delivered), then the timer, then the queue."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain.models import Attachment
@@ -12,7 +13,16 @@ from shared.settings import Settings
 from tests.emulator.conftest import needs_sandbox
 from tests.fakes import FakeClock
 from tests.functions.conftest import Stack
-from tests.functions.test_attachments import HOME, attach, manifest, run, script_runs, storage, vm
+from tests.functions.test_attachments import (
+    HOME,
+    attach,
+    deliver_events_about,
+    manifest,
+    run,
+    script_runs,
+    storage,
+    vm,
+)
 
 pytestmark = needs_sandbox
 __all__ = ["storage"]  # the fixture, shared with test_attachments
@@ -112,8 +122,7 @@ def test_a_deleted_vm_loses_its_record_and_a_recreated_one_is_attached_again(
     vm(stack, "vm2", tags={"azlin-storage": storage})
     assert attach(stack, storage, "vm2")["status"] == "Succeeded"
     first = health(stack, "vm2")
-    stack.rest.delete(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Compute/virtualMachines/vm2")
-    stack.rest.delete(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network/networkInterfaces/vm2-nic")
+    delete_vm(stack, "vm2")
     vm(stack, "vm2", tags={"azlin-storage": storage})  # the same name, a new vmId
     reconcile(stack)
     drain(stack)
@@ -129,3 +138,76 @@ def test_a_deallocated_vm_is_not_checked_and_says_why(stack: Stack, storage: str
     assert (found["health"], found["lastError"]) == ("unknown", "VM vm1 is deallocated: not checked")
     assert found["lastVerifiedAt"] is not None and queued_repairs(stack) == []
     assert script_runs(stack, "verify") == 0
+
+
+def delete_vm(stack: Stack, name: str) -> None:
+    base = f"{stack.rest.group_path(stack.group)}/providers"
+    stack.rest.delete(f"{base}/Microsoft.Compute/virtualMachines/{name}")
+    stack.rest.delete(f"{base}/Microsoft.Network/networkInterfaces/{name}-nic")
+
+
+def test_a_vm_recreated_and_attached_by_its_event_keeps_its_record(
+    stack: Stack, storage: str, clock: FakeClock
+) -> None:
+    vm(stack, "vm2", tags={"azlin-storage": storage})
+    assert attach(stack, storage, "vm2")["status"] == "Succeeded"
+    first = health(stack, "vm2")
+    delete_vm(stack, "vm2")
+    vm(stack, "vm2", tags={"azlin-storage": storage})  # the same name, a new vmId
+    deliver_events_about(stack, "vm2")
+    drain(stack)  # the event's attach runs long before the next reconcile
+    second = health(stack, "vm2")
+    assert second["vmId"] != first["vmId"]  # the old VM's record was replaced, not kept
+    clock.advance(900)
+    reconcile(stack)
+    drain(stack)
+    assert health(stack, "vm2")["health"] == "healthy"
+    refused = stack.api.delete(f"/api/storage/{storage}")
+    assert refused.status == 409 and refused.json()["error"]["code"] == "StorageInUse"
+
+
+def test_a_repair_queued_before_a_detach_does_not_undo_it(stack: Stack, storage: str) -> None:
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    assert run(stack, "vm1", f"umount {HOME}")["exitCode"] == 0
+    answer = stack.api.delete("/api/vms/vm1/attachment", query={"resourceGroup": stack.group, "mode": "restore"})
+    reconcile(stack)  # finds it unmounted before the worker reached the detach: a repair is queued
+    assert len(queued_repairs(stack)) == 1
+    drain(stack)
+    (repair,) = queued_repairs(stack)
+    assert stack.run(answer)["status"] == "Succeeded"
+    assert repair.status.value == "Succeeded" and repair.result == {
+        "vm": "vm1", "changed": False, "note": "not attached any more: nothing to repair"}
+    assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
+    assert run(stack, "vm1", f"mountpoint -q {HOME} || echo local")["output"] == "local\n"
+
+
+def test_a_group_default_is_for_new_vms_and_a_detach_sticks(stack: Stack, storage: str, clock: FakeClock) -> None:
+    # vm1 existed before the default was set: it is never given another home by it.
+    clock.advance((datetime.now(UTC) - clock.now()).total_seconds() + 1)  # the service's clock: now
+    assert stack.api.put(f"/api/resource-groups/{stack.group}/default-storage", {"storage": storage}).status == 200
+    vm(stack, "tagged", tags={"azlin-storage": storage})
+    assert attach(stack, storage, "tagged")["status"] == "Succeeded"  # through the API
+    detached = stack.run(stack.api.delete("/api/vms/tagged/attachment", query={"resourceGroup": stack.group}))
+    assert detached["status"] == "Succeeded"
+    vm(stack, "tagged", tags={"azlin-storage": storage, "team": "b"})  # an update event after the detach
+    deliver_events_about(stack, "tagged")
+    clock.advance(900)
+    reconcile(stack)
+    drain(stack)
+    for name in ("vm1", "tagged"):
+        assert stack.api.get(f"/api/vms/{name}/attachment", query={"resourceGroup": stack.group}).status == 404
+    assert run(stack, "vm1", f"mountpoint -q {HOME} || echo local")["output"] == "local\n"
+    assert attach(stack, storage, "tagged")["status"] == "Succeeded"  # attached on request again
+
+
+def test_a_tag_that_is_no_storage_name_gives_a_failed_operation_once(stack: Stack, storage: str) -> None:
+    vm(stack, "odd", tags={"azlin-storage": "Team_Home"})
+    assert deliver_events_about(stack, "odd") == 1
+    stack.azure.emulator.events.flush()
+    for event in [e for e in stack.azure.emulator.events.published if "/virtualMachines/odd" in e["subject"]]:
+        stack.api.index.publish("on_resource_event", {**event, "id": "another-delivery-" + event["id"]})
+    operations = [o for o in stack.app.state.table("Operations").list_entities() if "vm/" in str(o.get("target"))]
+    assert len(operations) == 1 and stack.pump.drain() == 0  # recorded, never queued
+    failed = stack.api.get(f"/api/operations/{operations[0]['PartitionKey']}").json()
+    assert (failed["status"], failed["error"]["code"]) == ("Failed", "ValidationError")
+    assert "tag azlin-storage='Team_Home' names no storage" in failed["error"]["message"]

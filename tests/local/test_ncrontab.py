@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
-from local.host.ncrontab import Schedule
+from shared.domain.ncrontab import Schedule
 
 
 def at(text: str) -> datetime:

@@ -128,3 +128,14 @@ def test_a_report_totals_what_is_priced_and_lists_every_source() -> None:
 def test_money_rounds_half_up_to_cents() -> None:
     assert round_money(Decimal("15.365")) == Decimal("15.37")
     assert round_money(Decimal("15.364")) == Decimal("15.36")
+
+
+def test_next_page_links_are_followed_only_to_the_api_itself() -> None:
+    from shared.adapters.http_json import origin
+
+    endpoint = origin("https://prices.azure.com/api/retail/prices")
+    assert origin("https://prices.azure.com:443/api/retail/prices?$skip=100") == endpoint
+    assert origin("https://PRICES.azure.com/api/retail/prices?$skip=100") == endpoint
+    for elsewhere in ("http://prices.azure.com/api/retail/prices", "https://prices.azure.com:8443/x",
+                      "https://evil.example/api/retail/prices", "https://prices.azure.com:x/"):
+        assert origin(elsewhere) != endpoint

@@ -75,9 +75,10 @@ def test_timer_schedules_come_from_app_settings_with_defaults(caplog: pytest.Log
     assert timer_schedule({}, "RECONCILE_SCHEDULE") == "0 */15 * * * *"
     assert timer_schedule({"RECONCILE_SCHEDULE": " 0  */5 * * * * "}, "RECONCILE_SCHEDULE") == "0 */5 * * * *"
     assert timer_schedule({"COST_DIGEST_SCHEDULE": "0 30 6 * * 1-5"}, "COST_DIGEST_SCHEDULE") == "0 30 6 * * 1-5"
-    for bad in ("*/5 * * * *", "0 0 7 * * * *", "0 0 7 * * $(reboot)"):
-        assert timer_schedule({"COST_DIGEST_SCHEDULE": bad}, "COST_DIGEST_SCHEDULE") == "0 0 7 * * *"
-    assert "COST_DIGEST_SCHEDULE" in caplog.text and "not a six-field NCRONTAB" in caplog.text
+    for bad in ("*/5 * * * *", "0 0 7 * * * *", "0 0 7 * * $(reboot)", "0 */0 * * * *",
+                "99 99 99 99 99 99", "a b c d e f", "0 0 0 31 2 *"):
+        assert timer_schedule({"COST_DIGEST_SCHEDULE": bad}, "COST_DIGEST_SCHEDULE") == "0 0 7 * * *", bad
+    assert "COST_DIGEST_SCHEDULE" in caplog.text and "is not an NCRONTAB schedule" in caplog.text
 
 
 def test_agent_wait_and_auto_heal_settings() -> None:
