@@ -73,8 +73,15 @@ class ArmVmCloud:
         )
 
     def list_vms(self) -> list[VmSummary]:
+        """Two listings: the model (vmId, size, tags, creation time) and, with statusOnly, the
+        power states; Azure's docs promise statusOnly only the run-time state, so neither is
+        taken from the other."""
         with arm_errors("list the subscription's VMs"):
-            found = list(self.clients.compute.virtual_machines.list_all(status_only="true"))
+            found = list(self.clients.compute.virtual_machines.list_all())
+            states = {
+                str(vm.id).lower(): _power(vm)
+                for vm in self.clients.compute.virtual_machines.list_all(status_only="true")
+            }
         return [
             VmSummary(
                 name=str(vm.name),
@@ -82,7 +89,7 @@ class ArmVmCloud:
                 vm_id=str(vm.vm_id or ""),
                 region=str(vm.location).replace(" ", "").lower(),
                 size=_value(vm.hardware_profile.vm_size) if vm.hardware_profile else "",
-                power_state=_power(vm),
+                power_state=states.get(str(vm.id).lower(), ""),
                 tags=dict(vm.tags or {}),
                 time_created=vm.time_created,
             )
