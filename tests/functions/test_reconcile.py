@@ -15,6 +15,7 @@ from tests.fakes import FakeClock
 from tests.functions.conftest import Stack
 from tests.functions.test_attachments import (
     HOME,
+    about,
     attach,
     deliver_events_about,
     manifest,
@@ -204,7 +205,7 @@ def test_a_tag_that_is_no_storage_name_gives_a_failed_operation_once(stack: Stac
     vm(stack, "odd", tags={"azlin-storage": "Team_Home"})
     assert deliver_events_about(stack, "odd") == 1
     stack.azure.emulator.events.flush()
-    for event in [e for e in stack.azure.emulator.events.published if "/virtualMachines/odd" in e["subject"]]:
+    for event in [e for e in stack.azure.emulator.events.published if about(stack, e, "odd")]:
         stack.api.index.publish("on_resource_event", {**event, "id": "another-delivery-" + event["id"]})
     operations = [o for o in stack.app.state.table("Operations").list_entities() if "vm/" in str(o.get("target"))]
     assert len(operations) == 1 and stack.pump.drain() == 0  # recorded, never queued
