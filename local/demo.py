@@ -180,9 +180,11 @@ class Demo:
                        f"{digest['markdown'].splitlines()[2]}")
 
     def delete_with_force(self) -> None:
-        with self.timed(f"Delete {self.storage} with force (attached VMs get their home back first)") as out:
+        with self.timed(f"Delete {self.storage} with force (each attached VM keeps the shared files)") as out:
             self.api.finish(self.api.ok("DELETE", f"/storage/{self.storage}?force=true", status=202))
-            out.extend(f"{vm}: home is {self.home_of(vm)}" for vm in (self.vms[0], self.vms[2]))
+            for vm in (self.vms[0], self.vms[2]):
+                kept = self.run_on(vm, f"cat {HOME}/shared.txt").strip()
+                out.append(f"{vm}: home is {self.home_of(vm)}; it reads: {kept}")
 
     def nothing_left(self) -> None:
         with self.timed("Nothing is left") as out:
