@@ -1,6 +1,7 @@
 """A webhook receiver on this machine: the cost digest's `COST_DIGEST_WEBHOOK_URL` in `make dev`
-and in tests. It keeps every accepted JSON body (and writes it to `directory`, when given), and
-can refuse the next posts with a 500 to play a receiver that is down."""
+and in tests, and the emulator's Event Grid subscriber in tests. It keeps every accepted JSON body
+with its headers (and writes the body to `directory`, when given), and can refuse the next posts
+with a 500 to play a receiver that is down."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from typing import Any
 
 
 class Inbox:
-    def __init__(self, directory: Path | None = None) -> None:
-        self.accepted: list[dict[str, Any]] = []
-        self.keys: list[str] = []  # the Idempotency-Key of each accepted post
+    def __init__(self, directory: Path | None = None, path: str = "/hooks/digest") -> None:
+        self.accepted: list[Any] = []
+        self.headers: list[dict[str, str]] = []  # of each accepted post, names in lower case
         self.refused = 0
         self.refuse_next = 0
         self.directory = directory
@@ -27,16 +28,21 @@ class Inbox:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = outer.receive(body, self.headers.get("Idempotency-Key") or "")
+                status = outer.receive(body, {k.lower(): v for k, v in self.headers.items()})
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/digest"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
         threading.Thread(target=self.server.serve_forever, name="inbox", daemon=True).start()
 
-    def receive(self, body: bytes, key: str) -> int:
+    @property
+    def keys(self) -> list[str]:
+        """The Idempotency-Key of each accepted post."""
+        return [headers.get("idempotency-key", "") for headers in self.headers]
+
+    def receive(self, body: bytes, headers: dict[str, str]) -> int:
         with self._lock:
             if self.refuse_next > 0:
                 self.refuse_next -= 1
@@ -47,7 +53,7 @@ class Inbox:
             except ValueError:
                 return 400
             self.accepted.append(value)
-            self.keys.append(key)
+            self.headers.append(headers)
             if self.directory is not None:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 (self.directory / f"{len(self.accepted):04d}.json").write_text(json.dumps(value, indent=2))

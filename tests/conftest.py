@@ -6,10 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +18,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from local.azurite import Azurite
 from local.emulator import Config, LocalAzure
 from local.host import FunctionIndex
+from local.inbox import Inbox
 from local.prices import RetailPricesStandIn
 from shared import bootstrap
 from shared.bootstrap import Container
@@ -53,31 +52,15 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     storage.stop()
 
 
-class Webhook:
+class Webhook(Inbox):
     """An Event Grid subscriber: records every posted array."""
 
     def __init__(self) -> None:
-        self.posts: list[list[dict[str, Any]]] = []
-        self.headers: list[dict[str, str]] = []
-        outer = self
+        super().__init__(path="/runtime/webhooks/eventgrid?functionName=f")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.posts.append(json.loads(body))
-                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = (
-            f"http://127.0.0.1:{self.server.server_address[1]}/runtime/webhooks/eventgrid?functionName=f"
-        )
+    @property
+    def posts(self) -> list[list[dict[str, Any]]]:
+        return self.accepted
 
     def events(self) -> list[dict[str, Any]]:
         return [event for post in self.posts for event in post]
@@ -87,7 +70,7 @@ class Webhook:
 def webhook() -> Iterator[Webhook]:
     hook = Webhook()
     yield hook
-    hook.server.shutdown()
+    hook.stop()
 
 
 @pytest.fixture(scope="session")
