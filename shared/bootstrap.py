@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         TableAttachmentRepository,
         TableDefaultStorageRepository,
         TableDigestRepository,
+        TableHandledEvents,
         TableIdempotencyStore,
         TableLockManager,
         TableOperationRepository,
@@ -110,6 +111,12 @@ class Container:
         return TableDefaultStorageRepository(self.state)
 
     @cached_property
+    def handled_events(self) -> TableHandledEvents:
+        from .adapters.tables import TableHandledEvents
+
+        return TableHandledEvents(self.state)
+
+    @cached_property
     def locks(self) -> TableLockManager:
         from .adapters.tables import TableLockManager
 
@@ -147,11 +154,10 @@ class Container:
 
     @cached_property
     def auto_attach(self) -> AutoAttachService:
-        from .adapters.tables import TableHandledEvents
         from .services.auto_attach import AutoAttachService
 
         return AutoAttachService(self.vms, self.attachments, self.default_storages, self.intake,
-                                 TableHandledEvents(self.state), self.clock, self.settings.auto_attach_tag)
+                                 self.handled_events, self.clock, self.settings.auto_attach_tag)
 
     @cached_property
     def reconcile(self) -> ReconcileService:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
@@ -24,13 +23,7 @@ from shared.ports import Clock, PriceCache, RetailPrices, StorageRepository, VmC
 log = logging.getLogger(__name__)
 PAGE = 1000
 _Found = tuple[Decimal, c.PriceSource] | None  # a price per unit and where it came from
-
-
-@dataclass
-class _Prices:
-    """Prices looked up during one report: each meter is read (or fetched) once."""
-
-    known: dict[str, _Found] = field(default_factory=dict)
+_Prices = dict[str, _Found]  # prices looked up during one report: each meter read (or fetched) once
 
 
 class CostService:
@@ -59,7 +52,7 @@ class CostService:
 
     def report(self, resource_group: str | None) -> c.CostReport:
         """Monthly costs of the recorded storage and of every VM (in `resource_group`, or all)."""
-        prices = _Prices()
+        prices: _Prices = {}
         storage = [self._storage_cost(s, prices) for s in self.all_storage(resource_group)]
         vms = [self._vm_cost(vm, prices) for vm in self.vms().list_vms()
                if resource_group is None or vm.resource_group.lower() == resource_group.lower()]
@@ -99,11 +92,11 @@ class CostService:
     def _price(self, key: str, odata_filter: Callable[[], str],
                pick: Callable[[list[dict[str, object]]], Decimal | None],
                prices: _Prices | None) -> _Found:
-        if prices is not None and key in prices.known:
-            return prices.known[key]
+        if prices is not None and key in prices:
+            return prices[key]
         found = self._lookup(key, odata_filter, pick)
         if prices is not None:
-            prices.known[key] = found
+            prices[key] = found
         return found
 
     def _lookup(self, key: str, odata_filter: Callable[[], str],

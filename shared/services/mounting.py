@@ -270,8 +270,8 @@ class MountService:
         """The attachment's health now, recorded with the time and the error when unhealthy:
         storage gone, VM gone (or recreated), or else what the VM reports mounted there.
         `storage_exists` spares the Resource Manager read when the caller listed accounts."""
-        storage = self.storages.get(attachment.storage)
         if storage_exists is None:
+            storage = self.storages.get(attachment.storage)
             storage_exists = storage is not None and (
                 self.cloud.get_account(storage.resource_group, storage.name) is not None
             )
@@ -279,7 +279,7 @@ class MountService:
         live: MountInfo | None = None
         error: str | None
         vm = self.vms.get_vm(attachment.resource_group, attachment.vm) if storage_exists else None
-        if not storage_exists or storage is None:
+        if not storage_exists:
             health, error = AttachmentHealth.STORAGE_GONE, f"storage {attachment.storage} no longer exists"
         elif vm is None or vm.vm_id != attachment.vm_id:
             health, error = (

@@ -49,15 +49,7 @@ class OperationIntake:
         operation = Operation.new(command.KIND, command.target, params, now)
         if idempotency_key is None:
             return Submission(self._record_and_queue(operation, None), replayed=False)
-        claim = IdempotencyRecord(idempotency_key, fingerprint(operation), operation.id, now)
-        holder = self.idempotency.claim(claim, expired_before=now - IDEMPOTENCY_WINDOW)
-        if holder.fingerprint != claim.fingerprint:
-            raise Conflict(
-                "This Idempotency-Key was already used for a different request.",
-                causes=[f"the key belongs to operation {holder.operation_id}"],
-                try_hint="use a new key for a new request",
-                code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
-            )
+        holder = self._claim(operation, idempotency_key)
         if holder.operation_id == operation.id:
             return Submission(self._record_and_queue(operation, holder), replayed=False)
         earlier = Operation.new(command.KIND, command.target, params, holder.created_at,
@@ -68,9 +60,9 @@ class OperationIntake:
         """Record an operation Failed from the start, queued never: for a request that came by
         event, where no caller gets a 400. The key makes a repeated event record nothing new."""
         now = self.clock.now()
-        operation = Operation.new(command.KIND, command.target, params_of(command), now).fail(error, now)
-        claim = IdempotencyRecord(idempotency_key, fingerprint(operation), operation.id, now, queued=True)
-        holder = self.idempotency.claim(claim, expired_before=now - IDEMPOTENCY_WINDOW)
+        pending = Operation.new(command.KIND, command.target, params_of(command), now)
+        holder = self._claim(pending, idempotency_key, queued=True)  # nothing will ever send it
+        operation = pending.fail(error, now)
         if holder.operation_id != operation.id:
             return Submission(self.get(holder.operation_id), replayed=True)
         return Submission(self.operations.add(operation), replayed=False)
@@ -100,6 +92,21 @@ class OperationIntake:
                 self.operations.save(operation.note_retry(notice, now))
             for_operation(log, operation.id).warning("stalled: queued again")
         return len(stalled)
+
+    def _claim(self, operation: Operation, key: str, *, queued: bool = False) -> IdempotencyRecord:
+        """The record holding `key` afterwards: this operation's, or an earlier request's with
+        the same fingerprint; an earlier request that asked for something else is refused."""
+        now = self.clock.now()
+        claim = IdempotencyRecord(key, fingerprint(operation), operation.id, now, queued)
+        holder = self.idempotency.claim(claim, expired_before=now - IDEMPOTENCY_WINDOW)
+        if holder.fingerprint != claim.fingerprint:
+            raise Conflict(
+                "This Idempotency-Key was already used for a different request.",
+                causes=[f"the key belongs to operation {holder.operation_id}"],
+                try_hint="use a new key for a new request",
+                code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            )
+        return holder
 
     def _record_and_queue(self, operation: Operation, claim: IdempotencyRecord | None) -> Operation:
         """Idempotent: re-recording returns the existing record, and of all the requests with one

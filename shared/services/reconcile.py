@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from shared.domain.commands import AttachVm
@@ -44,7 +44,7 @@ class ReconcileReport:
     healed: tuple[str, ...] = ()  # repair operations queued
     removed: tuple[str, ...] = ()  # "resourceGroup/vm" of records removed (VM gone)
     attach_queued: tuple[str, ...] = ()  # attaches queued for tagged VMs without an attachment
-    errors: tuple[str, ...] = field(default=())
+    errors: tuple[str, ...] = ()
 
 
 class ReconcileService:
