@@ -53,7 +53,7 @@ def status_for(err: ServiceError) -> int:
     e = core.errors
     statuses: list[tuple[type[ServiceError], int]] = [
         (e.ValidationError, 400), (e.PermissionDenied, 403), (e.NotFound, 404), (e.Conflict, 409),
-        (e.InvalidTransition, 409), (e.NotImplementedYet, 501), (e.TransientError, 503)]
+        (e.InvalidTransition, 409), (e.TransientError, 503)]
     return next((status for kind, status in statuses if isinstance(err, kind)), 500)
 
 

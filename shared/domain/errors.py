@@ -42,7 +42,6 @@ class ErrorCode(str, Enum):
     INVALID_TRANSITION = "InvalidTransition"
     AUTHORIZATION_FAILED = "AuthorizationFailed"
     UNSUPPORTED_OPERATION = "UnsupportedOperation"
-    NOT_IMPLEMENTED = "NotImplemented"
     RETRIES_EXHAUSTED = "RetriesExhausted"
     SERVICE_UNAVAILABLE = "ServiceUnavailable"
     THROTTLED = "Throttled"
@@ -111,12 +110,6 @@ class InvalidTransition(DomainError):
 
 class PermissionDenied(DomainError):
     default_code = ErrorCode.AUTHORIZATION_FAILED
-
-
-class NotImplementedYet(DomainError):
-    """A route or operation kind that this release does not serve yet."""
-
-    default_code = ErrorCode.NOT_IMPLEMENTED
 
 
 class TransientError(ServiceError):
