@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from local import identities
 from local.azurite import Azurite
 from local.emulator import Config, LocalAzure
 from local.emulator.arm import ResourceId, parse_path
 from local.emulator.traffic import LoggedRequest
-from local.rest import ArmRest
 from shared.bootstrap import Container
 from shared.domain import messages
 from shared.domain.commands import CreateStorage, DeleteStorage
@@ -79,11 +79,11 @@ def main() -> None:
 
 
 def measure(azure: LocalAzure, connection: str) -> dict[str, tuple[int, int, int]]:
-    rest = ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION)
-    rest.put(rest.group_path(GROUP), {"location": REGION})
+    app_identity, _ = identities.owner_session(azure.emulator, SUBSCRIPTION, GROUP, REGION, azure.url,
+                                                  str(azure.ca_path))
     settings = Settings.from_environ({
         "AzureWebJobsStorage": connection, "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION, "ARM_ENDPOINT": azure.url,
-        "ARM_CA_BUNDLE": str(azure.ca_path), "ARM_CREDENTIAL": "emulator",
+        "ARM_CA_BUNDLE": str(azure.ca_path), **app_identity.app_settings(),
         "STATE_TABLE_PREFIX": "b" + uuid.uuid4().hex[:12]})
     app = Container(settings, arm_options={"polling_interval": 0, "retry_total": 0})
     app.queue.check()

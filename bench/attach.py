@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from local import playground
+from local import identities, playground
 from local.emulator import Config, LocalAzure
 from local.rest import ArmRest
 from shared.scripts import run_command_script
@@ -45,8 +45,8 @@ def main(files: int, runs: int) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         azure = LocalAzure(Path(scratch), Config(polls_before_done=0)).start()
         try:
-            rest = ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION)
-            rest.put(rest.group_path(GROUP), {"location": REGION})
+            _, rest = identities.owner_session(azure.emulator, SUBSCRIPTION, GROUP, REGION, azure.url,
+                                               str(azure.ca_path))
             subnet = playground.network(rest, GROUP, "vnet", REGION)
             for index in range(runs):
                 vm = f"vm{index}"

@@ -23,9 +23,8 @@ from azure.mgmt.compute.models import (
     VirtualMachineRunCommandScriptSource,
 )
 
-from local import playground
+from local import identities, playground
 from local.emulator import Config, LocalAzure
-from local.rest import ArmRest
 from shared.adapters.arm import ArmClients
 from shared.settings import Settings
 
@@ -57,8 +56,8 @@ def main(runs: int) -> None:
 
 
 def measure(azure: LocalAzure, runs: int, figures: dict[str, list[float]]) -> None:
-    rest = ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION)
-    rest.put(rest.group_path(GROUP), {"location": REGION})
+    app_identity, rest = identities.owner_session(azure.emulator, SUBSCRIPTION, GROUP, REGION, azure.url,
+                                                  str(azure.ca_path))
     subnet = playground.network(rest, GROUP, "vnet", REGION)
     settings = Settings.from_environ(
         {
@@ -66,7 +65,7 @@ def measure(azure: LocalAzure, runs: int, figures: dict[str, list[float]]) -> No
             "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
             "ARM_ENDPOINT": azure.url,
             "ARM_CA_BUNDLE": str(azure.ca_path),
-            "ARM_CREDENTIAL": "emulator",
+            **app_identity.app_settings(),
         }
     )
     compute = ArmClients(settings, polling_interval=0, retry_total=0).compute

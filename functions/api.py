@@ -1,6 +1,8 @@
-"""The portal-facing HTTP API (routes under /api). Each function parses its request into domain
-values, calls one service, and maps the result; `guarded` maps every error to the contract's
-error shape. Mutations answer 202 with the operation to poll."""
+"""The portal-facing HTTP API (routes under /api). Every route but health and the OpenAPI
+document acts as its caller (`authenticated`: an Entra ID bearer token, validated first); each
+function parses its request into domain values, calls one service with the caller, and maps the
+result; `guarded` maps every error to the contract's error shape. Mutations answer 202 with the
+operation to poll."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from . import core
 from .http import (
     absolute,
     accepted,
+    authenticated,
     guarded,
     idempotency_key,
     json_response,
@@ -22,24 +25,25 @@ from .http import (
 )
 
 if TYPE_CHECKING:
+    from shared.domain.identity import Caller
     from shared.ports import Probe
 
 bp = func.Blueprint()
 
 
 @bp.route(route="storage", methods=["POST"])
-@guarded
-def create_storage(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def create_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     app = core.bootstrap.container()
     command = core.requests.create_storage(read_json(req), app.settings.defaults)
-    return accepted(req, app.storage.request_create(command, idempotency_key(req)))
+    return accepted(req, app.storage.request_create(caller, command, idempotency_key(req)))
 
 
 @bp.route(route="storage", methods=["GET"])
-@guarded
-def list_storage(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def list_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     wanted = core.requests.list_query(query(req))
-    page = core.bootstrap.container().storage.list(wanted.resource_group, wanted.page_size,
+    page = core.bootstrap.container().storage.list(caller, wanted.resource_group, wanted.page_size,
                                                    wanted.continuation)
     body: dict[str, object] = {"value": [to_json(storage) for storage in page.items]}
     if page.continuation:
@@ -50,111 +54,149 @@ def list_storage(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="storage/{name}", methods=["GET"])
-@guarded
-def get_storage(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def get_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     ref = core.requests.storage_ref(route(req, "name"), query(req))
-    return json_response(to_json(core.bootstrap.container().storage.get(ref)))
+    return json_response(to_json(core.bootstrap.container().storage.get(caller, ref)))
 
 
 @bp.route(route="storage/{name}", methods=["PATCH"])
-@guarded
-def resize_storage(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def resize_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     ref = core.requests.storage_ref(route(req, "name"), query(req))
     size = core.requests.resize_size(read_json(req))
-    return accepted(req, core.bootstrap.container().storage.request_resize(ref, size, idempotency_key(req)))
+    return accepted(req, core.bootstrap.container().storage.request_resize(caller, ref, size,
+                                                                           idempotency_key(req)))
 
 
 @bp.route(route="storage/{name}", methods=["DELETE"])
-@guarded
-def delete_storage(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def delete_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     ref = core.requests.storage_ref(route(req, "name"), query(req))
     force = core.requests.optional_flag(query(req), "force")
     mode = core.requests.detach_mode(query(req))
-    return accepted(req, core.bootstrap.container().storage.request_delete(ref, force, idempotency_key(req),
-                                                                           mode))
+    return accepted(req, core.bootstrap.container().storage.request_delete(caller, ref, force,
+                                                                           idempotency_key(req), mode))
+
+
+@bp.route(route="storage/{name}/access", methods=["GET"])
+@authenticated
+def get_storage_access(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    return json_response(to_json(core.bootstrap.container().storage.access_of(caller, ref)))
+
+
+@bp.route(route="storage/{name}/access", methods=["PUT"])
+@authenticated
+def set_storage_access(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    owners, members = core.requests.storage_access(read_json(req))
+    return json_response(to_json(core.bootstrap.container().storage.set_access(caller, ref, owners, members)))
 
 
 @bp.route(route="storage/{name}/status", methods=["GET"])
-@guarded
-def storage_status(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def storage_status(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     ref = core.requests.storage_ref(route(req, "name"), query(req))
-    return json_response(to_json(core.bootstrap.container().storage.status(ref)))
+    return json_response(to_json(core.bootstrap.container().storage.status(caller, ref)))
 
 
 @bp.route(route="storage/{name}/cloud-init", methods=["GET"])
-@guarded
-def storage_cloud_init(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def storage_cloud_init(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     ref = core.requests.storage_ref(route(req, "name"), query(req))
     user, mount_point = core.requests.cloud_init_user(query(req))
-    text = core.bootstrap.container().storage.cloud_init(ref, user, mount_point)
+    text = core.bootstrap.container().storage.cloud_init(caller, ref, user, mount_point)
     return func.HttpResponse(text, status_code=200, mimetype="text/cloud-config", charset="utf-8")
 
 
 @bp.route(route="storage/{name}/attachments", methods=["POST"])
-@guarded
-def attach_vm(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def attach_vm(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     app = core.bootstrap.container()
     command = core.requests.attach_vm(route(req, "name"), read_json(req), app.settings.defaults)
-    return accepted(req, app.attachment.request_attach(command, idempotency_key(req)))
+    return accepted(req, app.attachment.request_attach(caller, command, idempotency_key(req)))
 
 
 @bp.route(route="vms/{vm}/attachment", methods=["GET"])
-@guarded
-def get_attachment(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def get_attachment(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     app = core.bootstrap.container()
     ref = core.requests.vm_ref(route(req, "vm"), query(req), app.settings.defaults)
     if core.requests.optional_flag(query(req), "verify"):
-        return json_response(to_json(app.mounts.verify(ref)))
-    return json_response(to_json(app.attachment.get(ref)))
+        return json_response(to_json(app.attachment.verify(caller, ref)))
+    return json_response(to_json(app.attachment.get(caller, ref)))
 
 
 @bp.route(route="vms/{vm}/attachment", methods=["DELETE"])
-@guarded
-def detach_vm(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def detach_vm(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     app = core.bootstrap.container()
     ref = core.requests.vm_ref(route(req, "vm"), query(req), app.settings.defaults)
     command = core.requests.detach_vm(ref, query(req))
-    return accepted(req, app.attachment.request_detach(command, idempotency_key(req)))
+    return accepted(req, app.attachment.request_detach(caller, command, idempotency_key(req)))
 
 
 @bp.route(route="resource-groups/{group}/default-storage", methods=["PUT"])
-@guarded
-def set_default_storage(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def set_default_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     group, storage = core.requests.default_storage(route(req, "group"), read_json(req))
-    return json_response(to_json(core.bootstrap.container().default_storage.set(group, storage)))
+    return json_response(to_json(core.bootstrap.container().default_storage.set(caller, group, storage)))
 
 
 @bp.route(route="resource-groups/{group}/default-storage", methods=["GET"])
-@guarded
-def get_default_storage(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def get_default_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     group = core.requests.resource_group(route(req, "group"))
-    return json_response(to_json(core.bootstrap.container().default_storage.get(group)))
+    return json_response(to_json(core.bootstrap.container().default_storage.get(caller, group)))
 
 
 @bp.route(route="resource-groups/{group}/default-storage", methods=["DELETE"])
-@guarded
-def clear_default_storage(req: func.HttpRequest) -> func.HttpResponse:
-    core.bootstrap.container().default_storage.clear(core.requests.resource_group(route(req, "group")))
+@authenticated
+def clear_default_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    group = core.requests.resource_group(route(req, "group"))
+    core.bootstrap.container().default_storage.clear(caller, group)
     return func.HttpResponse(status_code=204)
 
 
 @bp.route(route="operations/{id}", methods=["GET"])
-@guarded
-def get_operation(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(to_json(core.bootstrap.container().intake.get(route(req, "id"))))
+@authenticated
+def get_operation(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    return json_response(to_json(core.bootstrap.container().operation_reads.get(caller, route(req, "id"))))
+
+
+@bp.route(route="operations", methods=["GET"])
+@authenticated
+def list_operations(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    app = core.bootstrap.container()
+    wanted = core.requests.operations_query(query(req), app.settings.defaults)
+    reads = app.operation_reads
+    if wanted.vm is not None:
+        vm = wanted.vm
+        page = reads.about_vm(caller, vm.resource_group, vm.vm, wanted.page_size, wanted.continuation)
+        filters = {"vm": wanted.vm.vm, "resourceGroup": wanted.vm.resource_group}
+    else:
+        assert wanted.storage is not None
+        page = reads.about_storage(caller, wanted.storage, wanted.page_size, wanted.continuation)
+        filters = {"storage": wanted.storage}
+    body: dict[str, object] = {"value": [to_json(operation) for operation in page.items]}
+    if page.continuation:
+        body["nextLink"] = absolute(req, "/api/operations", {**filters, "$top": str(wanted.page_size),
+                                                             "$skipToken": page.continuation})
+    return json_response(body)
 
 
 @bp.route(route="costs", methods=["GET"])
-@guarded
-def get_costs(req: func.HttpRequest) -> func.HttpResponse:
+@authenticated
+def get_costs(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     group = core.requests.list_query(query(req)).resource_group
-    return json_response(to_json(core.bootstrap.container().costs.report(group)))
+    return json_response(to_json(core.bootstrap.container().costs.report_for(caller, group)))
 
 
 @bp.route(route="digests/latest", methods=["GET"])
-@guarded
-def latest_digest(req: func.HttpRequest) -> func.HttpResponse:
-    digest = core.bootstrap.container().digests.latest()
+@authenticated
+def latest_digest(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    digest = core.bootstrap.container().digests.latest(caller)
     return json_response({"digest": to_json(digest), "markdown": core.digests.render_markdown(digest)})
 
 

@@ -1,5 +1,6 @@
-"""HTTP plumbing for the API functions: reading requests, JSON answers, the error shape, and the
-guard that turns every failure into that shape (never a stack trace)."""
+"""HTTP plumbing for the API functions: who calls (the bearer token), reading requests, JSON
+answers, the error shape, and the guard that turns every failure into that shape (never a stack
+trace)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from . import core
 
 if TYPE_CHECKING:
     from shared.domain.errors import ServiceError
+    from shared.domain.identity import Caller
     from shared.services.operations import Submission
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,8 @@ MAX_BODY_BYTES = 64 * 1024
 OPERATION_RETRY_AFTER = 5  # seconds a client should wait before polling an operation
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
+CallerHandler = Callable[[func.HttpRequest, "Caller"], func.HttpResponse]
+REALM = "azlin-storage"
 
 
 def guarded(handler: Handler) -> Handler:
@@ -39,7 +43,12 @@ def guarded(handler: Handler) -> Handler:
             status = status_for(err)
             level = logging.WARNING if status >= 500 else logging.INFO
             log.log(level, "%s %s -> %d %s", req.method, urlsplit(req.url).path, status, err.code.value)
-            return error_response(err)
+            response = error_response(err)
+            if status == 401:  # RFC 6750: say how to authenticate; "invalid_token" when one was sent
+                sent = bool(req.headers.get("Authorization"))
+                response.headers["WWW-Authenticate"] = f'Bearer realm="{REALM}"' + (
+                    ', error="invalid_token"' if sent else "")
+            return response
         except Exception:
             log.exception("%s %s failed unexpectedly", req.method, urlsplit(req.url).path)
             return error_response(core.errors.ServiceError(
@@ -49,11 +58,40 @@ def guarded(handler: Handler) -> Handler:
     return wrapper
 
 
+def authenticated(handler: CallerHandler) -> Handler:
+    """A route that acts as its caller: the bearer token is validated first (nothing else is read
+    before), then the handler gets the caller. The function key plays no part."""
+
+    @guarded
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        caller = caller_of(req)
+        try:
+            return handler(req, caller)
+        except core.errors.PermissionDenied as refused:  # nothing is recorded; who tried is logged
+            log.warning("%s %s refused for %s %s: [%s] %s", req.method, urlsplit(req.url).path,
+                        caller.principal.kind.value, caller.object_id, refused.code.value, refused.message)
+            raise
+
+    return wrapper
+
+
+def caller_of(req: func.HttpRequest) -> Caller:
+    scheme, _, token = (req.headers.get("Authorization") or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise core.errors.Unauthenticated(
+            "The request has no access token for this API.",
+            causes=["send Authorization: Bearer <an Entra ID access token for the API>"],
+            try_hint="az account get-access-token --scope api://<API client id>/.default "
+                     "(locally: python -m local token <user>)")
+    return core.bootstrap.container().tokens.caller(token.strip())
+
+
 def status_for(err: ServiceError) -> int:
     e = core.errors
     statuses: list[tuple[type[ServiceError], int]] = [
-        (e.ValidationError, 400), (e.PermissionDenied, 403), (e.NotFound, 404), (e.Conflict, 409),
-        (e.InvalidTransition, 409), (e.TransientError, 503)]
+        (e.ValidationError, 400), (e.Unauthenticated, 401), (e.PermissionDenied, 403), (e.NotFound, 404),
+        (e.Conflict, 409), (e.InvalidTransition, 409), (e.TransientError, 503)]
     return next((status for kind, status in statuses if isinstance(err, kind)), 500)
 
 

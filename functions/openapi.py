@@ -12,14 +12,16 @@ from typing import Any
 
 from shared.domain import validation
 from shared.domain.costs import CostReport, StorageCost, VmCost
-from shared.domain.digests import AttachmentFinding, CostDigest, GroupDigest, StorageFinding
+from shared.domain.digests import AttachmentFinding, CostDigest, GroupDigest, StorageFinding, UnattachedVm
 from shared.domain.errors import ErrorCode
+from shared.domain.identity import Principal
 from shared.domain.models import (
     Attachment,
     DefaultStorage,
     DetachMode,
     MountInfo,
     Redundancy,
+    StorageAccess,
     StorageInfo,
     StorageStatus,
     Tier,
@@ -31,9 +33,9 @@ from shared.domain.serialization import json_schema
 
 TITLE = "azlin storage service"
 VERSION = "0.1.0"
-_MODELS = (Operation, Progress, StorageInfo, StorageStatus, VmHealth, Attachment, MountInfo,
-           VerifiedAttachment, DefaultStorage, CostReport, VmCost, StorageCost, CostDigest, GroupDigest,
-           StorageFinding, AttachmentFinding)
+_MODELS = (Operation, Progress, Principal, StorageInfo, StorageAccess, StorageStatus, VmHealth, Attachment,
+           MountInfo, VerifiedAttachment, DefaultStorage, CostReport, VmCost, StorageCost, CostDigest,
+           GroupDigest, StorageFinding, AttachmentFinding, UnattachedVm)
 
 
 def _ref(model: type | str) -> dict[str, str]:
@@ -82,6 +84,13 @@ _ACCEPTED = {"202": {
 }}
 _COMMON_ERRORS = {"400": _error("Bad input; nothing was changed."),
                   "503": _error("A dependency is unavailable; retry after Retry-After seconds.")}
+_CALLER_ERRORS = {
+    "404": _error("Not found; ResourceGroupNotFound when a resource group the request names does not exist."),
+    "401": {"description": "No valid Entra ID access token for the API (WWW-Authenticate: Bearer); "
+                           "nothing was read or changed.", **_json(_ref("Error"))},
+    "403": _error("The caller may not do this: the missing Azure action and scope (AuthorizationFailed), "
+                  "or the missing ownership or membership of the storage (NotAnOwner, NotAMember)."),
+}
 
 
 def _op(operation_id: str, summary: str, responses: dict[str, Any], *, params: tuple[Any, ...] = (),
@@ -89,8 +98,9 @@ def _op(operation_id: str, summary: str, responses: dict[str, Any], *, params: t
     if P_KEY in params:  # any mutation can meet a reused key
         responses = {"409": _error("Conflict; IdempotencyKeyReused when the key was used for "
                                    "another request."), **responses}
+    errors = _COMMON_ERRORS if anonymous else {**_CALLER_ERRORS, **_COMMON_ERRORS}
     op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "parameters": list(params),
-                          "responses": {**responses, **_COMMON_ERRORS}}
+                          "responses": {**errors, **responses}}
     if body is not None:
         op["requestBody"] = {"required": True, **_json(body)}
     if anonymous:
@@ -129,6 +139,15 @@ def _paths() -> dict[str, dict[str, Any]]:
                                          "the shared files) or restore (its pre-attach home)."),
                                   *mutation)),
         },
+        "/api/storage/{name}/access": {
+            "get": _op("get_storage_access", "Who may use the storage: its owners and members (owners only).",
+                       {**_ok(_ref(StorageAccess)), **not_found}, params=(P_NAME, P_STORAGE_GROUP)),
+            "put": _op("set_storage_access", "Replace its owners and members (owners only, with "
+                       "Microsoft.Storage/storageAccounts/write on it); the last owner cannot be removed.",
+                       {**_ok(_ref(StorageAccess)), **not_found,
+                        "409": _error("LastOwner: at least one owner stays; or ConcurrentUpdate.")},
+                       params=(P_NAME, P_STORAGE_GROUP), body=_ref("StorageAccessRequest")),
+        },
         "/api/storage/{name}/status": {
             "get": _op("storage_status", "Usage, attached VMs and monthly cost.",
                        {**_ok(_ref(StorageStatus)), **not_found}, params=(P_NAME, P_STORAGE_GROUP)),
@@ -162,6 +181,17 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/api/operations/{id}": {
             "get": _op("get_operation", "Poll an operation.", {**_ok(_ref(Operation)), **not_found},
                        params=(P_ID,)),
+        },
+        "/api/operations": {
+            "get": _op("list_operations", "The operations asked of a storage (and of the VMs on it, the "
+                       "auto-attaches it refused included) or of a VM, newest first.",
+                       {**_ok(_ref("OperationList")), **not_found},
+                       params=(_param("storage", "query", P_NAME["schema"], "A storage: its operations."),
+                               _param("vm", "query", P_VM["schema"], "A VM (with resourceGroup)."),
+                               P_GROUP,
+                               _param("$top", "query", {"type": "integer", "minimum": 1, "maximum": 100},
+                                      "Page size (default 20)."),
+                               _param("$skipToken", "query", _TEXT, "Continuation from nextLink."))),
         },
         "/api/resource-groups/{group}/default-storage": {
             "put": _op("set_default_storage", "Attach the group's new VMs to this storage when their "
@@ -210,6 +240,13 @@ def _request_schemas() -> dict[str, Any]:
                            "vnet": {**_TEXT, "description": "VNet (in the resource group) whose subnet holds "
                                     "the private endpoint; default: settings, else the service's azlin-vnet"},
                            "subnet": {**_TEXT, "description": "subnet of `vnet`; default: default"}}},
+        "StorageAccessRequest": {
+            "type": "object", "required": ["owners", "members"], "additionalProperties": False,
+            "properties": {role: {"type": "array", "maxItems": validation.MAX_PRINCIPALS,
+                                  "items": {"type": "string", "format": "uuid"},
+                                  "description": f"Object ids of the {role}: users, groups, service "
+                                                 "principals."}
+                           for role in ("owners", "members")}},
         "DefaultStorageRequest": {"type": "object", "required": ["storage"], "additionalProperties": False,
                                   "properties": {"storage": P_NAME["schema"]}},
         "ResizeStorageRequest": {"type": "object", "required": ["size"],
@@ -228,6 +265,9 @@ def _response_schemas() -> dict[str, Any]:
         "StorageList": {"type": "object", "required": ["value"], "additionalProperties": False,
                         "properties": {"value": {"type": "array", "items": _ref(StorageInfo)},
                                        "nextLink": {"type": "string", "format": "uri"}}},
+        "OperationList": {"type": "object", "required": ["value"], "additionalProperties": False,
+                          "properties": {"value": {"type": "array", "items": _ref(Operation)},
+                                         "nextLink": {"type": "string", "format": "uri"}}},
         "DigestDocument": {"type": "object", "required": ["digest", "markdown"],
                            "additionalProperties": False,
                            "properties": {"digest": _ref(CostDigest), "markdown": _TEXT}},
@@ -257,7 +297,10 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": {**_request_schemas(), **_response_schemas()},
             "securitySchemes": {
-                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}},
+                "entraId": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                            "description": "An Entra ID access token for the API's app registration "
+                                           "(scope api://<API client id>/user_impersonation for a user; "
+                                           "api://<API client id>/.default for a service principal)."}},
         },
-        "security": [{"functionKey": []}],
+        "security": [{"entraId": []}],
     }

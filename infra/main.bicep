@@ -124,13 +124,15 @@ resource groupRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   }
 }
 
-// Requests whose URL is the subscription itself: SUBSCRIPTION_OPERATIONS, reads only (a name
-// check, and listings of storage accounts and VMs: properties, never keys or data).
+// Requests whose URL is the subscription itself, and reads the service makes anywhere in it:
+// SUBSCRIPTION_OPERATIONS, reads only (a name check; listings of storage accounts and VMs:
+// properties, never keys or data; role, role assignment and deny assignment reads, to answer
+// what a caller may do before acting for them).
 resource subscriptionRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, 'azlin-storage-service-subscription')
   properties: {
     roleName: 'azlin storage service ${environmentName}-${token} (subscription reads)'
-    description: 'Check whether a storage account name is free; list storage accounts and VMs.'
+    description: 'Check whether a storage account name is free; list storage accounts and VMs; read role and deny assignments to authorize callers.'
     type: 'CustomRole'
     assignableScopes: [
       subscription().id
@@ -141,6 +143,9 @@ resource subscriptionRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' =
           'Microsoft.Storage/checkNameAvailability/read'
           'Microsoft.Storage/storageAccounts/read'
           'Microsoft.Compute/virtualMachines/read'
+          'Microsoft.Authorization/roleAssignments/read'
+          'Microsoft.Authorization/roleDefinitions/read'
+          'Microsoft.Authorization/denyAssignments/read'
         ]
         notActions: []
         dataActions: []

@@ -2,14 +2,19 @@
 
     python -m local dev [--port N] [--no-host]      start everything (what `make dev` runs)
     python -m local demo                            the manual test plan, timed (what `make demo` runs)
+    python -m local user add NAME [--group GROUP ...]      a person of the tenant (in groups)
+    python -m local token NAME [--for arm]          an access token of NAME: for the API, or Resource Manager
+    python -m local role assign NAME ROLE SCOPE [--as WHO]  a role assignment, made by WHO (alice)
     python -m local vm create NAME [--vnet V] [--subnet S] [--tag K=V ...] [--admin-user U] [--ssh-key KEY]
     python -m local vm list
     python -m local vm run NAME [--param K=V ...] [--script FILE] [-- COMMAND ...]
     python -m local vm restart NAME | vm delete NAME
 
 Commands other than `dev` talk to the emulator named in `.local/dev.env`, in its resource group
-unless `--group` says otherwise. VM creation posts the Event Grid event a real VM creation posts,
-so a VM tagged for auto-attach is attached by the running app on its own.
+unless `--group` says otherwise, as alice unless `--as` names another person: the emulator allows
+each only what that person's roles allow, as Azure does. VM creation posts the Event Grid event a
+real VM creation posts, naming who wrote the VM, so a VM tagged for auto-attach is attached by
+the running app on its own when its writer may join that storage.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import argparse
 import shlex
 import sys
 import urllib.error
+import uuid
 from pathlib import Path
 
 from local import demo, dev, playground
+from local.control import Control, ControlError
 from local.rest import ArmRequestError, ArmRest
 
 DEFAULT_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAzlinLocalDevelopmentKeyOnlyForTheEmulator azlin@local"
@@ -34,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args.command = command
     try:
         return int(args.handler(args))
-    except ArmRequestError as error:
+    except (ArmRequestError, ControlError) as error:
         print(f"error: {error}", file=sys.stderr)
     except urllib.error.URLError as error:
         print(
@@ -56,6 +63,27 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="play the manual test plan against the local stack").set_defaults(
         handler=lambda a: demo.run()
     )
+
+    people = commands.add_parser("user", help="people of the tenant")
+    user = people.add_subparsers(required=True, metavar="action")
+    add_user = user.add_parser("add", help="add a user (and the groups named, when missing)")
+    add_user.add_argument("name")
+    add_user.add_argument("--group", action="append", default=[], help="a group to join (repeatable)")
+    add_user.set_defaults(handler=add_person)
+    token = commands.add_parser("token", help="print a fresh access token of a user or service principal")
+    token.add_argument("name")
+    token.add_argument("--for", dest="audience", choices=("api", "arm"), default="api",
+                       help="api: for the service's API (default); arm: for Resource Manager")
+    token.set_defaults(handler=print_token)
+    roles = commands.add_parser("role", help="role assignments")
+    role = roles.add_subparsers(required=True, metavar="action")
+    assign = role.add_parser("assign", help="assign ROLE (a name such as Reader, or a GUID) at SCOPE (an "
+                             "ARM id such as /subscriptions/.../resourceGroups/G, or a resource group name)")
+    assign.add_argument("name")
+    assign.add_argument("role")
+    assign.add_argument("scope")
+    assign.add_argument("--as", dest="actor", default=dev.ALICE, help="who assigns it (default alice)")
+    assign.set_defaults(handler=assign_role)
 
     vm = commands.add_parser("vm", help="emulated VMs").add_subparsers(required=True, metavar="action")
     create = vm.add_parser("create", help="create a VM (a NIC in the VNet's subnet, then the VM)")
@@ -85,15 +113,55 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
     for sub in vm.choices.values():
         sub.add_argument("--group", default=None, help="resource group (default: the dev one)")
+        sub.add_argument("--as", dest="actor", default=dev.ALICE, help="who acts (default alice)")
     return parser
 
 
-def _client(args: argparse.Namespace) -> tuple[ArmRest, str, str]:
-    """The emulator of `.local/dev.env`, the resource group to work in, and its providers path."""
+def _control() -> tuple[Control, dict[str, str]]:
     settings = dev.read_settings()
-    rest = ArmRest(settings["ARM_ENDPOINT"], settings["ARM_CA_BUNDLE"], settings["AZURE_SUBSCRIPTION_ID"])
+    return Control(settings["ARM_ENDPOINT"], settings["ARM_CA_BUNDLE"]), settings
+
+
+def _client(args: argparse.Namespace) -> tuple[ArmRest, str, str]:
+    """The emulator of `.local/dev.env` as `--as`, the resource group to work in, and its
+    providers path."""
+    control, settings = _control()
+    rest = ArmRest(settings["ARM_ENDPOINT"], settings["ARM_CA_BUNDLE"], settings["AZURE_SUBSCRIPTION_ID"],
+                   control.token_source(args.actor, arm=True))
     group = args.group or settings["DEFAULT_RESOURCE_GROUP"]
     return rest, group, playground.providers(rest, group)
+
+
+def add_person(args: argparse.Namespace) -> int:
+    control, _ = _control()
+    made = control.add_user(args.name, args.group)
+    groups = f" in {', '.join(args.group)}" if args.group else ""
+    print(f"{made['name']}: object id {made['objectId']}{groups}")
+    return 0
+
+
+def print_token(args: argparse.Namespace) -> int:
+    control, _ = _control()
+    print(control.token(args.name, arm=args.audience == "arm"))
+    return 0
+
+
+def assign_role(args: argparse.Namespace) -> int:
+    """A role assignment through Resource Manager, as `--as` (who needs roleAssignments/write)."""
+    control, settings = _control()
+    subscription = settings["AZURE_SUBSCRIPTION_ID"]
+    rest = ArmRest(settings["ARM_ENDPOINT"], settings["ARM_CA_BUNDLE"], subscription,
+                   control.token_source(args.actor, arm=True))
+    scope = args.scope if args.scope.startswith("/") else rest.group_path(args.scope)
+    definitions = f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions"
+    found = rest.get(f"{definitions}?$filter=roleName eq '{args.role}'")["value"] or [
+        rest.get(f"{definitions}/{args.role}")]
+    principal = control.principal(args.name)
+    made = rest.put(f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}", {
+        "properties": {"roleDefinitionId": found[0]["id"], "principalId": principal["objectId"],
+                       "principalType": principal["kind"]}})
+    print(f"{principal['name']} is {found[0]['properties']['roleName']} at {made['properties']['scope']}")
+    return 0
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:

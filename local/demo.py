@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from local import dev, playground
+from local.control import Control
 from local.rest import ArmRest
 
 HOME = "/home/azureuser"
@@ -31,15 +32,17 @@ class DemoFailed(Exception):
 
 
 class Api:
-    """The service's HTTP API, as a portal calls it."""
+    """The service's HTTP API, as a portal calls it: with its user's access token."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, token: Callable[[], str]) -> None:
         self.base = base.rstrip("/")
+        self.token = token
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {self.token()}"})
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
                 text = answer.read()
@@ -78,9 +81,10 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 120) -> No
 
 class Demo:
     def __init__(self, settings: dict[str, str]) -> None:
-        self.api = Api(settings["API_URL"])
+        control = Control(settings["ARM_ENDPOINT"], settings["ARM_CA_BUNDLE"])
+        self.api = Api(settings["API_URL"], control.token_source(dev.ALICE))
         self.rest = ArmRest(settings["ARM_ENDPOINT"], settings["ARM_CA_BUNDLE"],
-                            settings["AZURE_SUBSCRIPTION_ID"])
+                            settings["AZURE_SUBSCRIPTION_ID"], control.token_source(dev.ALICE, arm=True))
         self.group = settings["DEFAULT_RESOURCE_GROUP"]
         self.region = str(self.rest.get(self.rest.group_path(self.group))["location"])
         self.storage = "demo" + uuid.uuid4().hex[:8]

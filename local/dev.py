@@ -2,9 +2,12 @@
 and the local Functions host serving `function_app`, wired as in Azure: the app reaches Resource
 Manager through the emulator, the emulator posts Event Grid events to the app's Event Grid
 function, prices come from a stand-in of the Retail Prices API (made-up prices) and cost digests
-are posted to a local inbox (`.local/digests/`). A resource group and a virtual network are
-created to play with, the settings other tools need are written to `.local/dev.env`, and one
-ready line names the API. Ctrl-C or SIGTERM stops everything."""
+are posted to a local inbox (`.local/digests/`). The emulator is the tenant too: the API's app
+registration, the app's identity with exactly infra/'s roles, and two people, alice (Owner of the
+subscription) and bob (no role). A resource group (which the app manages) and a virtual network
+are created to play with, the settings other tools need (alice's API token among them, as
+API_TOKEN) are written to `.local/dev.env`, and one ready line names the API. Ctrl-C or SIGTERM
+stops everything."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from local import identities
 from local.azurite import Azurite
 from local.emulator import Config, LocalAzure
 from local.host import FunctionsHost
@@ -35,6 +39,8 @@ REGION = "eastus"
 VNET = "vnet-dev"
 ADDRESS_SPACE, SUBNET_PREFIX = "10.40.0.0/16", "10.40.0.0/24"
 DEFAULT_PORT = 7071
+ALICE, BOB = "alice", "bob"
+API_TOKEN_SECONDS = 24 * 3600  # API_TOKEN lasts the working day; `python -m local token` gives more
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +69,15 @@ def start(port: int, *, serve_app: bool = True, emulator_port: int = 0) -> tuple
         parts.callback(prices.stop)
         inbox = Inbox(STATE / "digests")  # where cost digests are posted
         parts.callback(inbox.stop)
+        emulator = azure.emulator
+        app_identity = identities.register(emulator, SUBSCRIPTION)
+        identities.person(emulator, ALICE, roles=[("Owner", f"/subscriptions/{SUBSCRIPTION}")])
+        identities.person(emulator, BOB)
         settings = {
             "AzureWebJobsStorage": azurite.connection_string,
             "ARM_ENDPOINT": azure.url,
             "ARM_CA_BUNDLE": str(azure.ca_path),
-            "ARM_CREDENTIAL": "emulator",
+            **app_identity.app_settings(),
             "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
             "DEFAULT_RESOURCE_GROUP": GROUP,
             "DEFAULT_REGION": REGION,
@@ -77,8 +87,13 @@ def start(port: int, *, serve_app: bool = True, emulator_port: int = 0) -> tuple
             "RETAIL_PRICES_ENDPOINT": prices.url,
             "COST_DIGEST_WEBHOOK_URL": inbox.url,
             "API_URL": f"{api}/api",
+            "API_TOKEN": emulator.tenant.token(emulator.tenant.get(ALICE),
+                                               f"api://{app_identity.api_client_id}/.default",
+                                               lifetime=API_TOKEN_SECONDS),
         }
-        _create_playground(ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION))
+        _create_playground(ArmRest(azure.url, str(azure.ca_path), SUBSCRIPTION,
+                                   identities.token_source(emulator, ALICE, arm=True)))
+        identities.manage(emulator, SUBSCRIPTION, GROUP)
         write_settings(settings)
         os.environ.update(settings)
         if serve_app:

@@ -9,11 +9,14 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 API_VERSIONS = {
     "microsoft.resources": "2024-03-01",
+    "microsoft.authorization": "2022-04-01",
     "microsoft.storage": "2026-09-01",
     "microsoft.network": "2026-03-01",
     "microsoft.compute": "2026-04-01",
@@ -49,7 +52,9 @@ def api_version(path: str) -> str:
 
 
 class ArmRest:
-    def __init__(self, base_url: str, ca_path: str, subscription: str, token: str = "local-tool") -> None:
+    """Calls the emulator as whoever `token` gives an access token for Resource Manager."""
+
+    def __init__(self, base_url: str, ca_path: str, subscription: str, token: Callable[[], str]) -> None:
         self.base_url = base_url.rstrip("/")
         self.subscription = subscription
         self.token = token
@@ -59,7 +64,8 @@ class ArmRest:
         return f"/subscriptions/{self.subscription}/resourceGroups/{group}"
 
     def call(self, method: str, path_or_url: str, body: Any = None) -> Answer:
-        url = path_or_url if path_or_url.startswith("https://") else self.base_url + path_or_url
+        url = path_or_url if path_or_url.startswith("https://") else (
+            self.base_url + quote(path_or_url, safe="/?&=$:,%"))  # a $filter's spaces and quotes
         if "api-version=" not in url:
             url += ("&" if "?" in url else "?") + f"api-version={api_version(url)}"
         data = None if body is None else json.dumps(body).encode()
@@ -67,7 +73,7 @@ class ArmRest:
             url,
             data=data,
             method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
         )
         try:
             with urllib.request.urlopen(request, context=self.context, timeout=120) as response:

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from .domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from .domain.operations import OperationKind, Patience
 from .ports import Clock, Probe
+from .services.access import AccessControl
 from .services.attachments import AttachmentService
 from .services.default_storage import DefaultStorageService
-from .services.operations import OperationIntake
+from .services.operations import OperationIntake, OperationReads
 from .services.provisioning import StorageProvisioner
 from .services.storage import StorageService
 from .services.worker import Handler, OperationWorker
@@ -27,10 +28,13 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .adapters.arm import ArmClients
+    from .adapters.arm_access import ArmAccessReader
     from .adapters.arm_storage import ArmStorageCloud
     from .adapters.arm_vms import ArmVmCloud
+    from .adapters.entra import EntraTokenValidator
     from .adapters.queues import StorageQueue
     from .adapters.tables import (
+        TableAccessRepository,
         TableAttachmentRepository,
         TableDefaultStorageRepository,
         TableDigestRepository,
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
         TableLockManager,
         TableOperationRepository,
         TablePriceCache,
+        TableReconcileFindings,
         TableState,
         TableStorageRepository,
     )
@@ -99,6 +104,18 @@ class Container:
         return TableStorageRepository(self.state)
 
     @cached_property
+    def access_records(self) -> TableAccessRepository:
+        from .adapters.tables import TableAccessRepository
+
+        return TableAccessRepository(self.state)
+
+    @cached_property
+    def findings(self) -> TableReconcileFindings:
+        from .adapters.tables import TableReconcileFindings
+
+        return TableReconcileFindings(self.state)
+
+    @cached_property
     def attachments(self) -> TableAttachmentRepository:
         from .adapters.tables import TableAttachmentRepository
 
@@ -141,6 +158,23 @@ class Container:
         return ArmClients(self.settings, **self._arm_options)
 
     @cached_property
+    def tokens(self) -> EntraTokenValidator:
+        """Validates the API's bearer tokens; PyJWT loads with the first request, not at import."""
+        from .adapters.entra import EntraTokenValidator
+
+        return EntraTokenValidator(self.settings.identity)
+
+    @cached_property
+    def access_reader(self) -> ArmAccessReader:
+        from .adapters.arm_access import ArmAccessReader
+
+        return ArmAccessReader(self.arm)
+
+    @cached_property
+    def access(self) -> AccessControl:
+        return AccessControl(lambda: self.access_reader, self.access_records, self.settings.subscription_id)
+
+    @cached_property
     def vms(self) -> ArmVmCloud:
         from .adapters.arm_vms import ArmVmCloud
 
@@ -156,15 +190,16 @@ class Container:
     def auto_attach(self) -> AutoAttachService:
         from .services.auto_attach import AutoAttachService
 
-        return AutoAttachService(self.vms, self.attachments, self.default_storages, self.intake,
-                                 self.handled_events, self.clock, self.settings.auto_attach_tag)
+        return AutoAttachService(self.vms, self.attachments, self.default_storages, self.storages,
+                                 self.access_records, self.intake, self.handled_events, self.clock,
+                                 self.settings.auto_attach_tag)
 
     @cached_property
     def reconcile(self) -> ReconcileService:
         from .services.reconcile import ReconcileService
 
         return ReconcileService(self.attachments, self.vms, self.cloud, self.mounts, self.auto_attach,
-                                self.intake, self.clock, auto_heal=self.settings.auto_heal)
+                                self.intake, self.findings, self.clock, auto_heal=self.settings.auto_heal)
 
     @cached_property
     def price_cache(self) -> TablePriceCache:
@@ -184,7 +219,7 @@ class Container:
         from .services.costs import CostService
 
         return CostService(self.storages, RetailPricesApi(self.settings.retail_prices_endpoint),
-                           self.price_cache, self.clock, vms=lambda: self.vms)
+                           self.price_cache, self.clock, self.access, vms=lambda: self.vms)
 
     @cached_property
     def digests(self) -> DigestService:
@@ -192,7 +227,7 @@ class Container:
         from .services.digests import DigestService
 
         return DigestService(self.costs, self.storage.used_gb, self.attachments, self.digest_records,
-                             JsonWebhook(), self.clock, self.settings.cost_digest_webhook_url)
+                             JsonWebhook(), self.clock, self.settings.cost_digest_webhook_url, self.findings)
 
     @cached_property
     def cloud(self) -> ArmStorageCloud:
@@ -211,9 +246,13 @@ class Container:
         return OperationIntake(self.operations, self.idempotency, self.queue, self.clock)
 
     @cached_property
+    def operation_reads(self) -> OperationReads:
+        return OperationReads(self.intake, self.access, self.storages)
+
+    @cached_property
     def storage(self) -> StorageService:
-        return StorageService(self.storages, self.attachments, self.intake, self.settings.defaults,
-                              cloud=lambda: self.cloud,
+        return StorageService(self.storages, self.attachments, self.intake, self.access,
+                              self.settings.defaults, self.clock, cloud=lambda: self.cloud,
                               price=self.costs.storage_price)
 
     @cached_property
@@ -221,16 +260,17 @@ class Container:
         def detach(*args: Any) -> Any:
             return self.mounts.detach_recorded(*args)  # the VM SDK is imported only if a VM is attached
 
-        return StorageProvisioner(self.cloud, self.storages, self.attachments, self.clock,
-                                  self.settings.defaults, detacher=detach)
+        return StorageProvisioner(self.cloud, self.storages, self.attachments, self.access_records,
+                                  self.clock, self.settings.defaults, detacher=detach)
 
     @cached_property
     def attachment(self) -> AttachmentService:
-        return AttachmentService(self.attachments, self.storage, self.intake)
+        return AttachmentService(self.attachments, self.storage, self.intake, self.access,
+                                 verifier=lambda ref: self.mounts.verify(ref))  # noqa: PLW0108 built on first use
 
     @cached_property
     def default_storage(self) -> DefaultStorageService:
-        return DefaultStorageService(self.default_storages, self.storage, self.clock,
+        return DefaultStorageService(self.default_storages, self.storage, self.access, self.clock,
                                      cloud=lambda: self.cloud)
 
     @cached_property

@@ -13,11 +13,13 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from .domain.costs import CachedPrice
-from .domain.digests import CostDigest
-from .domain.models import Attachment, DefaultStorage, StorageInfo
+from .domain.digests import CostDigest, UnattachedVm
+from .domain.identity import Caller, Writer
+from .domain.models import Attachment, DefaultStorage, StorageAccess, StorageInfo
 from .domain.mounting import ScriptRun, VmFacts, VmSummary
 from .domain.operations import Operation
 from .domain.provisioning import AccountSpec, CloudAccount, CloudShare, Network
+from .domain.rbac import Access
 
 T = TypeVar("T")
 
@@ -63,6 +65,9 @@ class OperationRepository(Protocol):
     def list_stalled(self, updated_before: datetime) -> list[Operation]:
         """Pending operations never started and untouched since `updated_before`."""
 
+    def list_about(self, subject: str, page_size: int, continuation: str | None) -> Page[Operation]:
+        """Operations about `subject` (`operation_subjects`: a storage, or a VM), newest first."""
+
 
 class IdempotencyStore(Protocol):
     def claim(self, record: IdempotencyRecord, expired_before: datetime) -> IdempotencyRecord:
@@ -86,6 +91,18 @@ class StorageRepository(Protocol):
     def save(self, storage: StorageInfo) -> None: ...
 
     def delete(self, name: str) -> None: ...
+
+
+class StorageAccessRepository(Protocol):
+    def get(self, storage: str) -> StorageAccess | None: ...
+
+    def add(self, access: StorageAccess) -> StorageAccess:
+        """Record a storage's first owners; if it has a record, return that one unchanged."""
+
+    def save(self, access: StorageAccess) -> StorageAccess:
+        """Replace it, only if unchanged since it was read (raises ConcurrentUpdate)."""
+
+    def delete(self, storage: str) -> None: ...
 
 
 class AttachmentRepository(Protocol):
@@ -113,6 +130,11 @@ class AttachmentRepository(Protocol):
 
     def clear_detached(self, vm_id: str) -> None:
         """An explicit attach: auto-attach may act on it again after a later detach only."""
+
+    def remember_writer(self, vm_id: str, writer: Writer) -> None:
+        """Who wrote this VM, from its event: the reconcile timer applies the same rule to it."""
+
+    def writer_of(self, vm_id: str) -> Writer | None: ...
 
 
 class DefaultStorageRepository(Protocol):
@@ -223,12 +245,27 @@ class VmCloud(Protocol):
         ...
 
     def run_script(self, vm: VmFacts, name: str, script: str, parameters: dict[str, str],
-                   timeout_seconds: int) -> ScriptRun:
+                   timeout_seconds: int, tags: dict[str, str] | None = None) -> ScriptRun:
         """Run a script through the managed Run Command `name` and wait for its end; when a
         command of that name exists already, its run is awaited or read, never started again."""
         ...
 
     def delete_run(self, vm: VmFacts, name: str) -> None: ...
+
+
+class TokenValidator(Protocol):
+    def caller(self, token: str) -> Caller:
+        """The caller an Entra ID access token for the API names; Unauthenticated when the token is
+        not valid (signature, issuer, audience, expiry, tenant, scope)."""
+        ...
+
+
+class AccessReader(Protocol):
+    """Azure's answer to "what may this caller do at this scope?": a user's own permissions (asked
+    as the user, on their behalf), a service principal's role assignments and their roles, and
+    the deny assignments that apply there."""
+
+    def access(self, caller: Caller, scope: str) -> Access: ...
 
 
 class HandledEvents(Protocol):
@@ -279,6 +316,14 @@ class DigestRepository(Protocol):
     def due(self) -> list[str]: ...
 
     def clear_due(self, digest_id: str) -> None: ...
+
+
+class ReconcileFindings(Protocol):
+    """What the last reconcile run found that a person must decide: VMs left unattached."""
+
+    def save(self, not_attached: list[UnattachedVm], at: datetime) -> None: ...
+
+    def latest(self) -> list[UnattachedVm]: ...
 
 
 class Probe(Protocol):

@@ -22,6 +22,8 @@ from .domain.requests import RequestDefaults
 STORAGE_SETTING = "AzureWebJobsStorage"
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 DEFAULT_RETAIL_PRICES_ENDPOINT = "https://prices.azure.com/api/retail/prices"
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+_SCOPE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,29}")
 
 
@@ -34,6 +36,35 @@ class StorageConnection:
     table_endpoint: str | None = None
     queue_endpoint: str | None = None
     client_id: str | None = None  # user-assigned managed identity; None: DefaultAzureCredential
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """Who the API trusts and who the app is.
+
+    - Callers: Entra ID access tokens of tenant `tenant_id` for the API whose client id is
+      `audience` (`api://<audience>` is accepted too), carrying the delegated scope `scope` when a
+      user calls; the issuer and signing keys come from `authority`'s OpenID configuration.
+    - The app: its managed identity (client id `app_client_id`) calls Resource Manager, and is the
+      federated credential with which the API's app registration asks for on-behalf-of tokens. On
+      the local emulator (`ARM_CREDENTIAL=emulator`) it signs in with `emulator_secret` instead.
+    """
+
+    tenant_id: str | None = None
+    audience: str | None = None
+    authority: str = DEFAULT_AUTHORITY
+    scope: str = "user_impersonation"
+    app_client_id: str | None = None
+    emulator_secret: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None  # trusted for a loopback authority (the local emulator)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.tenant_id and self.audience)
+
+    @property
+    def emulated(self) -> bool:
+        return _is_loopback(urlsplit(self.authority).hostname or "")
 
 
 @dataclass(frozen=True)
@@ -51,6 +82,7 @@ class Settings:
     lock_lease_seconds: int = 300
     vm_agent_wait_minutes: int = 20  # how long an attach waits for a new VM's agent
     auto_heal: bool = True  # the reconcile timer re-attaches unmounted attachments
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
@@ -74,6 +106,7 @@ class Settings:
             lock_lease_seconds=reader.seconds("LOCK_LEASE_SECONDS", 300),
             vm_agent_wait_minutes=reader.whole("VM_AGENT_WAIT_MINUTES", 20, 1, 240),
             auto_heal=reader.flag("AUTO_HEAL", True),
+            identity=reader.identity(),
         )
         reader.raise_if_any()
         return settings
@@ -155,6 +188,41 @@ class _Reader:
                                "is a loopback address (the local emulator)")
             return "default"
         return kind
+
+    def identity(self) -> IdentitySettings:
+        authority = self.url("AUTH_AUTHORITY", DEFAULT_AUTHORITY)
+        if not authority.startswith("https://"):
+            self.causes.append("AUTH_AUTHORITY must be an https URL")
+        identity = IdentitySettings(
+            tenant_id=self.guid("AUTH_TENANT_ID"),
+            audience=self.guid("AUTH_AUDIENCE", prefix="api://"),
+            authority=authority,
+            scope=self.env.get("AUTH_SCOPE") or "user_impersonation",
+            app_client_id=self.guid("AZURE_CLIENT_ID"),
+            emulator_secret=self.env.get("EMULATOR_IDENTITY_SECRET") or None,
+            ca_bundle=self.env.get("ARM_CA_BUNDLE") or None,
+        )
+        if not _SCOPE_NAME.fullmatch(identity.scope):
+            self.causes.append("AUTH_SCOPE must be a scope name such as user_impersonation")
+        if identity.emulator_secret and not identity.emulated:
+            self.causes.append("EMULATOR_IDENTITY_SECRET is accepted only when AUTH_AUTHORITY is a "
+                               "loopback address (the local emulator)")
+        if self.env.get("ARM_CREDENTIAL") == "emulator" and not (
+                identity.emulated and identity.emulator_secret and identity.app_client_id
+                and identity.tenant_id):
+            self.causes.append("ARM_CREDENTIAL=emulator needs AUTH_TENANT_ID, AUTH_AUTHORITY (the "
+                               "emulator), AZURE_CLIENT_ID and EMULATOR_IDENTITY_SECRET")
+        return identity
+
+    def guid(self, name: str, *, prefix: str = "") -> str | None:
+        value = self.env.get(name)
+        if not value:
+            return None
+        try:
+            return str(uuid.UUID(value.removeprefix(prefix)))
+        except ValueError:
+            self.causes.append(f"{name} must be a GUID" + (f" (or {prefix}<GUID>)" if prefix else ""))
+            return None
 
     def table_prefix(self) -> str:
         prefix = self.env.get("STATE_TABLE_PREFIX") or "azlin"

@@ -15,11 +15,13 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
+from local import identities
 from local.azurite import Azurite
 from local.emulator import Config, LocalAzure
 from local.host import FunctionIndex
 from local.inbox import Inbox
 from local.prices import RetailPricesStandIn
+from local.rest import ArmRest
 from shared import bootstrap
 from shared.bootstrap import Container
 from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
@@ -28,7 +30,9 @@ from shared.settings import Settings
 from tests.fakes import FakeClock
 
 SUBSCRIPTION = "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"
+OTHER_SUBSCRIPTION = "0b6f1e2d-3c4a-4d5e-8f70-91a2b3c4d5e6"
 DEFAULT_GROUP = "rg-default"
+ADMIN = "alice"  # the tests' own set-up acts as alice: Owner of both subscriptions
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -76,7 +80,52 @@ def webhook() -> Iterator[Webhook]:
 @pytest.fixture(scope="session")
 def local_azure(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) -> Iterator[LocalAzure]:
     with LocalAzure(tmp_path_factory.mktemp("azure"), Config(event_webhook=webhook.url)) as azure:
+        identities.register(azure.emulator, SUBSCRIPTION)
+        identities.person(azure.emulator, ADMIN, roles=[("Owner", f"/subscriptions/{SUBSCRIPTION}"),
+                                                         ("Owner", f"/subscriptions/{OTHER_SUBSCRIPTION}")])
+        rest = arm_as(azure)
+        rest.put(rest.group_path(DEFAULT_GROUP), {"location": "eastus"})  # DEFAULT_RESOURCE_GROUP
+        identities.manage(azure.emulator, SUBSCRIPTION, DEFAULT_GROUP)
+        Client.alice = identities.token_source(azure.emulator, ADMIN)
+        Client.azure = azure
         yield azure
+
+
+@pytest.fixture(scope="session")
+def app_identity(local_azure: LocalAzure) -> identities.Identities:
+    return identities.register(local_azure.emulator, SUBSCRIPTION)
+
+
+def object_id(name: str) -> str:
+    """The object id of a principal of the session's tenant (alice, bob, ...)."""
+    assert Client.azure is not None, "the session's emulator is not started"
+    return Client.azure.emulator.tenant.get(name).object_id
+
+
+def existing_group(group: str, region: str = "westeurope") -> str:
+    """A resource group the session's alice made and the app manages (made once, then kept)."""
+    azure = Client.azure
+    assert azure is not None, "the session's emulator is not started"
+    rest = arm_as(azure)
+    if azure.emulator.get(rest.group_path(group)) is None:
+        rest.put(rest.group_path(group), {"location": region})
+        identities.manage(azure.emulator, SUBSCRIPTION, group)
+    return group
+
+
+def arm_as(azure: LocalAzure, name: str = ADMIN, subscription: str = SUBSCRIPTION) -> ArmRest:
+    """Resource Manager called as `name` (a person of the emulator's tenant)."""
+    return ArmRest(azure.url, str(azure.ca_path), subscription,
+                   identities.token_source(azure.emulator, name, arm=True))
+
+
+def managed_group(azure: LocalAzure, region: str, prefix: str = "rg-") -> str:
+    """A new resource group (made by alice) that the app manages, as infra/ grants it."""
+    group = prefix + uuid.uuid4().hex[:8]
+    rest = arm_as(azure)
+    rest.put(rest.group_path(group), {"location": region})
+    identities.manage(azure.emulator, SUBSCRIPTION, group)
+    return group
 
 
 @pytest.fixture(scope="session")
@@ -88,9 +137,10 @@ def retail_prices() -> Iterator[RetailPricesStandIn]:
 
 
 @pytest.fixture
-def environment(azurite: str, local_azure: LocalAzure, retail_prices: RetailPricesStandIn) -> dict[str, str]:
+def environment(azurite: str, local_azure: LocalAzure, retail_prices: RetailPricesStandIn,
+                app_identity: identities.Identities) -> dict[str, str]:
     """App settings for one test: its own tables (a unique prefix) on the shared Azurite, and
-    Resource Manager at the shared local emulator."""
+    Resource Manager and the tenant at the shared local emulator."""
     return {
         "AzureWebJobsStorage": azurite,
         "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
@@ -98,8 +148,8 @@ def environment(azurite: str, local_azure: LocalAzure, retail_prices: RetailPric
         "STATE_TABLE_PREFIX": "t" + uuid.uuid4().hex[:16],
         "ARM_ENDPOINT": local_azure.url,
         "ARM_CA_BUNDLE": str(local_azure.ca_path),
-        "ARM_CREDENTIAL": "emulator",
         "RETAIL_PRICES_ENDPOINT": retail_prices.url,
+        **app_identity.app_settings(),
     }
 
 
@@ -167,18 +217,26 @@ class Answer:
 
 
 class Client:
-    """Calls the function app through its index, as the host would route the request."""
+    """Calls the function app through its index, as the host would route the request, with a
+    bearer token from `token`: alice's unless another is given, none with `anonymous=True`."""
 
     base = "https://azlin.test"
+    alice: Callable[[], str] | None = None  # set by the session's emulator
+    azure: LocalAzure | None = None
 
-    def __init__(self, index: FunctionIndex) -> None:
+    def __init__(self, index: FunctionIndex, token: Callable[[], str] | None = None, *,
+                 anonymous: bool = False) -> None:
         self.index = index
+        self.token = None if anonymous else (token or Client.alice)
 
     def call(self, method: str, path: str, body: Any = None, *, query: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, raw: bytes | None = None) -> Answer:
         url = self.base + path + (f"?{urlencode(query)}" if query else "")
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-        return Answer(self.index.http(method, url, body=data, headers=headers))
+        sent = dict(headers or {})
+        if self.token is not None and not any(k.lower() == "authorization" for k in sent):
+            sent["Authorization"] = f"Bearer {self.token()}"
+        return Answer(self.index.http(method, url, body=data, headers=sent))
 
     def get(self, path: str, **kw: Any) -> Answer:
         return self.call("GET", path, **kw)
@@ -198,6 +256,7 @@ class Client:
 
 @pytest.fixture
 def api(app: Container, functions: FunctionIndex) -> Client:
+    """The API called as alice."""
     return Client(functions)
 
 

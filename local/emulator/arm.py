@@ -7,7 +7,10 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from local.emulator.authorization import Caller
 
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 # Regions the emulator accepts (a subset of Azure's public ones, all with premium files).
@@ -206,3 +209,33 @@ class Resource:
     def properties(self) -> dict[str, Any]:
         props: dict[str, Any] = self.body.setdefault("properties", {})
         return props
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    base_url: str
+    request_id: str = field(default_factory=new_guid)
+    raw: bytes = b""
+    caller: Caller | None = None  # set once the token is validated
+    evidence: dict[str, Any] | None = None  # the role assignment that allowed it
+
+    @property
+    def api_version(self) -> str | None:
+        return self.query.get("api-version")
+
+    @property
+    def url(self) -> str:
+        query = "&".join(f"{k}={v}" for k, v in self.query.items())
+        return f"{self.base_url}{self.path}" + (f"?{query}" if query else "")

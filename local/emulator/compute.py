@@ -109,7 +109,7 @@ class VirtualMachines(ResourceKind):
             "At least one network interface is required: 'networkProfile.networkInterfaces'.",
         )
         for nic_ref in nics:
-            nic = _referenced(emu, nic_ref, rid, NICS)
+            nic = _referenced(emu, nic_ref, rid, NICS, join=f"{NICS}/join/action")
             owner = nic.internal.get("virtual_machine")
             if owner and owner.lower() != rid.key:
                 raise bad_request(

@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, Any
 from local.emulator.arm import (
     API_VERSION,
     ArmError,
+    Request,
     Resource,
     ResourceId,
+    Response,
     bad_request,
     new_guid,
     parse_path,
 )
+from local.emulator.authorization import CURRENT, Authorization, Caller, required_action
 from local.emulator.events import (
     ACTION_SUCCESS,
     DELETE_SUCCESS,
@@ -33,6 +36,7 @@ from local.emulator.events import (
     resource_event,
 )
 from local.emulator.kinds import Action, ResourceKind, Shape
+from local.emulator.tenant import ARM_AUDIENCES, InvalidToken, Tenant
 from local.emulator.traffic import Faults, LoggedRequest, RequestLog
 
 if TYPE_CHECKING:
@@ -62,13 +66,6 @@ class Config:
 
 
 @dataclass
-class Response:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
 class Operation:
     """A long-running operation, as its monitor URLs report it."""
 
@@ -82,26 +79,7 @@ class Operation:
     result: dict[str, Any] | None = None
     returns_resource: bool = True
     started: str = ""
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-    base_url: str
-    request_id: str = field(default_factory=new_guid)
-
-    @property
-    def api_version(self) -> str | None:
-        return self.query.get("api-version")
-
-    @property
-    def url(self) -> str:
-        query = "&".join(f"{k}={v}" for k, v in self.query.items())
-        return f"{self.base_url}{self.path}" + (f"?{query}" if query else "")
+    started_by: str = ""  # the object id of the caller that started it
 
 
 class Emulator:
@@ -119,6 +97,8 @@ class Emulator:
         self.faults = Faults()
         self.requests = RequestLog()
         self.events = EventPublisher(lambda: self.config.event_webhook)
+        self.tenant = Tenant()
+        self.authorization = Authorization(self)
         self.machines: Machines  # set by LocalAzure before serving
 
     # -- registry and store ---------------------------------------------------------------------
@@ -219,7 +199,7 @@ class Emulator:
 
     def _answer(self, request: Request) -> Response:
         self.faults.apply(request.method, request.path)
-        self._authenticate(request)
+        caller = request.caller = self._authenticate(request)
         if not request.api_version:
             raise bad_request(
                 "MissingApiVersionParameter",
@@ -229,22 +209,33 @@ class Emulator:
             raise bad_request(
                 "InvalidApiVersionParameter", f"The api-version '{request.api_version}' is invalid."
             )
+        if Authorization.handles(request.path):
+            return self.authorization.handle(request, caller)
         monitor = MONITOR.search(request.path)
         if monitor:
             return self._monitor(monitor.group(1).lower(), monitor.group(2), request)
         rid = parse_path(request.path)
         if rid.namespace is None and rid.group is None:
             raise ArmError(404, "InvalidResourceNamespace", "Subscriptions are not served by the emulator.")
-        if rid.is_resource:
-            return self._on_resource(rid, request)
-        return self._on_collection_or_action(rid, request)
+        action, scope = required_action(request.method, request.path)
+        request.evidence = self.authorization.authorize(caller, action, scope)
+        authorizing = CURRENT.set((caller, action, scope))  # for the checks of linked resources
+        try:
+            if rid.is_resource:
+                return self._on_resource(rid, request)
+            return self._on_collection_or_action(rid, request)
+        finally:
+            CURRENT.reset(authorizing)
 
-    @staticmethod
-    def _authenticate(request: Request) -> None:
+    def _authenticate(self, request: Request) -> Caller:
+        """The caller of a request with a valid Resource Manager token; ARM's 401 otherwise."""
         header = request.headers.get("authorization", "")
+        challenge = {"WWW-Authenticate": f'Bearer authorization_uri="{self.tenant.authority}/'
+                                         f'{self.tenant.tenant_id}", error="invalid_token"'}
         if not header:
             raise ArmError(
-                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.",
+                headers=challenge,
             )
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -252,7 +243,13 @@ class Emulator:
                 401,
                 "AuthenticationFailed",
                 "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+                headers=challenge,
             )
+        try:
+            claims = self.tenant.decode(token.strip(), audiences=ARM_AUDIENCES)
+        except InvalidToken as error:
+            raise ArmError(401, error.code, error.message, headers=challenge) from None
+        return self.authorization.caller(claims)
 
     def _on_resource(self, rid: ResourceId, request: Request) -> Response:
         kind = self.kind_of(rid)
@@ -383,7 +380,7 @@ class Emulator:
         if shape is Shape.SYNC:
             work()
             return Response(201 if created else 200, kind.view(self, resource, {}))
-        operation = self._start(shape, resource, work)
+        operation = self._start(shape, resource, work, request=request)
         return self._accepted(
             shape,
             operation,
@@ -411,7 +408,7 @@ class Emulator:
         if kind.delete_shape is Shape.SYNC:
             work()
             return Response(200)
-        operation = self._start(kind.delete_shape, resource, work, returns_resource=False)
+        operation = self._start(kind.delete_shape, resource, work, request=request, returns_resource=False)
         return self._accepted(kind.delete_shape, operation, request, None, created=False, delete=True)
 
     def _on_collection_or_action(self, rid: ResourceId, request: Request) -> Response:
@@ -479,7 +476,7 @@ class Emulator:
         if action.shape is Shape.SYNC:
             result = work()
             return Response(200 if result is not None else 204, result)
-        operation = self._start(action.shape, None, work, returns_resource=False)
+        operation = self._start(action.shape, None, work, request=request, returns_resource=False)
         return self._accepted(action.shape, operation, request, None, created=False, delete=True)
 
     # -- long-running operations ------------------------------------------------------------------
@@ -490,6 +487,7 @@ class Emulator:
         resource: Resource | None,
         work: Callable[[], dict[str, Any] | None],
         *,
+        request: Request,
         returns_resource: bool = True,
     ) -> Operation:
         operation = Operation(
@@ -499,6 +497,7 @@ class Emulator:
             self.config.polls_before_done,
             returns_resource=returns_resource,
             started=_iso_now(),
+            started_by=request.caller.object_id if request.caller else "",
         )
         with self.lock:
             self.operations[operation.id] = operation
@@ -576,6 +575,11 @@ class Emulator:
         return Response(202, None, headers)
 
     def _monitor(self, which: str, operation_id: str, request: Request) -> Response:
+        if request.caller is None or operation_id.lower() not in self.operations or (
+                self.operations[operation_id.lower()].started_by != request.caller.object_id):
+            # Another caller than the one who started it needs the monitor's read action.
+            action, scope = required_action("GET", request.path)
+            self.authorization.authorize(request.caller or Caller("", "", "", frozenset()), action, scope)
         operation = self.operations.get(operation_id.lower())
         if operation is None:
             raise ArmError(404, "OperationNotFound", f"The operation '{operation_id}' could not be found.")
@@ -634,6 +638,8 @@ class Emulator:
                 url=request.url,
                 correlation_id=request.request_id,
                 updated=updated,
+                caller=request.caller,
+                evidence=request.evidence,
             )
         )
 

@@ -12,16 +12,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.emulator.arm import TENANT_ID, ResourceId, new_guid, now
+
+if TYPE_CHECKING:
+    from local.emulator.authorization import Caller
 
 log = logging.getLogger(__name__)
 
 WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
 DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
 ACTION_SUCCESS = "Microsoft.Resources.ResourceActionSuccess"
-CALLER_OBJECT_ID = "9f2b8d4e-0c3a-4f6b-8e1d-5a7c9b3e2f10"
 
 
 def operation_name(resource: ResourceId, verb: str) -> str:
@@ -38,25 +40,23 @@ def resource_event(
     url: str,
     correlation_id: str,
     updated: bool,
+    caller: Caller | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One event in the Event Grid schema, fields as Azure sends them for a subscription topic.
-    `httpRequest` is included only for updates, deletes and actions, as the docs describe."""
+    """One event in the Event Grid schema, fields as Azure sends them for a subscription topic
+    (MicrosoftDocs/azure-docs `articles/event-grid/event-schema-resource-groups.md`): who wrote the
+    resource is in `claims` (the writer's token, its object id under the long
+    `.../claims/objectidentifier` name) and `authorization.evidence` (the role assignment that
+    allowed the write, whose principal may be a group). `httpRequest` is included only for updates,
+    deletes and actions, as the docs describe."""
     data: dict[str, Any] = {
         "authorization": {
             "scope": str(resource),
             "action": operation,
-            "evidence": {
-                "role": "Contributor",
-                "principalId": CALLER_OBJECT_ID,
-                "principalType": "ServicePrincipal",
-            },
+            "evidence": dict(evidence or {"role": "Subscription Admin"}),
         },
-        "claims": {
-            "appid": CALLER_OBJECT_ID,
-            "http://schemas.microsoft.com/identity/claims/objectidentifier": CALLER_OBJECT_ID,
-            "http://schemas.microsoft.com/identity/claims/tenantid": TENANT_ID,
-            "ver": "1.0",
-        },
+        "claims": caller.event_claims() if caller is not None else {
+            "http://schemas.microsoft.com/identity/claims/tenantid": TENANT_ID, "ver": "1.0"},
         "correlationId": correlation_id,
         "resourceProvider": resource.namespace or "Microsoft.Resources",
         "resourceUri": str(resource),

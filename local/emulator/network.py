@@ -28,11 +28,16 @@ ZONE_GROUPS = f"{PRIVATE_ENDPOINTS}/privateDnsZoneGroups"
 ZONES = f"{NETWORK}/privateDnsZones"
 ZONE_LINKS = f"{ZONES}/virtualNetworkLinks"
 A_RECORDS = f"{ZONES}/A"
+JOIN_SUBNET = "Microsoft.Network/virtualNetworks/subnets/join/action"
 FILE_ZONE = "privatelink.file.core.windows.net"
 
 
-def _referenced(emu: Emulator, value: Any, by: ResourceId, type_name: str) -> Resource:
-    """The resource a `{"id": ...}` reference names; InvalidResourceReference when it is missing."""
+def _referenced(
+    emu: Emulator, value: Any, by: ResourceId, type_name: str, *, join: str | None = None
+) -> Resource:
+    """The resource a `{"id": ...}` reference names; InvalidResourceReference when it is missing.
+    `join`: the action the caller needs on it as well (Resource Manager's linked access check,
+    e.g. `virtualNetworks/subnets/join/action` for a NIC or a private endpoint in a subnet)."""
     target = reference(value)
     found = emu.get(target) if target else None
     if found is None or found.type.lower() != type_name.lower():
@@ -41,6 +46,8 @@ def _referenced(emu: Emulator, value: Any, by: ResourceId, type_name: str) -> Re
             f"Resource {target} referenced by resource {by} was not found. Please make sure that the "
             "referenced resource exists, and that both resources are in the same region.",
         )
+    if join is not None:
+        emu.authorization.authorize_linked(join, str(found.id))
     return found
 
 
@@ -285,7 +292,7 @@ class NetworkInterfaces(ResourceKind):
         )
         for index, config in enumerate(configs):
             props = config.setdefault("properties", {})
-            subnet = _referenced(emu, props.get("subnet"), rid, SUBNETS)
+            subnet = _referenced(emu, props.get("subnet"), rid, SUBNETS, join=JOIN_SUBNET)
             config.setdefault("name", f"ipconfig{index + 1}")
             config["id"] = f"{rid}/ipConfigurations/{config['name']}"
             props.setdefault("privateIPAllocationMethod", "Dynamic")
@@ -370,7 +377,7 @@ class PrivateEndpoints(ResourceKind):
     ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         props = stored["properties"]
-        _referenced(emu, props.get("subnet"), rid, SUBNETS)
+        _referenced(emu, props.get("subnet"), rid, SUBNETS, join=JOIN_SUBNET)
         if existing is not None:
             require(
                 str(reference(props.get("subnet"))).lower()
@@ -388,6 +395,13 @@ class PrivateEndpoints(ResourceKind):
             cprops = connection.setdefault("properties", {})
             target = _referenced(
                 emu, {"id": cprops.get("privateLinkServiceId")}, rid, StorageAccounts.type_name
+            )
+            # Auto-approval needs the approval action on the target (private-endpoint-overview.md);
+            # Azure prints it without its provider prefix (MicrosoftDocs/azure-docs issue 96892).
+            emu.authorization.authorize_linked(
+                f"{target.type}/privateEndpointConnectionsApproval/action",
+                str(target.id),
+                shown_as="PrivateEndpointConnectionsApproval/action",
             )
             allowed = (
                 {"file"}
@@ -492,7 +506,7 @@ class PrivateDnsZoneGroups(ResourceKind):
         )
         for config in configs:
             zone_id = config.get("properties", {}).get("privateDnsZoneId")
-            _referenced(emu, {"id": zone_id}, rid, ZONES)
+            _referenced(emu, {"id": zone_id}, rid, ZONES, join=f"{ZONES}/join/action")
         return stored
 
     def provision(self, emu: Emulator, resource: Resource, created: bool) -> None:
@@ -628,7 +642,7 @@ class VirtualNetworkLinks(ResourceKind):
     ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         props = stored["properties"]
-        vnet = _referenced(emu, props.get("virtualNetwork"), rid, VNETS)
+        vnet = _referenced(emu, props.get("virtualNetwork"), rid, VNETS, join=f"{VNETS}/join/action")
         props["registrationEnabled"] = bool(props.get("registrationEnabled", False))
         zone = rid.parent
         for sibling in emu.children(zone) if zone else []:

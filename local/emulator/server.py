@@ -15,7 +15,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import trustme
 
-from local.emulator.core import Emulator, Request, Response, dumps
+from local.emulator.arm import ArmError, Request, Response
+from local.emulator.core import Emulator, dumps
+from local.emulator.tenant import ARM_SCOPE, TenantError, parse_form
 from local.emulator.traffic import Fault
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = ValueError  # distinguishable from "no body": answered as InvalidRequestContent
+        tenant = self.server.emulator.tenant
+        if parts.path.startswith(f"/{tenant.tenant_id}/"):
+            self._send(sign_in(self.server.emulator, self.command, parts.path, raw))
+            return
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
         request = Request(
             self.command,
@@ -56,6 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
             {k.lower(): v for k, v in self.headers.items()},
             body,
             f"https://{host}",
+            raw=raw,
         )
         if parts.path.startswith(CONTROL):
             self._send(control(self.server.emulator, request))
@@ -75,6 +82,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _handle
+
+
+def sign_in(emu: Emulator, method: str, path: str, raw: bytes) -> Response:
+    """The tenant's endpoints (login.microsoftonline.com in Azure): OpenID configuration, signing
+    keys, and the token endpoint."""
+    tenant = emu.tenant
+    route = path[len(tenant.tenant_id) + 2 :].rstrip("/")
+    if method == "GET" and route == "v2.0/.well-known/openid-configuration":
+        return Response(200, tenant.openid_configuration())
+    if method == "GET" and route == "discovery/v2.0/keys":
+        return Response(200, tenant.jwks())
+    if method == "POST" and route == "oauth2/v2.0/token":
+        try:
+            return Response(200, tenant.grant(parse_form(raw)), {"Cache-Control": "no-store"})
+        except TenantError as error:
+            return Response(error.status, error.body())
+    return Response(404, {"error": "not_found", "error_description": f"No endpoint {method} {path}."})
 
 
 def control(emu: Emulator, request: Request) -> Response:
@@ -102,6 +126,18 @@ def control(emu: Emulator, request: Request) -> Response:
         )
     if route == "events" and method == "GET":
         return Response(200, {"value": emu.events.published})
+    if route in IDENTITY_ROUTES and method == "POST":
+        try:
+            return IDENTITY_ROUTES[route](emu, body)
+        except (KeyError, TypeError, ValueError) as error:
+            return Response(400, {"error": {"code": "InvalidRequest", "message": str(error)}})
+        except (ArmError, TenantError) as error:
+            status = error.status
+            message = error.message if isinstance(error, ArmError) else error.description
+            code = getattr(error, "code", "Refused")
+            return Response(status, {"error": {"code": code, "message": message}})
+    if route == "principals" and method == "GET":
+        return Response(200, {"value": [_principal_json(p) for p in emu.tenant.principals()]})
     if route == "config" and method in ("GET", "PATCH"):
         for key, value in body.items():
             current = getattr(emu.config, key, ValueError)
@@ -111,6 +147,77 @@ def control(emu: Emulator, request: Request) -> Response:
             setattr(emu.config, key, value)
         return Response(200, dict(vars(emu.config)))
     return Response(404, {"error": {"code": "NotFound", "message": f"No control route {method} {route}."}})
+
+
+def _principal_json(principal: Any) -> dict[str, Any]:
+    return {"objectId": principal.object_id, "kind": principal.kind, "name": principal.name,
+            "appId": principal.app_id}
+
+
+def _add_principal(emu: Emulator, body: dict[str, Any]) -> Response:
+    """`{"name", "kind": "User|Group|ServicePrincipal", "groups": [...], "secret"?}`: groups named
+    are created when missing; the principal joins each."""
+    tenant = emu.tenant
+    principal = tenant.add(str(body.get("kind") or "User"), str(body["name"]),
+                           secret=body.get("secret"))
+    for group in body.get("groups") or []:
+        tenant.add("Group", str(group))
+        tenant.add_member(str(group), principal.object_id)
+    return Response(201, _principal_json(principal))
+
+
+def _issue_token(emu: Emulator, body: dict[str, Any]) -> Response:
+    """`{"principal", "for": "api"|"arm", "lifetimeSeconds"?}`: what `az account get-access-token`
+    gives a signed-in user (or a service principal its client-credentials token)."""
+    tenant = emu.tenant
+    principal = tenant.get(str(body["principal"]))
+    if body.get("for", "api") == "arm":
+        scope = ARM_SCOPE
+    else:
+        api = next((p for p in tenant.principals() if p.scope), None)
+        if api is None:
+            raise ValueError("no API is registered in the tenant")
+        scope = f"api://{api.app_id}/.default"
+    lifetime = int(body.get("lifetimeSeconds") or 3600)
+    if not 60 <= lifetime <= 86400:  # Entra's configurable token lifetimes: 10 minutes to 1 day
+        raise ValueError("lifetimeSeconds must be from 60 to 86400")
+    return Response(200, {"accessToken": tenant.token(principal, scope, lifetime=lifetime),
+                          "tokenType": "Bearer", "expiresIn": lifetime})
+
+
+def _assign_role(emu: Emulator, body: dict[str, Any]) -> Response:
+    """`{"principal", "role", "scope"}`: a role assignment made by the tenant's administrator."""
+    principal = emu.tenant.get(str(body["principal"]))
+    assignment = emu.authorization.assign(str(body["scope"]), principal.object_id, str(body["role"]))
+    return Response(201, assignment)
+
+
+def _define_role(emu: Emulator, body: dict[str, Any]) -> Response:
+    """`{"roleName", "actions", "notActions"?, "assignableScopes"}`: a custom role."""
+    role = emu.authorization.define(
+        str(body["roleName"]), list(body["actions"]), list(body["assignableScopes"]),
+        not_actions=list(body.get("notActions") or []),
+    )
+    return Response(201, role)
+
+
+def _add_denial(emu: Emulator, body: dict[str, Any]) -> Response:
+    """`{"scope", "actions", "principals", "notActions"?, "excludePrincipals"?,
+    "doNotApplyToChildScopes"?, "name"?}`: a deny assignment (only Azure itself makes these)."""
+    denial = emu.authorization.deny(
+        str(body["scope"]), list(body["actions"]), list(body["principals"]),
+        not_actions=list(body.get("notActions") or []), exclude=list(body.get("excludePrincipals") or []),
+        child_scopes=not body.get("doNotApplyToChildScopes", False), name=str(body.get("name") or "deny"))
+    return Response(201, denial)
+
+
+IDENTITY_ROUTES = {
+    "principals": _add_principal,
+    "tokens": _issue_token,
+    "roleAssignments": _assign_role,
+    "roleDefinitions": _define_role,
+    "denyAssignments": _add_denial,
+}
 
 
 def _same_kind(current: Any, value: Any) -> bool:
@@ -141,6 +248,7 @@ class EmulatorServer:
         self._server = _Server((host, port), _Handler)
         self._server.emulator = emulator
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        emulator.tenant.authority = self.url  # the emulator signs tokens in as well
         self._thread = threading.Thread(target=self._server.serve_forever, name="emulator-https", daemon=True)
 
     @property

@@ -8,12 +8,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from local.emulator.arm import ArmError, Resource, ResourceId, bad_request, now
-from local.emulator.core import Response
+from local.emulator.arm import ArmError, Resource, ResourceId, Response, bad_request, now
 from local.emulator.kinds import ResourceKind, Shape, require
 
 if TYPE_CHECKING:
-    from local.emulator.core import Emulator, Request
+    from local.emulator.arm import Request
+    from local.emulator.core import Emulator
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 SHARE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")

@@ -1,4 +1,4 @@
-"""Resource Manager clients (azure-mgmt-storage, -network, -privatedns, -compute), created on
+"""Resource Manager clients (azure-mgmt-storage, -network, -privatedns, -compute, -authorization), created on
 first use and cached: `azure.mgmt.network` alone takes about a second to import, so nothing here is
 imported before a worker needs it. The endpoint, CA bundle and credential come from settings,
 which is all that differs between Azure and the local emulator."""
@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from shared.adapters import credentials
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.mgmt.authorization import AuthorizationManagementClient
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.network import NetworkManagementClient
     from azure.mgmt.privatedns import PrivateDnsManagementClient
@@ -19,9 +21,14 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 
+AUTHORIZATION_API_VERSION = "2022-04-01"
+
+
 class ArmClients:
-    def __init__(self, settings: Settings, **client_options: Any) -> None:
+    def __init__(self, settings: Settings, *, credential: TokenCredential | None = None,
+                 **client_options: Any) -> None:
         self.settings = settings
+        self.credential = credential  # None: the app's identity (tools and tests may act as others)
         # Tests pass polling_interval=0 so long-running operations poll without sleeping.
         self.client_options = client_options
 
@@ -33,7 +40,8 @@ class ArmClients:
 
     @property
     def _credential(self) -> Any:
-        return credentials.resource_manager(self.settings.arm_credential)
+        return self.credential or credentials.resource_manager(self.settings.arm_credential,
+                                                               self.settings.identity)
 
     @cached_property
     def storage(self) -> StorageManagementClient:
@@ -58,3 +66,15 @@ class ArmClients:
         from azure.mgmt.compute import ComputeManagementClient
 
         return ComputeManagementClient(self._credential, self.settings.subscription_id, **self._options())
+
+    @cached_property
+    def authorization(self) -> AuthorizationManagementClient:
+        """Microsoft.Authorization read with the app's identity (role and deny assignments)."""
+        return self.authorization_as(self._credential)
+
+    def authorization_as(self, credential: TokenCredential) -> AuthorizationManagementClient:
+        """Microsoft.Authorization called with another credential (a user's, on their behalf)."""
+        from azure.mgmt.authorization import AuthorizationManagementClient
+
+        return AuthorizationManagementClient(credential, self.settings.subscription_id,
+                                             api_version=AUTHORIZATION_API_VERSION, **self._options())

@@ -85,6 +85,12 @@ SUBSCRIPTION_OPERATIONS: tuple[str, ...] = (
     # ArmVmCloud.list_vms: GET /subscriptions/{id}/providers/Microsoft.Compute/virtualMachines
     # (costs and reconciliation see every VM of the subscription)
     "Microsoft.Compute/virtualMachines/read",
+    # ArmAccessReader: what a caller may do at a scope anywhere in the subscription. A service
+    # principal's role assignments there (atScope() and assignedTo(...)), the roles they name,
+    # and everyone's deny assignments there (the permissions API asked for a user reflects none)
+    "Microsoft.Authorization/roleAssignments/read",
+    "Microsoft.Authorization/roleDefinitions/read",
+    "Microsoft.Authorization/denyAssignments/read",
 )
 
 # Checked by Resource Manager on another resource a request names (a subnet, a VNet, a zone, the

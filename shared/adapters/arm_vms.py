@@ -125,7 +125,8 @@ class ArmVmCloud:
         )
 
     def run_script(
-        self, vm: VmFacts, name: str, script: str, parameters: dict[str, str], timeout_seconds: int
+        self, vm: VmFacts, name: str, script: str, parameters: dict[str, str], timeout_seconds: int,
+        tags: dict[str, str] | None = None,
     ) -> ScriptRun:
         commands = self.clients.compute.virtual_machine_run_commands
         with arm_errors(f"run {name} on VM {vm.name}"), agent_errors(vm):
@@ -134,6 +135,7 @@ class ArmVmCloud:
                 body = VirtualMachineRunCommand(
                     {
                         "location": vm.region,
+                        "tags": dict(tags or {}),
                         "properties": {
                             "source": {"script": script},
                             "timeoutInSeconds": timeout_seconds,

@@ -1,7 +1,8 @@
 """Service state on Azure Table Storage (azure-data-tables).
 
-Tables (names prefixed by STATE_TABLE_PREFIX): Operations, IdempotencyKeys, Storages,
-Attachments, DefaultStorage, Events, Locks, Prices, Digests. Records are the models' JSON shapes: scalar
+Tables (names prefixed by STATE_TABLE_PREFIX): Operations, OperationIndex, IdempotencyKeys,
+Storages, Access, Attachments, DefaultStorage, Events, Locks, Prices, Digests, Reports. Records
+are the models' JSON shapes: scalar
 members become properties, nested ones are stored as JSON text under `<name>Json`. Keys never
 contain raw client text that Table Storage forbids (`/ \\ # ?`, control characters): names are
 validated before they get here and idempotency keys are hashed.
@@ -33,10 +34,11 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.domain.costs import CachedPrice
-from shared.domain.digests import CostDigest, Delivery
+from shared.domain.digests import CostDigest, Delivery, UnattachedVm
 from shared.domain.errors import ConcurrentUpdate, LeaseLost, ResourceBusy, ValidationError
-from shared.domain.models import Attachment, DefaultStorage, StorageInfo, attached_elsewhere
-from shared.domain.operations import Operation, OperationStatus
+from shared.domain.identity import Writer
+from shared.domain.models import Attachment, DefaultStorage, StorageAccess, StorageInfo, attached_elsewhere
+from shared.domain.operations import Operation, OperationStatus, operation_subjects
 from shared.domain.serialization import format_time, from_json, parse_time, to_json
 from shared.ports import Clock, IdempotencyRecord, Lease, Page
 from shared.settings import StorageConnection
@@ -126,11 +128,20 @@ class _TableRecords:
 
 
 class TableOperationRepository(_TableRecords):
+    """Each operation is one row, and one row of OperationIndex per subject it is listed under
+    (its target, the storage it concerns), written first: an index row whose operation is missing
+    (a crash in between) is skipped when listing."""
+
     ROW = "operation"
     TABLE = "Operations"
+    INDEX = "OperationIndex"
 
     @translated(DEPENDENCY)
     def add(self, operation: Operation) -> Operation:
+        index = self.state.table(self.INDEX)
+        row = _newest_first(operation.created_at, operation.id)
+        for subject in operation_subjects(operation):
+            index.upsert_entity({"PartitionKey": subject, "RowKey": row, "operationId": operation.id})
         try:
             meta = self.table.create_entity(encode(operation, operation.id, self.ROW))
         except ResourceExistsError:
@@ -168,6 +179,26 @@ class TableOperationRepository(_TableRecords):
             "status eq @status and attempts eq 0 and updatedAt lt @before",
             parameters={"status": OperationStatus.PENDING.value, "before": format_time(updated_before)})
         return [replace(decode(Operation, e), etag=e.metadata["etag"]) for e in entities]
+
+    @translated(DEPENDENCY)
+    def list_about(self, subject: str, page_size: int, continuation: str | None) -> Page[Operation]:
+        pages = self.state.table(self.INDEX).query_entities(
+            "PartitionKey eq @p", parameters={"p": subject}, results_per_page=page_size)
+        pager = pages.by_page(continuation_token=_decode_token(continuation))  # type: ignore[arg-type]
+        try:
+            rows = list(next(pager, []))
+        except HttpResponseError as err:
+            if continuation is None or err.status_code != 400:
+                raise
+            raise _forged_token() from err
+        found = [self.get(row["operationId"]) for row in rows]
+        return Page([o for o in found if o is not None],
+                    _encode_token(pager.continuation_token))  # type: ignore[attr-defined]
+
+
+def _newest_first(moment: datetime, operation_id: str) -> str:
+    """A row key that sorts newer operations first."""
+    return f"{10**16 - int(moment.timestamp() * 1_000_000):017d}|{operation_id}"
 
 
 class TableIdempotencyStore(_TableRecords):
@@ -260,10 +291,52 @@ class TableStorageRepository(_TableRecords):
         self.table.delete_entity(self.PARTITION, name)
 
 
+class TableAccessRepository(_TableRecords):
+    """A storage's owners and members: one row per storage, changed only by conditional writes."""
+
+    PARTITION = "access"
+    TABLE = "Access"
+
+    @translated(DEPENDENCY)
+    def get(self, storage: str) -> StorageAccess | None:
+        try:
+            entity = self.table.get_entity(self.PARTITION, storage)
+        except ResourceNotFoundError:
+            return None
+        return replace(decode(StorageAccess, entity), etag=entity.metadata["etag"])
+
+    @translated(DEPENDENCY)
+    def add(self, access: StorageAccess) -> StorageAccess:
+        try:
+            meta = self.table.create_entity(encode(access, self.PARTITION, access.storage))
+        except ResourceExistsError:
+            existing = self.get(access.storage)
+            assert existing is not None
+            return existing
+        return replace(access, etag=meta["etag"])
+
+    @translated(DEPENDENCY)
+    def save(self, access: StorageAccess) -> StorageAccess:
+        try:
+            meta = self.table.update_entity(encode(access, self.PARTITION, access.storage),
+                                            mode=UpdateMode.REPLACE, etag=access.etag,
+                                            match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as err:
+            raise ConcurrentUpdate(f"The access of storage {access.storage} was changed meanwhile.",
+                                   try_hint="read it again, then send the change") from err
+        return replace(access, etag=meta["etag"])
+
+    @translated(DEPENDENCY)
+    def delete(self, storage: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.table.delete_entity(self.PARTITION, storage)
+
+
 class TableAttachmentRepository(_TableRecords):
     """One partition; each attachment is two rows written in one transaction: `vm|rg|vm`
     (unique: a VM has at most one attachment) and `storage|name|rg|vm` (lists a storage's VMs).
-    `detached|<hash of vmId>` rows remember VMs detached on purpose.
+    `detached|<hash of vmId>` rows remember VMs detached on purpose, `writer|<hash of vmId>` rows
+    who wrote a VM (from its event).
     `|` cannot occur in Azure resource names, so the keys cannot collide."""
 
     PARTITION = "attachment"
@@ -358,6 +431,17 @@ class TableAttachmentRepository(_TableRecords):
     def clear_detached(self, vm_id: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(self.PARTITION, _detached_row(vm_id))
+
+    @translated(DEPENDENCY)
+    def remember_writer(self, vm_id: str, writer: Writer) -> None:
+        self.table.upsert_entity(encode(writer, self.PARTITION, _vm_id_row("writer", vm_id), vmId=vm_id))
+
+    @translated(DEPENDENCY)
+    def writer_of(self, vm_id: str) -> Writer | None:
+        try:
+            return decode(Writer, self.table.get_entity(self.PARTITION, _vm_id_row("writer", vm_id)))
+        except ResourceNotFoundError:
+            return None
 
     def _rows(self, attachment: Attachment) -> tuple[dict[str, Any], dict[str, Any]]:
         vm_key = _vm_row(attachment.resource_group, attachment.vm)
@@ -497,6 +581,34 @@ class TableDigestRepository(_TableRecords):
         return replace(decode(CostDigest, entity), etag=entity.metadata["etag"])
 
 
+class TableReconcileFindings(_TableRecords):
+    """The findings of the latest reconcile run, in one row."""
+
+    TABLE = "Reports"
+    KEY = ("reconcile", "latest")
+
+    @translated(DEPENDENCY)
+    def save(self, not_attached: list[UnattachedVm], at: datetime) -> None:
+        # The newest first, and as many as fit in a property: a digest shows them, not a database.
+        shown, text = list(not_attached), ""
+        while True:
+            text = json.dumps([to_json(f) for f in shown], separators=(",", ":"))
+            if len(text) <= MAX_PROPERTY_CHARS:
+                break
+            shown = shown[: len(shown) // 2]
+        self.table.upsert_entity({"PartitionKey": self.KEY[0], "RowKey": self.KEY[1], "at": format_time(at),
+                                  "notAttachedJson": text, "notAttachedCount": len(not_attached)},
+                                 mode=UpdateMode.REPLACE)
+
+    @translated(DEPENDENCY)
+    def latest(self) -> list[UnattachedVm]:
+        try:
+            entity = self.table.get_entity(*self.KEY)
+        except ResourceNotFoundError:
+            return []
+        return [from_json(UnattachedVm, item) for item in json.loads(entity.get("notAttachedJson") or "[]")]
+
+
 def _digest_row(digest_id: str) -> str:
     """YYYY-MM-DD -> a key that sorts newest first."""
     return f"{99999999 - int(digest_id.replace('-', '')):08d}"
@@ -582,7 +694,11 @@ class TableLockManager(_TableRecords):
 
 
 def _detached_row(vm_id: str) -> str:
-    return "detached|" + hashlib.sha256(vm_id.encode()).hexdigest()  # Azure's text: hashed
+    return _vm_id_row("detached", vm_id)
+
+
+def _vm_id_row(kind: str, vm_id: str) -> str:
+    return f"{kind}|" + hashlib.sha256(vm_id.encode()).hexdigest()  # Azure's text: hashed
 
 
 def _vm_row(resource_group: str, vm: str) -> str:

@@ -35,6 +35,11 @@ class _OnStorage:
         return f"storage/{self.name}"
 
     @property
+    def storage_name(self) -> str | None:
+        """The storage it concerns: its owners see it in the storage's operations."""
+        return self.name
+
+    @property
     def lock_keys(self) -> tuple[str, ...]:
         return (storage_lock(self.name),)
 
@@ -48,6 +53,10 @@ class _OnVm:
     @property
     def target(self) -> str:
         return f"vm/{self.resource_group}/{self.vm}"
+
+    @property
+    def storage_name(self) -> str | None:
+        return None
 
     @property
     def lock_keys(self) -> tuple[str, ...]:
@@ -98,6 +107,10 @@ class AttachVm(_OnVm):
     # share unmounted. The script then mounts it again, moving whatever is on the bare directory
     # to a new backup; the record keeps the first attach's backup for a later restore.
     repair: bool = False
+
+    @property
+    def storage_name(self) -> str | None:
+        return self.storage
 
     @property
     def lock_keys(self) -> tuple[str, ...]:

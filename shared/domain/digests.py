@@ -2,8 +2,9 @@
 
 Per resource group: monthly totals and their change since the previous digest, storage near full
 (at least 80 % used), storage mostly empty (under 20 % used, with what shrinking would save within
-Azure's 100 GiB minimum), storage attached to no VM (paying for nothing), and unhealthy
-attachments. One digest per UTC day, identified by its date.
+Azure's 100 GiB minimum), storage attached to no VM (paying for nothing), unhealthy attachments,
+and VMs that ask for a storage but were not attached because who wrote them is unknown. One
+digest per UTC day, identified by its date.
 """
 
 from __future__ import annotations
@@ -70,6 +71,18 @@ class AttachmentFinding:
 
 
 @dataclass(frozen=True)
+class UnattachedVm:
+    """A VM whose tag (or group default) asks for a storage, left alone: the reconcile timer
+    found it without an attachment, and who wrote it, so whether they may join the storage, is
+    not known (its creation event was missed)."""
+
+    vm: str
+    resource_group: str
+    storage: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class GroupDigest:
     resource_group: str
     vm_cost: Decimal
@@ -80,6 +93,7 @@ class GroupDigest:
     mostly_empty: tuple[StorageFinding, ...] = ()
     unattached: tuple[StorageFinding, ...] = ()
     unhealthy: tuple[AttachmentFinding, ...] = ()
+    not_attached: tuple[UnattachedVm, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,21 +139,36 @@ def shrink_suggestion(size_gb: int, used_gb: float) -> int | None:
 
 
 def build_digest(now: datetime, report: CostReport, storage: Iterable[StorageUse],
-                 attachments: Iterable[Attachment], previous: CostDigest | None) -> CostDigest:
+                 attachments: Iterable[Attachment], previous: CostDigest | None,
+                 not_attached: Iterable[UnattachedVm] = ()) -> CostDigest:
     uses = list(storage)
     links = list(attachments)
+    waiting = list(not_attached)
     before = {g.resource_group.lower(): g.total for g in previous.groups} if previous else {}
     names = [*(v.resource_group for v in report.vms), *(s.resource_group for s in report.storage),
-             *(u.resource_group for u in uses)]
+             *(u.resource_group for u in uses), *(w.resource_group for w in waiting)]
     groups = sorted({name.lower(): name for name in names}.items())
     digests = tuple(
-        _group(name, report, [u for u in uses if u.resource_group.lower() == key],
-               [a for a in links if a.resource_group.lower() == key], before.get(key))
+        replace(_group(name, report, [u for u in uses if u.resource_group.lower() == key],
+                       [a for a in links if a.resource_group.lower() == key], before.get(key)),
+                not_attached=tuple(w for w in waiting if w.resource_group.lower() == key))
         for key, name in groups)
     previous_total = previous.total if previous else None
     return CostDigest(digest_id(now), now, report.currency, report.price_sources, report.grand_total, digests,
                       None if previous_total is None else report.grand_total - previous_total,
                       previous.id if previous else None)
+
+
+def for_groups(digest: CostDigest, readable: set[str]) -> CostDigest:
+    """The digest as someone who may read only the resource groups `readable` (lower case) sees
+    it: their groups, and totals over those alone."""
+    groups = tuple(g for g in digest.groups if g.resource_group.lower() in readable)
+    if len(groups) == len(digest.groups):
+        return digest
+    changes = [g.change for g in groups]
+    known = None if digest.change is None or None in changes else sum((c for c in changes if c is not None),
+                                                                         Decimal(0))
+    return replace(digest, groups=groups, total=sum((g.total for g in groups), Decimal(0)), change=known)
 
 
 def _group(name: str, report: CostReport, uses: list[StorageUse], links: list[Attachment],
@@ -195,6 +224,8 @@ def render_markdown(digest: CostDigest) -> str:
                   "nothing" for f in group.unattached]
         lines += [f"- Unhealthy: VM **{a.vm}** on {a.storage} is {a.health.value}"
                   + (f" ({a.last_error})" if a.last_error else "") for a in group.unhealthy]
+        lines += [f"- Not attached: VM **{w.vm}** asks for storage **{w.storage}**: {w.reason}"
+                  for w in group.not_attached]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -41,6 +41,11 @@ class ErrorCode(str, Enum):
     IDEMPOTENCY_KEY_REUSED = "IdempotencyKeyReused"
     INVALID_TRANSITION = "InvalidTransition"
     AUTHORIZATION_FAILED = "AuthorizationFailed"
+    UNAUTHENTICATED = "Unauthenticated"
+    NOT_A_MEMBER = "NotAMember"
+    NOT_AN_OWNER = "NotAnOwner"
+    LAST_OWNER = "LastOwner"
+    WRITER_UNKNOWN = "WriterUnknown"
     UNSUPPORTED_OPERATION = "UnsupportedOperation"
     RETRIES_EXHAUSTED = "RetriesExhausted"
     SERVICE_UNAVAILABLE = "ServiceUnavailable"
@@ -109,7 +114,16 @@ class InvalidTransition(DomainError):
 
 
 class PermissionDenied(DomainError):
+    """Not allowed: the caller lacks an Azure action at a scope (AuthorizationFailed), or is not an
+    owner or member of the storage (NotAnOwner, NotAMember). An HTTP caller gets 403."""
+
     default_code = ErrorCode.AUTHORIZATION_FAILED
+
+
+class Unauthenticated(DomainError):
+    """No valid Entra ID access token for the API: 401 with `WWW-Authenticate: Bearer`."""
+
+    default_code = ErrorCode.UNAUTHENTICATED
 
 
 class TransientError(ServiceError):

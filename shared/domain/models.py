@@ -13,6 +13,7 @@ from decimal import Decimal
 from enum import Enum
 
 from .errors import Conflict, ErrorCode
+from .identity import Principal
 from .serialization import OMIT_IF_NONE
 
 SHARE_NAME = "home"
@@ -100,6 +101,27 @@ class Attachment:
     health: AttachmentHealth = AttachmentHealth.UNKNOWN
     last_verified_at: datetime | None = None
     last_error: str | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+@dataclass(frozen=True)
+class StorageAccess:
+    """Who may use a storage besides what Azure lets them do: owners (change it, delete it, say
+    who may use it) and members (attach their VMs to it). Object ids of users, groups or service
+    principals; the creator is the first owner, and the last owner cannot be removed."""
+
+    storage: str
+    owners: tuple[str, ...]
+    members: tuple[str, ...] = ()
+    updated_at: datetime | None = None
+    updated_by: Principal | None = field(default=None, metadata=OMIT_IF_NONE)
+    etag: str | None = field(default=None, compare=False, metadata={"json": False})
+
+    def owned_by(self, identities: frozenset[str]) -> bool:
+        return not identities.isdisjoint(self.owners)
+
+    def open_to(self, identities: frozenset[str]) -> bool:
+        """An owner or a member: may attach a VM to the storage and read it."""
+        return self.owned_by(identities) or not identities.isdisjoint(self.members)
 
 
 @dataclass(frozen=True)

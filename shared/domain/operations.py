@@ -12,6 +12,7 @@ Terminal states accept no event. The table below is the whole machine; anything 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,10 @@ from enum import Enum
 from typing import Any
 
 from .errors import InvalidTransition, ServiceError
+from .identity import Principal
 from .serialization import OMIT_IF_NONE
+
+_STORAGE_NAME = re.compile(r"[a-z0-9]{3,24}")
 
 
 class OperationStatus(str, Enum):
@@ -92,13 +96,19 @@ class Operation:
     error: Mapping[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
     last_error: Mapping[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
     attempts: int = 0
+    # Who asked (None on records from before callers were known), and the storage it concerns
+    # (its own, or the one a VM is attached to): the storage's owners see it in its listing.
+    requested_by: Principal | None = field(default=None, metadata=OMIT_IF_NONE)
+    storage: str | None = field(default=None, metadata=OMIT_IF_NONE)
     etag: str | None = field(default=None, compare=False, metadata={"json": False})
 
     @classmethod
     def new(cls, kind: OperationKind, target: str, params: Mapping[str, Any], now: datetime,
-            operation_id: str | None = None) -> Operation:
+            operation_id: str | None = None, *, requested_by: Principal | None = None,
+            storage: str | None = None) -> Operation:
         return cls(id=operation_id or str(uuid.uuid4()), kind=kind, target=target, params=params,
-                   status=OperationStatus.PENDING, created_at=now, updated_at=now)
+                   status=OperationStatus.PENDING, created_at=now, updated_at=now,
+                   requested_by=requested_by, storage=storage)
 
     @property
     def is_terminal(self) -> bool:
@@ -142,3 +152,27 @@ class Patience:
 
     def expired(self, operation: Operation, now: datetime) -> bool:
         return now - operation.created_at >= self.deadline
+
+
+def storage_subject(name: str) -> str:
+    return f"storage|{name.lower()}"
+
+
+def vm_subject(resource_group: str, vm: str) -> str:
+    return f"vm|{resource_group.lower()}|{vm.lower()}"
+
+
+def operation_subjects(operation: Operation) -> list[str]:
+    """What an operation is listed under: its target, and the storage it concerns. A name that
+    cannot be a storage account's (a refused tag value) is listed under nothing but its VM."""
+    kind, _, rest = operation.target.partition("/")
+    names = [rest] if kind == "storage" else []
+    names += [operation.storage] if operation.storage else []
+    subjects = []
+    if kind == "vm":
+        group, _, vm = rest.partition("/")
+        subjects.append(vm_subject(group, vm))
+    for name in names:
+        if _STORAGE_NAME.fullmatch(name) and storage_subject(name) not in subjects:
+            subjects.append(storage_subject(name))
+    return subjects

@@ -47,6 +47,16 @@ class VmRef:
     resource_group: str
 
 
+@dataclass(frozen=True)
+class OperationsQuery:
+    """`GET /api/operations?storage=NAME` or `?vm=NAME&resourceGroup=GROUP`, paged."""
+
+    storage: str | None
+    vm: VmRef | None
+    page_size: int
+    continuation: str | None
+
+
 def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
     data = json_object(body, required={"name"},
                        optional={"resourceGroup", "region", "tier", "redundancy", "size", "vnet", "subnet"})
@@ -143,6 +153,41 @@ def default_storage(group: object, body: object) -> tuple[str, str]:
     problems.raise_if_any()
     assert checked_group and storage
     return checked_group, storage
+
+
+def storage_access(body: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`PUT /storage/{name}/access {"owners": [...], "members": [...]}`: both lists, replaced."""
+    data = json_object(body, required={"owners", "members"})
+    problems = v.Problems()
+    owners = problems.check(v.object_ids, data["owners"], "owners")
+    members = problems.check(v.object_ids, data["members"], "members")
+    problems.raise_if_any()
+    assert owners is not None and members is not None
+    both = sorted(set(owners) & set(members))
+    if both:
+        raise ValidationError("A principal is either an owner or a member, not both.",
+                              causes=[f"in both lists: {', '.join(both)}"],
+                              try_hint="list an owner only under 'owners': owners may do all a member may")
+    return owners, members
+
+
+DEFAULT_OPERATIONS_PAGE = 20
+
+
+def operations_query(query: Mapping[str, str], defaults: RequestDefaults) -> OperationsQuery:
+    problems = v.Problems()
+    if bool(query.get("storage")) == bool(query.get("vm")):
+        raise ValidationError("Name one target: 'storage', or 'vm' with 'resourceGroup'.",
+                              try_hint="GET /api/operations?storage=<name>, or "
+                                       "?vm=<name>&resourceGroup=<group>")
+    storage = (problems.check(v.storage_account_name, query["storage"], "storage")
+               if query.get("storage") else None)
+    vm = problems.check(vm_ref, query["vm"], query, defaults) if query.get("vm") else None
+    size = (problems.check(v.page_size, query["$top"], "$top", 100) if "$top" in query
+            else DEFAULT_OPERATIONS_PAGE)
+    problems.raise_if_any()
+    assert size
+    return OperationsQuery(storage, vm, size, query.get("$skipToken") or None)
 
 
 def detach_mode(query: Mapping[str, str]) -> DetachMode:

@@ -41,6 +41,8 @@ _SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/
 _SYSTEM_DIRS = frozenset({"/", "/home", "/root", "/var", "/tmp", "/opt", "/srv", "/mnt", "/media"})
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?")
 _LINUX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_OBJECT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MAX_PRINCIPALS = 100
 _STANDARD_TIERS = frozenset({"standard", "hot", "cool", "transactionoptimized", "standardv2"})
 
 
@@ -88,6 +90,26 @@ def vm_name(value: object, field: str = "vm") -> str:
                      rule="a Linux VM name is 1-64 letters, digits, '.', '_' or '-', starting with a "
                           "letter or digit and not ending with '.' or '-'",
                      hint="pass the VM's resource name as Azure shows it")
+
+
+def object_ids(value: object, field: str) -> tuple[str, ...]:
+    """A list of Entra ID object ids (users, groups, service principals): GUIDs, lower-cased,
+    each once, at most MAX_PRINCIPALS."""
+    if not isinstance(value, list):
+        raise ValidationError(f"'{field}' must be a list of object ids.", causes=[f"got {_show(value)}"],
+                              try_hint=f"send '{field}' as a JSON array of GUIDs")
+    if len(value) > MAX_PRINCIPALS:
+        raise ValidationError(f"'{field}' lists too many principals.",
+                              causes=[f"{len(value)}; the limit is {MAX_PRINCIPALS}"],
+                              try_hint="grant a group instead of each of its members")
+    found: list[str] = []
+    for index, item in enumerate(value):
+        text = _require_text(item, f"{field}[{index}]").strip().lower()
+        found.append(_matching(_OBJECT_ID, text, field=f"{field}[{index}]", what="object id",
+                               rule="an object id is a GUID such as 3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                               hint="use the object id of the user, group or service principal "
+                                    "(az ad user show --id <upn> --query id)", shown=str(item)))
+    return tuple(dict.fromkeys(found))
 
 
 def _matching(pattern: re.Pattern[str], text: str, *, field: str, what: str, rule: str, hint: str,

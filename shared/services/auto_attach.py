@@ -1,9 +1,14 @@
 """Auto-attach: a VM created (or updated) with the auto-attach tag naming a storage, or in a
-resource group with a default storage and no tag, gets an attach operation queued. The handler
-answers fast: one read of the VM, no Run Command. Idempotent: the attach is submitted with an
-Idempotency-Key made of the VM's immutable `vmId` and the storage, so repeated and out-of-order
-events for the same VM queue nothing new, and a VM already attached queues nothing at all; an
-event id already handled is dropped before the VM is read. A tag value of `none` opts out."""
+resource group with a default storage and no tag, gets an attach operation queued, but only when
+the principal that wrote the VM is an owner or a member of that storage: a tag is a request, and
+only those the storage's owners let in may make it. Anyone else's VM is not touched; an operation
+is recorded Failed (`NotAMember`, naming who asked) so the owners see it.
+
+The handler answers fast: one read of the VM, no Run Command. Idempotent: the attach (or its
+refusal) is recorded with an Idempotency-Key made of the VM's immutable `vmId` and the storage, so
+repeated and out-of-order events for the same VM record nothing new, and a VM already attached
+queues nothing at all; an event id already handled is dropped before the VM is read. A tag value
+of `none` opts out. Who wrote the VM is remembered, so the reconcile timer applies the same rule."""
 
 from __future__ import annotations
 
@@ -11,10 +16,26 @@ import logging
 
 from shared.domain import validation as v
 from shared.domain.commands import AttachVm
-from shared.domain.errors import ErrorCode, ServiceError, ValidationError
+from shared.domain.errors import (
+    DomainError,
+    ErrorCode,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+    ValidationError,
+)
 from shared.domain.events import OPT_OUT, VmWritten, auto_attach_key
+from shared.domain.identity import Writer
 from shared.domain.mounting import TaggedVm
-from shared.ports import AttachmentRepository, Clock, DefaultStorageRepository, HandledEvents, VmCloud
+from shared.ports import (
+    AttachmentRepository,
+    Clock,
+    DefaultStorageRepository,
+    HandledEvents,
+    StorageAccessRepository,
+    StorageRepository,
+    VmCloud,
+)
 
 from .operations import OperationIntake
 
@@ -27,6 +48,8 @@ class AutoAttachService:
         vms: VmCloud,
         attachments: AttachmentRepository,
         defaults: DefaultStorageRepository,
+        storages: StorageRepository,
+        access: StorageAccessRepository,
         intake: OperationIntake,
         events: HandledEvents,
         clock: Clock,
@@ -35,14 +58,16 @@ class AutoAttachService:
         self.vms = vms
         self.attachments = attachments
         self.defaults = defaults
+        self.storages = storages
+        self.access = access
         self.intake = intake
         self.events = events
         self.clock = clock
         self.tag = tag
 
     def on_vm_written(self, written: VmWritten) -> str | None:
-        """Queue the attach a VM write asks for; the operation id, or None when there is none.
-        The event is remembered only once handled: a failure leaves it to Event Grid's retry."""
+        """Queue (or refuse) the attach a VM write asks for; the operation id, or None when there
+        is none. The event is remembered only once handled: a failure leaves it to Event Grid."""
         if self.events.seen(written.event_id):
             log.info("event %s: handled already (redelivered)", written.event_id)
             return None
@@ -51,13 +76,19 @@ class AutoAttachService:
             log.info("event %s: VM %s is gone; nothing to attach", written.event_id, written.vm)
             operation = None
         else:
-            operation = self.attach_if_wanted(vm, f"event {written.event_id}")
+            if written.writer is not None:
+                self.attachments.remember_writer(vm.vm_id, written.writer)
+            operation = self.attach_if_wanted(vm, written.writer, f"event {written.event_id}")
         self.events.remember(written.event_id, self.clock.now())
         return operation
 
-    def attach_if_wanted(self, vm: TaggedVm, why: str) -> str | None:
-        """Queue the attach `vm` asks for unless it is attached, or was detached on purpose; the
-        operation id, or None."""
+    def attach_if_wanted(self, vm: TaggedVm, writer: Writer | None, why: str) -> str | None:
+        storage = self.storage_wanted(vm, why)
+        return None if storage is None else self.attach_as(vm, storage, writer, why)
+
+    def storage_wanted(self, vm: TaggedVm, why: str) -> str | None:
+        """The storage `vm` asks for, unless it is attached or was detached on purpose; a tag
+        value that is no storage name is refused (recorded) here."""
         wanted = self.wanted_storage(vm)
         if wanted is None:
             return None
@@ -68,12 +99,29 @@ class AutoAttachService:
             log.info("%s: VM %s was detached on purpose; attach it through the API to resume", why, vm.name)
             return None
         try:
-            storage = v.storage_account_name(wanted, self.tag)
+            return v.storage_account_name(wanted, self.tag)
         except ValidationError as err:
-            return self._refuse(vm, wanted, err, why)
+            refusal = ValidationError(
+                f"VM {vm.name}'s tag {self.tag}={wanted[:100]!r} names no storage.",
+                causes=err.causes,
+                try_hint=f"set the tag to a storage name (3-24 lowercase letters and digits), or to "
+                f"{OPT_OUT}",
+            )
+            self._refuse(vm, wanted, refusal, None, why)
+            return None
+
+    def attach_as(self, vm: TaggedVm, storage: str, writer: Writer | None, why: str) -> str | None:
+        """Queue the attach if `writer` may join `storage`, else record why not; the operation
+        id, or None when nothing new was recorded."""
+        refusal = self._refusal(vm, storage, writer)
+        if refusal is not None:
+            return self._refuse(vm, storage, refusal, writer, why)
+        assert writer is not None
         command = AttachVm(storage, vm.name, vm.resource_group)
         try:
-            submission = self.intake.submit(command, auto_attach_key(vm.vm_id, storage))
+            submission = self.intake.submit(
+                command, auto_attach_key(vm.vm_id, storage), requested_by=writer.principal
+            )
         except ServiceError as err:
             if err.code is not ErrorCode.IDEMPOTENCY_KEY_REUSED:
                 raise
@@ -101,15 +149,48 @@ class AutoAttachService:
             return None
         return default.storage
 
-    def _refuse(self, vm: TaggedVm, wanted: str, err: ValidationError, why: str) -> str | None:
-        """A tag value that cannot be a storage name: an operation Failed from the start, so the
-        owner sees why at /api/operations (no one gets a 400 for an event)."""
-        refusal = ValidationError(
-            f"VM {vm.name}'s tag {self.tag}={wanted[:100]!r} names no storage.",
-            causes=err.causes,
-            try_hint=f"set the tag to a storage name (3-24 lowercase letters and digits), or to {OPT_OUT}",
+    def _refusal(self, vm: TaggedVm, storage: str, writer: Writer | None) -> DomainError | None:
+        if self.storages.get(storage) is None:
+            return NotFound(
+                f"VM {vm.name} asks for storage {storage}, which this service does not know.",
+                try_hint=f"check the {self.tag} tag, or create the storage first",
+                code=ErrorCode.STORAGE_NOT_FOUND,
+            )
+        if writer is None or not writer.known:
+            return PermissionDenied(
+                f"VM {vm.name} asks for storage {storage}, but who wrote it is unknown.",
+                causes=["its event names no principal, so whether they may join the storage cannot be told"],
+                try_hint=f"an owner or member attaches it: POST /api/storage/{storage}/attachments",
+                code=ErrorCode.WRITER_UNKNOWN,
+            )
+        access = self.access.get(storage)
+        if access is None or not access.open_to(writer.identities):
+            who = writer.principal
+            return PermissionDenied(
+                f"{who.name} ({who.object_id or writer.evidence_principal}) wrote VM {vm.name} asking for "
+                "storage "
+                f"{storage}, but is not an owner or a member of it; the VM was not touched.",
+                causes=[
+                    f"the writer's {who.kind.value.lower()} id and its role's principal are not among "
+                    f"the owners and members of {storage}"
+                ],
+                try_hint=f"an owner can make them a member (PUT /api/storage/{storage}/access); their next "
+                f"VM is attached then, and this one through POST /api/storage/{storage}/attachments",
+                code=ErrorCode.NOT_A_MEMBER,
+            )
+        return None
+
+    def _refuse(
+        self, vm: TaggedVm, storage: str, refusal: DomainError, writer: Writer | None, why: str
+    ) -> str | None:
+        """An operation Failed from the start, so the owner sees why at /api/operations (no one
+        gets a 403 for an event)."""
+        command = AttachVm(storage, vm.name, vm.resource_group)
+        submission = self.intake.refuse(
+            command,
+            refusal,
+            auto_attach_key(vm.vm_id, storage),
+            requested_by=writer.principal if writer else None,
         )
-        command = AttachVm(wanted, vm.name, vm.resource_group)
-        submission = self.intake.refuse(command, refusal, auto_attach_key(vm.vm_id, wanted))
         log.warning("%s: %s (operation %s)", why, refusal.message, submission.operation.id)
         return None if submission.replayed else submission.operation.id

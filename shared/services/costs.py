@@ -15,10 +15,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 from shared.domain import costs as c
+from shared.domain import rbac
 from shared.domain.errors import ServiceError
+from shared.domain.identity import Caller
 from shared.domain.models import Redundancy, StorageInfo
 from shared.domain.mounting import VmSummary
 from shared.ports import Clock, PriceCache, RetailPrices, StorageRepository, VmCloud
+
+from .access import AccessControl
 
 log = logging.getLogger(__name__)
 PAGE = 1000
@@ -30,11 +34,12 @@ class CostService:
     """`vms` is called on first need: building the service imports no Resource Manager SDK."""
 
     def __init__(self, storages: StorageRepository, retail: RetailPrices, cache: PriceCache,
-                 clock: Clock, *, vms: Callable[[], VmCloud]) -> None:
+                 clock: Clock, access: AccessControl, *, vms: Callable[[], VmCloud]) -> None:
         self.storages = storages
         self.retail = retail
         self.cache = cache
         self.clock = clock
+        self.access = access
         self.vms = vms
 
     def storage_price(self, region: str, redundancy: Redundancy,
@@ -50,13 +55,27 @@ class CostService:
                             c.linux_vm_price, prices)
         return None if found is None else c.VmPrice(found[0], c.CURRENCY, found[1])
 
-    def report(self, resource_group: str | None) -> c.CostReport:
-        """Monthly costs of the recorded storage and of every VM (in `resource_group`, or all)."""
+    def report(self, resource_group: str | None,
+               visible: Callable[[set[str]], set[str]] | None = None) -> c.CostReport:
+        """Monthly costs of the recorded storage and of every VM (in `resource_group`, or all).
+        `visible` picks, from the resource groups found (lower case), those the report may show."""
         prices: _Prices = {}
-        storage = [self._storage_cost(s, prices) for s in self.all_storage(resource_group)]
-        vms = [self._vm_cost(vm, prices) for vm in self.vms().list_vms()
+        records = list(self.all_storage(resource_group))
+        vms = [vm for vm in self.vms().list_vms()
                if resource_group is None or vm.resource_group.lower() == resource_group.lower()]
-        return c.cost_report(resource_group, self.clock.now(), vms, storage)
+        if visible is not None:
+            found = {s.resource_group.lower() for s in records} | {v.resource_group.lower() for v in vms}
+            shown = visible(found)
+            records = [s for s in records if s.resource_group.lower() in shown]
+            vms = [v for v in vms if v.resource_group.lower() in shown]
+        return c.cost_report(resource_group, self.clock.now(), [self._vm_cost(vm, prices) for vm in vms],
+                             [self._storage_cost(s, prices) for s in records])
+
+    def report_for(self, caller: Caller, resource_group: str | None) -> c.CostReport:
+        """The report as the caller may see it: only the resource groups they may read."""
+        if resource_group is not None:
+            self.access.require(caller, rbac.GROUP_READ, self.access.group(resource_group))
+        return self.report(resource_group, visible=lambda groups: self.access.readable_groups(caller, groups))
 
     def refresh_prices(self) -> c.CostReport:
         """Look up every price in use, fetching those over a day old, so that requests find them

@@ -18,11 +18,20 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from shared.domain.digests import CostDigest, Delivery, StorageUse, build_digest, digest_id, render_markdown
+from shared.domain.digests import (
+    CostDigest,
+    Delivery,
+    StorageUse,
+    build_digest,
+    digest_id,
+    for_groups,
+    render_markdown,
+)
 from shared.domain.errors import ConcurrentUpdate, ErrorCode, NotFound, ServiceError
+from shared.domain.identity import Caller
 from shared.domain.models import StorageInfo
 from shared.domain.serialization import to_json
-from shared.ports import AttachmentRepository, Clock, DigestRepository, Webhook
+from shared.ports import AttachmentRepository, Clock, DigestRepository, ReconcileFindings, Webhook
 
 from .costs import CostService
 
@@ -34,7 +43,8 @@ _DELIVERY_FIELDS = ("delivery", "deliveryAttempts", "deliveredAt", "deliveryErro
 class DigestService:
     def __init__(self, costs: CostService, used_gb: Callable[[StorageInfo], float | None],
                  attachments: AttachmentRepository, digests: DigestRepository, webhook: Webhook,
-                 clock: Clock, webhook_url: str | None) -> None:
+                 clock: Clock, webhook_url: str | None, findings: ReconcileFindings) -> None:
+        self.findings = findings
         self.costs = costs
         self.used_gb = used_gb
         self.attachments = attachments
@@ -66,13 +76,16 @@ class DigestService:
             delivered += self._deliver(digest).delivery is Delivery.DELIVERED
         return delivered
 
-    def latest(self) -> CostDigest:
+    def latest(self, caller: Caller) -> CostDigest:
+        """The newest digest, showing only the resource groups the caller may read."""
         digest = self.digests.latest()
         if digest is None:
             raise NotFound("No cost digest has been made yet.",
                            try_hint="the digest timer makes one a day (COST_DIGEST_SCHEDULE)",
                            code=ErrorCode.NOT_FOUND)
-        return digest
+        groups = {g.resource_group.lower() for g in digest.groups}
+        readable = self.costs.access.readable_groups(caller, groups)
+        return for_groups(digest, readable)
 
     def _stored(self, day: str) -> CostDigest:
         digest = self.digests.get(day)
@@ -90,7 +103,7 @@ class DigestService:
                            self.costs.storage_price(s.region, s.redundancy))
                 for s in self.costs.all_storage(None)]
         previous = self.digests.latest(before=digest_id(now))
-        digest = build_digest(now, report, uses, attachments, previous)
+        digest = build_digest(now, report, uses, attachments, previous, self.findings.latest())
         if self.webhook_url:
             digest = replace(digest, delivery=Delivery.PENDING)
         log.info("cost digest %s: %s %s a month over %d resource group(s)", digest.id, digest.total,

@@ -75,7 +75,8 @@ class MountService:
         if repairing and not command.repair:
             return {"attachment": to_json(existing), "changed": False}
         context.progress(ATTACH_STEPS[1], 1, total)
-        self._reach(storage, vm)
+        creator = _creator_of(context)
+        self._reach(storage, vm, creator)
         context.progress(ATTACH_STEPS[2], 2, total)
         mount_point = (
             (existing.mount_point if repairing and existing else None)
@@ -95,6 +96,7 @@ class MountService:
                 "OWNER_UID": "" if storage.owner_uid is None else str(storage.owner_uid),
             },
             keep=True,
+            creator=creator,
         )
         context.progress(ATTACH_STEPS[3], 3, total)
         if storage.owner_uid is None and isinstance(result.get("ownerUid"), int):
@@ -156,7 +158,7 @@ class MountService:
             )
         return vm
 
-    def _reach(self, storage: StorageInfo, vm: VmFacts) -> None:
+    def _reach(self, storage: StorageInfo, vm: VmFacts, creator: str | None) -> None:
         """The VM's VNet must reach the storage's private endpoint; its DNS must resolve it."""
         endpoint_vnet = self.vms.endpoint_vnet(storage.resource_group, p.endpoint_name(storage.name))
         if endpoint_vnet is None:
@@ -175,7 +177,7 @@ class MountService:
             )
         link = p.zone_link_name(vm.vnet_id.rsplit("/", 1)[-1])
         if not self.cloud.has_zone_link(storage.resource_group, link):
-            self.cloud.create_zone_link(storage.resource_group, link, vm.vnet_id, p.managed_tags())
+            self.cloud.create_zone_link(storage.resource_group, link, vm.vnet_id, p.managed_tags(creator))
 
     def _run(
         self,
@@ -186,10 +188,12 @@ class MountService:
         *,
         timeout: int = SCRIPT_TIMEOUT_SECONDS,
         keep: bool = False,
+        creator: str | None = None,
     ) -> dict[str, Any]:
         """Run a VM script through the Run Command `name`; its RESULT when it succeeded. The run
         is deleted after it is read, unless `keep` (the caller deletes it once it recorded)."""
-        run = self.vms.run_script(vm, name, run_command_script(script), parameters, timeout)
+        run = self.vms.run_script(vm, name, run_command_script(script), parameters, timeout,
+                                  p.managed_tags(creator))
         if run.state == "TimedOut":  # the script's state file lets the next attempt finish or undo it
             self.vms.delete_run(vm, name)
             raise TransientError(f"The {script} script on {vm.name} ran out of time; it is retried.")
@@ -210,11 +214,12 @@ class MountService:
         if attachment is None:
             return {"vm": command.vm, "resourceGroup": command.resource_group, "changed": False}
         context.progress(DETACH_STEPS[1], 1, total)
-        result = self.detach_recorded(attachment, command.mode, context.operation.id)
+        result = self.detach_recorded(attachment, command.mode, context.operation.id, _creator_of(context))
         context.progress(DETACH_STEPS[2], 2, total)
         return result
 
-    def detach_recorded(self, attachment: Attachment, mode: DetachMode, operation_id: str) -> dict[str, Any]:
+    def detach_recorded(self, attachment: Attachment, mode: DetachMode, operation_id: str,
+                        creator: str | None = None) -> dict[str, Any]:
         """Give a recorded VM its home back (on a VM that no longer exists there is nothing to
         move), then forget the attachment. Also used by a forced storage delete."""
         vm = self.vms.get_vm(attachment.resource_group, attachment.vm)
@@ -235,6 +240,7 @@ class MountService:
                     "MODE": mode.value,
                     "BACKUP_PATH": attachment.backup_path or "",
                 },
+                creator=creator,
             )
         self.attachments.remove(attachment.resource_group, attachment.vm, vm_id=attachment.vm_id)
         if attachment.vm_id:  # on purpose: neither its tag nor its group's default re-attaches it
@@ -316,6 +322,11 @@ class MountService:
             str(found.get("options") or ""),
             bool(found.get("inFstab")),
         )
+
+
+def _creator_of(context: OperationContext) -> str | None:
+    requested_by = context.operation.requested_by
+    return requested_by.object_id if requested_by else None
 
 
 def _mount_health(

@@ -17,12 +17,31 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from shared.domain import rbac
 from shared.domain.commands import Command, params_of
-from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, TransientError
+from shared.domain.errors import (
+    Conflict,
+    DomainError,
+    ErrorCode,
+    NotFound,
+    PermissionDenied,
+    TransientError,
+)
+from shared.domain.identity import Caller, Principal
 from shared.domain.messages import canonical_operation_id
-from shared.domain.operations import Operation, OperationStatus
+from shared.domain.operations import Operation, OperationStatus, storage_subject, vm_subject
 from shared.logs import for_operation
-from shared.ports import Clock, IdempotencyRecord, IdempotencyStore, OperationQueue, OperationRepository
+from shared.ports import (
+    Clock,
+    IdempotencyRecord,
+    IdempotencyStore,
+    OperationQueue,
+    OperationRepository,
+    Page,
+    StorageRepository,
+)
+
+from .access import AccessControl
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -43,29 +62,42 @@ class OperationIntake:
         self.queue = queue
         self.clock = clock
 
-    def submit(self, command: Command, idempotency_key: str | None = None) -> Submission:
+    def submit(self, command: Command, idempotency_key: str | None = None, *,
+               requested_by: Principal | None = None, storage: str | None = None) -> Submission:
+        """Record and queue the operation `command` asks for. A caller's Idempotency-Key is theirs
+        alone: `requested_by` scopes it, so one caller's key never returns another's operation."""
         params = params_of(command)
         now = self.clock.now()
-        operation = Operation.new(command.KIND, command.target, params, now)
+        concerns = storage or command.storage_name
+        operation = Operation.new(command.KIND, command.target, params, now, requested_by=requested_by,
+                                  storage=concerns)
         if idempotency_key is None:
             return Submission(self._record_and_queue(operation, None), replayed=False)
-        holder = self._claim(operation, idempotency_key)
+        holder = self._claim(operation, _scoped(idempotency_key, requested_by))
         if holder.operation_id == operation.id:
             return Submission(self._record_and_queue(operation, holder), replayed=False)
         earlier = Operation.new(command.KIND, command.target, params, holder.created_at,
-                                operation_id=holder.operation_id)
+                                operation_id=holder.operation_id, requested_by=requested_by, storage=concerns)
         return Submission(self._record_and_queue(earlier, holder), replayed=True)
 
-    def refuse(self, command: Command, error: DomainError, idempotency_key: str) -> Submission:
-        """Record an operation Failed from the start, queued never: for a request that came by
-        event, where no caller gets a 400. The key makes a repeated event record nothing new."""
+    def refuse(self, command: Command, error: DomainError, idempotency_key: str | None = None, *,
+               requested_by: Principal | None = None, storage: str | None = None) -> Submission:
+        """Record an operation Failed from the start, queued never: a request that came by event,
+        where no caller gets a 400 or a 403, so the storage's owners see who asked. With a key, a
+        repeated event records nothing new."""
         now = self.clock.now()
-        pending = Operation.new(command.KIND, command.target, params_of(command), now)
-        holder = self._claim(pending, idempotency_key, queued=True)  # nothing will ever send it
+        pending = Operation.new(command.KIND, command.target, params_of(command), now,
+                                requested_by=requested_by, storage=storage or command.storage_name)
         operation = pending.fail(error, now)
+        if idempotency_key is None:
+            return Submission(self.operations.add(operation), replayed=False)
+        holder = self._claim(pending, idempotency_key, queued=True)  # nothing will ever send it
         if holder.operation_id != operation.id:
             return Submission(self.get(holder.operation_id), replayed=True)
         return Submission(self.operations.add(operation), replayed=False)
+
+    def list_about(self, subject: str, page_size: int, continuation: str | None) -> Page[Operation]:
+        return self.operations.list_about(subject, page_size, continuation)
 
     def get(self, operation_id: str) -> Operation:
         canonical = canonical_operation_id(operation_id)
@@ -138,8 +170,65 @@ class OperationIntake:
             log.warning("could not record it either: %s", err.message)
 
 
+def _scoped(key: str, requested_by: Principal | None) -> str:
+    return key if requested_by is None else f"caller:{requested_by.object_id}:{key}"
+
+
 def fingerprint(operation: Operation) -> str:
     """What a request asked for, independent of JSON spacing, member order and defaults."""
     canonical = json.dumps({"kind": operation.kind.value, "params": operation.params},
                            sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class OperationReads:
+    """Operations as their readers see them: an operation is readable by whoever may read its
+    target (the storage, or the VM), and always by whoever asked for it."""
+
+    def __init__(self, intake: OperationIntake, access: AccessControl, storages: StorageRepository) -> None:
+        self.intake = intake
+        self.access = access
+        self.storages = storages
+
+    def get(self, caller: Caller, operation_id: str) -> Operation:
+        operation = self.intake.get(operation_id)
+        if not self._readable(caller, operation):
+            raise PermissionDenied(
+                f"You may not read operation {operation.id}.",
+                causes=[f"it acts on {operation.target}, which you may not read, and you did not ask for it"],
+                try_hint="ask whoever may read its target (an owner of the storage, or of the VM)",
+                code=ErrorCode.AUTHORIZATION_FAILED)
+        return operation
+
+    def about_storage(self, caller: Caller, name: str, page_size: int,
+                      continuation: str | None) -> Page[Operation]:
+        """Everything asked of a storage and of the VMs on it, the auto-attaches it refused
+        included: its owners see who asked for what."""
+        storage = self.storages.get(name)
+        if storage is None:
+            raise NotFound(f"Storage {name} is not known to this service.",
+                           try_hint="list what exists with GET /api/storage",
+                           code=ErrorCode.STORAGE_NOT_FOUND)
+        self.access.require_read(caller, storage)
+        return self.intake.list_about(storage_subject(name), page_size, continuation)
+
+    def about_vm(self, caller: Caller, group: str, vm: str, page_size: int,
+                 continuation: str | None) -> Page[Operation]:
+        self.access.require(caller, rbac.VM_READ, self.access.vm(group, vm))
+        return self.intake.list_about(vm_subject(group, vm), page_size, continuation)
+
+    def _readable(self, caller: Caller, operation: Operation) -> bool:
+        if operation.requested_by is not None and operation.requested_by.object_id == caller.object_id:
+            return True
+        storage = self.storages.get(operation.storage) if operation.storage else None
+        if storage is not None and self.access.can_read(caller, storage):
+            return True
+        kind, _, rest = operation.target.partition("/")
+        try:
+            if kind == "vm":
+                group, _, vm = rest.partition("/")
+                return self.access.may(caller, rbac.VM_READ, self.access.vm(group, vm))
+            group = str(operation.params.get("resourceGroup") or "")
+            return bool(group) and self.access.may(caller, rbac.STORAGE_READ, self.access.group(group))
+        except NotFound:  # its resource group is gone: only who asked (or the storage's readers) may
+            return False

@@ -14,15 +14,16 @@ from typing import Any
 
 from shared.domain import provisioning as p
 from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
-from shared.domain.errors import Conflict, ErrorCode, NotFound, ValidationError
-from shared.domain.models import Attachment, DetachMode, StorageInfo
+from shared.domain.errors import Conflict, ErrorCode, NotFound, PermissionDenied, ValidationError
+from shared.domain.identity import Principal
+from shared.domain.models import Attachment, DetachMode, StorageAccess, StorageInfo
 from shared.domain.requests import RequestDefaults
 from shared.domain.serialization import to_json
-from shared.ports import AttachmentRepository, Clock, StorageCloud, StorageRepository
+from shared.ports import AttachmentRepository, Clock, StorageAccessRepository, StorageCloud, StorageRepository
 
 from .worker import OperationContext
 
-Detacher = Callable[[Attachment, DetachMode, str], Mapping[str, Any]]
+Detacher = Callable[[Attachment, DetachMode, str, str | None], Mapping[str, Any]]
 
 
 class StorageProvisioner:
@@ -31,11 +32,13 @@ class StorageProvisioner:
         cloud: StorageCloud,
         storages: StorageRepository,
         attachments: AttachmentRepository,
+        access: StorageAccessRepository,
         clock: Clock,
         defaults: RequestDefaults,
         detacher: Detacher,
     ) -> None:
         self.detacher = detacher  # gives an attached VM its home back (MountService.detach_recorded)
+        self.access = access
         self.cloud = cloud
         self.storages = storages
         self.attachments = attachments
@@ -47,18 +50,20 @@ class StorageProvisioner:
     def create(self, command: CreateStorage, context: OperationContext) -> Mapping[str, Any]:
         steps, total = p.CREATE_STEPS, len(p.CREATE_STEPS)
         context.progress(steps[0], 0, total)
+        self._claim_ownership(command.name, context.operation.requested_by)
         region = command.region or self._group_region(command.resource_group)
+        creator = _creator(context.operation.requested_by)
         spec = p.AccountSpec(
             command.name,
             command.resource_group,
             region,
             p.sku_for(command.tier, command.redundancy),
-            p.managed_tags(),
+            p.managed_tags(creator),
         )
         existing = self._reusable_account(spec)
         fresh = existing is None  # nothing of this account can exist yet: write without reading
         context.progress(steps[1], 1, total)
-        network = self._network(command, region)
+        network = self._network(command, region, creator)
         context.progress(steps[2], 2, total)
         if existing is None or existing.provisioning_state != "Succeeded" or p.drifted(existing):
             existing = self.cloud.create_account(spec)
@@ -67,11 +72,24 @@ class StorageProvisioner:
         if share is None or share.quota_gib < command.size_gb:
             share = self.cloud.put_share(spec.resource_group, spec.name, command.size_gb)
         context.progress(steps[4], 4, total)
-        self._connect(spec, network, existing.id, fresh=fresh)
+        self._connect(spec, network, existing.id, fresh=fresh, creator=creator)
         context.progress(steps[5], 5, total)
         info = p.storage_info(existing, share.quota_gib, self.clock.now())
         self.storages.save(info)
         return dict(to_json(info))
+
+    def _claim_ownership(self, name: str, requested_by: Principal | None) -> None:
+        """The creator is the storage's first owner, recorded before anything is made: of two
+        people creating one name, the second finds it owned and is refused."""
+        if requested_by is None:  # an operation recorded before callers were known
+            return
+        record = self.access.add(StorageAccess(name, owners=(requested_by.object_id,),
+                                               updated_at=self.clock.now(), updated_by=requested_by))
+        if record.owners and requested_by.object_id not in record.owners:
+            raise PermissionDenied(f"Storage {name} belongs to someone else.",
+                                   causes=[f"{requested_by.name} is not one of its owners"],
+                                   try_hint="choose another name, or ask an owner to add you",
+                                   code=ErrorCode.NOT_AN_OWNER)
 
     def _group_region(self, group: str) -> str:
         region = self.cloud.group_region(group)
@@ -102,7 +120,7 @@ class StorageProvisioner:
                            try_hint="choose another name, or delete that account if it is not needed")
         return existing
 
-    def _network(self, command: CreateStorage, region: str) -> p.Network:
+    def _network(self, command: CreateStorage, region: str, creator: str | None) -> p.Network:
         group = command.resource_group
         if command.vnet:
             subnet = command.subnet or "default"
@@ -125,14 +143,15 @@ class StorageProvisioner:
             p.DEFAULT_VNET_SPACE,
             p.DEFAULT_SUBNET,
             p.DEFAULT_SUBNET_PREFIX,
-            p.managed_tags(),
+            p.managed_tags(creator),
         )
 
-    def _connect(self, spec: p.AccountSpec, network: p.Network, account_id: str, *, fresh: bool) -> None:
+    def _connect(self, spec: p.AccountSpec, network: p.Network, account_id: str, *, fresh: bool,
+                 creator: str | None) -> None:
         """Private endpoint in the subnet, the privatelink zone linked to the VNet, the endpoint's
         A record in the zone: what lets VMs in that VNet resolve and reach the share. The zone and
         its links are shared with other storage: always read before written."""
-        group, endpoint, tags = spec.resource_group, p.endpoint_name(spec.name), p.managed_tags()
+        group, endpoint, tags = spec.resource_group, p.endpoint_name(spec.name), p.managed_tags(creator)
         if fresh or self.cloud.get_endpoint(group, endpoint) is None:
             self.cloud.create_endpoint(group, endpoint, spec.region, network.subnet_id, account_id, tags)
         zone = self.cloud.get_zone(group) or self.cloud.create_zone(group, tags)
@@ -204,7 +223,7 @@ class StorageProvisioner:
                 code=ErrorCode.STORAGE_INCOMPATIBLE,
                 try_hint="delete it in Azure yourself if you mean to",
             )
-        self._refuse_attached(command, context.operation.id)
+        self._refuse_attached(command, context.operation.id, _creator(context.operation.requested_by))
         context.progress(steps[1], 1, total)
         self.cloud.delete_endpoint(group, p.endpoint_name(name))  # its DNS zone group and A record go too
         context.progress(steps[2], 2, total)
@@ -221,9 +240,10 @@ class StorageProvisioner:
         ]
         context.progress(steps[4], 4, total)
         self.storages.delete(name)
+        self.access.delete(name)
         return {"name": name, "resourceGroup": group, "deleted": account is not None, "alsoRemoved": removed}
 
-    def _refuse_attached(self, command: DeleteStorage, operation_id: str) -> None:
+    def _refuse_attached(self, command: DeleteStorage, operation_id: str, creator: str | None) -> None:
         """Attached VMs stop a delete, unless forced: then each is detached first, in the
         command's mode (copy by default: no VM loses the files it had on the share)."""
         attachments = self.attachments.list_for_storage(command.name)
@@ -236,4 +256,9 @@ class StorageProvisioner:
                 try_hint="detach them first, or delete with force=true",
             )
         for attachment in attachments:
-            self.detacher(attachment, command.detach_mode, operation_id)
+            self.detacher(attachment, command.detach_mode, operation_id, creator)
+
+
+def _creator(requested_by: Principal | None) -> str | None:
+    """The `created-by` tag: the object id of who asked (their name may change, or be personal)."""
+    return requested_by.object_id if requested_by else None

@@ -11,7 +11,12 @@ per health:
   with it, and the share keeps every file;
 - storage gone: recorded and reported; the VM keeps whatever its fstab's `nofail` line allows.
 
-Safe to repeat: a run only reads, records health and queues idempotent operations.
+VMs that ask for a storage (tag or group default) but have no attachment follow auto-attach's
+rule: attached only when the principal that wrote them (remembered from their event) is an owner
+or member of the storage. A VM whose writer is unknown (its event was missed) is never attached:
+it is listed in the run's findings, which the daily digest reports.
+
+Safe to repeat: a run only reads, records health and findings, and queues idempotent operations.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.domain.commands import AttachVm
+from shared.domain.digests import UnattachedVm
 from shared.domain.errors import ServiceError
 from shared.domain.models import Attachment, AttachmentHealth, VerifiedAttachment
 from shared.domain.serialization import format_time
-from shared.ports import AttachmentRepository, Clock, StorageCloud, VmCloud
+from shared.ports import AttachmentRepository, Clock, ReconcileFindings, StorageCloud, VmCloud
 
 from .auto_attach import AutoAttachService
 from .mounting import MountService
@@ -34,6 +40,8 @@ from .operations import OperationIntake
 
 log = logging.getLogger(__name__)
 PARALLEL_CHECKS = 8
+WRITER_UNKNOWN = ("who wrote it is unknown (its creation event was missed), so it was not attached; "
+                  "an owner or member of the storage can attach it through the API")
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,8 @@ class ReconcileReport:
     health: dict[str, int]  # attachments per health
     healed: tuple[str, ...] = ()  # repair operations queued
     removed: tuple[str, ...] = ()  # "resourceGroup/vm" of records removed (VM gone)
-    attach_queued: tuple[str, ...] = ()  # attaches queued for tagged VMs without an attachment
+    attach_queued: tuple[str, ...] = ()  # attaches queued (or refused) for VMs asking for a storage
+    not_attached: tuple[UnattachedVm, ...] = ()  # VMs asking for a storage whose writer is unknown
     errors: tuple[str, ...] = ()
 
 
@@ -56,10 +65,12 @@ class ReconcileService:
         mounts: MountService,
         auto_attach: AutoAttachService,
         intake: OperationIntake,
+        findings: ReconcileFindings,
         clock: Clock,
         *,
         auto_heal: bool,
     ) -> None:
+        self.findings = findings
         self.attachments = attachments
         self.vms = vms
         self.cloud = cloud
@@ -102,7 +113,7 @@ class ReconcileService:
                 removed.append(f"{attachment.resource_group}/{attachment.vm}")
             elif checked.health is AttachmentHealth.UNMOUNTED and self.auto_heal:
                 healed.append(self._heal(checked.attachment, started))
-        queued = self._attach_missed(started, errors)
+        queued, waiting = self._attach_missed(started, errors)
         report = ReconcileReport(
             started,
             len(attachments),
@@ -110,15 +121,22 @@ class ReconcileService:
             tuple(healed),
             tuple(removed),
             tuple(queued),
+            tuple(waiting),
             tuple(errors),
         )
+        try:
+            self.findings.save(list(waiting), started)
+        except ServiceError as err:
+            errors.append(f"recording the findings: {err.message}")
         log.info(
-            "reconcile: %d attachment(s) checked %s; healed %d, removed %d, attach queued %d, errors %d",
+            "reconcile: %d attachment(s) checked %s; healed %d, removed %d, attach queued %d, "
+            "not attached (writer unknown) %d, errors %d",
             report.checked,
             dict(health),
             len(healed),
             len(removed),
             len(queued),
+            len(waiting),
             len(errors),
         )
         return report
@@ -138,20 +156,30 @@ class ReconcileService:
         )
         return operation.id
 
-    def _attach_missed(self, started: datetime, errors: list[str]) -> list[str]:
-        """VMs asking for a storage (tag or group default) that have no attachment."""
-        queued = []
+    def _attach_missed(self, started: datetime, errors: list[str]) -> tuple[list[str], list[UnattachedVm]]:
+        """VMs asking for a storage (tag or group default) that have no attachment: attached (or
+        refused) as their writer may; listed when the writer is unknown."""
+        queued: list[str] = []
+        waiting: list[UnattachedVm] = []
         try:
             vms = self.vms.list_vms()
         except ServiceError as err:
             errors.append(f"listing VMs: {err.message}")
-            return []
+            return [], []
+        why = f"reconcile {format_time(started)}"
         for vm in vms:
             try:
-                operation = self.auto_attach.attach_if_wanted(vm, f"reconcile {format_time(started)}")
+                storage = self.auto_attach.storage_wanted(vm, why)
+                if storage is None:
+                    continue
+                writer = self.attachments.writer_of(vm.vm_id)
+                if writer is None or not writer.known:
+                    waiting.append(UnattachedVm(vm.name, vm.resource_group, storage, WRITER_UNKNOWN))
+                    continue
+                operation = self.auto_attach.attach_as(vm, storage, writer, why)
             except ServiceError as err:
                 errors.append(f"{vm.resource_group}/{vm.name}: {err.message}")
                 continue
             if operation is not None:
                 queued.append(operation)
-        return queued
+        return queued, waiting

@@ -1,20 +1,32 @@
-"""Storage use cases on the HTTP side: read recorded storage, and accept create, resize and
-delete requests after the checks that need no Azure call."""
+"""Storage use cases on the HTTP side: read recorded storage, say who may use it, and accept
+create, resize and delete requests, each as its caller: what Azure lets them do at the target,
+and whether they own the storage (`AccessControl`), is checked before anything is recorded."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 
+from shared.domain import rbac
 from shared.domain.cloud_init import cloud_config
 from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
 from shared.domain.costs import FALLBACK_STORAGE_PRICE, StoragePrice, monthly_storage_cost, round_money
-from shared.domain.errors import Conflict, ErrorCode, NotFound, ServiceError, ValidationError
-from shared.domain.models import DetachMode, Redundancy, StorageInfo, StorageStatus, VmHealth
+from shared.domain.errors import (
+    ConcurrentUpdate,
+    Conflict,
+    ErrorCode,
+    NotFound,
+    ServiceError,
+    ValidationError,
+)
+from shared.domain.identity import Caller
+from shared.domain.models import DetachMode, Redundancy, StorageAccess, StorageInfo, StorageStatus, VmHealth
 from shared.domain.requests import RequestDefaults, StorageRef
-from shared.ports import AttachmentRepository, Page, StorageCloud, StorageRepository
+from shared.ports import AttachmentRepository, Clock, Page, StorageCloud, StorageRepository
 from shared.scripts import run_command_script
 
+from .access import AccessControl
 from .operations import OperationIntake, Submission
 
 log = logging.getLogger(__name__)
@@ -25,27 +37,36 @@ class StorageService:
     """`cloud` is called on first need: building the service imports no Resource Manager SDK."""
 
     def __init__(self, storages: StorageRepository, attachments: AttachmentRepository,
-                 intake: OperationIntake, defaults: RequestDefaults,
+                 intake: OperationIntake, access: AccessControl, defaults: RequestDefaults, clock: Clock,
                  *, cloud: Callable[[], StorageCloud],
                  price: Callable[[str, Redundancy], StoragePrice] | None = None) -> None:
         self.storages = storages
         self.attachments = attachments
         self.intake = intake
+        self.access = access
         self.defaults = defaults
+        self.clock = clock
         self.cloud = cloud
         self.price = price or (lambda region, redundancy: FALLBACK_STORAGE_PRICE)
 
-    def list(self, resource_group: str | None, page_size: int,
+    def list(self, caller: Caller, resource_group: str | None, page_size: int,
              continuation: str | None) -> Page[StorageInfo]:
-        """Recorded storage whose account still exists in Azure: one page of records joined with
-        one Resource Manager listing, never a call per account."""
+        """Recorded storage the caller may read whose account still exists in Azure: one page of
+        records joined with one Resource Manager listing, never a call per account."""
         page = self.storages.list(resource_group, page_size, continuation)
-        if not page.items:
-            return page
+        readable = [s for s in page.items if self.access.can_read(caller, s)]
+        if not readable:
+            return Page([], page.continuation)
         existing = {a.name for a in self.cloud().list_accounts(resource_group) if a.managed}
-        return Page([s for s in page.items if s.name in existing], page.continuation)
+        return Page([s for s in readable if s.name in existing], page.continuation)
 
-    def get(self, ref: StorageRef) -> StorageInfo:
+    def get(self, caller: Caller, ref: StorageRef) -> StorageInfo:
+        storage = self.find(ref)
+        self.access.require_read(caller, storage)
+        return storage
+
+    def find(self, ref: StorageRef) -> StorageInfo:
+        """The recorded storage, whoever asks (the checks are the caller's)."""
         storage = self.storages.get(ref.name)
         if storage is None or (ref.resource_group is not None
                                and storage.resource_group.lower() != ref.resource_group.lower()):
@@ -58,8 +79,8 @@ class StorageService:
             )
         return storage
 
-    def status(self, ref: StorageRef) -> StorageStatus:
-        storage = self.get(ref)
+    def status(self, caller: Caller, ref: StorageRef) -> StorageStatus:
+        storage = self.get(caller, ref)
         attached = sorted(self.attachments.list_for_storage(storage.name), key=lambda a: a.vm.lower())
         price = self.price(storage.region, storage.redundancy)
         used = self.used_gb(storage)
@@ -86,27 +107,50 @@ class StorageService:
             return None
         return round(share.usage_bytes / GIB, 3)
 
-    def cloud_init(self, ref: StorageRef, user: str, mount_point: str | None) -> str:
+    def cloud_init(self, caller: Caller, ref: StorageRef, user: str, mount_point: str | None) -> str:
         """The cloud-config that gives a new VM this storage as `user`'s home from its first boot."""
-        storage = self.get(ref)
+        storage = self.get(caller, ref)
         return cloud_config(storage, user, mount_point or f"/home/{user}", run_command_script("attach"))
 
-    def request_create(self, command: CreateStorage, idempotency_key: str | None) -> Submission:
-        return self.intake.submit(command, idempotency_key)
-
-    def request_resize(self, ref: StorageRef, size_gb: int,
+    def request_create(self, caller: Caller, command: CreateStorage,
                        idempotency_key: str | None) -> Submission:
-        storage = self.get(ref)
-        command = ResizeStorage(storage.name, storage.resource_group, size_gb)
-        return self.intake.submit(command, idempotency_key)
+        """The caller needs `storageAccounts/write` on the group and the right to put the endpoint
+        in its network: `subnets/join/action` on the named subnet, or `virtualNetworks/write` on
+        the group when the service makes its own VNet there. The same request for a storage that
+        exists (it repairs it) is its owners' to make."""
+        access, group = self.access, command.resource_group
+        existing = self.storages.get(command.name)
+        record = access.records.get(command.name)
+        if existing is not None:
+            access.require_owner(caller, existing, "create it again")
+        elif record is not None and record.owners and not record.owned_by(caller.identities):
+            raise access.not_owner(caller, command.name, "create it")
+        access.require(caller, rbac.STORAGE_WRITE, access.group(group))
+        if command.vnet:
+            subnet = access.subnet(group, command.vnet, command.subnet or "default")
+            access.require(caller, rbac.SUBNET_JOIN, subnet)
+        else:
+            access.require(caller, rbac.VNET_WRITE, access.group(group))
+        return self.intake.submit(command, idempotency_key, requested_by=caller.principal)
 
-    def request_delete(self, ref: StorageRef, force: bool, idempotency_key: str | None,
+    def request_resize(self, caller: Caller, ref: StorageRef, size_gb: int,
+                       idempotency_key: str | None) -> Submission:
+        storage = self.find(ref)
+        command = ResizeStorage(storage.name, storage.resource_group, size_gb)
+        self.access.require_owner(caller, storage, "resize it")
+        self.access.require(caller, rbac.STORAGE_WRITE, self.access.storage_scope(storage))
+        return self.intake.submit(command, idempotency_key, requested_by=caller.principal)
+
+    def request_delete(self, caller: Caller, ref: StorageRef, force: bool, idempotency_key: str | None,
                        detach_mode: DetachMode = DetachMode.COPY) -> Submission:
         """Deleting what is not recorded is still accepted: deletion is idempotent, and the
-        worker decides whether anything of ours is left in Azure."""
+        worker decides whether anything of ours is left in Azure. An owner deletes recorded
+        storage; either way the caller needs `storageAccounts/delete` on the account."""
         storage = self.storages.get(ref.name)
         if storage is not None:
             ref = StorageRef(storage.name, storage.resource_group)
+            self.access.require_owner(caller, storage, "delete it")
+            self.access.require(caller, rbac.STORAGE_DELETE, self.access.storage_scope(storage))
             attached = sorted(a.vm for a in self.attachments.list_for_storage(storage.name))
             if attached and not force:
                 raise Conflict(
@@ -124,4 +168,41 @@ class StorageService:
                 try_hint="add ?resourceGroup=<name>",
             )
         command = DeleteStorage(ref.name, resource_group, force, detach_mode)
-        return self.intake.submit(command, idempotency_key)
+        if storage is None:
+            record = self.access.records.get(ref.name)
+            if record is not None and record.owners and not record.owned_by(caller.identities):
+                raise self.access.not_owner(caller, ref.name, "delete it")
+            self.access.require(caller, rbac.STORAGE_DELETE,
+                                rbac.storage_scope(self.access.subscription_id, resource_group, ref.name))
+        return self.intake.submit(command, idempotency_key, requested_by=caller.principal)
+
+    # -- owners and members -----------------------------------------------------------------------
+
+    def access_of(self, caller: Caller, ref: StorageRef) -> StorageAccess:
+        storage = self.find(ref)
+        self.access.require_owner(caller, storage, "see who may use it")
+        return self.access.record(storage.name)
+
+    def set_access(self, caller: Caller, ref: StorageRef, owners: Iterable[str],
+                   members: Iterable[str]) -> StorageAccess:
+        """Replace the owners and members. Owners only (with `storageAccounts/write` on the
+        account); the last owner cannot be removed."""
+        storage = self.find(ref)
+        self.access.require_owner(caller, storage, "change who may use it")
+        self.access.require(caller, rbac.STORAGE_WRITE, self.access.storage_scope(storage))
+        owners, members = tuple(owners), tuple(members)
+        if not owners:
+            raise Conflict(f"Storage {storage.name} must keep at least one owner.",
+                           causes=["the request removes every owner"],
+                           try_hint="add the new owner before removing the last one",
+                           code=ErrorCode.LAST_OWNER)
+        current = self.access.record(storage.name)
+        changed = replace(current, owners=owners, members=members, updated_at=self.clock.now(),
+                          updated_by=caller.principal)
+        if current.etag is None:  # recorded before access control: the first record of it
+            saved = self.access.records.add(changed)
+            if saved.owners != owners or saved.members != members:
+                raise ConcurrentUpdate(f"The access of storage {storage.name} was changed meanwhile.",
+                                       try_hint="read it again, then send the change")
+            return saved
+        return self.access.records.save(changed)

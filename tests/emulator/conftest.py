@@ -5,29 +5,32 @@ clients built by the product's own `ArmClients` from settings."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.credentials import AccessToken
 
-from local import playground
+from local import identities, playground
 from local.emulator import LocalAzure
 from local.rest import ArmRest
 from local.sandbox import sandbox_unavailable_reason
 from shared.adapters.arm import ArmClients
 from shared.settings import Settings
-from tests.conftest import SUBSCRIPTION, Webhook
+from tests.conftest import ADMIN, SUBSCRIPTION, Webhook, arm_as, managed_group
 
-OTHER_SUBSCRIPTION = "0b6f1e2d-3c4a-4d5e-8f70-91a2b3c4d5e6"
 REGION = "eastus"
 
 
 @dataclass
 class Azure:
-    """What one test works with: the emulator, a fresh resource group, SDK clients, REST."""
+    """What one test works with: the emulator, a fresh resource group, SDK clients and REST, both
+    as alice (Owner of the subscription): these tests exercise the emulator's providers as a
+    person uses them."""
 
     local: LocalAzure
     group: str
@@ -35,6 +38,7 @@ class Azure:
     rest: ArmRest
     webhook: Webhook
     created: list[str] = field(default_factory=list)
+
 
     @property
     def emulator(self) -> Any:
@@ -65,20 +69,34 @@ class Azure:
         return playground.run(self.rest, self.group, vm, script, parameters, timeout=120)
 
 
+class TokenOf:
+    """A TokenCredential over a source of access tokens."""
+
+    def __init__(self, source: Callable[[], str]) -> None:
+        self.source = source
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.source(), int(time.time()) + 600)
+
+
 def settings_for(azure: LocalAzure, subscription: str = SUBSCRIPTION) -> Settings:
+    """The app's settings: Resource Manager at the emulator, called as the app's identity."""
     return Settings.from_environ(
         {
             "AzureWebJobsStorage": "UseDevelopmentStorage=true",
             "AZURE_SUBSCRIPTION_ID": subscription,
             "ARM_ENDPOINT": azure.url,
             "ARM_CA_BUNDLE": str(azure.ca_path),
-            "ARM_CREDENTIAL": "emulator",
+            **identities.register(azure.emulator, SUBSCRIPTION).app_settings(),
         }
     )
 
 
 def clients_for(azure: LocalAzure, subscription: str = SUBSCRIPTION) -> ArmClients:
-    return ArmClients(settings_for(azure, subscription), polling_interval=0, retry_total=0)
+    """The azure-mgmt clients, as alice."""
+    return ArmClients(settings_for(azure, subscription),
+                      credential=TokenOf(identities.token_source(azure.emulator, ADMIN, arm=True)),
+                      polling_interval=0, retry_total=0)
 
 
 @pytest.fixture
@@ -90,9 +108,8 @@ def azure(local_azure: LocalAzure, webhook: Webhook) -> Iterator[Azure]:
     emulator.config.retry_after = None
     emulator.faults.clear()
     emulator.requests.clear()
-    rest = ArmRest(local_azure.url, str(local_azure.ca_path), SUBSCRIPTION)
-    group = "rg-" + uuid.uuid4().hex[:8]
-    rest.put(rest.group_path(group), {"location": REGION})
+    rest = arm_as(local_azure)
+    group = managed_group(local_azure, REGION)
     yield Azure(local_azure, group, clients_for(local_azure), rest, webhook)
     emulator.faults.clear()
     rest.delete(rest.group_path(group))

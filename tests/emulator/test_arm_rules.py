@@ -33,11 +33,12 @@ def raw(
         return error.code, dict(error.headers), json.loads(error.read() or b"null")
 
 
-AUTH = {"Authorization": "Bearer t"}
+def auth(azure: Azure) -> dict[str, str]:
+    return {"Authorization": f"Bearer {azure.rest.token()}"}
 
 
 def test_api_version_is_required_and_errors_have_arms_shape(azure: Azure) -> None:
-    status, headers, body = raw(azure, "GET", azure.group_path(), headers=AUTH)
+    status, headers, body = raw(azure, "GET", azure.group_path(), headers=auth(azure))
     assert status == 400
     assert body == {
         "error": {
@@ -46,7 +47,7 @@ def test_api_version_is_required_and_errors_have_arms_shape(azure: Azure) -> Non
         }
     }
     assert headers["x-ms-request-id"]
-    status, _, body = raw(azure, "GET", azure.group_path() + "?api-version=latest", headers=AUTH)
+    status, _, body = raw(azure, "GET", azure.group_path() + "?api-version=latest", headers=auth(azure))
     assert (status, body["error"]["code"]) == (400, "InvalidApiVersionParameter")
 
 
@@ -81,7 +82,7 @@ def test_missing_resources_and_parents_are_404_with_arms_wording(azure: Azure) -
         azure,
         "PUT",
         f"{azure.group_path()}/providers/Microsoft.Storage/storageAccounts/x1y2z3?api-version=2026-09-01",
-        headers={**AUTH, "Content-Type": "application/json"},
+        headers={**auth(azure), "Content-Type": "application/json"},
         body=b"{not json",
     )
     assert (status, body["error"]["code"]) == (400, "InvalidRequestContent")

@@ -14,7 +14,8 @@ from azure.mgmt.storage.models import (
     StorageAccountUpdateParameters,
 )
 
-from tests.emulator.conftest import OTHER_SUBSCRIPTION, REGION, Azure, clients_for, needs_sandbox
+from tests.conftest import OTHER_SUBSCRIPTION
+from tests.emulator.conftest import REGION, Azure, clients_for, needs_sandbox
 
 
 def nfs_account(**overrides: object) -> StorageAccountCreateParameters:

@@ -15,7 +15,7 @@ from local.host import FunctionIndex, QueuePump
 from local.rest import ArmRest
 from shared.bootstrap import Container
 from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
-from tests.conftest import SUBSCRIPTION, Client
+from tests.conftest import SUBSCRIPTION, Client, arm_as, managed_group
 
 REGION = "westeurope"
 WRITES = ("PUT", "PATCH", "DELETE")
@@ -67,12 +67,12 @@ def stack(make_app: Callable[..., Container], functions: FunctionIndex, local_az
     emulator = local_azure.emulator
     emulator.config.polls_before_done, emulator.config.retry_after = 1, None
     emulator.faults.clear()
-    rest = ArmRest(local_azure.url, str(local_azure.ca_path), SUBSCRIPTION)
-    group = "rg-" + uuid.uuid4().hex[:8]
-    rest.put(rest.group_path(group), {"location": REGION})
+    rest = arm_as(local_azure)
+    group = managed_group(local_azure, REGION)
     emulator.requests.clear()
     app = make_app()
-    yield Stack(Client(functions), app, local_azure, rest, group, QueuePump(functions, azurite, OPERATIONS_QUEUE),
+    client = Client(functions)
+    yield Stack(client, app, local_azure, rest, group, QueuePump(functions, azurite, OPERATIONS_QUEUE),
                 QueuePump(functions, azurite, POISON_QUEUE))
     emulator.faults.clear()
     rest.delete(rest.group_path(group))

@@ -10,23 +10,26 @@ from typing import Any
 
 import pytest
 
+from local import identities
 from local.azurite import DEV_ACCOUNT_KEY
 from local.emulator import LocalAzure
 from local.host import FunctionIndex
-from local.rest import ArmRest
 from shared import bootstrap
 from shared.bootstrap import Container
-from shared.domain.models import Attachment, Redundancy, StorageInfo, Tier, nfs_endpoint
+from shared.domain.models import Attachment, Redundancy, StorageAccess, StorageInfo, Tier, nfs_endpoint
 from shared.settings import Settings, StorageConnection
-from tests.conftest import DEFAULT_GROUP, SUBSCRIPTION, Client
+from tests.conftest import ADMIN, DEFAULT_GROUP, SUBSCRIPTION, Client, arm_as, object_id
 from tests.fakes import FakeClock
 
 Queued = Callable[[], list[str]]
 
 
-def record_storage(app: Container, clock: FakeClock, name: str = "teamhome", group: str = "rg1") -> StorageInfo:
+def record_storage(app: Container, clock: FakeClock, name: str = "teamhome", group: str = DEFAULT_GROUP,
+                   owner: str = ADMIN) -> StorageInfo:
+    """A storage as a finished create leaves it: its record, and its creator as its owner."""
     info = StorageInfo(name, group, "eastus", Tier.PREMIUM, Redundancy.LRS, 200, nfs_endpoint(name), clock.now())
     app.storages.save(info)
+    app.access_records.add(StorageAccess(name, owners=(object_id(owner),)))
     return info
 
 
@@ -133,12 +136,13 @@ class TestIdempotencyKey:
 @pytest.fixture
 def in_azure(local_azure: LocalAzure) -> Iterator[Callable[[str, str], None]]:
     """Create a storage account of ours in the emulator (the list joins records with Azure)."""
-    rest = ArmRest(local_azure.url, str(local_azure.ca_path), SUBSCRIPTION)
+    rest = arm_as(local_azure)
     groups: set[str] = set()
 
     def create(name: str, group: str = DEFAULT_GROUP) -> None:
-        if group not in groups:
+        if group not in groups and group != DEFAULT_GROUP:  # the session's default group stays
             rest.put(rest.group_path(group), {"location": "eastus"})
+            identities.manage(local_azure.emulator, SUBSCRIPTION, group)  # as infra/ grants it
             groups.add(group)
         rest.put(f"{rest.group_path(group)}/providers/Microsoft.Storage/storageAccounts/{name}", {
             "location": "eastus", "sku": {"name": "Premium_LRS"}, "kind": "FileStorage",
@@ -202,10 +206,10 @@ class TestStorageMutations:
     def test_resize_needs_recorded_storage(self, api: Client, app: Container, clock: FakeClock,
                                            queued: Queued) -> None:
         assert_error(api.patch("/api/storage/teamhome", {"size": 300}), 404, "StorageNotFound")
-        record_storage(app, clock, group="rg1")
+        record_storage(app, clock)
         answer = api.patch("/api/storage/teamhome", {"size": "300GiB"})
         assert answer.status == 202
-        assert answer.json()["params"] == {"name": "teamhome", "resourceGroup": "rg1", "sizeGb": 300}
+        assert answer.json()["params"] == {"name": "teamhome", "resourceGroup": DEFAULT_GROUP, "sizeGb": 300}
         assert queued() == [answer.json()["id"]]
         assert_error(api.patch("/api/storage/teamhome", {"size": 99}), 400, "ValidationError")
 
@@ -233,11 +237,11 @@ class TestAttachments:
     def test_attach_is_accepted(self, api: Client, app: Container, clock: FakeClock, queued: Queued) -> None:
         record_storage(app, clock)
         answer = api.post("/api/storage/teamhome/attachments",
-                          {"vm": "vm1", "resourceGroup": "rg-vms", "mountPoint": "/home/dev"})
+                          {"vm": "vm1", "resourceGroup": DEFAULT_GROUP, "mountPoint": "/home/dev"})
         assert answer.status == 202
-        assert answer.json()["params"] == {"storage": "teamhome", "vm": "vm1", "resourceGroup": "rg-vms",
+        assert answer.json()["params"] == {"storage": "teamhome", "vm": "vm1", "resourceGroup": DEFAULT_GROUP,
                                            "mountPoint": "/home/dev", "repair": False}
-        assert answer.json()["target"] == "vm/rg-vms/vm1"
+        assert answer.json()["target"] == f"vm/{DEFAULT_GROUP}/vm1"
 
     def test_a_vm_attached_elsewhere_is_a_conflict(self, api: Client, app: Container, clock: FakeClock,
                                                    queued: Queued) -> None:
@@ -283,11 +287,12 @@ class TestOtherRoutes:
     def test_a_resource_groups_default_storage(self, api: Client, app: Container, clock: FakeClock,
                                                in_azure: Callable[[str, str], None]) -> None:
         path = "/api/resource-groups/rg1/default-storage"
-        assert_error(api.get(path), 404, "DefaultStorageNotSet")
+        assert_error(api.get(path), 404, "ResourceGroupNotFound")
         assert_error(api.put(path, {"storage": "teamhome"}), 404, "StorageNotFound")
         record_storage(app, clock)
         assert_error(api.put(path, {"storage": "teamhome"}), 404, "ResourceGroupNotFound")
         in_azure("teamhome", "rg1")
+        assert_error(api.get(path), 404, "DefaultStorageNotSet")
         for bad in ({}, {"storage": "Team_Home"}, {"storage": "teamhome", "extra": 1}, [1]):
             assert_error(api.put(path, bad), 400, "ValidationError")
         assert_error(api.put("/api/resource-groups/bad%2Fgroup/default-storage", {"storage": "teamhome"}),
@@ -323,9 +328,9 @@ class TestStalledOperations:
         from shared.domain.operations import Operation, OperationKind
 
         lost = app.operations.add(Operation.new(OperationKind.CREATE_STORAGE, "storage/lost",
-                                                {"name": "lost", "resourceGroup": "rg1"}, clock.now()))
+                                                {"name": "lost", "resourceGroup": DEFAULT_GROUP}, clock.now()))
         started = app.operations.add(Operation.new(OperationKind.CREATE_STORAGE, "storage/busy",
-                                                   {"name": "busy", "resourceGroup": "rg1"}, clock.now()))
+                                                   {"name": "busy", "resourceGroup": DEFAULT_GROUP}, clock.now()))
         app.operations.save(started.start(clock.now()))
         clock.advance(16 * 60)
         fresh = api.post("/api/storage", {"name": "fresh"}).json()["id"]

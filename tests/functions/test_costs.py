@@ -22,7 +22,7 @@ from shared.domain.errors import ServiceError
 from shared.domain.models import Attachment, AttachmentHealth, Redundancy, StorageInfo, Tier, nfs_endpoint
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from shared.settings import Settings
-from tests.conftest import Client
+from tests.conftest import Client, existing_group
 from tests.emulator.conftest import needs_sandbox
 from tests.fakes import FakeClock
 from tests.functions.conftest import REGION, Stack, unique
@@ -69,7 +69,8 @@ def record(
     redundancy: Redundancy = Redundancy.LRS,
 ) -> StorageInfo:
     info = StorageInfo(
-        name, group, "westeurope", Tier.PREMIUM, redundancy, size, nfs_endpoint(name), clock.now()
+        name, existing_group(group), "westeurope", Tier.PREMIUM, redundancy, size, nfs_endpoint(name),
+        clock.now()
     )
     app.storages.save(info)
     return info
@@ -128,7 +129,7 @@ def test_a_region_without_the_meter_falls_back_and_is_asked_again_only_the_next_
     app = build()
     info = StorageInfo(
         "stnorth",
-        "rg-north",
+        existing_group("rg-north"),
         "norwayeast",
         Tier.PREMIUM,
         Redundancy.LRS,

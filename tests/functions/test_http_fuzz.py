@@ -18,14 +18,14 @@ import function_app
 from functions import openapi
 from local.host import FunctionIndex
 from shared.bootstrap import Container
-from shared.domain.models import Attachment, Redundancy, StorageInfo, Tier, nfs_endpoint
-from tests.conftest import DEFAULT_GROUP
+from shared.domain.models import Attachment, Redundancy, StorageAccess, StorageInfo, Tier, nfs_endpoint
+from tests.conftest import DEFAULT_GROUP, Client, object_id
 from tests.fakes import FakeClock
 
 INDEX = FunctionIndex(function_app.app)
 ROUTES = {route.name: route for route in INDEX.http_routes}
 DOCUMENT = openapi.document()
-ALLOWED = {200, 202, 204, 400, 404, 409}
+ALLOWED = {200, 202, 204, 400, 401, 403, 404, 409}
 
 names = st.one_of(st.sampled_from(["teamhome", "vm1", "rg1", "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"]),
                   st.text(min_size=1, max_size=40).filter(lambda s: "/" not in s))
@@ -47,8 +47,12 @@ query_keys = st.sampled_from(["resourceGroup", "force", "mode", "verify", "ready
                               "code"]) | st.text(max_size=10)
 query_values = st.sampled_from(["true", "false", "copy", "restore", "rg1", "5", "0", ""]) | st.text(max_size=30)
 queries = st.dictionaries(query_keys, query_values, max_size=4)
-headers = st.one_of(st.just({}), st.fixed_dictionaries({"Idempotency-Key": st.text(max_size=40)}),
-                    st.fixed_dictionaries({"Idempotency-Key": st.sampled_from(["k1", "k2"])}))
+keys = st.one_of(st.just({}), st.fixed_dictionaries({"Idempotency-Key": st.text(max_size=40)}),
+                 st.fixed_dictionaries({"Idempotency-Key": st.sampled_from(["k1", "k2"])}))
+# Mostly alice's token, so requests reach the services; else no token, or one that is no token.
+ALICE = object()
+tokens = st.one_of(st.just(ALICE), st.just(ALICE), st.just(ALICE), st.just(None),
+                   st.text(max_size=60), st.sampled_from(["Bearer", "Bearer x.y.z", "Basic YWxpY2U6cA=="]))
 
 
 def documented_schema(route_name: str, status: int) -> tuple[str, dict[str, Any]]:
@@ -74,8 +78,9 @@ def count_recorded(app: Container) -> tuple[int, int]:
 @pytest.fixture
 def seeded(app: Container, clock: FakeClock) -> Container:
     """Some recorded state so that valid-looking requests reach deeper code paths."""
-    app.storages.save(StorageInfo("teamhome", "rg1", "eastus", Tier.PREMIUM, Redundancy.LRS, 100,
+    app.storages.save(StorageInfo("teamhome", DEFAULT_GROUP, "eastus", Tier.PREMIUM, Redundancy.LRS, 100,
                                   nfs_endpoint("teamhome"), clock.now()))
+    app.access_records.add(StorageAccess("teamhome", owners=(object_id("alice"),)))
     app.attachments.add(Attachment("teamhome", "vm1", DEFAULT_GROUP, "/home/azureuser", clock.now()))
     return app
 
@@ -91,8 +96,15 @@ def test_any_request_gets_a_documented_json_answer(seeded: Container, route_name
     body = data.draw(bodies, label="body") if method in ("POST", "PUT", "PATCH") else b""
     before = count_recorded(seeded)
 
+    headers = dict(data.draw(keys, label="headers"))
+    token = data.draw(tokens, label="token")
+    if token is ALICE:
+        assert Client.alice is not None
+        headers["Authorization"] = f"Bearer {Client.alice()}"
+    elif token is not None:
+        headers["Authorization"] = str(token)
     request = func.HttpRequest(method, f"https://azlin.test/api/{route.template}", params=query,
-                               route_params=params, headers=data.draw(headers, label="headers"), body=body)
+                               route_params=params, headers=headers, body=body)
     response = route.function(request)
 
     assert response.status_code in ALLOWED, response.get_body()[:500]

@@ -31,11 +31,16 @@ def test_path_parameters_match_the_route_templates() -> None:
             assert declared == in_template, (path, operation["operationId"])
 
 
-def test_only_health_and_the_document_are_anonymous(functions: FunctionIndex) -> None:
-    anonymous = {route.name for route in functions.http_routes if route.auth_level == "ANONYMOUS"}
-    documented = {op["operationId"] for item in openapi.document()["paths"].values()
+def test_only_health_and_the_document_need_no_token(functions: FunctionIndex) -> None:
+    document = openapi.document()
+    documented = {op["operationId"] for item in document["paths"].values()
                   for op in item.values() if op.get("security") == []}
-    assert documented == anonymous == {"health", "openapi_document"}
+    assert documented == {"health", "openapi_document"}
+    assert document["security"] == [{"entraId": []}]
+    assert document["components"]["securitySchemes"]["entraId"]["scheme"] == "bearer"
+    for item in document["paths"].values():
+        for op in item.values():
+            assert ("401" in op["responses"]) == (op["operationId"] not in documented), op["operationId"]
 
 
 def test_it_is_served(api: Client) -> None:

@@ -7,12 +7,10 @@ from typing import Any
 
 import pytest
 
-from local.rest import ArmRest
 from shared.domain.models import Redundancy, StorageInfo, Tier, nfs_endpoint
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET, PRIVATE_DNS_ZONE
+from tests.conftest import ADMIN, OTHER_SUBSCRIPTION, arm_as, object_id
 from tests.functions.conftest import REGION, Stack, unique
-
-OTHER_SUBSCRIPTION = "0b6f1e2d-3c4a-4d5e-8f70-91a2b3c4d5e6"
 
 
 def test_create_list_status_resize_delete_end_to_end(stack: Stack) -> None:
@@ -42,7 +40,8 @@ def test_create_list_status_resize_delete_end_to_end(stack: Stack) -> None:
     assert (props["supportsHttpsTrafficOnly"], props["publicNetworkAccess"], props["minimumTlsVersion"],
             props["allowBlobPublicAccess"], props["networkAcls"]["defaultAction"]) == (
         False, "Disabled", "TLS1_2", False, "Deny")
-    assert account["tags"] == {"managed-by": "azlin"}
+    assert account["tags"] == {"managed-by": "azlin", "created-by": object_id(ADMIN)}  # who asked for it
+    assert operation["requestedBy"] == {"objectId": object_id(ADMIN), "name": "alice@azlin.example", "kind": "User"}
     share = stack.arm(f"Microsoft.Storage/storageAccounts/{name}/fileServices/default/shares/home")["properties"]
     assert (share["enabledProtocols"], share["rootSquash"], share["shareQuota"]) == ("NFS", "NoRootSquash", 200)
     pe = stack.arm(f"Microsoft.Network/privateEndpoints/{name}-file-pe")["properties"]
@@ -140,7 +139,7 @@ def test_bad_input_is_refused_before_any_azure_call(stack: Stack, body: dict[str
 
 def test_a_name_taken_elsewhere_in_azure_fails_clearly_without_writes(stack: Stack) -> None:
     name = unique()
-    other = ArmRest(stack.azure.url, str(stack.azure.ca_path), OTHER_SUBSCRIPTION)
+    other = arm_as(stack.azure, subscription=OTHER_SUBSCRIPTION)
     other.put(other.group_path("theirs"), {"location": REGION})
     other.put(f"{other.group_path('theirs')}/providers/Microsoft.Storage/storageAccounts/{name}",
               {"location": REGION, "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"})
@@ -154,11 +153,11 @@ def test_a_name_taken_elsewhere_in_azure_fails_clearly_without_writes(stack: Sta
     other.delete(other.group_path("theirs"))
 
 
-def test_a_missing_resource_group_fails_clearly_without_writes(stack: Stack) -> None:
-    operation = stack.run(stack.api.post("/api/storage", {"name": unique(), "resourceGroup": "rg-nosuch"}))
-    assert (operation["status"], operation["error"]["code"]) == ("Failed", "ResourceGroupNotFound")
-    assert "rg-nosuch" in operation["error"]["message"]
-    assert stack.writes() == []
+def test_a_missing_resource_group_is_refused_before_anything_is_recorded(stack: Stack) -> None:
+    answer = stack.api.post("/api/storage", {"name": unique(), "resourceGroup": "rg-nosuch"})
+    assert (answer.status, answer.json()["error"]["code"]) == (404, "ResourceGroupNotFound")
+    assert "rg-nosuch" in answer.json()["error"]["causes"][0]
+    assert stack.writes() == [] and list(stack.app.state.table("Operations").list_entities()) == []
 
 
 def test_an_existing_account_is_reused_only_when_it_is_ours_and_fits(stack: Stack) -> None:
@@ -247,5 +246,5 @@ def test_list_is_one_listing_joined_with_records(stack: Stack) -> None:
     stack.app.storages.save(StorageInfo("orphan01", "rg-gone", REGION, Tier.PREMIUM, Redundancy.LRS, 100,
                                         nfs_endpoint("orphan01"), stack.app.clock.now()))
     gone = stack.api.get("/api/storage", query={"resourceGroup": "rg-gone"})
-    assert (gone.status, gone.json()["value"]) == (200, [])
+    assert gone.status == 200 and gone.json()["value"] == [], gone
 

@@ -19,7 +19,7 @@ from shared.domain.errors import Conflict, ErrorCode, LeaseLost, ResourceBusy, T
 from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from shared.domain.operations import Operation, OperationKind
 from shared.services.worker import OperationContext
-from tests.conftest import Client
+from tests.conftest import DEFAULT_GROUP, Client
 from tests.fakes import FakeClock
 
 CREATE = OperationKind.CREATE_STORAGE
@@ -57,7 +57,7 @@ def run(make_app: Callable[..., Container], functions: FunctionIndex) -> Iterato
 
 
 def create(client: Client) -> str:
-    answer = client.post("/api/storage", {"name": "teamhome", "resourceGroup": "rg1"})
+    answer = client.post("/api/storage", {"name": "teamhome", "resourceGroup": DEFAULT_GROUP})
     assert answer.status == 202, answer
     return str(answer.json()["id"])
 

@@ -13,6 +13,7 @@ import azure.functions as func
 import function_app
 from local.host import FunctionsHost
 from shared.bootstrap import Container
+from tests.conftest import Client
 from tests.local.conftest import call, eventually
 
 Serve = Callable[..., FunctionsHost]
@@ -24,8 +25,13 @@ def test_the_function_app_answers_over_http(app: Container, environment: dict[st
     health = call(f"{host.url}/api/health?code=ignored", headers={"x-functions-key": "ignored"})
     assert health.status == 200, health
 
+    anonymous = call(f"{host.url}/api/storage", "POST", {"name": "teamhome"},
+                     headers={"Content-Type": "application/json", "x-functions-key": "a-key"})
+    assert anonymous.status == 401 and anonymous.headers["WWW-Authenticate"] == 'Bearer realm="azlin-storage"'
+    assert anonymous.json()["error"]["code"] == "Unauthenticated"  # a function key grants nothing
+    assert Client.alice is not None
     refused = call(f"{host.url}/api/storage", "POST", {"name": "Not A Name!"},
-                   headers={"Content-Type": "application/json"})
+                   headers={"Content-Type": "application/json", "Authorization": f"Bearer {Client.alice()}"})
     assert refused.status == 400
     assert refused.headers["Content-Type"].startswith("application/json")
     error = refused.json()["error"]

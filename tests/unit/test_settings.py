@@ -41,12 +41,36 @@ def test_the_storage_network_defaults_are_network_names() -> None:
     assert [c.split(":")[0] for c in err.value.causes] == ["DEFAULT_VNET", "DEFAULT_SUBNET"]
 
 
-def test_the_emulator_credential_only_for_a_loopback_endpoint() -> None:
-    local = Settings.from_environ(BASE | {"ARM_ENDPOINT": "https://127.0.0.1:8443/", "ARM_CREDENTIAL": "emulator"})
+TENANT, API, APP = ("72f988bf-86f1-41af-91ab-2d7cd011db47", "11111111-2222-4333-8444-555555555555",
+                     "66666666-7777-4888-9999-aaaaaaaaaaaa")
+EMULATED = {"ARM_ENDPOINT": "https://127.0.0.1:8443/", "ARM_CREDENTIAL": "emulator", "AUTH_TENANT_ID": TENANT,
+            "AUTH_AUDIENCE": API, "AUTH_AUTHORITY": "https://127.0.0.1:8443", "AZURE_CLIENT_ID": APP,
+            "EMULATOR_IDENTITY_SECRET": "local-only"}
+
+
+def test_the_emulator_credential_only_for_a_loopback_endpoint_and_authority() -> None:
+    local = Settings.from_environ(BASE | EMULATED)
     assert local.arm_credential == "emulator" and local.arm_endpoint == "https://127.0.0.1:8443"
+    assert local.identity.emulated and local.identity.emulator_secret == "local-only"
     with pytest.raises(ConfigurationError, match="incomplete or invalid") as err:
         Settings.from_environ(BASE | {"ARM_CREDENTIAL": "emulator"})
-    assert "loopback" in err.value.causes[0]
+    assert "loopback" in err.value.causes[0] and "EMULATOR_IDENTITY_SECRET" in err.value.causes[1]
+    with pytest.raises(ConfigurationError) as err:  # a secret for Entra ID itself is never taken
+        Settings.from_environ(BASE | {"AUTH_TENANT_ID": TENANT, "EMULATOR_IDENTITY_SECRET": "x"})
+    assert list(err.value.causes) == ["EMULATOR_IDENTITY_SECRET is accepted only when AUTH_AUTHORITY is a "
+                                "loopback address (the local emulator)"]
+
+
+def test_the_api_trusts_one_tenant_and_one_audience() -> None:
+    s = Settings.from_environ(BASE | {"AUTH_TENANT_ID": TENANT.upper(), "AUTH_AUDIENCE": f"api://{API}"})
+    assert (s.identity.tenant_id, s.identity.audience, s.identity.configured) == (TENANT, API, True)
+    assert s.identity.authority == "https://login.microsoftonline.com" and s.identity.scope == "user_impersonation"
+    assert not Settings.from_environ(BASE).identity.configured  # the API then answers 503, never serves
+    with pytest.raises(ConfigurationError) as err:
+        Settings.from_environ(BASE | {"AUTH_TENANT_ID": "contoso", "AUTH_AUDIENCE": "my-api",
+                                      "AUTH_AUTHORITY": "http://login.example", "AUTH_SCOPE": "a b"})
+    assert [c.split(" ")[0] for c in err.value.causes] == [
+        "AUTH_AUTHORITY", "AUTH_TENANT_ID", "AUTH_AUDIENCE", "AUTH_SCOPE"]
 
 
 def test_every_problem_is_named_at_once_without_echoing_secrets() -> None:
