@@ -134,6 +134,10 @@ def required_action(method: str, path: str) -> tuple[str, str]:
     """The action Resource Manager checks for a request, and the scope it checks it over (the
     request's path: a resource, a collection, a provider action or a monitor)."""
     scope = path.split("?", 1)[0].rstrip("/")
+    cut = scope.lower().rfind(AUTHORIZATION)
+    if cut >= 0:  # an extension resource at any scope: .../providers/Microsoft.Authorization/{type}
+        kind = scope[cut + len(AUTHORIZATION) :].split("/", 1)[0]
+        return f"Microsoft.Authorization/{kind}/{VERBS.get(method, 'read')}", scope
     rid = parse_path(scope)
     if rid.namespace is None:
         if rid.group is None:

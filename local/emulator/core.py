@@ -184,6 +184,7 @@ class Emulator:
                 kind,
                 response.status,
                 request.request_id,
+                request.caller.object_id if request.caller else "",
             )
         )
         return response

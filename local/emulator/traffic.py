@@ -140,6 +140,7 @@ class LoggedRequest:
     kind: str
     status: int
     request_id: str
+    caller: str = ""  # the object id of who sent it (empty: no valid token)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -150,6 +151,7 @@ class LoggedRequest:
             "kind": self.kind,
             "status": self.status,
             "requestId": self.request_id,
+            "caller": self.caller,
         }
 
 

@@ -12,6 +12,7 @@ ownership or membership. Standard library only, through the ports.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -64,7 +65,9 @@ class AccessControl:
     # -- Azure's answer ---------------------------------------------------------------------------
 
     def access(self, caller: Caller, scope: str) -> rbac.Access:
-        key = (caller.object_id, scope.lower())
+        """Azure's answer, remembered per caller token and scope: a caller who was just given a
+        role sees it at once with a new token, and everyone within CACHE_SECONDS."""
+        key = (hashlib.sha256(f"{caller.object_id}|{caller.token}".encode()).hexdigest(), scope.lower())
         now = self.monotonic()
         with self._lock:
             cached = self._cache.get(key)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"azlin dev ready in [\d.]+ s: API (http://127\.0\.0\.1:(\d+)/api);")
 SETTINGS = {"AzureWebJobsStorage", "ARM_ENDPOINT", "ARM_CA_BUNDLE", "ARM_CREDENTIAL", "AZURE_SUBSCRIPTION_ID",
             "DEFAULT_RESOURCE_GROUP", "DEFAULT_REGION", "DEFAULT_VNET", "DEFAULT_SUBNET", "API_URL",
-            "RETAIL_PRICES_ENDPOINT", "COST_DIGEST_WEBHOOK_URL"}
+            "RETAIL_PRICES_ENDPOINT", "COST_DIGEST_WEBHOOK_URL", "AUTH_TENANT_ID", "AUTH_AUDIENCE",
+            "AUTH_AUTHORITY", "AZURE_CLIENT_ID", "EMULATOR_IDENTITY_SECRET", "API_TOKEN"}
 
 pytestmark = needs_sandbox
 
@@ -49,19 +51,29 @@ def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str
         process.wait()
 
 
-def post(url: str, body: dict[str, str]) -> dict[str, str]:
+def post(url: str, body: dict[str, str], token: str) -> dict[str, str]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=30) as answer:
         return dict(answer.headers)
 
 
-def wait_for_operation(api: str, headers: dict[str, str], timeout: float = 90) -> dict[str, Any]:
+def get(url: str, token: str | None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def wait_for_operation(api: str, headers: dict[str, str], token: str, timeout: float = 90) -> dict[str, Any]:
     """Follow an accepted request's Location until its operation ends (the host's worker runs it)."""
     location = headers["Location"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(location, timeout=30) as answer:
+        request = urllib.request.Request(location, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
             operation: dict[str, Any] = json.loads(answer.read())
         if operation["status"] in ("Succeeded", "Failed"):
             return operation
@@ -90,12 +102,32 @@ def test_dev_stack_serves_the_api_runs_vms_and_stops_cleanly(
     ran = cli(env, "vm", "run", "dev1", "--param", "WHO=dev", "--", "sh", "-c", 'id -un 1000; echo "$WHO"; exit 3')
     assert (ran.returncode, ran.stdout) == (3, "azureuser\ndev\n"), ran.stderr
 
-    # The whole service on the stack: create storage, attach the VM, all through the host's queue.
-    api = settings["API_URL"]
-    created = wait_for_operation(api, post(f"{api}/storage", {"name": "devhome" + str(os.getpid())}))
+    # The whole service on the stack: create storage, attach the VM, all through the host's queue,
+    # as alice (API_TOKEN is hers).
+    api, alice = settings["API_URL"], settings["API_TOKEN"]
+    name = "devhome" + str(os.getpid())
+    assert get(f"{api}/storage", None) == 401
+    created = wait_for_operation(api, post(f"{api}/storage", {"name": name}, alice), alice)
     assert created["status"] == "Succeeded", created
-    attached = wait_for_operation(api, post(f"{api}/storage/{created['result']['name']}/attachments", {"vm": "dev1"}))
+    attached = wait_for_operation(api, post(f"{api}/storage/{name}/attachments", {"vm": "dev1"}, alice), alice)
     assert attached["status"] == "Succeeded", attached
+
+    # People and roles: carol, new, may read nothing until alice (not bob) makes her a Reader.
+    added = cli(env, "user", "add", "carol", "--group", "storage-team")
+    assert added.returncode == 0 and "carol: object id " in added.stdout, added.stderr
+    carol = cli(env, "token", "carol").stdout.strip()
+    assert carol.count(".") == 2 and get(f"{api}/storage/{name}", carol) == 403
+    by_bob = cli(env, "role", "assign", "carol", "Reader", "azlin-dev", "--as", "bob")
+    assert by_bob.returncode == 1 and "AuthorizationFailed" in by_bob.stderr
+    by_alice = cli(env, "role", "assign", "carol", "Reader", "azlin-dev")
+    assert by_alice.returncode == 0 and "carol is Reader at /subscriptions/" in by_alice.stdout, by_alice.stderr
+    assert get(f"{api}/storage/{name}", carol) == 403  # Azure's answer is remembered (5 minutes at most)
+    carol = cli(env, "token", "carol").stdout.strip()
+    assert get(f"{api}/storage/{name}", carol) == 200  # signed in again: asked anew
+    arm = cli(env, "token", "carol", "--for", "arm").stdout.strip()
+    assert arm.count(".") == 2 and arm != carol
+    refused = cli(env, "vm", "create", "dev2", "--as", "carol")  # a Reader writes no VM
+    assert refused.returncode == 1 and "AuthorizationFailed" in refused.stderr
     mounted = cli(env, "vm", "run", "dev1", "--", "findmnt", "-n", "-o", "SOURCE", "/home/azureuser")
     assert mounted.stdout.strip() == created["result"]["nfsEndpoint"], mounted.stderr
 
@@ -104,9 +136,9 @@ def test_dev_stack_serves_the_api_runs_vms_and_stops_cleanly(
     assert process.returncode == 0, output
     assert "azlin dev stopping" in output
     # The VM's creation reached the app's Event Grid function through the host's webhook, which
-    # queued an attach to the storage its tag names (there is none called home1: that one failed).
-    assert re.search(r"shared\.services\.auto_attach: event \S+: VM dev1 wants storage home1: attach ",
-                     output), output
+    # looked for the storage its tag names (there is none called home1: a Failed operation).
+    assert re.search(r"shared\.services\.auto_attach: event \S+: VM dev1 asks for storage home1, which this "
+                     r"service does not know", output), output
     deadline = time.monotonic() + 10
     while processes_mentioning(str(state)) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -12,74 +12,56 @@ from typing import Any
 import pytest
 
 from local import playground
+from local.emulator.authorization import required_action
 from local.emulator.traffic import LoggedRequest
+from local.identities import APP_IDENTITY
 from shared.adapters.arm_operations import (
     ARM_OPERATIONS,
     LINKED_OPERATIONS,
     RESOURCE_GROUP_OPERATIONS,
     SUBSCRIPTION_OPERATIONS,
 )
+from shared.domain.identity import Caller, Principal, PrincipalKind
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from tests.emulator.conftest import needs_sandbox
 from tests.functions.conftest import REGION, Stack, unique
 
-VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
-# Long-running-operation monitors: Resource Manager authorizes them with the permissions held at the
-# resource group of the operation, though their URL names only the subscription.
-MONITORS = {"operations", "operationresults", "asyncoperations"}
-# Where the action a provider declares differs from the rule "POST .../{name} is {name}/action".
-DECLARED = {
-    # checkNameAvailability is a POST that the storage provider authorizes as a read
-    "microsoft.storage/checknameavailability/action": "Microsoft.Storage/checkNameAvailability/read",
-    # the storage account create monitor; the provider's action for polling is operations/read
-    "microsoft.storage/locations/asyncoperations/read": "Microsoft.Storage/operations/read",
-    # The emulator's Location monitor of compute deletes. Azure's compute provider answers
-    # .../locations/{region}/operations/{id}?monitor=true in both headers (the SDK polls the
-    # Azure-AsyncOperation one), and publishes no operationResults action (not verified live).
-    "microsoft.compute/locations/operationresults/read": "Microsoft.Compute/locations/operations/read",
-}
-
 
 def authorization(method: str, path: str) -> tuple[str, str]:
-    """(RBAC action, scope) of one Resource Manager request; scope is `subscription` when the URL
-    names no resource group and is no operation monitor, else `resourceGroup`."""
-    parts = [p for p in path.split("?", 1)[0].split("/") if p]
-    assert parts[0].lower() == "subscriptions", path
-    rest, scope = parts[2:], "subscription"
-    if rest and rest[0].lower() == "resourcegroups":
-        scope = "resourceGroup"
-        if len(rest) == 2:
-            return f"Microsoft.Resources/subscriptions/resourceGroups/{VERBS[method]}", scope
-        rest = rest[2:]
-    assert rest[0].lower() == "providers", path
-    namespace, segments = rest[1], rest[2:]
-    if method == "POST":  # .../{type}/{name}/{action} or a provider-level action
-        action = "/".join([namespace, *segments[:-1][0::2], segments[-1], "action"])
-    else:  # types sit at the even positions: {type}/{name}/{child type}/{child name}...
-        action = "/".join([namespace, *segments[0::2], VERBS[method]])
-    if len(segments) >= 3 and segments[0].lower() == "locations" and segments[2].lower() in MONITORS:
-        scope = "resourceGroup"
-    return DECLARED.get(action.lower(), action), scope
+    """(RBAC action, where the service's roles must hold it) of one request: the emulator's own
+    rule (`local.emulator.authorization.required_action`, which enforces it), and `subscription`
+    for requests whose URL names no resource group (the subscription role), else `resourceGroup`.
+    Long-running-operation monitors are polled by whoever started the operation."""
+    action, scope = required_action(method, path)
+    parts = [p.lower() for p in scope.split("/") if p]
+    in_group = len(parts) > 2 and parts[2] == "resourcegroups"
+    monitor = len(parts) > 6 and parts[4] == "locations" and parts[6] in MONITORS
+    return action, "resourceGroup" if in_group or monitor else "subscription"
+
+
+MONITORS = {"operations", "operationresults", "asyncoperations"}
 
 
 @pytest.mark.parametrize(
     ("method", "path", "expected"),
     [
-        ("GET", "/subscriptions/s/resourcegroups/g", ("Microsoft.Resources/subscriptions/resourceGroups/read", "resourceGroup")),
-        ("POST", "/subscriptions/s/providers/Microsoft.Storage/checkNameAvailability",
+        ("GET", "/subscriptions/6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11/resourcegroups/g", ("Microsoft.Resources/subscriptions/resourceGroups/read", "resourceGroup")),
+        ("POST", "/subscriptions/6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11/providers/Microsoft.Storage/checkNameAvailability",
          ("Microsoft.Storage/checkNameAvailability/read", "subscription")),
-        ("GET", "/subscriptions/s/providers/Microsoft.Storage/storageAccounts",
+        ("GET", "/subscriptions/6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11/providers/Microsoft.Storage/storageAccounts",
          ("Microsoft.Storage/storageAccounts/read", "subscription")),
-        ("PUT", "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a/fileServices/default/shares/home",
+        ("PUT", "/subscriptions/6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a/fileServices/default/shares/home",
          ("Microsoft.Storage/storageAccounts/fileServices/shares/write", "resourceGroup")),
-        ("GET", "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/privateDnsZones/z/ALL",
+        ("GET", "/subscriptions/6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11/resourceGroups/g/providers/Microsoft.Network/privateDnsZones/z/ALL",
          ("Microsoft.Network/privateDnsZones/ALL/read", "resourceGroup")),
-        ("POST", "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/v/runCommand",
+        ("POST", "/subscriptions/6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/v/runCommand",
          ("Microsoft.Compute/virtualMachines/runCommand/action", "resourceGroup")),
-        ("GET", "/subscriptions/s/providers/Microsoft.Network/locations/eastus/operations/1",
+        ("GET", "/subscriptions/6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11/providers/Microsoft.Network/locations/eastus/operations/1",
          ("Microsoft.Network/locations/operations/read", "resourceGroup")),
-        ("GET", "/subscriptions/s/providers/Microsoft.Storage/locations/eastus/asyncoperations/1",
+        ("GET", "/subscriptions/6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11/providers/Microsoft.Storage/locations/eastus/asyncoperations/1",
          ("Microsoft.Storage/operations/read", "resourceGroup")),
+        ("GET", "/subscriptions/6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11/resourceGroups/g/providers/Microsoft.Authorization/roleAssignments",
+         ("Microsoft.Authorization/roleAssignments/read", "resourceGroup")),
     ],
 )
 def test_a_request_maps_to_its_authorization_action(method: str, path: str, expected: tuple[str, str]) -> None:
@@ -146,14 +128,21 @@ def test_every_request_of_a_storage_lifecycle_is_a_listed_operation(stack: Stack
     served(lambda: cloud.list_accounts(None))
     if hasattr(vms, "list_vms"):
         served(vms.list_vms)
+    # What a service principal may do: its role assignments and their roles, read by the app.
+    robot = stack.azure.emulator.tenant.add("ServicePrincipal", "infra-test-robot")
+    caller = Caller(Principal(robot.object_id, robot.name, PrincipalKind.SERVICE_PRINCIPAL), robot.object_id)
+    stack.azure.emulator.authorization.assign(rest.group_path(group), robot.object_id, "Reader")
+    assert served(lambda: stack.app.access_reader.access(caller, rest.group_path(group))).grants
 
-    assert served.entries
+    app = stack.azure.emulator.tenant.get(APP_IDENTITY).object_id
+    assert served.entries and {e.caller for e in served.entries} >= {app}
     refused = [e for e in served.entries if e.status in (401, 403)]
     assert not refused, refused
-    by_scope = {"resourceGroup": {a.lower() for a in RESOURCE_GROUP_OPERATIONS},
+    # The subscription role is assigned at the subscription: it holds in every group too.
+    by_scope = {"resourceGroup": {a.lower() for a in RESOURCE_GROUP_OPERATIONS + SUBSCRIPTION_OPERATIONS},
                 "subscription": {a.lower() for a in SUBSCRIPTION_OPERATIONS}}
     seen: dict[tuple[str, str], str] = {}
-    for entry in served.entries:
+    for entry in [e for e in served.entries if e.caller == app]:  # not what users asked as themselves
         action, scope = authorization(entry.method, entry.path)
         seen.setdefault((action.lower(), scope), f"{entry.method} {entry.path}")
     missing = {key: request for key, request in seen.items() if key[0] not in by_scope[key[1]]}
