@@ -663,7 +663,8 @@ def _same_grant(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def _canonical_scope(scope: str) -> str:
-    scope = "/" + scope.strip("/")
+    """`/a/b` from `a/b/`, `/a//b` (the SDK writes an empty parent path as `//`)."""
+    scope = "/" + "/".join(part for part in scope.split("/") if part)
     return "" if scope == "/" else scope
 
 

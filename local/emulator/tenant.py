@@ -245,10 +245,11 @@ class Tenant:
         *,
         client: Principal | None = None,
         lifetime: int = DEFAULT_LIFETIME,
+        overrides: dict[str, Any] | None = None,
     ) -> str:
         """An access token for `principal` and the resource of `scope` (`<resource>/.default`).
         A user's token is delegated (`scp`), issued to `client` (Azure CLI when None); a service
-        principal's is app-only."""
+        principal's is app-only. `overrides` (tests): claims changed in a token the tenant signs."""
         resource = scope.removesuffix("/.default").removesuffix("/")
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -295,6 +296,7 @@ class Tenant:
             raise TenantError(
                 400, "invalid_request", 90002, f"{principal.name} is a group; groups do not sign in."
             )
+        claims.update(overrides or {})
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self._kid, "typ": "JWT"})
 
     def decode(self, token: str, *, audiences: tuple[str, ...] | None = None) -> dict[str, Any]:
