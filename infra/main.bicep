@@ -35,6 +35,11 @@ param defaultSubnet string = ''
 @description('AUTO_ATTACH_TAG: the VM tag naming the storage to attach at creation.')
 param autoAttachTag string = 'azlin-storage'
 
+@minLength(36)
+@maxLength(36)
+@description('Client id of the API\'s app registration, made by hand (docs/deploy.md): the audience of callers\' tokens. Its federated credential trusts the identity this template makes (output IDENTITY_PRINCIPAL_ID).')
+param apiClientId string
+
 @description('Key Vault secret URI holding COST_DIGEST_WEBHOOK_URL (such URLs carry a token); empty: no digests. The app identity needs Key Vault Secrets User on that vault.')
 param costDigestWebhookSecretUri string = ''
 
@@ -167,6 +172,7 @@ module app 'modules/app.bicep' = {
     defaultVnet: defaultVnet
     defaultSubnet: defaultSubnet
     autoAttachTag: autoAttachTag
+    apiClientId: apiClientId
     costDigestWebhookSecretUri: costDigestWebhookSecretUri
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
@@ -201,3 +207,6 @@ output STORAGE_ACCOUNT_NAME string = app.outputs.storageAccountName
 output SYSTEM_TOPIC_NAME string = app.outputs.systemTopicName
 output DEAD_LETTER_CONTAINER string = app.outputs.deadLetterContainer
 output MANAGED_RESOURCE_GROUPS array = managedResourceGroups
+// The app registration's federated credential names these (docs/deploy.md).
+output IDENTITY_PRINCIPAL_ID string = app.outputs.identityPrincipalId
+output IDENTITY_CLIENT_ID string = app.outputs.identityClientId

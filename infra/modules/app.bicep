@@ -11,6 +11,8 @@ param defaultRegion string
 param defaultVnet string
 param defaultSubnet string
 param autoAttachTag string
+@description('Client id of the API\'s app registration (AUTH_AUDIENCE): callers\' tokens are for it.')
+param apiClientId string
 param costDigestWebhookSecretUri string
 param instanceMemoryMB int
 param maximumInstanceCount int
@@ -196,6 +198,15 @@ var baseSettings = [
     value: autoAttachTag
   }
   {
+    // Callers: Entra ID tokens of this tenant for the API's app registration (validated in the app)
+    name: 'AUTH_TENANT_ID'
+    value: tenant().tenantId
+  }
+  {
+    name: 'AUTH_AUDIENCE'
+    value: apiClientId
+  }
+  {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
     value: insights.properties.ConnectionString
   }
@@ -224,8 +235,8 @@ var digestSettings = empty(costDigestWebhookSecretUri) ? [] : [
 ]
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222: portals call the HTTP API and Event Grid delivers to it over the internet; function keys (or App Service authentication) guard it
-  // checkov:skip=CKV_AZURE_17: client certificates would stop Event Grid deliveries and portal calls; callers authenticate with function keys or Entra ID
+  // checkov:skip=CKV_AZURE_222: portals call the HTTP API and Event Grid delivers to it over the internet; every API call needs an Entra ID token, validated and authorized in the app
+  // checkov:skip=CKV_AZURE_17: client certificates would stop Event Grid deliveries and portal calls; callers authenticate with Entra ID tokens
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales per function from zero; there is no instance minimum to set for failover
   // checkov:skip=CKV_AZURE_213: no platform health-check probe on a plan that scales to zero; /api/health serves external monitors
   name: 'func-azlin-${token}'

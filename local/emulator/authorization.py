@@ -297,6 +297,14 @@ class Authorization:
             self.assignments[key] = body
         return body
 
+    def forget(self, scope: str) -> None:
+        """A deleted resource takes the role and deny assignments at it and below with it: they
+        are extension resources of it (`role-assignments.md`, "scope")."""
+        with self._lock:
+            for store in (self.assignments, self.denials):
+                for key in [k for k, v in store.items() if covers(scope, v["properties"]["scope"])]:
+                    del store[key]
+
     def unassign(self, assignment_id: str) -> dict[str, Any] | None:
         with self._lock:
             return self.assignments.pop(assignment_id.lower(), None)

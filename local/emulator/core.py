@@ -157,6 +157,7 @@ class Emulator:
         kind = self.kinds.get(resource.type.lower())
         if kind is not None:
             kind.deleted(self, resource)
+        self.authorization.forget(str(resource.id))
 
     # -- requests ---------------------------------------------------------------------------------
 

@@ -152,9 +152,14 @@ def test_the_settings_are_ones_the_service_reads() -> None:
         "DEFAULT_SUBNET": "default",
         "AUTO_ATTACH_TAG": "azlin-storage",
         "COST_DIGEST_WEBHOOK_URL": "https://hooks.example.com/digest",
+        "AUTH_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "AUTH_AUDIENCE": "8a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+        "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
     }
     assert set(settings) - platform <= set(sample)
     read = Settings.from_environ({k: v for k, v in sample.items() if k in settings})
+    assert read.identity.configured and not read.identity.emulated  # callers' tokens, from Entra ID
+    assert read.identity.app_client_id == sample["AZURE_CLIENT_ID"]
     assert read.storage.connection_string is None
     assert read.storage.table_endpoint == "https://stazlinabc.table.core.windows.net"
     assert read.storage.client_id == sample["AzureWebJobsStorage__clientId"]
