@@ -17,6 +17,7 @@ class PrincipalKind(str, Enum):
     USER = "User"
     SERVICE_PRINCIPAL = "ServicePrincipal"
     GROUP = "Group"
+    SERVICE = "Service"  # the service itself, on its own schedule (a reconcile repair)
     UNKNOWN = "Unknown"  # an event whose writer Azure did not name
 
 
@@ -27,6 +28,11 @@ class Principal:
     object_id: str
     name: str
     kind: PrincipalKind
+
+    @classmethod
+    def service(cls, what: str) -> Principal:
+        """The service itself as the requester (no object id: it acts with its own identity)."""
+        return cls("", f"azlin storage service ({what})", PrincipalKind.SERVICE)
 
 
 @dataclass(frozen=True)

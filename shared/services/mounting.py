@@ -326,7 +326,7 @@ class MountService:
 
 def _creator_of(context: OperationContext) -> str | None:
     requested_by = context.operation.requested_by
-    return requested_by.object_id if requested_by else None
+    return requested_by.object_id if requested_by and requested_by.object_id else None
 
 
 def _mount_health(

@@ -81,7 +81,7 @@ class StorageProvisioner:
     def _claim_ownership(self, name: str, requested_by: Principal | None) -> None:
         """The creator is the storage's first owner, recorded before anything is made: of two
         people creating one name, the second finds it owned and is refused."""
-        if requested_by is None:  # an operation recorded before callers were known
+        if requested_by is None or not requested_by.object_id:  # recorded before callers were known
             return
         record = self.access.add(StorageAccess(name, owners=(requested_by.object_id,),
                                                updated_at=self.clock.now(), updated_by=requested_by))
@@ -261,4 +261,4 @@ class StorageProvisioner:
 
 def _creator(requested_by: Principal | None) -> str | None:
     """The `created-by` tag: the object id of who asked (their name may change, or be personal)."""
-    return requested_by.object_id if requested_by else None
+    return requested_by.object_id if requested_by and requested_by.object_id else None

@@ -30,6 +30,7 @@ from datetime import datetime
 from shared.domain.commands import AttachVm
 from shared.domain.digests import UnattachedVm
 from shared.domain.errors import ServiceError
+from shared.domain.identity import Principal
 from shared.domain.models import Attachment, AttachmentHealth, VerifiedAttachment
 from shared.domain.serialization import format_time
 from shared.ports import AttachmentRepository, Clock, ReconcileFindings, StorageCloud, VmCloud
@@ -146,7 +147,8 @@ class ReconcileService:
             attachment.storage, attachment.vm, attachment.resource_group, attachment.mount_point, repair=True
         )
         key = f"reconcile-repair:{attachment.vm_id}:{format_time(started)}"  # one per run and VM
-        operation = self.intake.submit(command, key).operation
+        timer = Principal.service("reconcile timer")
+        operation = self.intake.submit(command, key, requested_by=timer).operation
         log.warning(
             "VM %s: %s on the share of %s; repair %s queued",
             attachment.vm,
