@@ -92,7 +92,11 @@ class ArmAccessReader:
             )
         grants: list[Grant] = []
         for assignment in assignments:
-            if assignment.scope and covers(assignment.scope, scope) and assignment.role_definition_id:
+            # An assignment with a condition (ABAC) holds only where its condition does, which
+            # this service cannot evaluate: it is not counted (fail closed).
+            if assignment.condition or not (assignment.scope and covers(assignment.scope, scope)):
+                continue
+            if assignment.role_definition_id:
                 grants += self._role(assignment.role_definition_id)
         return tuple(grants)
 

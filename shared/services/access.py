@@ -2,7 +2,7 @@
 
 Two questions, asked before anything is recorded or queued:
 - what Azure lets the caller do at the target scope (`AccessReader`: their permissions there and
-  the deny assignments), remembered per caller and scope for at most `CACHE_SECONDS`;
+  the deny assignments), remembered per caller (token) and scope for at most `CACHE_SECONDS`;
 - whether the caller is an owner or a member of the storage (`StorageAccess` records): only
   owners change a storage or say who may use it; members may attach their VMs to it.
 
