@@ -54,7 +54,10 @@ class AccessControl:
         return rbac.group_scope(self.subscription_id, group)
 
     def storage_scope(self, storage: StorageInfo) -> str:
-        return rbac.storage_scope(self.subscription_id, storage.resource_group, storage.name)
+        return self.account(storage.resource_group, storage.name)
+
+    def account(self, group: str, name: str) -> str:
+        return rbac.storage_scope(self.subscription_id, group, name)
 
     def vm(self, group: str, vm: str) -> str:
         return rbac.vm_scope(self.subscription_id, group, vm)
@@ -119,6 +122,13 @@ class AccessControl:
         if not record.owners and self.may(caller, rbac.GRANT_ACCESS, self.storage_scope(storage)):
             return  # no owner recorded yet: whoever may grant access to the account in Azure may
         raise self.not_owner(caller, storage.name, doing)
+
+    def require_name_free_or_owned(self, caller: Caller, storage: str, doing: str) -> None:
+        """A name whose owners are recorded without a storage (a create under way, or one that
+        failed) is theirs alone."""
+        record = self.record(storage)
+        if record.owners and not record.owned_by(caller.identities):
+            raise self.not_owner(caller, storage, doing)
 
     @staticmethod
     def not_owner(caller: Caller, storage: str, doing: str) -> PermissionDenied:

@@ -120,11 +120,10 @@ class StorageService:
         exists (it repairs it) is its owners' to make."""
         access, group = self.access, command.resource_group
         existing = self.storages.get(command.name)
-        record = access.records.get(command.name)
         if existing is not None:
             access.require_owner(caller, existing, "create it again")
-        elif record is not None and record.owners and not record.owned_by(caller.identities):
-            raise access.not_owner(caller, command.name, "create it")
+        else:
+            access.require_name_free_or_owned(caller, command.name, "create it")
         access.require(caller, rbac.STORAGE_WRITE, access.group(group))
         if command.vnet:
             subnet = access.subnet(group, command.vnet, command.subnet or "default")
@@ -169,11 +168,8 @@ class StorageService:
             )
         command = DeleteStorage(ref.name, resource_group, force, detach_mode)
         if storage is None:
-            record = self.access.records.get(ref.name)
-            if record is not None and record.owners and not record.owned_by(caller.identities):
-                raise self.access.not_owner(caller, ref.name, "delete it")
-            self.access.require(caller, rbac.STORAGE_DELETE,
-                                rbac.storage_scope(self.access.subscription_id, resource_group, ref.name))
+            self.access.require_name_free_or_owned(caller, ref.name, "delete it")
+            self.access.require(caller, rbac.STORAGE_DELETE, self.access.account(resource_group, ref.name))
         return self.intake.submit(command, idempotency_key, requested_by=caller.principal)
 
     # -- owners and members -----------------------------------------------------------------------

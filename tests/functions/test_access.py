@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from local import identities, playground
 from local.emulator.tenant import ARM_SCOPE
 from local.rest import ArmRest
+from shared.domain.models import StorageAccess
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from tests.conftest import ADMIN, Client, arm_as, managed_group, object_id
 from tests.emulator.conftest import needs_sandbox
@@ -296,3 +297,16 @@ def test_the_apps_identity_is_refused_beyond_infras_roles(stack: Stack, storage:
     app = stack.azure.emulator.tenant.get(identities.APP_IDENTITY).object_id
     assert denied and all(e.caller == app for e in denied)
     stack.rest.delete(stack.rest.group_path(unmanaged))
+
+
+def test_a_storage_name_is_its_creators(stack: Stack, storage: str, person: Person) -> None:
+    carol = person("Contributor")  # may create storage in the group, like alice
+    again = error(carol.post("/api/storage", {"name": storage, "resourceGroup": stack.group}), 403, "NotAnOwner")
+    assert again["message"] == f"Only an owner of storage {storage} may create it again."
+    claimed = unique()  # alice's create of it has begun: its owner is recorded before anything else
+    stack.app.access_records.add(StorageAccess(claimed, owners=(object_id(ADMIN),)))
+    error(carol.post("/api/storage", {"name": claimed, "resourceGroup": stack.group}), 403, "NotAnOwner")
+    error(carol.delete(f"/api/storage/{claimed}", query={"resourceGroup": stack.group}), 403, "NotAnOwner")
+    mine = stack.run(carol.post("/api/storage", {"name": unique(), "resourceGroup": stack.group}))
+    assert mine["status"] == "Succeeded" and mine["requestedBy"]["objectId"] == object_id(who(carol))
+    assert carol.get(f"/api/storage/{mine['params']['name']}/access").json()["owners"] == [object_id(who(carol))]
