@@ -53,6 +53,7 @@ bench: setup
 	$(PY) bench/cold_start.py
 	$(PY) bench/local_azure.py
 	$(PY) bench/arm_calls.py
+	$(PY) bench/access.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .local node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
