@@ -191,8 +191,8 @@ class Container:
         from .services.auto_attach import AutoAttachService
 
         return AutoAttachService(self.vms, self.attachments, self.default_storages, self.storages,
-                                 self.access_records, self.intake, self.handled_events, self.clock,
-                                 self.settings.auto_attach_tag)
+                                 self.access_records, self.access, self.intake, self.handled_events,
+                                 self.clock, self.settings.auto_attach_tag)
 
     @cached_property
     def reconcile(self) -> ReconcileService:

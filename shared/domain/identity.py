@@ -80,7 +80,3 @@ class Writer:
         if self.evidence_principal:
             ids.add(self.evidence_principal)
         return frozenset(i for i in ids if i)
-
-    @property
-    def known(self) -> bool:
-        return bool(self.identities)

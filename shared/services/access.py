@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from shared.domain import rbac
 from shared.domain.errors import ErrorCode, NotFound, PermissionDenied
-from shared.domain.identity import Caller
+from shared.domain.identity import Caller, Principal, PrincipalKind
 from shared.domain.models import StorageAccess, StorageInfo
 from shared.ports import AccessReader, StorageAccessRepository
 
@@ -86,6 +86,13 @@ class AccessControl:
 
     def may(self, caller: Caller, action: str, scope: str) -> bool:
         return self.access(caller, scope).allows(action, caller.identities)
+
+    def principal_may(self, principal: Principal, action: str, scope: str) -> bool:
+        """Whether Azure lets a principal that is not calling (an event's writer) do `action`:
+        its role assignments (its groups' included) and the deny assignments, read by the app,
+        since there is no token of theirs to ask with."""
+        absent = Caller(Principal(principal.object_id, principal.name, PrincipalKind.SERVICE_PRINCIPAL), "")
+        return self.may(absent, action, scope)
 
     def require(self, caller: Caller, action: str, scope: str) -> None:
         """Refuse, naming the action and the scope, unless Azure lets the caller do `action` there."""

@@ -2,7 +2,9 @@
 resource group with a default storage and no tag, gets an attach operation queued, but only when
 the principal that wrote the VM is an owner or a member of that storage: a tag is a request, and
 only those the storage's owners let in may make it. Anyone else's VM is not touched; an operation
-is recorded Failed (`NotAMember`, naming who asked) so the owners see it.
+is recorded Failed (`NotAMember`, naming who asked) so the owners see it. The attach runs a root
+script on the VM, so the writer must also be one Azure lets run commands there
+(`runCommands/write`): writing a VM is not enough.
 
 The handler answers fast: one read of the VM, no Run Command. Idempotent: the attach (or its
 refusal) is recorded with an Idempotency-Key made of the VM's immutable `vmId` and the storage, so
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+from shared.domain import rbac
 from shared.domain import validation as v
 from shared.domain.commands import AttachVm
 from shared.domain.errors import (
@@ -37,6 +40,7 @@ from shared.ports import (
     VmCloud,
 )
 
+from .access import AccessControl
 from .operations import OperationIntake
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,7 @@ class AutoAttachService:
         defaults: DefaultStorageRepository,
         storages: StorageRepository,
         access: StorageAccessRepository,
+        control: AccessControl,
         intake: OperationIntake,
         events: HandledEvents,
         clock: Clock,
@@ -60,6 +65,7 @@ class AutoAttachService:
         self.defaults = defaults
         self.storages = storages
         self.access = access
+        self.control = control
         self.intake = intake
         self.events = events
         self.clock = clock
@@ -156,10 +162,11 @@ class AutoAttachService:
                 try_hint=f"check the {self.tag} tag, or create the storage first",
                 code=ErrorCode.STORAGE_NOT_FOUND,
             )
-        if writer is None or not writer.known:
+        if writer is None or not writer.principal.object_id:
             return PermissionDenied(
                 f"VM {vm.name} asks for storage {storage}, but who wrote it is unknown.",
-                causes=["its event names no principal, so whether they may join the storage cannot be told"],
+                causes=["its event names no writer, so whether they may join the storage and run commands "
+                        "on the VM cannot be told"],
                 try_hint=f"an owner or member attaches it: POST /api/storage/{storage}/attachments",
                 code=ErrorCode.WRITER_UNKNOWN,
             )
@@ -177,6 +184,17 @@ class AutoAttachService:
                 try_hint=f"an owner can make them a member (PUT /api/storage/{storage}/access); their next "
                 f"VM is attached then, and this one through POST /api/storage/{storage}/attachments",
                 code=ErrorCode.NOT_A_MEMBER,
+            )
+        vm_scope = self.control.vm(vm.resource_group, vm.name)
+        if not self.control.principal_may(writer.principal, rbac.RUN_COMMANDS_WRITE, vm_scope):
+            who = writer.principal
+            return PermissionDenied(
+                f"{who.name} ({who.object_id}) wrote VM {vm.name} asking for storage {storage}, but may not "
+                f"run commands on it, which attaching does; the VM was not touched.",
+                causes=[f"no role of theirs allows {rbac.RUN_COMMANDS_WRITE} over scope '{vm_scope}'"],
+                try_hint=f"give them a role with {rbac.RUN_COMMANDS_WRITE} on the VM (Virtual Machine "
+                "Contributor has it), or let an owner or member who has it attach the VM through the API",
+                code=ErrorCode.AUTHORIZATION_FAILED,
             )
         return None
 

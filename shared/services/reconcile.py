@@ -175,7 +175,7 @@ class ReconcileService:
                 if storage is None:
                     continue
                 writer = self.attachments.writer_of(vm.vm_id)
-                if writer is None or not writer.known:
+                if writer is None or not writer.principal.object_id:
                     waiting.append(UnattachedVm(vm.name, vm.resource_group, storage, WRITER_UNKNOWN))
                     continue
                 operation = self.auto_attach.attach_as(vm, storage, writer, why)

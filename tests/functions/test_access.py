@@ -18,7 +18,7 @@ from local.emulator.tenant import ARM_SCOPE
 from local.rest import ArmRest
 from shared.domain.models import StorageAccess
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
-from tests.conftest import ADMIN, Client, arm_as, managed_group, object_id
+from tests.conftest import ADMIN, SUBSCRIPTION, Client, arm_as, managed_group, object_id
 from tests.emulator.conftest import needs_sandbox
 from tests.fakes import FakeClock
 from tests.functions.conftest import REGION, Stack, unique
@@ -310,3 +310,24 @@ def test_a_storage_name_is_its_creators(stack: Stack, storage: str, person: Pers
     mine = stack.run(carol.post("/api/storage", {"name": unique(), "resourceGroup": stack.group}))
     assert mine["status"] == "Succeeded" and mine["requestedBy"]["objectId"] == object_id(who(carol))
     assert carol.get(f"/api/storage/{mine['params']['name']}/access").json()["owners"] == [object_id(who(carol))]
+
+
+def test_a_member_who_may_write_but_not_run_commands_on_a_vm_does_not_get_it_attached(
+    stack: Stack, storage: str, person: Person
+) -> None:
+    """Attaching runs a root script on the VM: writing a VM is not enough, as Azure sees it."""
+    writer_role = "VM writer " + uuid.uuid4().hex[:6]
+    stack.azure.emulator.authorization.define(writer_role, [
+        "Microsoft.Compute/virtualMachines/write", "Microsoft.Compute/virtualMachines/read",
+        "Microsoft.Network/networkInterfaces/*", "Microsoft.Network/virtualNetworks/read",
+        "Microsoft.Network/virtualNetworks/subnets/join/action"], [f"/subscriptions/{SUBSCRIPTION}"])
+    dana = person(writer_role)
+    members = {"owners": [object_id(ADMIN)], "members": [object_id(who(dana))]}
+    assert stack.api.put(f"/api/storage/{storage}/access", members).status == 200
+    playground.vm(arm(stack, dana), stack.group, "dana1", subnet(stack), REGION, tags={"azlin-storage": storage})
+    assert deliver_events_about(stack, "dana1") == 1 and stack.pump.drain() == 0
+    (refused,) = [o for o in stack.api.get("/api/operations", query={"storage": storage}).json()["value"]
+                  if o["target"] == f"vm/{stack.group}/dana1"]
+    assert (refused["status"], refused["error"]["code"]) == ("Failed", "AuthorizationFailed")
+    assert "Microsoft.Compute/virtualMachines/runCommands/write" in refused["error"]["causes"][0]
+    assert not [e for e in stack.log.snapshot() if "/virtualMachines/dana1/runCommands" in e.path]
