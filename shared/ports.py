@@ -14,7 +14,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .domain.costs import CachedPrice
 from .domain.digests import CostDigest, UnattachedVm
-from .domain.identity import Caller, Writer
+from .domain.events import Asked
+from .domain.identity import Caller
 from .domain.models import Attachment, DefaultStorage, StorageAccess, StorageInfo
 from .domain.mounting import ScriptRun, VmFacts, VmSummary
 from .domain.operations import Operation
@@ -131,10 +132,11 @@ class AttachmentRepository(Protocol):
     def clear_detached(self, vm_id: str) -> None:
         """An explicit attach: auto-attach may act on it again after a later detach only."""
 
-    def remember_writer(self, vm_id: str, writer: Writer) -> None:
-        """Who wrote this VM, from its event: the reconcile timer applies the same rule to it."""
+    def remember_ask(self, vm_id: str, asked: Asked) -> None:
+        """What this VM asks for and who asked, from its events: the reconcile timer applies
+        auto-attach's rule to it too."""
 
-    def writer_of(self, vm_id: str) -> Writer | None: ...
+    def asked_of(self, vm_id: str) -> Asked | None: ...
 
 
 class DefaultStorageRepository(Protocol):

@@ -25,7 +25,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
 from shared.domain.errors import ConfigurationError, PermissionDenied, Unauthenticated
 from shared.domain.identity import Caller
-from shared.domain.rbac import Access, Denial, Grant, covers
+from shared.domain.rbac import Access, Denial, Grant
 
 from . import credentials
 from .arm_errors import arm_errors
@@ -44,6 +44,7 @@ class ArmAccessReader:
         self.clients = clients
         self._lock = threading.Lock()
         self._roles: dict[str, tuple[float, tuple[Grant, ...]]] = {}
+        self._denied: dict[str, tuple[float, tuple[Denial, ...]]] = {}
         self._as_caller: OrderedDict[str, AuthorizationManagementClient] = OrderedDict()
 
     def access(self, caller: Caller, scope: str) -> Access:
@@ -91,13 +92,12 @@ class ArmAccessReader:
                 )
             )
         grants: list[Grant] = []
-        for assignment in assignments:
+        for assignment in assignments:  # atScope(): each applies here (one from a management group too)
             # An assignment with a condition (ABAC) holds only where its condition does, which
             # this service cannot evaluate: it is not counted (fail closed).
-            if assignment.condition or not (assignment.scope and covers(assignment.scope, scope)):
+            if assignment.condition or not assignment.role_definition_id:
                 continue
-            if assignment.role_definition_id:
-                grants += self._role(assignment.role_definition_id)
+            grants += self._role(assignment.role_definition_id)
         return tuple(grants)
 
     def _role(self, role_definition_id: str) -> tuple[Grant, ...]:
@@ -116,29 +116,36 @@ class ArmAccessReader:
         return grants
 
     def _denials(self, scope: str) -> tuple[Denial, ...]:
+        """Everyone's deny assignments at the scope and above: the same for every caller, so read
+        once per scope within ROLE_CACHE_SECONDS."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._denied.get(scope.lower())
+        if cached is not None and now - cached[0] < ROLE_CACHE_SECONDS:
+            return cached[1]
         with _as_app(), arm_errors(f"read the deny assignments at {scope}"):
-            found = list(
-                self.clients.authorization.deny_assignments.list_for_scope(scope, filter="atScope()")
-            )
-        denials = []
-        for denial in found:
-            at = denial.scope or ""
-            if not covers(at, scope) or (
-                denial.do_not_apply_to_child_scopes and at.rstrip("/").lower() != scope.rstrip("/").lower()
-            ):
-                continue
-            for block in denial.permissions or ():
-                denials.append(
-                    Denial(
-                        denial.deny_assignment_name or denial.name or "",
-                        at,
-                        tuple(block.actions or ()),
-                        tuple(block.not_actions or ()),
-                        frozenset(p.id for p in denial.principals or () if p.id),
-                        frozenset(p.id for p in denial.exclude_principals or () if p.id),
-                    )
-                )
-        return tuple(denials)
+            listing = self.clients.authorization.deny_assignments.list_for_scope(scope, filter="atScope()")
+            found = list(listing)
+        denials = _applying(found, scope)
+        with self._lock:
+            self._denied[scope.lower()] = (now, denials)
+        return denials
+
+
+def _applying(found: list[Any], scope: str) -> tuple[Denial, ...]:
+    """The deny assignments of an atScope() listing (at the scope or above, a management group
+    included) that apply at `scope`: all but those above it that spare child scopes."""
+    denials = []
+    for denial in found:
+        at = denial.scope or ""
+        if denial.do_not_apply_to_child_scopes and at.rstrip("/").lower() != scope.rstrip("/").lower():
+            continue
+        for block in denial.permissions or ():
+            denials.append(Denial(
+                denial.deny_assignment_name or denial.name or "", at, tuple(block.actions or ()),
+                tuple(block.not_actions or ()), frozenset(p.id for p in denial.principals or () if p.id),
+                frozenset(p.id for p in denial.exclude_principals or () if p.id)))
+    return tuple(denials)
 
 
 def _permissions(client: AuthorizationManagementClient, scope: str) -> Any:

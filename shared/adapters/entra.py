@@ -165,7 +165,9 @@ def _caller(claims: dict[str, Any], token: str, scope: str) -> Caller:
         name = claims.get("app_displayname") or claims.get("azp") or claims.get("appid")
     listed = claims.get("groups")
     groups: list[Any] = listed if isinstance(listed, list) else []
-    overage = "groups" in (claims.get("_claim_names") or {})
+    # All groups are known only from a `groups` list: none (the registration emits no groups) or
+    # an overage pointer means a membership through a group cannot be seen here.
+    overage = "groups" in (claims.get("_claim_names") or {}) or not isinstance(listed, list)
     principal = Principal(str(claims["oid"]), str(name or claims["oid"])[:200], kind)
     return Caller(
         principal, str(claims["tid"]), frozenset(str(g) for g in groups), token, groups_complete=not overage

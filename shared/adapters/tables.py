@@ -36,7 +36,7 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 from shared.domain.costs import CachedPrice
 from shared.domain.digests import CostDigest, Delivery, UnattachedVm
 from shared.domain.errors import ConcurrentUpdate, LeaseLost, ResourceBusy, ValidationError
-from shared.domain.identity import Writer
+from shared.domain.events import Asked
 from shared.domain.models import Attachment, DefaultStorage, StorageAccess, StorageInfo, attached_elsewhere
 from shared.domain.operations import Operation, OperationStatus, operation_subjects
 from shared.domain.serialization import format_time, from_json, parse_time, to_json
@@ -335,8 +335,8 @@ class TableAccessRepository(_TableRecords):
 class TableAttachmentRepository(_TableRecords):
     """One partition; each attachment is two rows written in one transaction: `vm|rg|vm`
     (unique: a VM has at most one attachment) and `storage|name|rg|vm` (lists a storage's VMs).
-    `detached|<hash of vmId>` rows remember VMs detached on purpose, `writer|<hash of vmId>` rows
-    who wrote a VM (from its event).
+    `detached|<hash of vmId>` rows remember VMs detached on purpose, `asked|<hash of vmId>` rows
+    what a VM asks for and who asked (from its events).
     `|` cannot occur in Azure resource names, so the keys cannot collide."""
 
     PARTITION = "attachment"
@@ -433,13 +433,14 @@ class TableAttachmentRepository(_TableRecords):
             self.table.delete_entity(self.PARTITION, _detached_row(vm_id))
 
     @translated(DEPENDENCY)
-    def remember_writer(self, vm_id: str, writer: Writer) -> None:
-        self.table.upsert_entity(encode(writer, self.PARTITION, _vm_id_row("writer", vm_id), vmId=vm_id))
+    def remember_ask(self, vm_id: str, asked: Asked) -> None:
+        entity = encode(asked, self.PARTITION, _vm_id_row("asked", vm_id), vmId=vm_id)
+        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     @translated(DEPENDENCY)
-    def writer_of(self, vm_id: str) -> Writer | None:
+    def asked_of(self, vm_id: str) -> Asked | None:
         try:
-            return decode(Writer, self.table.get_entity(self.PARTITION, _vm_id_row("writer", vm_id)))
+            return decode(Asked, self.table.get_entity(self.PARTITION, _vm_id_row("asked", vm_id)))
         except ResourceNotFoundError:
             return None
 

@@ -107,6 +107,9 @@ class AttachVm(_OnVm):
     # share unmounted. The script then mounts it again, moving whatever is on the bare directory
     # to a new backup; the record keeps the first attach's backup for a later restore.
     repair: bool = False
+    # The VM that asked (its immutable vmId), when known: a VM recreated under the same name
+    # before the worker runs is not the one whose writer was allowed.
+    vm_id: str | None = None
 
     @property
     def storage_name(self) -> str | None:
@@ -126,6 +129,12 @@ class DetachVm(_OnVm):
     vm: str
     resource_group: str
     mode: DetachMode = DetachMode.COPY
+    # The storage it was attached to when asked (an owner's eviction is from that storage only).
+    storage: str | None = None
+
+    @property
+    def storage_name(self) -> str | None:
+        return self.storage
 
 
 Command = CreateStorage | ResizeStorage | DeleteStorage | AttachVm | DetachVm

@@ -30,12 +30,34 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
 @dataclass(frozen=True)
 class VmWritten:
-    """A VM was created or updated, by `writer` (None when the event names nobody)."""
+    """A VM was created (`created`) or updated, by `writer` (None when the event names nobody)."""
 
     event_id: str
     resource_group: str
     vm: str
     writer: Writer | None = None
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a VM asks for (its tag's value, or its group's default storage; None: nothing) and
+    who asked: the writer of the event in which it came to ask for that, never a later writer
+    who changed something else."""
+
+    storage: str | None = None
+    by: Writer | None = None
+
+
+def who_asked(written: VmWritten, storage: str | None, before: Asked | None) -> Writer | None:
+    """Who made the VM ask for `storage`: its creator, whoever's write changed what it asks for,
+    or whoever asked before when it asks for the same; None when that cannot be known (an update
+    of a VM whose creation was never seen)."""
+    if written.created:
+        return written.writer
+    if before is None:
+        return None
+    return before.by if before.storage == storage else written.writer
 
 
 def vm_written(event_id: str, event_type: str, subject: str, data: Any) -> VmWritten | None:
@@ -45,7 +67,10 @@ def vm_written(event_id: str, event_type: str, subject: str, data: Any) -> VmWri
     found = VM_ID.match(str(data.get("resourceUri") or subject or ""))
     if found is None:
         return None
-    return VmWritten(event_id, found.group("group"), found.group("vm"), writer_of(data))
+    # Event Grid includes `httpRequest` only when an existing resource is updated (or deleted):
+    # its absence marks a creation (event-schema-resource-groups.md, the data table).
+    created = "httpRequest" not in data
+    return VmWritten(event_id, found.group("group"), found.group("vm"), writer_of(data), created)
 
 
 def writer_of(data: dict[str, Any]) -> Writer | None:

@@ -92,12 +92,15 @@ class Denial:
     principals: frozenset[str]
     excluded: frozenset[str]
 
-    def blocks(self, action: str, identities: Iterable[str]) -> bool:
+    def blocks(self, action: str, identities: Iterable[str], *, complete: bool = True) -> bool:
+        """Whether it blocks `action` for a caller known by `identities` (itself and its groups).
+        When the caller's groups are not all known (`complete` False), a deny naming anyone else
+        may name a group of theirs: it is taken to apply (fail closed)."""
         ids = set(identities)
-        named = ALL_PRINCIPALS in self.principals or not self.principals.isdisjoint(ids)
-        return (
-            named and self.excluded.isdisjoint(ids) and Grant(self.actions, self.not_actions).allows(action)
-        )
+        named = (ALL_PRINCIPALS in self.principals or not self.principals.isdisjoint(ids)
+                 or (not complete and bool(self.principals - ids)))
+        spared = not self.excluded.isdisjoint(ids)
+        return named and not spared and Grant(self.actions, self.not_actions).allows(action)
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,9 @@ class Access:
     def granted(self, action: str) -> bool:
         return any(grant.allows(action) for grant in self.grants)
 
-    def denial(self, action: str, identities: Iterable[str]) -> Denial | None:
-        return next((d for d in self.denials if d.blocks(action, identities)), None)
+    def denial(self, action: str, identities: Iterable[str], *, complete: bool = True) -> Denial | None:
+        ids = frozenset(identities)
+        return next((d for d in self.denials if d.blocks(action, ids, complete=complete)), None)
 
-    def allows(self, action: str, identities: Iterable[str]) -> bool:
-        return self.granted(action) and self.denial(action, identities) is None
+    def allows(self, action: str, identities: Iterable[str], *, complete: bool = True) -> bool:
+        return self.granted(action) and self.denial(action, identities, complete=complete) is None

@@ -2,7 +2,7 @@
 
 Two questions, asked before anything is recorded or queued:
 - what Azure lets the caller do at the target scope (`AccessReader`: their permissions there and
-  the deny assignments), remembered per caller (token) and scope for at most `CACHE_SECONDS`;
+  the deny assignments), remembered per caller and scope for at most `CACHE_SECONDS`;
 - whether the caller is an owner or a member of the storage (`StorageAccess` records): only
   owners change a storage or say who may use it; members may attach their VMs to it.
 
@@ -12,7 +12,6 @@ ownership or membership. Standard library only, through the ports.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -68,9 +67,10 @@ class AccessControl:
     # -- Azure's answer ---------------------------------------------------------------------------
 
     def access(self, caller: Caller, scope: str) -> rbac.Access:
-        """Azure's answer, remembered per caller token and scope: a caller who was just given a
-        role sees it at once with a new token, and everyone within CACHE_SECONDS."""
-        key = (hashlib.sha256(f"{caller.object_id}|{caller.token}".encode()).hexdigest(), scope.lower())
+        """Azure's answer, remembered per caller and scope for CACHE_SECONDS: a role given or
+        taken away applies here within that time, and a caller cannot make the service ask Azure
+        again by fetching new tokens."""
+        key = (caller.object_id, scope.lower())
         now = self.monotonic()
         with self._lock:
             cached = self._cache.get(key)
@@ -85,26 +85,25 @@ class AccessControl:
         return answer
 
     def may(self, caller: Caller, action: str, scope: str) -> bool:
-        return self.access(caller, scope).allows(action, caller.identities)
+        return self.access(caller, scope).allows(action, caller.identities, complete=caller.groups_complete)
 
     def principal_may(self, principal: Principal, action: str, scope: str) -> bool:
         """Whether Azure lets a principal that is not calling (an event's writer) do `action`:
         its role assignments (its groups' included) and the deny assignments, read by the app,
         since there is no token of theirs to ask with."""
-        absent = Caller(Principal(principal.object_id, principal.name, PrincipalKind.SERVICE_PRINCIPAL), "")
+        absent = Caller(Principal(principal.object_id, principal.name, PrincipalKind.SERVICE_PRINCIPAL), "",
+                        groups_complete=False)  # its groups are not known here
         return self.may(absent, action, scope)
 
     def require(self, caller: Caller, action: str, scope: str) -> None:
         """Refuse, naming the action and the scope, unless Azure lets the caller do `action` there."""
         access = self.access(caller, scope)
-        if access.allows(action, caller.identities):
+        complete = caller.groups_complete
+        if access.allows(action, caller.identities, complete=complete):
             return
-        denial = access.denial(action, caller.identities) if access.granted(action) else None
-        cause = (
-            f"the deny assignment '{denial.name}' at {denial.scope} blocks it"
-            if denial
-            else f"no role of yours at {scope} or above allows {action}"
-        )
+        denial = access.granted(action) and access.denial(action, caller.identities, complete=complete)
+        cause = (f"the deny assignment '{denial.name}' at {denial.scope} blocks it" if denial
+                 else f"no role of yours at {scope} or above allows {action}")
         raise PermissionDenied(
             f"You may not perform '{action}' over scope '{scope}'.",
             causes=[cause, f"caller: {caller.principal.name} ({caller.object_id})"],

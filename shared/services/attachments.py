@@ -11,6 +11,7 @@ attach and detach requests, each as its caller:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from shared.domain import rbac
 from shared.domain.commands import AttachVm, DetachVm
@@ -67,7 +68,7 @@ class AttachmentService:
         existing = self.attachments.get(command.resource_group, command.vm)
         if existing is not None and existing.storage != command.storage:
             raise attached_elsewhere(command.vm, existing)
-        return self.intake.submit(command, idempotency_key, requested_by=caller.principal)
+        return self.intake.submit_for(caller, command, idempotency_key)
 
     def request_detach(self, caller: Caller, command: DetachVm, idempotency_key: str | None) -> Submission:
         """Detaching a VM that is not attached is accepted and succeeds without changes."""
@@ -76,12 +77,8 @@ class AttachmentService:
         evicting = existing is not None and self.access.is_owner(caller, existing.storage)
         if not evicting:
             self.access.require(caller, rbac.RUN_COMMANDS_WRITE, scope)
-        return self.intake.submit(
-            command,
-            idempotency_key,
-            requested_by=caller.principal,
-            storage=existing.storage if existing else None,
-        )
+        pinned = replace(command, storage=existing.storage if existing else None)  # evicted from it only
+        return self.intake.submit_for(caller, pinned, idempotency_key)
 
     def _storage_readable(self, caller: Caller, attachment: Attachment) -> bool:
         storage = self.storage.storages.get(attachment.storage)

@@ -27,7 +27,7 @@ from shared.domain.errors import (
     ServiceError,
     ValidationError,
 )
-from shared.domain.events import OPT_OUT, VmWritten, auto_attach_key
+from shared.domain.events import OPT_OUT, Asked, VmWritten, auto_attach_key, who_asked
 from shared.domain.identity import Writer
 from shared.domain.mounting import TaggedVm
 from shared.ports import (
@@ -82,15 +82,30 @@ class AutoAttachService:
             log.info("event %s: VM %s is gone; nothing to attach", written.event_id, written.vm)
             operation = None
         else:
-            if written.writer is not None:
-                self.attachments.remember_writer(vm.vm_id, written.writer)
-            operation = self.attach_if_wanted(vm, written.writer, f"event {written.event_id}")
+            operation = self.attach_if_wanted(vm, self._asked(vm, written).by, f"event {written.event_id}")
         self.events.remember(written.event_id, self.clock.now())
         return operation
 
     def attach_if_wanted(self, vm: TaggedVm, writer: Writer | None, why: str) -> str | None:
         storage = self.storage_wanted(vm, why)
         return None if storage is None else self.attach_as(vm, storage, writer, why)
+
+    def who_asked(self, vm: TaggedVm) -> Writer | None:
+        """Who made the VM ask for what it asks for now (from its events), or None: unknown."""
+        asked = self.attachments.asked_of(vm.vm_id)
+        wanted = self.wanted_storage(vm)
+        return asked.by if asked is not None and asked.storage == _kept(wanted) else None
+
+    def _asked(self, vm: TaggedVm, written: VmWritten) -> Asked:
+        """What the VM asks for since this write, and who asked: the writer of the write that
+        made it ask (its creation, or a change of its tag), never one who changed something else
+        later, so an owner's routine write never carries a non-member's tag through."""
+        before = self.attachments.asked_of(vm.vm_id)
+        wanted = _kept(self.wanted_storage(vm))
+        asked = Asked(wanted, who_asked(written, wanted, before))
+        if asked != before:
+            self.attachments.remember_ask(vm.vm_id, asked)
+        return asked
 
     def storage_wanted(self, vm: TaggedVm, why: str) -> str | None:
         """The storage `vm` asks for, unless it is attached or was detached on purpose; a tag
@@ -123,7 +138,7 @@ class AutoAttachService:
         if refusal is not None:
             return self._refuse(vm, storage, refusal, writer, why)
         assert writer is not None
-        command = AttachVm(storage, vm.name, vm.resource_group)
+        command = AttachVm(storage, vm.name, vm.resource_group, vm_id=vm.vm_id)
         try:
             submission = self.intake.submit(
                 command, auto_attach_key(vm.vm_id, storage), requested_by=writer.principal
@@ -203,7 +218,7 @@ class AutoAttachService:
     ) -> str | None:
         """An operation Failed from the start, so the owner sees why at /api/operations (no one
         gets a 403 for an event)."""
-        command = AttachVm(storage, vm.name, vm.resource_group)
+        command = AttachVm(storage, vm.name, vm.resource_group, vm_id=vm.vm_id)
         submission = self.intake.refuse(
             command,
             refusal,
@@ -212,3 +227,8 @@ class AutoAttachService:
         )
         log.warning("%s: %s (operation %s)", why, refusal.message, submission.operation.id)
         return None if submission.replayed else submission.operation.id
+
+
+def _kept(wanted: str | None) -> str | None:
+    """What is remembered of a tag's value: enough to tell it changed."""
+    return None if wanted is None else wanted[:200]

@@ -66,6 +66,9 @@ class MountService:
         context.progress(ATTACH_STEPS[0], 0, total)
         storage = self._storage(command.storage)
         vm = self._running_vm(command.resource_group, command.vm)
+        if command.vm_id is not None and vm.vm_id != command.vm_id:
+            raise Conflict(f"VM {vm.name} was recreated since the attach was asked for (another vmId).",
+                           try_hint="attach the new VM through the API if it should have this home")
         existing = self._record_of(vm)
         if existing is not None and existing.storage != storage.name:
             raise attached_elsewhere(command.vm, existing)
@@ -213,6 +216,9 @@ class MountService:
         attachment = self.attachments.get(command.resource_group, command.vm)
         if attachment is None:
             return {"vm": command.vm, "resourceGroup": command.resource_group, "changed": False}
+        if command.storage is not None and attachment.storage != command.storage:
+            return {"vm": command.vm, "resourceGroup": command.resource_group, "changed": False,
+                    "note": f"attached to {attachment.storage} now, not {command.storage} as when asked"}
         context.progress(DETACH_STEPS[1], 1, total)
         result = self.detach_recorded(attachment, command.mode, context.operation.id, _creator_of(context))
         context.progress(DETACH_STEPS[2], 2, total)

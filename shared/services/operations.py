@@ -62,10 +62,17 @@ class OperationIntake:
         self.queue = queue
         self.clock = clock
 
+    def submit_for(self, caller: Caller, command: Command, idempotency_key: str | None, *,
+                   storage: str | None = None) -> Submission:
+        """What a caller asks for. Their Idempotency-Key is theirs alone: one caller's key never
+        returns another's operation."""
+        key = None if idempotency_key is None else f"caller:{caller.object_id}:{idempotency_key}"
+        return self.submit(command, key, requested_by=caller.principal, storage=storage)
+
     def submit(self, command: Command, idempotency_key: str | None = None, *,
                requested_by: Principal | None = None, storage: str | None = None) -> Submission:
-        """Record and queue the operation `command` asks for. A caller's Idempotency-Key is theirs
-        alone: `requested_by` scopes it, so one caller's key never returns another's operation."""
+        """Record and queue the operation `command` asks for, once per `idempotency_key` (a key
+        the service makes, such as an event's, or a caller's scoped by `submit_for`)."""
         params = params_of(command)
         now = self.clock.now()
         concerns = storage or command.storage_name
@@ -73,7 +80,7 @@ class OperationIntake:
                                   storage=concerns)
         if idempotency_key is None:
             return Submission(self._record_and_queue(operation, None), replayed=False)
-        holder = self._claim(operation, _scoped(idempotency_key, requested_by))
+        holder = self._claim(operation, idempotency_key)
         if holder.operation_id == operation.id:
             return Submission(self._record_and_queue(operation, holder), replayed=False)
         earlier = Operation.new(command.KIND, command.target, params, holder.created_at,
@@ -168,10 +175,6 @@ class OperationIntake:
             write(value)
         except TransientError as err:
             log.warning("could not record it either: %s", err.message)
-
-
-def _scoped(key: str, requested_by: Principal | None) -> str:
-    return key if requested_by is None else f"caller:{requested_by.object_id}:{key}"
 
 
 def fingerprint(operation: Operation) -> str:

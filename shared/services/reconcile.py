@@ -144,7 +144,8 @@ class ReconcileService:
 
     def _heal(self, attachment: Attachment, started: datetime) -> str:
         command = AttachVm(
-            attachment.storage, attachment.vm, attachment.resource_group, attachment.mount_point, repair=True
+            attachment.storage, attachment.vm, attachment.resource_group, attachment.mount_point, repair=True,
+            vm_id=attachment.vm_id,
         )
         key = f"reconcile-repair:{attachment.vm_id}:{format_time(started)}"  # one per run and VM
         timer = Principal.service("reconcile timer")
@@ -174,7 +175,7 @@ class ReconcileService:
                 storage = self.auto_attach.storage_wanted(vm, why)
                 if storage is None:
                     continue
-                writer = self.attachments.writer_of(vm.vm_id)
+                writer = self.auto_attach.who_asked(vm)
                 if writer is None or not writer.principal.object_id:
                     waiting.append(UnattachedVm(vm.name, vm.resource_group, storage, WRITER_UNKNOWN))
                     continue

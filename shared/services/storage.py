@@ -130,7 +130,7 @@ class StorageService:
             access.require(caller, rbac.SUBNET_JOIN, subnet)
         else:
             access.require(caller, rbac.VNET_WRITE, access.group(group))
-        return self.intake.submit(command, idempotency_key, requested_by=caller.principal)
+        return self.intake.submit_for(caller, command, idempotency_key)
 
     def request_resize(self, caller: Caller, ref: StorageRef, size_gb: int,
                        idempotency_key: str | None) -> Submission:
@@ -138,7 +138,7 @@ class StorageService:
         command = ResizeStorage(storage.name, storage.resource_group, size_gb)
         self.access.require_owner(caller, storage, "resize it")
         self.access.require(caller, rbac.STORAGE_WRITE, self.access.storage_scope(storage))
-        return self.intake.submit(command, idempotency_key, requested_by=caller.principal)
+        return self.intake.submit_for(caller, command, idempotency_key)
 
     def request_delete(self, caller: Caller, ref: StorageRef, force: bool, idempotency_key: str | None,
                        detach_mode: DetachMode = DetachMode.COPY) -> Submission:
@@ -170,7 +170,7 @@ class StorageService:
         if storage is None:
             self.access.require_name_free_or_owned(caller, ref.name, "delete it")
             self.access.require(caller, rbac.STORAGE_DELETE, self.access.account(resource_group, ref.name))
-        return self.intake.submit(command, idempotency_key, requested_by=caller.principal)
+        return self.intake.submit_for(caller, command, idempotency_key)
 
     # -- owners and members -----------------------------------------------------------------------
 

@@ -258,6 +258,12 @@ def test_a_service_principal_acts_where_its_role_allows_and_a_deny_assignment_wi
     stack: Stack, person: Person
 ) -> None:
     emulator = stack.azure.emulator
+    # Two with the same role; one under a deny assignment (deny assignments are read once a scope
+    # within five minutes, so it is in place before anyone asks).
+    frozen = emulator.tenant.add("ServicePrincipal", "frozen-" + uuid.uuid4().hex[:6], secret="s3cret")
+    emulator.authorization.assign(stack.rest.group_path(stack.group), frozen.object_id, "Contributor")
+    emulator.authorization.deny(stack.rest.group_path(stack.group), ["Microsoft.Storage/storageAccounts/*"],
+                                [frozen.object_id], name="storage freeze")
     robot = emulator.tenant.add("ServicePrincipal", "portal-" + uuid.uuid4().hex[:6], secret="s3cret")
     emulator.authorization.assign(stack.rest.group_path(stack.group), robot.object_id, "Contributor")
     portal = Client(stack.api.index, identities.token_source(emulator, robot.name))
@@ -273,10 +279,8 @@ def test_a_service_principal_acts_where_its_role_allows_and_a_deny_assignment_wi
     refused = error(portal.post("/api/storage", {"name": unique(), "resourceGroup": elsewhere}), 403,
                     "AuthorizationFailed")
     assert elsewhere in refused["message"]
-    emulator.authorization.deny(stack.rest.group_path(stack.group), ["Microsoft.Storage/storageAccounts/*"],
-                                [robot.object_id], name="storage freeze")
-    fresh = Client(stack.api.index, identities.token_source(emulator, robot.name))  # a new token asks again
-    denied = error(fresh.post("/api/storage", {"name": unique(), "resourceGroup": stack.group}), 403,
+    as_frozen = Client(stack.api.index, identities.token_source(emulator, frozen.name))
+    denied = error(as_frozen.post("/api/storage", {"name": unique(), "resourceGroup": stack.group}), 403,
                    "AuthorizationFailed")
     assert "the deny assignment 'storage freeze'" in denied["causes"][0]
     stack.rest.delete(stack.rest.group_path(elsewhere))
@@ -331,3 +335,36 @@ def test_a_member_who_may_write_but_not_run_commands_on_a_vm_does_not_get_it_att
     assert (refused["status"], refused["error"]["code"]) == ("Failed", "AuthorizationFailed")
     assert "Microsoft.Compute/virtualMachines/runCommands/write" in refused["error"]["causes"][0]
     assert not [e for e in stack.log.snapshot() if "/virtualMachines/dana1/runCommands" in e.path]
+
+
+def test_a_tag_counts_as_asked_by_whoever_set_it_not_by_a_later_writer(
+    stack: Stack, storage: str, person: Person, clock: FakeClock
+) -> None:
+    """bob tags his VM with alice's storage (refused); alice's later, unrelated write of that VM
+    must not carry bob's tag through; alice's own tagging of a VM is hers."""
+    bob = person("Virtual Machine Contributor")
+    playground.vm(arm(stack, bob), stack.group, "bobx", subnet(stack), REGION, tags={"azlin-storage": storage})
+    assert deliver_events_about(stack, "bobx") == 1
+    playground.vm(stack.rest, stack.group, "bobx", subnet(stack), REGION,  # alice adds a cost tag
+                  tags={"azlin-storage": storage, "cost-center": "42"})
+    deliver_events_about(stack, "bobx")
+    clock.advance(900)
+    stack.api.index.fire_timer("reconcile_attachments")
+    assert stack.pump.drain() == 0
+    assert stack.api.get("/api/vms/bobx/attachment", query={"resourceGroup": stack.group}).status == 404
+    refused = [o for o in stack.api.get("/api/operations", query={"storage": storage}).json()["value"]
+               if o["target"] == f"vm/{stack.group}/bobx"]
+    assert [(o["error"]["code"], o["requestedBy"]["objectId"]) for o in refused] == [
+        ("NotAMember", object_id(who(bob)))]  # recorded once, naming bob
+
+    playground.vm(arm(stack, bob), stack.group, "bobplain", subnet(stack), REGION)  # bob's, untagged
+    assert deliver_events_about(stack, "bobplain") == 1 and stack.pump.drain() == 0  # asks for nothing
+    playground.vm(stack.rest, stack.group, "bobplain", subnet(stack), REGION, tags={"azlin-storage": storage})
+    deliver_events_about(stack, "bobplain")  # alice, an owner who may run commands on it, tags it
+    for _ in range(10):
+        if not stack.pump.drain():
+            break
+    attached = stack.api.get("/api/vms/bobplain/attachment", query={"resourceGroup": stack.group})
+    assert attached.status == 200, attached
+    operations = stack.api.get("/api/operations", query={"vm": "bobplain", "resourceGroup": stack.group}).json()
+    assert operations["value"][0]["requestedBy"]["objectId"] == object_id(ADMIN)

@@ -240,7 +240,7 @@ class TestAttachments:
                           {"vm": "vm1", "resourceGroup": DEFAULT_GROUP, "mountPoint": "/home/dev"})
         assert answer.status == 202
         assert answer.json()["params"] == {"storage": "teamhome", "vm": "vm1", "resourceGroup": DEFAULT_GROUP,
-                                           "mountPoint": "/home/dev", "repair": False}
+                                           "mountPoint": "/home/dev", "repair": False, "vmId": None}
         assert answer.json()["target"] == f"vm/{DEFAULT_GROUP}/vm1"
 
     def test_a_vm_attached_elsewhere_is_a_conflict(self, api: Client, app: Container, clock: FakeClock,

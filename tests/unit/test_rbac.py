@@ -83,3 +83,14 @@ def test_the_writer_of_a_vm_is_read_from_its_events_claims_and_evidence() -> Non
     assert app.writer.principal.kind is PrincipalKind.SERVICE_PRINCIPAL and app.writer.principal.name == "some-app"
     nobody = vm_written("e3", WRITE["eventType"], VM, event_data({"oid": "not-a-guid"}))
     assert nobody is not None and nobody.writer is None  # unknown: never a member of anything
+
+
+def test_a_deny_naming_a_group_applies_when_the_callers_groups_are_not_known() -> None:
+    """A token without its groups (no groups claim, or too many of them), or an event's writer:
+    the deny may name a group of theirs, so it is taken to apply; a deny naming only others'
+    object ids when the groups are known does not."""
+    team = Denial("team freeze", "/s/rg", ("*",), (), frozenset({"team-group"}), frozenset())
+    access = Access("/s/rg", (Grant(("*",)),), (team,))
+    assert access.allows("x/y/write", {"me"}, complete=True)
+    assert not access.allows("x/y/write", {"me"}, complete=False)
+    assert access.denial("x/y/write", {"me"}, complete=False) is team
