@@ -261,7 +261,7 @@ class Container:
             return self.mounts.detach_recorded(*args)  # the VM SDK is imported only if a VM is attached
 
         return StorageProvisioner(self.cloud, self.storages, self.attachments, self.access_records,
-                                  self.clock, self.settings.defaults, detacher=detach)
+                                  self.operations, self.clock, self.settings.defaults, detacher=detach)
 
     @cached_property
     def attachment(self) -> AttachmentService:

@@ -69,6 +69,10 @@ class OperationRepository(Protocol):
     def list_about(self, subject: str, page_size: int, continuation: str | None) -> Page[Operation]:
         """Operations about `subject` (`operation_subjects`: a storage, or a VM), newest first."""
 
+    def forget_about(self, subject: str) -> None:
+        """Stop listing operations under `subject` (a deleted storage: the next storage of that
+        name is someone else's). The operations stay readable by id."""
+
 
 class IdempotencyStore(Protocol):
     def claim(self, record: IdempotencyRecord, expired_before: datetime) -> IdempotencyRecord:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -35,7 +36,11 @@ if TYPE_CHECKING:
 
     from .arm import ArmClients
 
+log = logging.getLogger(__name__)
 ROLE_CACHE_SECONDS = 300
+# Entra's refusals of the on-behalf-of exchange that are the app registration's fault, not the
+# caller's: no consent, unknown client, bad secret or assertion, no matching federated credential.
+REGISTRATION_FAULTS = frozenset({"65001", "700016", "7000215", "7000222", "70021", "700024"})
 MAX_CALLER_CLIENTS = 256
 
 
@@ -168,7 +173,7 @@ def _as_user() -> Iterator[None]:
         yield
     except ClientAuthenticationError as err:
         text = str(err.message or err).splitlines()[0][:300]
-        if "AADSTS65001" in text or ("AADSTS7000" in text and "client" in text.lower()):
+        if any(f"AADSTS{code}:" in text for code in REGISTRATION_FAULTS):
             raise ConfigurationError(
                 "The API's app registration may not act for users on Resource Manager.",
                 causes=[text],
@@ -188,10 +193,11 @@ def _as_app() -> Iterator[None]:
     caller's: a 503 that names the missing role, never a 403 to the caller."""
     try:
         yield
-    except PermissionDenied as err:
+    except PermissionDenied as err:  # Azure's own words (the identity's ids) go to the log only
+        log.warning("the app's identity was refused: %s %s", err.message, " ".join(err.causes))
         raise ConfigurationError(
             "The service's identity may not read Azure role assignments here.",
-            causes=[err.message, *err.causes],
+            causes=[err.message],
             try_hint="give the service's identity its roles from infra/ "
             "(Microsoft.Authorization/*/read actions)",
         ) from err

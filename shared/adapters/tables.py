@@ -195,6 +195,22 @@ class TableOperationRepository(_TableRecords):
         return Page([o for o in found if o is not None],
                     _encode_token(pager.continuation_token))  # type: ignore[attr-defined]
 
+    def forget_about(self, subject: str) -> None:
+        _forget(self.state.table(self.INDEX), subject)
+
+
+@translated(DEPENDENCY)
+def _forget(index: TableClient, subject: str) -> None:
+    rows = index.query_entities("PartitionKey eq @p", parameters={"p": subject}, select=["RowKey"])
+    batch: list[Any] = []
+    for row in rows:  # one partition: transactions of up to 100 deletes
+        batch.append(("delete", {"PartitionKey": subject, "RowKey": row["RowKey"]}))
+        if len(batch) == 100:
+            index.submit_transaction(batch)
+            batch = []
+    if batch:
+        index.submit_transaction(batch)
+
 
 def _newest_first(moment: datetime, operation_id: str) -> str:
     """A row key that sorts newer operations first."""

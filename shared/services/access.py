@@ -129,11 +129,12 @@ class AccessControl:
             return  # no owner recorded yet: whoever may grant access to the account in Azure may
         raise self.not_owner(caller, storage.name, doing)
 
-    def require_name_free_or_owned(self, caller: Caller, storage: str, doing: str) -> None:
-        """A name whose owners are recorded without a storage (a create under way, or one that
-        failed) is theirs alone."""
+    def require_name_free_or_owned(self, caller: Caller, group: str, storage: str, doing: str) -> None:
+        """A name whose owners are recorded without a storage (a create under way, or one whose
+        worker died) is theirs, and whoever may grant access to that account in Azure."""
         record = self.record(storage)
-        if record.owners and not record.owned_by(caller.identities):
+        if record.owners and not record.owned_by(caller.identities) and not self.may(
+                caller, rbac.GRANT_ACCESS, self.account(group, storage)):
             raise self.not_owner(caller, storage, doing)
 
     @staticmethod

@@ -14,12 +14,20 @@ from typing import Any
 
 from shared.domain import provisioning as p
 from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
-from shared.domain.errors import Conflict, ErrorCode, NotFound, PermissionDenied, ValidationError
+from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, PermissionDenied, ValidationError
 from shared.domain.identity import Principal
 from shared.domain.models import Attachment, DetachMode, StorageAccess, StorageInfo
+from shared.domain.operations import storage_subject
 from shared.domain.requests import RequestDefaults
 from shared.domain.serialization import to_json
-from shared.ports import AttachmentRepository, Clock, StorageAccessRepository, StorageCloud, StorageRepository
+from shared.ports import (
+    AttachmentRepository,
+    Clock,
+    OperationRepository,
+    StorageAccessRepository,
+    StorageCloud,
+    StorageRepository,
+)
 
 from .worker import OperationContext
 
@@ -33,10 +41,12 @@ class StorageProvisioner:
         storages: StorageRepository,
         attachments: AttachmentRepository,
         access: StorageAccessRepository,
+        operations: OperationRepository,
         clock: Clock,
         defaults: RequestDefaults,
         detacher: Detacher,
     ) -> None:
+        self.operations = operations
         self.detacher = detacher  # gives an attached VM its home back (MountService.detach_recorded)
         self.access = access
         self.cloud = cloud
@@ -48,9 +58,19 @@ class StorageProvisioner:
     # -- create -----------------------------------------------------------------------------------
 
     def create(self, command: CreateStorage, context: OperationContext) -> Mapping[str, Any]:
+        context.progress(p.CREATE_STEPS[0], 0, len(p.CREATE_STEPS))
+        requested_by = context.operation.requested_by
+        if self.storages.get(command.name) is not None:  # a repair: its owners asked (checked then)
+            return self._create(command, context)
+        self._claim_ownership(command.name, requested_by)
+        try:
+            return self._create(command, context)
+        except DomainError:  # it will not exist: the name is free again
+            self._release_claim(command.name, requested_by)
+            raise
+
+    def _create(self, command: CreateStorage, context: OperationContext) -> Mapping[str, Any]:
         steps, total = p.CREATE_STEPS, len(p.CREATE_STEPS)
-        context.progress(steps[0], 0, total)
-        self._claim_ownership(command.name, context.operation.requested_by)
         region = command.region or self._group_region(command.resource_group)
         creator = _creator(context.operation.requested_by)
         spec = p.AccountSpec(
@@ -90,6 +110,12 @@ class StorageProvisioner:
                                    causes=[f"{requested_by.name} is not one of its owners"],
                                    try_hint="choose another name, or ask an owner to add you",
                                    code=ErrorCode.NOT_AN_OWNER)
+
+    def _release_claim(self, name: str, requested_by: Principal | None) -> None:
+        record = self.access.get(name)
+        if (requested_by is not None and record is not None and record.owners == (requested_by.object_id,)
+                and self.storages.get(name) is None):
+            self.access.delete(name)
 
     def _group_region(self, group: str) -> str:
         region = self.cloud.group_region(group)
@@ -241,6 +267,7 @@ class StorageProvisioner:
         context.progress(steps[4], 4, total)
         self.storages.delete(name)
         self.access.delete(name)
+        self.operations.forget_about(storage_subject(name))  # the next storage of this name is new
         return {"name": name, "resourceGroup": group, "deleted": account is not None, "alsoRemoved": removed}
 
     def _refuse_attached(self, command: DeleteStorage, operation_id: str, creator: str | None) -> None:

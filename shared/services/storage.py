@@ -123,7 +123,7 @@ class StorageService:
         if existing is not None:
             access.require_owner(caller, existing, "create it again")
         else:
-            access.require_name_free_or_owned(caller, command.name, "create it")
+            access.require_name_free_or_owned(caller, group, command.name, "create it")
         access.require(caller, rbac.STORAGE_WRITE, access.group(group))
         if command.vnet:
             subnet = access.subnet(group, command.vnet, command.subnet or "default")
@@ -168,7 +168,7 @@ class StorageService:
             )
         command = DeleteStorage(ref.name, resource_group, force, detach_mode)
         if storage is None:
-            self.access.require_name_free_or_owned(caller, ref.name, "delete it")
+            self.access.require_name_free_or_owned(caller, resource_group, ref.name, "delete it")
             self.access.require(caller, rbac.STORAGE_DELETE, self.access.account(resource_group, ref.name))
         return self.intake.submit_for(caller, command, idempotency_key)
 

@@ -368,3 +368,32 @@ def test_a_tag_counts_as_asked_by_whoever_set_it_not_by_a_later_writer(
     assert attached.status == 200, attached
     operations = stack.api.get("/api/operations", query={"vm": "bobplain", "resourceGroup": stack.group}).json()
     assert operations["value"][0]["requestedBy"]["objectId"] == object_id(ADMIN)
+
+
+def test_a_failed_create_frees_its_name_and_a_reused_name_shows_none_of_its_history(
+    stack: Stack, person: Person
+) -> None:
+    carol = person("Contributor")
+    name = unique()
+    failed = stack.run(carol.post("/api/storage", {"name": name, "resourceGroup": stack.group,
+                                                   "region": "nowhereland"}))
+    assert failed["status"] == "Failed", failed  # Azure refuses the region: nothing is made
+    assert stack.app.access_records.get(name) is None  # the name is not carol's for ever
+    made = stack.create(name)  # alice takes the name
+    assert made["status"] == "Succeeded", made
+    assert stack.api.get(f"/api/storage/{name}/access").json()["owners"] == [object_id(ADMIN)]
+    assert stack.run(stack.api.delete(f"/api/storage/{name}"))["status"] == "Succeeded"
+    again = stack.run(carol.post("/api/storage", {"name": name, "resourceGroup": stack.group}))
+    assert again["status"] == "Succeeded", again
+    history = carol.get("/api/operations", query={"storage": name}).json()["value"]
+    assert [o["id"] for o in history] == [again["id"]]  # alice's create and delete are not listed
+
+
+def test_an_owner_through_a_group_repairs_the_storage(stack: Stack, storage: str, person: Person) -> None:
+    team = "team-" + uuid.uuid4().hex[:6]
+    erin = person("Contributor", groups=(team,))
+    team_id = stack.azure.emulator.tenant.get(team).object_id
+    assert stack.api.put(f"/api/storage/{storage}/access",
+                         {"owners": [object_id(ADMIN), team_id], "members": []}).status == 200
+    repaired = stack.run(erin.post("/api/storage", {"name": storage, "resourceGroup": stack.group}))
+    assert repaired["status"] == "Succeeded", repaired
