@@ -12,12 +12,12 @@ import azure.functions as func
 
 from . import core
 from .http import (
-    absolute,
     accepted,
     authenticated,
     guarded,
     idempotency_key,
     json_response,
+    page_response,
     query,
     read_json,
     route,
@@ -45,12 +45,8 @@ def list_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     wanted = core.requests.list_query(query(req))
     page = core.bootstrap.container().storage.list(caller, wanted.resource_group, wanted.page_size,
                                                    wanted.continuation)
-    body: dict[str, object] = {"value": [to_json(storage) for storage in page.items]}
-    if page.continuation:
-        filters = {"resourceGroup": wanted.resource_group} if wanted.resource_group else {}
-        body["nextLink"] = absolute(req, "/api/storage", {**filters, "$top": str(wanted.page_size),
-                                                          "$skipToken": page.continuation})
-    return json_response(body)
+    filters = {"resourceGroup": wanted.resource_group} if wanted.resource_group else {}
+    return page_response(req, "/api/storage", page, filters, wanted.page_size)
 
 
 @bp.route(route="storage/{name}", methods=["GET"])
@@ -179,11 +175,7 @@ def list_operations(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
         assert wanted.storage is not None
         page = reads.about_storage(caller, wanted.storage, wanted.page_size, wanted.continuation)
         filters = {"storage": wanted.storage}
-    body: dict[str, object] = {"value": [to_json(operation) for operation in page.items]}
-    if page.continuation:
-        body["nextLink"] = absolute(req, "/api/operations", {**filters, "$top": str(wanted.page_size),
-                                                             "$skipToken": page.continuation})
-    return json_response(body)
+    return page_response(req, "/api/operations", page, filters, wanted.page_size)
 
 
 @bp.route(route="costs", methods=["GET"])

@@ -19,6 +19,7 @@ from . import core
 if TYPE_CHECKING:
     from shared.domain.errors import ServiceError
     from shared.domain.identity import Caller
+    from shared.ports import Page
     from shared.services.operations import Submission
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,16 @@ def accepted(req: func.HttpRequest, submission: Submission) -> func.HttpResponse
 def absolute(req: func.HttpRequest, path: str, query: Mapping[str, str] | None = None) -> str:
     parts = urlsplit(req.url)
     return f"{parts.scheme}://{parts.netloc}{path}" + (f"?{urlencode(query)}" if query else "")
+
+
+def page_response(req: func.HttpRequest, path: str, page: Page[Any], filters: Mapping[str, str],
+                  page_size: int) -> func.HttpResponse:
+    """A page of a listing: `value`, and `nextLink` (the same filters) while more remain."""
+    body: dict[str, object] = {"value": [to_json(item) for item in page.items]}
+    if page.continuation:
+        body["nextLink"] = absolute(req, path, {**filters, "$top": str(page_size),
+                                                "$skipToken": page.continuation})
+    return json_response(body)
 
 
 def read_json(req: func.HttpRequest) -> object:

@@ -7,7 +7,10 @@ unless named otherwise; Azure/azure-rest-api-specs `specification/authorization/
 Microsoft.Authorization/stable/2022-04-01/` for shapes):
 - a request needs one action at its scope: `{namespace}/{types...}/read|write|delete`, or
   `{type}/{action}/action` for a POST (`resource-provider-operations.md`); ARM checks it before the
-  provider runs (`overview.md`, "How Azure RBAC determines if a user has access");
+  provider runs (`overview.md`, "How Azure RBAC determines if a user has access"); a
+  long-running operation's monitor needs its read action at the operation's resource group, though
+  its URL names only the subscription (azure-docs `articles/azure-resource-manager/management/
+  async-operations.md`, "Permission for tracking async status");
 - an action string is matched case-insensitively, `*` standing for any text, `/` included
   (`role-definitions.md`, `custom-roles.md`); a role's NotActions subtract from its own Actions
   only: NotActions are not a deny (`role-definitions.md`);
@@ -472,7 +475,6 @@ class Authorization:
         return AUTHORIZATION in path.lower() or path.lower().startswith(AUTHORIZATION)
 
     def handle(self, request: Request, caller: Caller) -> Response:
-
         cut = request.path.lower().rfind(AUTHORIZATION)
         scope = _canonical_scope(request.path[:cut]) if cut > 0 else ""
         parts = [p for p in request.path[cut + len(AUTHORIZATION) :].split("/") if p]
@@ -516,7 +518,6 @@ class Authorization:
         )
 
     def _definitions(self, request: Request, caller: Caller, scope: str, name: str | None) -> Response:
-
         if request.method == "GET":
             if scope:
                 self.authorize(caller, "Microsoft.Authorization/roleDefinitions/read", scope)
@@ -555,7 +556,6 @@ class Authorization:
         raise ArmError(405, "MethodNotAllowed", f"The method '{request.method}' is not allowed here.")
 
     def _assignments(self, request: Request, caller: Caller, scope: str, name: str | None) -> Response:
-
         if not scope:
             raise ArmError(400, "InvalidScope", "Role assignments need a scope.")
         assignment_id = f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"

@@ -79,7 +79,7 @@ class Operation:
     result: dict[str, Any] | None = None
     returns_resource: bool = True
     started: str = ""
-    started_by: str = ""  # the object id of the caller that started it
+    group_scope: str | None = None  # the resource group of the request that started it
 
 
 class Emulator:
@@ -215,7 +215,7 @@ class Emulator:
             return self.authorization.handle(request, caller)
         monitor = MONITOR.search(request.path)
         if monitor:
-            return self._monitor(monitor.group(1).lower(), monitor.group(2), request)
+            return self._monitor(monitor.group(1).lower(), monitor.group(2), request, caller)
         rid = parse_path(request.path)
         if rid.namespace is None and rid.group is None:
             raise ArmError(404, "InvalidResourceNamespace", "Subscriptions are not served by the emulator.")
@@ -499,7 +499,7 @@ class Emulator:
             self.config.polls_before_done,
             returns_resource=returns_resource,
             started=_iso_now(),
-            started_by=request.caller.object_id if request.caller else "",
+            group_scope=_group_scope(request.path),
         )
         with self.lock:
             self.operations[operation.id] = operation
@@ -576,13 +576,16 @@ class Emulator:
             return Response(201 if created else 200, body, headers)
         return Response(202, None, headers)
 
-    def _monitor(self, which: str, operation_id: str, request: Request) -> Response:
-        if request.caller is None or operation_id.lower() not in self.operations or (
-                self.operations[operation_id.lower()].started_by != request.caller.object_id):
-            # Another caller than the one who started it needs the monitor's read action.
-            action, scope = required_action("GET", request.path)
-            self.authorization.authorize(request.caller or Caller("", "", "", frozenset()), action, scope)
+    def _monitor(self, which: str, operation_id: str, request: Request, caller: Caller) -> Response:
+        # A monitor's URL names only the subscription, yet Resource Manager authorizes it with the
+        # permissions held at the resource group of the operation: whoever may act only on the
+        # resource can start an operation but not track it (MicrosoftDocs/azure-docs
+        # articles/azure-resource-manager/management/async-operations.md, "Permission for
+        # tracking async status").
         operation = self.operations.get(operation_id.lower())
+        action, scope = required_action("GET", request.path)
+        where = operation.group_scope if operation and operation.group_scope else scope
+        self.authorization.authorize(caller, action, where)
         if operation is None:
             raise ArmError(404, "OperationNotFound", f"The operation '{operation_id}' could not be found.")
         retry = {"Retry-After": str(self.config.retry_after)} if self.config.retry_after is not None else {}
@@ -681,3 +684,8 @@ def _iso_now() -> str:
 
 def dumps(body: Any) -> bytes:
     return b"" if body is None else json.dumps(body).encode()
+
+
+def _group_scope(path: str) -> str | None:
+    rid = parse_path(path)
+    return f"/subscriptions/{rid.subscription}/resourceGroups/{rid.group}" if rid.group else None

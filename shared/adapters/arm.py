@@ -1,7 +1,7 @@
-"""Resource Manager clients (azure-mgmt-storage, -network, -privatedns, -compute, -authorization), created on
-first use and cached: `azure.mgmt.network` alone takes about a second to import, so nothing here is
-imported before a worker needs it. The endpoint, CA bundle and credential come from settings,
-which is all that differs between Azure and the local emulator."""
+"""Resource Manager clients (azure-mgmt-storage, -network, -privatedns, -compute, -authorization),
+created on first use and cached: `azure.mgmt.network` alone takes about a second to import, so
+nothing here is imported before a worker needs it. The endpoint, CA bundle and credential come
+from settings, which is all that differs between Azure and the local emulator."""
 
 from __future__ import annotations
 

@@ -18,9 +18,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .arm import ArmClients
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 ROLE_CACHE_SECONDS = 300
 # Entra's refusals of the on-behalf-of exchange that are the app registration's fault, not the
 # caller's: no consent, unknown client, bad secret or assertion, no matching federated credential.
@@ -106,35 +107,39 @@ class ArmAccessReader:
         return tuple(grants)
 
     def _role(self, role_definition_id: str) -> tuple[Grant, ...]:
-        now = time.monotonic()
-        with self._lock:
-            cached = self._roles.get(role_definition_id.lower())
-        if cached is not None and now - cached[0] < ROLE_CACHE_SECONDS:
-            return cached[1]
-        with _as_app(), arm_errors(f"read the role definition {role_definition_id}"):
-            role = self.clients.authorization.role_definitions.get_by_id(role_definition_id)
-        grants = tuple(
-            Grant(tuple(p.actions or ()), tuple(p.not_actions or ())) for p in role.permissions or ()
-        )
-        with self._lock:
-            self._roles[role_definition_id.lower()] = (now, grants)
-        return grants
+        def read() -> tuple[Grant, ...]:
+            with _as_app(), arm_errors(f"read the role definition {role_definition_id}"):
+                role = self.clients.authorization.role_definitions.get_by_id(role_definition_id)
+            return tuple(
+                Grant(tuple(p.actions or ()), tuple(p.not_actions or ())) for p in role.permissions or ()
+            )
+
+        return self._remembered(self._roles, role_definition_id.lower(), read)
 
     def _denials(self, scope: str) -> tuple[Denial, ...]:
         """Everyone's deny assignments at the scope and above: the same for every caller, so read
         once per scope within ROLE_CACHE_SECONDS."""
+
+        def read() -> tuple[Denial, ...]:
+            with _as_app(), arm_errors(f"read the deny assignments at {scope}"):
+                found = list(
+                    self.clients.authorization.deny_assignments.list_for_scope(scope, filter="atScope()")
+                )
+            return _applying(found, scope)
+
+        return self._remembered(self._denied, scope.lower(), read)
+
+    def _remembered(self, store: dict[str, tuple[float, T]], key: str, read: Callable[[], T]) -> T:
+        """What `read` answered for `key` within ROLE_CACHE_SECONDS, else its new answer."""
         now = time.monotonic()
         with self._lock:
-            cached = self._denied.get(scope.lower())
+            cached = store.get(key)
         if cached is not None and now - cached[0] < ROLE_CACHE_SECONDS:
             return cached[1]
-        with _as_app(), arm_errors(f"read the deny assignments at {scope}"):
-            listing = self.clients.authorization.deny_assignments.list_for_scope(scope, filter="atScope()")
-            found = list(listing)
-        denials = _applying(found, scope)
+        answer = read()
         with self._lock:
-            self._denied[scope.lower()] = (now, denials)
-        return denials
+            store[key] = (now, answer)
+        return answer
 
 
 def _applying(found: list[Any], scope: str) -> tuple[Denial, ...]:
@@ -146,10 +151,16 @@ def _applying(found: list[Any], scope: str) -> tuple[Denial, ...]:
         if denial.do_not_apply_to_child_scopes and at.rstrip("/").lower() != scope.rstrip("/").lower():
             continue
         for block in denial.permissions or ():
-            denials.append(Denial(
-                denial.deny_assignment_name or denial.name or "", at, tuple(block.actions or ()),
-                tuple(block.not_actions or ()), frozenset(p.id for p in denial.principals or () if p.id),
-                frozenset(p.id for p in denial.exclude_principals or () if p.id)))
+            denials.append(
+                Denial(
+                    denial.deny_assignment_name or denial.name or "",
+                    at,
+                    tuple(block.actions or ()),
+                    tuple(block.not_actions or ()),
+                    frozenset(p.id for p in denial.principals or () if p.id),
+                    frozenset(p.id for p in denial.exclude_principals or () if p.id),
+                )
+            )
     return tuple(denials)
 
 

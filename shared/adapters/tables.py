@@ -2,10 +2,10 @@
 
 Tables (names prefixed by STATE_TABLE_PREFIX): Operations, OperationIndex, IdempotencyKeys,
 Storages, Access, Attachments, DefaultStorage, Events, Locks, Prices, Digests, Reports. Records
-are the models' JSON shapes: scalar
-members become properties, nested ones are stored as JSON text under `<name>Json`. Keys never
-contain raw client text that Table Storage forbids (`/ \\ # ?`, control characters): names are
-validated before they get here and idempotency keys are hashed.
+are the models' JSON shapes: scalar members become properties, nested ones are stored as JSON
+text under `<name>Json`. Keys never contain raw client text that Table Storage forbids
+(`/ \\ # ?`, control characters): names are validated before they get here and idempotency keys
+are hashed.
 """
 
 from __future__ import annotations

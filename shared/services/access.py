@@ -12,7 +12,6 @@ ownership or membership. Standard library only, through the ports.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +23,6 @@ from shared.domain.identity import Caller, Principal, PrincipalKind
 from shared.domain.models import StorageAccess, StorageInfo
 from shared.ports import AccessReader, StorageAccessRepository
 
-log = logging.getLogger(__name__)
 CACHE_SECONDS = 300  # Azure's answer is trusted this long; a revoked role stops working after it
 MAX_CACHED = 10_000
 
@@ -44,7 +42,7 @@ class AccessControl:
         self.subscription_id = subscription_id
         self.cache_seconds = cache_seconds
         self.monotonic = monotonic
-        self._cache: OrderedDict[tuple[str, str], tuple[float, rbac.Access]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, bool, str], tuple[float, rbac.Access]] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- scopes -----------------------------------------------------------------------------------
@@ -69,8 +67,9 @@ class AccessControl:
     def access(self, caller: Caller, scope: str) -> rbac.Access:
         """Azure's answer, remembered per caller and scope for CACHE_SECONDS: a role given or
         taken away applies here within that time, and a caller cannot make the service ask Azure
-        again by fetching new tokens."""
-        key = (caller.object_id, scope.lower())
+        again by fetching new tokens. A user's own answer (on their behalf) and the one read from
+        their role assignments (as an event's writer) are kept apart."""
+        key = (caller.object_id, caller.delegated, scope.lower())
         now = self.monotonic()
         with self._lock:
             cached = self._cache.get(key)
@@ -91,8 +90,11 @@ class AccessControl:
         """Whether Azure lets a principal that is not calling (an event's writer) do `action`:
         its role assignments (its groups' included) and the deny assignments, read by the app,
         since there is no token of theirs to ask with."""
-        absent = Caller(Principal(principal.object_id, principal.name, PrincipalKind.SERVICE_PRINCIPAL), "",
-                        groups_complete=False)  # its groups are not known here
+        absent = Caller(
+            Principal(principal.object_id, principal.name, PrincipalKind.SERVICE_PRINCIPAL),
+            "",
+            groups_complete=False,
+        )  # its groups are not known here
         return self.may(absent, action, scope)
 
     def require(self, caller: Caller, action: str, scope: str) -> None:
@@ -102,8 +104,11 @@ class AccessControl:
         if access.allows(action, caller.identities, complete=complete):
             return
         denial = access.granted(action) and access.denial(action, caller.identities, complete=complete)
-        cause = (f"the deny assignment '{denial.name}' at {denial.scope} blocks it" if denial
-                 else f"no role of yours at {scope} or above allows {action}")
+        cause = (
+            f"the deny assignment '{denial.name}' at {denial.scope} blocks it"
+            if denial
+            else f"no role of yours at {scope} or above allows {action}"
+        )
         raise PermissionDenied(
             f"You may not perform '{action}' over scope '{scope}'.",
             causes=[cause, f"caller: {caller.principal.name} ({caller.object_id})"],
@@ -121,20 +126,24 @@ class AccessControl:
     def is_owner(self, caller: Caller, storage: str) -> bool:
         return self.record(storage).owned_by(caller.identities)
 
-    def require_owner(self, caller: Caller, storage: StorageInfo, doing: str) -> None:
+    def require_owner(self, caller: Caller, storage: StorageInfo, doing: str) -> StorageAccess:
+        """The storage's record, once the caller is found to be an owner of it."""
         record = self.record(storage.name)
         if record.owned_by(caller.identities):
-            return
+            return record
         if not record.owners and self.may(caller, rbac.GRANT_ACCESS, self.storage_scope(storage)):
-            return  # no owner recorded yet: whoever may grant access to the account in Azure may
+            return record  # no owner recorded yet: whoever may grant access to the account in Azure may
         raise self.not_owner(caller, storage.name, doing)
 
     def require_name_free_or_owned(self, caller: Caller, group: str, storage: str, doing: str) -> None:
         """A name whose owners are recorded without a storage (a create under way, or one whose
         worker died) is theirs, and whoever may grant access to that account in Azure."""
         record = self.record(storage)
-        if record.owners and not record.owned_by(caller.identities) and not self.may(
-                caller, rbac.GRANT_ACCESS, self.account(group, storage)):
+        if (
+            record.owners
+            and not record.owned_by(caller.identities)
+            and not self.may(caller, rbac.GRANT_ACCESS, self.account(group, storage))
+        ):
             raise self.not_owner(caller, storage, doing)
 
     @staticmethod
@@ -191,10 +200,6 @@ class AccessControl:
 
 
 def _incomplete(caller: Caller) -> str:
-    return (
-        ""
-        if caller.groups_complete
-        else (
-            " (your token lists too many groups to show them all: a membership through a group was not seen)"
-        )
-    )
+    if caller.groups_complete:
+        return ""
+    return " (your token does not list all your groups, so a membership through a group was not seen)"

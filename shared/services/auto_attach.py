@@ -180,8 +180,10 @@ class AutoAttachService:
         if writer is None or not writer.principal.object_id:
             return PermissionDenied(
                 f"VM {vm.name} asks for storage {storage}, but who wrote it is unknown.",
-                causes=["its event names no writer, so whether they may join the storage and run commands "
-                        "on the VM cannot be told"],
+                causes=[
+                    "its event names no writer, so whether they may join the storage and run commands "
+                    "on the VM cannot be told"
+                ],
                 try_hint=f"an owner or member attaches it: POST /api/storage/{storage}/attachments",
                 code=ErrorCode.WRITER_UNKNOWN,
             )
@@ -189,9 +191,8 @@ class AutoAttachService:
         if access is None or not access.open_to(writer.identities):
             who = writer.principal
             return PermissionDenied(
-                f"{who.name} ({who.object_id or writer.evidence_principal}) wrote VM {vm.name} asking for "
-                "storage "
-                f"{storage}, but is not an owner or a member of it; the VM was not touched.",
+                f"{who.name} ({who.object_id}) wrote VM {vm.name} asking for storage {storage}, but "
+                "is not an owner or a member of it; the VM was not touched.",
                 causes=[
                     f"the writer's {who.kind.value.lower()} id and its role's principal are not among "
                     f"the owners and members of {storage}"

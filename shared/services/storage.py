@@ -176,15 +176,14 @@ class StorageService:
 
     def access_of(self, caller: Caller, ref: StorageRef) -> StorageAccess:
         storage = self.find(ref)
-        self.access.require_owner(caller, storage, "see who may use it")
-        return self.access.record(storage.name)
+        return self.access.require_owner(caller, storage, "see who may use it")
 
     def set_access(self, caller: Caller, ref: StorageRef, owners: Iterable[str],
                    members: Iterable[str]) -> StorageAccess:
         """Replace the owners and members. Owners only (with `storageAccounts/write` on the
         account); the last owner cannot be removed."""
         storage = self.find(ref)
-        self.access.require_owner(caller, storage, "change who may use it")
+        current = self.access.require_owner(caller, storage, "change who may use it")
         self.access.require(caller, rbac.STORAGE_WRITE, self.access.storage_scope(storage))
         owners, members = tuple(owners), tuple(members)
         if not owners:
@@ -192,7 +191,6 @@ class StorageService:
                            causes=["the request removes every owner"],
                            try_hint="add the new owner before removing the last one",
                            code=ErrorCode.LAST_OWNER)
-        current = self.access.record(storage.name)
         changed = replace(current, owners=owners, members=members, updated_at=self.clock.now(),
                           updated_by=caller.principal)
         if current.etag is None:  # recorded before access control: the first record of it

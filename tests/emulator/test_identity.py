@@ -218,3 +218,18 @@ def test_events_name_the_writer_and_the_assignment_that_allowed_it(azure: Azure)
     assert claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] == f"{writer}@azlin.example"
     assert (evidence["role"], evidence["principalType"]) == ("Network Contributor", "Group")
     assert evidence["principalId"] == azure.emulator.tenant.get(team).object_id.replace("-", "")
+
+
+def test_a_monitor_is_authorized_at_the_operations_resource_group(azure: Azure) -> None:
+    vnet = azure.network(azure.unique("tracked")).rsplit("/subnets/", 1)[0]
+    on_resource_only = user(azure, ("Network Contributor", vnet))
+    on_group = user(azure, ("Network Contributor", azure.group_path()))
+    started = arm_as(azure.local, on_resource_only).call("DELETE", vnet)
+    monitor = started.headers.get("Azure-AsyncOperation") or started.headers["Location"]
+    assert started.status == 202 and "/resourceGroups/" not in monitor  # the URL names no group
+
+    error = refused(lambda: arm_as(azure.local, on_resource_only).call("GET", monitor))
+    assert (error.status, error.code) == (403, "AuthorizationFailed")
+    assert f"over scope '{azure.group_path()}'" in str(error)  # started it, cannot track it
+    arm_as(azure.local, on_group).wait(started)  # the group's role may track it
+    assert refused(lambda: azure.rest.get(vnet)).status == 404

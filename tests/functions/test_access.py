@@ -324,7 +324,9 @@ def test_a_member_who_may_write_but_not_run_commands_on_a_vm_does_not_get_it_att
     stack.azure.emulator.authorization.define(writer_role, [
         "Microsoft.Compute/virtualMachines/write", "Microsoft.Compute/virtualMachines/read",
         "Microsoft.Network/networkInterfaces/*", "Microsoft.Network/virtualNetworks/read",
-        "Microsoft.Network/virtualNetworks/subnets/join/action"], [f"/subscriptions/{SUBSCRIPTION}"])
+        "Microsoft.Network/virtualNetworks/subnets/join/action",
+        "Microsoft.Compute/locations/*", "Microsoft.Network/locations/*",  # to track what it starts
+    ], [f"/subscriptions/{SUBSCRIPTION}"])
     dana = person(writer_role)
     members = {"owners": [object_id(ADMIN)], "members": [object_id(who(dana))]}
     assert stack.api.put(f"/api/storage/{storage}/access", members).status == 200

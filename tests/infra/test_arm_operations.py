@@ -31,7 +31,8 @@ def authorization(method: str, path: str) -> tuple[str, str]:
     """(RBAC action, where the service's roles must hold it) of one request: the emulator's own
     rule (`local.emulator.authorization.required_action`, which enforces it), and `subscription`
     for requests whose URL names no resource group (the subscription role), else `resourceGroup`.
-    Long-running-operation monitors are polled by whoever started the operation."""
+    Long-running-operation monitors are authorized at the operation's resource group, though their
+    URL names only the subscription."""
     action, scope = required_action(method, path)
     parts = [p.lower() for p in scope.split("/") if p]
     in_group = len(parts) > 2 and parts[2] == "resourcegroups"

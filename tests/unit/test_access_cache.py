@@ -70,3 +70,19 @@ def test_a_refusal_names_the_action_the_scope_and_the_caller() -> None:
         control.require(caller(), rbac.RUN_COMMANDS_WRITE, SCOPE)
     assert refused.value.message == f"You may not perform '{rbac.RUN_COMMANDS_WRITE}' over scope '{SCOPE}'."
     assert refused.value.causes[1] == "caller: bob@contoso.example (bob-id)"
+
+
+def test_a_users_own_answer_and_the_one_read_for_them_as_a_writer_are_kept_apart() -> None:
+    class ByPath(Reader):
+        """On their behalf a user holds everything here; their role assignments read by the app
+        hold nothing (as when their role comes through a group the app's listing missed)."""
+
+        def access(self, caller: Caller, scope: str) -> rbac.Access:
+            self.asked += 1
+            return rbac.Access(scope, (rbac.Grant(("*",)),) if caller.delegated else ())
+
+    reader = ByPath()
+    control = AccessControl(lambda: reader, Records(), SUB)
+    assert control.may(caller(), rbac.RUN_COMMANDS_WRITE, SCOPE)
+    assert not control.principal_may(caller().principal, rbac.RUN_COMMANDS_WRITE, SCOPE)
+    assert control.may(caller(), rbac.RUN_COMMANDS_WRITE, SCOPE) and reader.asked == 2
