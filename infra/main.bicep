@@ -32,6 +32,9 @@ param defaultRegion string = ''
 param defaultVnet string = ''
 param defaultSubnet string = ''
 
+@description('PRIVATE_DNS_ZONE_ID: the central privatelink.file.core.windows.net zone of a hub-and-spoke network (grant the identity Private DNS Zone Contributor on it); empty: the zone linked to each VNet, else the service\'s own.')
+param privateDnsZoneId string = ''
+
 @description('AUTO_ATTACH_TAG: the VM tag naming the storage to attach at creation.')
 param autoAttachTag string = 'azlin-storage'
 
@@ -109,10 +112,13 @@ resource groupRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Network/privateDnsZones/read'
           'Microsoft.Network/privateDnsZones/write'
           'Microsoft.Network/privateDnsZones/delete'
-          'Microsoft.Network/privateDnsZones/ALL/read'
+          'Microsoft.Network/privateDnsZones/A/read'
+          'Microsoft.Network/privateDnsZones/A/write'
+          'Microsoft.Network/privateDnsZones/A/delete'
           'Microsoft.Network/privateDnsZones/virtualNetworkLinks/read'
           'Microsoft.Network/privateDnsZones/virtualNetworkLinks/write'
           'Microsoft.Network/privateDnsZones/virtualNetworkLinks/delete'
+          'Microsoft.Authorization/permissions/read'
           'Microsoft.Network/privateDnsOperationStatuses/read'
           'Microsoft.Network/privateDnsOperationResults/read'
           'Microsoft.Compute/virtualMachines/read'
@@ -147,6 +153,9 @@ resource subscriptionRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' =
         actions: [
           'Microsoft.Storage/checkNameAvailability/read'
           'Microsoft.Storage/storageAccounts/read'
+          'Microsoft.Network/privateDnsZones/read'
+          'Microsoft.Network/privateDnsZones/virtualNetworkLinks/read'
+          'Microsoft.Network/virtualNetworks/read'
           'Microsoft.Compute/virtualMachines/read'
           'Microsoft.Authorization/roleAssignments/read'
           'Microsoft.Authorization/roleDefinitions/read'
@@ -171,6 +180,7 @@ module app 'modules/app.bicep' = {
     defaultRegion: empty(defaultRegion) ? location : defaultRegion
     defaultVnet: defaultVnet
     defaultSubnet: defaultSubnet
+    privateDnsZoneId: privateDnsZoneId
     autoAttachTag: autoAttachTag
     apiClientId: apiClientId
     costDigestWebhookSecretUri: costDigestWebhookSecretUri

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .services.costs import CostService
     from .services.digests import DigestService
     from .services.mounting import MountService
+    from .services.private_dns import PrivateDnsPublisher
     from .services.reconcile import ReconcileService
 
 
@@ -184,7 +185,13 @@ class Container:
     def mounts(self) -> MountService:
         from .services.mounting import MountService
 
-        return MountService(self.vms, self.cloud, self.storages, self.attachments, self.clock)
+        return MountService(self.vms, self.cloud, self.storages, self.attachments, self.clock, self.dns)
+
+    @cached_property
+    def dns(self) -> PrivateDnsPublisher:
+        from .services.private_dns import PrivateDnsPublisher
+
+        return PrivateDnsPublisher(self.cloud, self.settings.private_dns_zone_id)
 
     @cached_property
     def auto_attach(self) -> AutoAttachService:
@@ -261,7 +268,8 @@ class Container:
             return self.mounts.detach_recorded(*args)  # the VM SDK is imported only if a VM is attached
 
         return StorageProvisioner(self.cloud, self.storages, self.attachments, self.access_records,
-                                  self.operations, self.clock, self.settings.defaults, detacher=detach)
+                                  self.operations, self.clock, self.settings.defaults, self.dns,
+                                  detacher=detach)
 
     @cached_property
     def attachment(self) -> AttachmentService:

@@ -82,6 +82,9 @@ class Settings:
     lock_lease_seconds: int = 300
     vm_agent_wait_minutes: int = 20  # how long an attach waits for a new VM's agent
     auto_heal: bool = True  # the reconcile timer re-attaches unmounted attachments
+    # The privatelink.file.core.windows.net zone every storage's name is published in (a hub's
+    # central zone); None: the zone linked to the endpoint's VNet, else one of the service's own.
+    private_dns_zone_id: str | None = None
     identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     @classmethod
@@ -106,6 +109,7 @@ class Settings:
             lock_lease_seconds=reader.seconds("LOCK_LEASE_SECONDS", 300),
             vm_agent_wait_minutes=reader.whole("VM_AGENT_WAIT_MINUTES", 20, 1, 240),
             auto_heal=reader.flag("AUTO_HEAL", True),
+            private_dns_zone_id=reader.optional("PRIVATE_DNS_ZONE_ID", v.private_dns_zone_id),
             identity=reader.identity(),
         )
         reader.raise_if_any()

@@ -10,6 +10,8 @@ param defaultResourceGroup string
 param defaultRegion string
 param defaultVnet string
 param defaultSubnet string
+@description('PRIVATE_DNS_ZONE_ID: the central privatelink.file.core.windows.net zone; empty: found per VNet.')
+param privateDnsZoneId string
 param autoAttachTag string
 @description('Client id of the API\'s app registration (AUTH_AUDIENCE): callers\' tokens are for it.')
 param apiClientId string
@@ -225,6 +227,12 @@ var networkSettings = empty(defaultVnet) ? [] : [
     value: defaultSubnet
   }
 ]
+var dnsSettings = empty(privateDnsZoneId) ? [] : [
+  {
+    name: 'PRIVATE_DNS_ZONE_ID'
+    value: privateDnsZoneId
+  }
+]
 // A Key Vault reference, resolved by the platform with keyVaultReferenceIdentity: the token in
 // the webhook URL never sits in the app settings.
 var digestSettings = empty(costDigestWebhookSecretUri) ? [] : [
@@ -238,6 +246,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: portals call the HTTP API and Event Grid delivers to it over the internet; every API call needs an Entra ID token, validated and authorized in the app
   // checkov:skip=CKV_AZURE_17: client certificates would stop Event Grid deliveries and portal calls; callers authenticate with Entra ID tokens
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales per function from zero; there is no instance minimum to set for failover
+  // checkov:skip=CKV_AZURE_78: siteConfig.ftpsState is not supported on Flex Consumption (flex-consumption-plan.md, deprecated properties); it has no FTP deployment to disable
   // checkov:skip=CKV_AZURE_213: no platform health-check probe on a plan that scales to zero; /api/health serves external monitors
   name: 'func-azlin-${token}'
   location: location
@@ -259,9 +268,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: concat(baseSettings, networkSettings, digestSettings)
+      appSettings: concat(baseSettings, networkSettings, dnsSettings, digestSettings)
     }
     functionAppConfig: {
       deployment: {

@@ -645,6 +645,23 @@ class VirtualNetworkLinks(ResourceKind):
         vnet = _referenced(emu, props.get("virtualNetwork"), rid, VNETS, join=f"{VNETS}/join/action")
         props["registrationEnabled"] = bool(props.get("registrationEnabled", False))
         zone = rid.parent
+        # One zone of a name per VNet: a link to another zone of the same name (another resource
+        # group's, a hub's central zone) is refused (MicrosoftDocs SupportArticles,
+        # azure/networking/dns/createorupdatevirtualnetworklinkfailed-error.md).
+        for other in emu.find(ZONE_LINKS):
+            other_zone = other.id.parent
+            if (
+                zone is not None
+                and other_zone is not None
+                and other_zone.key != zone.key
+                and other_zone.name.lower() == zone.name.lower()
+                and str(reference(other.properties.get("virtualNetwork"))).lower() == vnet.id.key
+            ):
+                raise bad_request(
+                    "BadRequest",
+                    "A virtual network cannot be linked to multiple zones with overlapping namespaces. "
+                    f"You tried to link virtual network with '{zone.name}' and '{other_zone.name}' zones.",
+                )
         for sibling in emu.children(zone) if zone else []:
             if (
                 sibling.type == ZONE_LINKS
@@ -711,13 +728,43 @@ def nfs_reachability(emu: Emulator, vnet: str) -> dict[str, str]:
 
 
 def _linked_file_zones(emu: Emulator, vnet: str) -> list[ResourceId]:
+    answering = resolving_vnet(emu, vnet)
     return [
         link.id.parent
         for link in emu.find(ZONE_LINKS)
-        if str(reference(link.properties.get("virtualNetwork")) or "").lower() == vnet.lower()
+        if answering is not None
+        and str(reference(link.properties.get("virtualNetwork")) or "").lower() == answering.lower()
         and link.id.parent is not None
         and link.id.parent.name.lower() == FILE_ZONE
     ]
+
+
+def resolving_vnet(emu: Emulator, vnet: str) -> str | None:
+    """The VNet whose private DNS zone links answer a VM's queries in `vnet` (an id).
+
+    Azure-provided DNS (168.63.129.16) answers from the zones linked to the VM's own VNet. A VNet
+    whose DHCP options name DNS servers sends queries there instead: a server that is an address
+    of a VNet reachable from this one (a DNS Private Resolver inbound endpoint or a forwarder in a
+    hub) answers from that VNet's links; any other server is outside Azure's knowledge, so
+    nothing private resolves (azure-docs articles/private-link/private-endpoint-dns-integration.md,
+    "Virtual network and on-premises workloads using Azure DNS Private Resolver";
+    articles/virtual-network/virtual-networks-name-resolution-for-vms-and-role-instances.md)."""
+    found = emu.get(vnet)
+    servers = ((found.properties.get("dhcpOptions") or {}).get("dnsServers") or []) if found else []
+    if not servers:
+        return vnet
+    for server in servers:
+        try:
+            address = ipaddress.IPv4Address(str(server))
+        except ValueError:
+            continue
+        for candidate in emu.find(VNETS):
+            spaces = (candidate.properties.get("addressSpace") or {}).get("addressPrefixes") or []
+            if any(address in ipaddress.IPv4Network(space) for space in spaces) and connected(
+                emu, candidate.id.key, vnet
+            ):
+                return str(candidate.id)
+    return None
 
 
 def _reachable_endpoints(emu: Emulator, vnet: str) -> dict[str, Resource]:

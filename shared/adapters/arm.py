@@ -31,6 +31,8 @@ class ArmClients:
         self.credential = credential  # None: the app's identity (tools and tests may act as others)
         # Tests pass polling_interval=0 so long-running operations poll without sleeping.
         self.client_options = client_options
+        self._dns_elsewhere: dict[str, PrivateDnsManagementClient] = {}
+        self._network_elsewhere: dict[str, NetworkManagementClient] = {}
 
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"base_url": self.settings.arm_endpoint, **self.client_options}
@@ -60,6 +62,28 @@ class ArmClients:
         from azure.mgmt.privatedns import PrivateDnsManagementClient
 
         return PrivateDnsManagementClient(self._credential, self.settings.subscription_id, **self._options())
+
+    def private_dns_in(self, subscription: str) -> PrivateDnsManagementClient:
+        """Private DNS in any subscription (a hub's central zone often lives in its own)."""
+        from azure.mgmt.privatedns import PrivateDnsManagementClient
+
+        if subscription.lower() == self.settings.subscription_id.lower():
+            return self.private_dns
+        if subscription.lower() not in self._dns_elsewhere:
+            self._dns_elsewhere[subscription.lower()] = PrivateDnsManagementClient(
+                self._credential, subscription, **self._options())
+        return self._dns_elsewhere[subscription.lower()]
+
+    def network_in(self, subscription: str) -> NetworkManagementClient:
+        """Virtual networks in any subscription (a VM's VNet may be in a hub's or a spoke's)."""
+        from azure.mgmt.network import NetworkManagementClient
+
+        if subscription.lower() == self.settings.subscription_id.lower():
+            return self.network
+        if subscription.lower() not in self._network_elsewhere:
+            self._network_elsewhere[subscription.lower()] = NetworkManagementClient(
+                self._credential, subscription, **self._options())
+        return self._network_elsewhere[subscription.lower()]
 
     @cached_property
     def compute(self) -> ComputeManagementClient:

@@ -52,16 +52,21 @@ RESOURCE_GROUP_OPERATIONS: tuple[str, ...] = (
     "Microsoft.Network/locations/operationResults/read",
     # ArmVmCloud.get_vm: the VM's primary NIC, for its subnet and VNet
     "Microsoft.Network/networkInterfaces/read",
-    # get_zone / create_zone / delete_zone_if_unused
+    # file_zones / create_zone / delete_zone (the service's own zone, in a group it manages)
     "Microsoft.Network/privateDnsZones/read",
     "Microsoft.Network/privateDnsZones/write",
     "Microsoft.Network/privateDnsZones/delete",
-    # delete_zone_if_unused: list the zone's record sets (GET .../privateDnsZones/{zone}/ALL)
-    "Microsoft.Network/privateDnsZones/ALL/read",
-    # has_zone_link / create_zone_link / delete_zone_if_unused (its links)
+    # zone_records / put_record / delete_record: a storage's A record in the zone that answers
+    # for a VM's VNet when that is not the endpoint's zone (GET .../privateDnsZones/{zone}/A)
+    "Microsoft.Network/privateDnsZones/A/read",
+    "Microsoft.Network/privateDnsZones/A/write",
+    "Microsoft.Network/privateDnsZones/A/delete",
+    # file_zones / link_zone / unlink_zone
     "Microsoft.Network/privateDnsZones/virtualNetworkLinks/read",
     "Microsoft.Network/privateDnsZones/virtualNetworkLinks/write",
     "Microsoft.Network/privateDnsZones/virtualNetworkLinks/delete",
+    # missing_zone_actions: the service's own permissions on a zone it did not create
+    "Microsoft.Authorization/permissions/read",
     # private DNS long-running operations: resource-group scoped monitors
     "Microsoft.Network/privateDnsOperationStatuses/read",
     "Microsoft.Network/privateDnsOperationResults/read",
@@ -82,6 +87,13 @@ SUBSCRIPTION_OPERATIONS: tuple[str, ...] = (
     # ArmStorageCloud.list_accounts(None): GET /subscriptions/{id}/providers/Microsoft.Storage/
     # storageAccounts, when a listing names no resource group and no default is set
     "Microsoft.Storage/storageAccounts/read",
+    # ArmStorageCloud.file_zones: GET /subscriptions/{id}/providers/Microsoft.Network/
+    # privateDnsZones, and the links of each privatelink.file zone: the zone already linked to a
+    # VNet may live in any group (a hub's central zone)
+    "Microsoft.Network/privateDnsZones/read",
+    "Microsoft.Network/privateDnsZones/virtualNetworkLinks/read",
+    # ArmStorageCloud.vnet_dns: a VM's VNet, wherever it is (its DNS servers)
+    "Microsoft.Network/virtualNetworks/read",
     # ArmVmCloud.list_vms: GET /subscriptions/{id}/providers/Microsoft.Compute/virtualMachines
     # (costs and reconciliation see every VM of the subscription)
     "Microsoft.Compute/virtualMachines/read",
@@ -101,6 +113,17 @@ LINKED_OPERATIONS: frozenset[str] = frozenset(
         "Microsoft.Network/virtualNetworks/subnets/join/action",
         "Microsoft.Network/virtualNetworks/join/action",
         "Microsoft.Network/privateDnsZones/join/action",
+    }
+)
+
+# Requested only where a zone the service did not create answers for a VNet (a hub's central zone
+# or another group's): its permissions there, and the storage's record written into it.
+# tests/functions/test_private_dns.py sees each requested.
+FOREIGN_ZONE_OPERATIONS: frozenset[str] = frozenset(
+    {
+        "Microsoft.Authorization/permissions/read",
+        "Microsoft.Network/privateDnsZones/A/write",
+        "Microsoft.Network/privateDnsZones/A/delete",
     }
 )
 

@@ -18,7 +18,7 @@ from azure.mgmt.network.models import (
     Subnet,
     VirtualNetwork,
 )
-from azure.mgmt.privatedns.models import PrivateZone, VirtualNetworkLink
+from azure.mgmt.privatedns.models import PrivateZone, RecordSet, VirtualNetworkLink
 from azure.mgmt.storage.models import (
     FileShare,
     StorageAccountCheckNameAvailabilityParameters,
@@ -26,10 +26,20 @@ from azure.mgmt.storage.models import (
 )
 
 from shared.domain.models import SHARE_NAME
+from shared.domain.private_dns import (
+    FILE_ZONE,
+    DnsRecord,
+    DnsZone,
+    EndpointDns,
+    VnetDns,
+    ZoneLink,
+    link_name,
+    same_id,
+    zone_group,
+)
 from shared.domain.provisioning import (
     MANAGED_BY,
     MANAGED_BY_TAG,
-    PRIVATE_DNS_ZONE,
     ROOT_SQUASH,
     ZONE_GROUP,
     AccountSpec,
@@ -37,10 +47,14 @@ from shared.domain.provisioning import (
     CloudShare,
     Network,
 )
+from shared.domain.rbac import Grant
 
+from .arm import AUTHORIZATION_API_VERSION
 from .arm_errors import arm_errors
 
 if TYPE_CHECKING:
+    from azure.mgmt.privatedns import PrivateDnsManagementClient
+
     from .arm import ArmClients
 
 GROUP_API_VERSION = "2024-03-01"
@@ -54,6 +68,14 @@ def _group_of(resource_id: str) -> str:
     parts = resource_id.split("/")
     lowered = [p.lower() for p in parts]
     return parts[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered else ""
+
+
+def _managed(tags: dict[str, str] | None) -> bool:
+    return (tags or {}).get(MANAGED_BY_TAG) == MANAGED_BY
+
+
+def reference_id(sub_resource: Any) -> str:
+    return str(getattr(sub_resource, "id", "") or "")
 
 
 def _account(account: Any) -> CloudAccount:
@@ -175,13 +197,19 @@ class ArmStorageCloud:
     # -- network ----------------------------------------------------------------------------------
 
     def get_network(self, group: str, vnet: str, subnet: str) -> Network | None:
+        """The subnet, with its VNet's region and DNS servers (one read of the VNet)."""
         with arm_errors(f"read subnet {subnet} of VNet {vnet}"):
             try:
-                found = self.clients.network.subnets.get(group, vnet, subnet)
+                found = self.clients.network.virtual_networks.get(group, vnet)
             except ResourceNotFoundError:
                 return None
-        subnet_id = str(found.id)
-        return Network(vnet, subnet, subnet_id.split("/subnets/", maxsplit=1)[0], subnet_id, group)
+        match = [s for s in found.subnets or () if str(s.name).lower() == subnet.lower()]
+        if not match:
+            return None
+        servers = found.dhcp_options.dns_servers if found.dhcp_options else None
+        return Network(vnet, subnet, str(found.id), str(match[0].id), group,
+                       region=str(found.location or "").replace(" ", "").lower(),
+                       dns_servers=tuple(servers or ()))
 
     def create_network(
         self, group: str, region: str, vnet: str, space: str, subnet: str, prefix: str, tags: dict[str, str]
@@ -263,46 +291,53 @@ class ArmStorageCloud:
         with arm_errors(f"delete private endpoint {name}"):
             self.clients.network.private_endpoints.begin_delete(group, name).result()
 
-    def get_zone(self, group: str) -> str | None:
-        with arm_errors(f"read private DNS zone {PRIVATE_DNS_ZONE}"):
+    # -- private DNS ------------------------------------------------------------------------------
+
+    def file_zones(self, configured: str | None) -> list[DnsZone]:
+        """Every `privatelink.file.core.windows.net` zone of the subscription the identity may
+        read, and the configured one (maybe in another subscription), with their VNet links."""
+        with arm_errors(f"list the {FILE_ZONE} zones"):
+            ids = [str(z.id) for z in self.clients.private_dns.private_zones.list()
+                   if str(z.name).lower() == FILE_ZONE]
+        if configured and not any(same_id(configured, found) for found in ids):
+            ids.append(configured)
+        zones = [self._zone(zone_id) for zone_id in ids]
+        return [zone for zone in zones if zone is not None]
+
+    def _zone(self, zone_id: str) -> DnsZone | None:
+        dns, group = self._dns_of(zone_id), zone_group(zone_id)
+        with arm_errors(f"read the private DNS zone {zone_id}"):
             try:
-                return str(self.clients.private_dns.private_zones.get(group, PRIVATE_DNS_ZONE).id)
+                zone = dns.private_zones.get(group, FILE_ZONE)
+                links = list(dns.virtual_network_links.list(group, FILE_ZONE))
             except ResourceNotFoundError:
                 return None
+        return DnsZone(
+            str(zone.id),
+            _managed(zone.tags),
+            tuple(ZoneLink(str(link.name), str(reference_id(link.virtual_network)), _managed(link.tags))
+                  for link in links),
+        )
+
+    def _dns_of(self, zone_id: str) -> PrivateDnsManagementClient:
+        return self.clients.private_dns_in(zone_id.split("/")[2])
+
+    def own_zone_id(self, group: str) -> str:
+        return (f"/subscriptions/{self._subscription}/resourceGroups/{group}/providers/"
+                f"Microsoft.Network/privateDnsZones/{FILE_ZONE}")
 
     def create_zone(self, group: str, tags: dict[str, str]) -> str:
-        with arm_errors(f"create private DNS zone {PRIVATE_DNS_ZONE}"):
+        with arm_errors(f"create private DNS zone {FILE_ZONE}"):
             poller = self.clients.private_dns.private_zones.begin_create_or_update(
-                group, PRIVATE_DNS_ZONE, PrivateZone({"location": "global", "tags": tags})
+                group, FILE_ZONE, PrivateZone({"location": "global", "tags": tags})
             )
             return str(poller.result().id)
 
-    def delete_zone_if_unused(self, group: str) -> bool:
-        dns = self.clients.private_dns
-        with arm_errors(f"delete private DNS zone {PRIVATE_DNS_ZONE}"):
-            try:
-                zone = dns.private_zones.get(group, PRIVATE_DNS_ZONE)
-                records = [
-                    r for r in dns.record_sets.list(group, PRIVATE_DNS_ZONE) if str(r.type).endswith("/A")
-                ]
-            except ResourceNotFoundError:
-                return False
-            if records or (zone.tags or {}).get(MANAGED_BY_TAG) != MANAGED_BY:
-                return False
-            for link in dns.virtual_network_links.list(group, PRIVATE_DNS_ZONE):
-                dns.virtual_network_links.begin_delete(group, PRIVATE_DNS_ZONE, str(link.name)).result()
-            dns.private_zones.begin_delete(group, PRIVATE_DNS_ZONE).result()
-        return True
+    def delete_zone(self, zone_id: str) -> None:
+        with arm_errors(f"delete private DNS zone {zone_id}"):
+            self._dns_of(zone_id).private_zones.begin_delete(zone_group(zone_id), FILE_ZONE).result()
 
-    def has_zone_link(self, group: str, link: str) -> bool:
-        with arm_errors(f"read the DNS link {link}"):
-            try:
-                self.clients.private_dns.virtual_network_links.get(group, PRIVATE_DNS_ZONE, link)
-            except ResourceNotFoundError:
-                return False
-        return True
-
-    def create_zone_link(self, group: str, link: str, vnet_id: str, tags: dict[str, str]) -> None:
+    def link_zone(self, zone_id: str, vnet_id: str, tags: dict[str, str]) -> None:
         body = VirtualNetworkLink(
             {
                 "location": "global",
@@ -310,10 +345,74 @@ class ArmStorageCloud:
                 "properties": {"virtualNetwork": {"id": vnet_id}, "registrationEnabled": False},
             }
         )
-        with arm_errors(f"link {PRIVATE_DNS_ZONE} to the VNet"):
-            self.clients.private_dns.virtual_network_links.begin_create_or_update(
-                group, PRIVATE_DNS_ZONE, link, body
+        with arm_errors(f"link the {FILE_ZONE} zone to VNet {vnet_id.rsplit('/', 1)[-1]}"):
+            self._dns_of(zone_id).virtual_network_links.begin_create_or_update(
+                zone_group(zone_id), FILE_ZONE, link_name(vnet_id), body
             ).result()
+
+    def unlink_zone(self, zone_id: str, link: str) -> None:
+        with arm_errors(f"remove the DNS link {link}"):
+            self._dns_of(zone_id).virtual_network_links.begin_delete(
+                zone_group(zone_id), FILE_ZONE, link
+            ).result()
+
+    def zone_records(self, zone_id: str) -> list[DnsRecord]:
+        with arm_errors(f"list the A records of {zone_id}"):
+            try:
+                records = self._dns_of(zone_id).record_sets
+                found = list(records.list_by_type(zone_group(zone_id), FILE_ZONE, "A"))
+            except ResourceNotFoundError:
+                return []
+        return [
+            DnsRecord(str(r.name), tuple(str(a.ipv4_address) for a in r.a_records or ()),
+                      _managed(r.metadata))
+            for r in found
+        ]
+
+    def put_record(self, zone_id: str, name: str, address: str, tags: dict[str, str]) -> None:
+        record = RecordSet({"ttl": 10, "aRecords": [{"ipv4Address": address}], "metadata": tags})
+        with arm_errors(f"write the A record {name} in {zone_id}"):
+            self._dns_of(zone_id).record_sets.create_or_update(
+                zone_group(zone_id), FILE_ZONE, "A", name, record
+            )
+
+    def delete_record(self, zone_id: str, name: str) -> None:
+        with arm_errors(f"delete the A record {name} in {zone_id}"):
+            self._dns_of(zone_id).record_sets.delete(zone_group(zone_id), FILE_ZONE, "A", name)
+
+    def missing_zone_actions(self, zone_id: str, actions: tuple[str, ...]) -> list[str]:
+        """Which of `actions` the service's identity may not do on the zone, by the permissions
+        API asked as itself (no answer at all: it holds nothing there)."""
+        path = (f"{zone_id}/providers/Microsoft.Authorization/permissions"
+                f"?api-version={AUTHORIZATION_API_VERSION}")
+        with arm_errors(f"read the service's permissions on {zone_id}"):
+            response = self.clients.authorization.send_request(HttpRequest("GET", path))
+            if response.status_code in (403, 404):
+                return list(actions)
+            response.raise_for_status()
+        grants = tuple(Grant(tuple(b.get("actions") or ()), tuple(b.get("notActions") or ()))
+                       for b in response.json().get("value", []))
+        return [action for action in actions if not any(g.allows(action) for g in grants)]
+
+    def endpoint_dns(self, group: str, endpoint: str) -> EndpointDns | None:
+        """The zone the endpoint's DNS zone group publishes in, and the endpoint's address."""
+        with arm_errors(f"read the DNS zone group of {endpoint}"):
+            try:
+                found = self.clients.network.private_dns_zone_groups.get(group, endpoint, ZONE_GROUP)
+            except ResourceNotFoundError:
+                return None
+        for config in found.private_dns_zone_configs or ():
+            for record in config.record_sets or ():
+                if record.ip_addresses:
+                    return EndpointDns(str(config.private_dns_zone_id), str(record.ip_addresses[0]))
+        return None
+
+    def vnet_dns(self, vnet_id: str) -> VnetDns:
+        parts = vnet_id.split("/")
+        with arm_errors(f"read VNet {parts[-1]}"):
+            found = self.clients.network_in(parts[2]).virtual_networks.get(parts[4], parts[-1])
+        servers = found.dhcp_options.dns_servers if found.dhcp_options else None
+        return VnetDns(str(found.id), tuple(servers or ()))
 
     def has_zone_group(self, group: str, endpoint: str) -> bool:
         with arm_errors(f"read the DNS zone group of {endpoint}"):
@@ -331,7 +430,7 @@ class ArmStorageCloud:
                 }
             }
         )
-        with arm_errors(f"register {endpoint} in {PRIVATE_DNS_ZONE}"):
+        with arm_errors(f"register {endpoint} in {zone_id}"):
             self.clients.network.private_dns_zone_groups.begin_create_or_update(
                 group, endpoint, ZONE_GROUP, body
             ).result()

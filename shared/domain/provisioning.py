@@ -24,7 +24,6 @@ from .models import Redundancy, StorageInfo, Tier, nfs_endpoint
 MANAGED_BY_TAG, MANAGED_BY = "managed-by", "azlin"
 CREATED_BY_TAG = "created-by"
 ROOT_SQUASH = "NoRootSquash"
-PRIVATE_DNS_ZONE = "privatelink.file.core.windows.net"
 ZONE_GROUP = "default"
 # Created when a request names no network (and settings name none): documented in the README.
 DEFAULT_VNET, DEFAULT_VNET_SPACE = "azlin-vnet", "10.42.0.0/16"
@@ -48,10 +47,6 @@ DELETE_STEPS = (
 
 def endpoint_name(account: str) -> str:
     return f"{account}-file-pe"
-
-
-def zone_link_name(vnet: str) -> str:
-    return f"azlin-{vnet}"[:80]
 
 
 def sku_for(tier: Tier, redundancy: Redundancy) -> str:
@@ -122,6 +117,8 @@ class Network:
     vnet_id: str
     subnet_id: str
     resource_group: str
+    region: str = ""
+    dns_servers: tuple[str, ...] = ()
 
 
 def incompatibilities(existing: CloudAccount, spec: AccountSpec) -> list[str]:

@@ -41,6 +41,11 @@ _SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/
 _SYSTEM_DIRS = frozenset({"/", "/home", "/root", "/var", "/tmp", "/opt", "/srv", "/mnt", "/media"})
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?")
 _LINUX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_ZONE_ID = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]{0,89}[-\w()]"
+    r"/providers/Microsoft\.Network/privateDnsZones/privatelink\.file\.core\.windows\.net",
+    re.IGNORECASE,
+)
 _OBJECT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_PRINCIPALS = 100
 _STANDARD_TIERS = frozenset({"standard", "hot", "cool", "transactionoptimized", "standardv2"})
@@ -76,6 +81,13 @@ def network_name(value: object, field: str) -> str:
                      rule="a VNet or subnet name is 1-80 letters, digits, '_', '.' or '-', starting "
                           "with a letter or digit and ending with a letter, digit or '_'",
                      hint="pass the name exactly as Azure shows it")
+
+
+def private_dns_zone_id(value: object, field: str = "PRIVATE_DNS_ZONE_ID") -> str:
+    return _matching(_ZONE_ID, _require_text(value, field).rstrip("/"), field=field,
+                     what="private DNS zone id",
+                     rule="the full resource id of a privatelink.file.core.windows.net zone",
+                     hint="copy it from `az network private-dns zone show --query id`")
 
 
 def linux_user(value: object, field: str = "user") -> str:

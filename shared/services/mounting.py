@@ -32,6 +32,7 @@ from shared.domain.serialization import to_json
 from shared.ports import AttachmentRepository, Clock, StorageCloud, StorageRepository, VmCloud
 from shared.scripts import run_command_script
 
+from .private_dns import PrivateDnsPublisher
 from .worker import OperationContext
 
 ATTACH_STEPS = (
@@ -52,7 +53,9 @@ class MountService:
         storages: StorageRepository,
         attachments: AttachmentRepository,
         clock: Clock,
+        dns: PrivateDnsPublisher,
     ) -> None:
+        self.dns = dns
         self.vms = vms
         self.cloud = cloud
         self.storages = storages
@@ -178,9 +181,7 @@ class MountService:
                 "vnet=<the VM's VNet>",
                 code=ErrorCode.NETWORK_NOT_FOUND,
             )
-        link = p.zone_link_name(vm.vnet_id.rsplit("/", 1)[-1])
-        if not self.cloud.has_zone_link(storage.resource_group, link):
-            self.cloud.create_zone_link(storage.resource_group, link, vm.vnet_id, p.managed_tags(creator))
+        self.dns.reach(storage, vm.vnet_id, creator)
 
     def _run(
         self,

@@ -18,6 +18,7 @@ from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, Per
 from shared.domain.identity import Principal
 from shared.domain.models import Attachment, DetachMode, StorageAccess, StorageInfo
 from shared.domain.operations import storage_subject
+from shared.domain.private_dns import ZonePlan
 from shared.domain.requests import RequestDefaults
 from shared.domain.serialization import to_json
 from shared.ports import (
@@ -29,6 +30,7 @@ from shared.ports import (
     StorageRepository,
 )
 
+from .private_dns import PrivateDnsPublisher
 from .worker import OperationContext
 
 Detacher = Callable[[Attachment, DetachMode, str, str | None], Mapping[str, Any]]
@@ -44,8 +46,10 @@ class StorageProvisioner:
         operations: OperationRepository,
         clock: Clock,
         defaults: RequestDefaults,
+        dns: PrivateDnsPublisher,
         detacher: Detacher,
     ) -> None:
+        self.dns = dns
         self.operations = operations
         self.detacher = detacher  # gives an attached VM its home back (MountService.detach_recorded)
         self.access = access
@@ -83,7 +87,7 @@ class StorageProvisioner:
         existing = self._reusable_account(spec)
         fresh = existing is None  # nothing of this account can exist yet: write without reading
         context.progress(steps[1], 1, total)
-        network = self._network(command, region, creator)
+        network, zone = self._network(command, spec, creator)
         context.progress(steps[2], 2, total)
         if existing is None or existing.provisioning_state != "Succeeded" or p.drifted(existing):
             existing = self.cloud.create_account(spec)
@@ -92,7 +96,7 @@ class StorageProvisioner:
         if share is None or share.quota_gib < command.size_gb:
             share = self.cloud.put_share(spec.resource_group, spec.name, command.size_gb)
         context.progress(steps[4], 4, total)
-        self._connect(spec, network, existing.id, fresh=fresh, creator=creator)
+        self._connect(spec, network, zone, existing.id, fresh=fresh, creator=creator)
         context.progress(steps[5], 5, total)
         info = p.storage_info(existing, share.quota_gib, self.clock.now())
         self.storages.save(info)
@@ -146,46 +150,39 @@ class StorageProvisioner:
                            try_hint="choose another name, or delete that account if it is not needed")
         return existing
 
-    def _network(self, command: CreateStorage, region: str, creator: str | None) -> p.Network:
+    def _network(self, command: CreateStorage, spec: p.AccountSpec,
+                 creator: str | None) -> tuple[p.Network, ZonePlan]:
+        """The subnet the endpoint goes in (the service's own VNet made when the request names
+        none), in the storage's region, and the DNS zone its name goes in: both checked before
+        anything is created."""
         group = command.resource_group
-        if command.vnet:
-            subnet = command.subnet or "default"
-            found = self.cloud.get_network(group, command.vnet, subnet)
-            if found is None:
-                raise NotFound(
-                    f"Subnet {subnet} of VNet {command.vnet} does not exist in {group}.",
-                    try_hint="name an existing VNet and subnet, or leave both out to use the "
-                    f"service's own VNet {p.DEFAULT_VNET}",
-                    code=ErrorCode.NETWORK_NOT_FOUND,
-                )
-            return found
-        found = self.cloud.get_network(group, p.DEFAULT_VNET, p.DEFAULT_SUBNET)
+        vnet, subnet = command.vnet or p.DEFAULT_VNET, command.subnet or (
+            "default" if command.vnet else p.DEFAULT_SUBNET)
+        found = self.cloud.get_network(group, vnet, subnet)
+        if found is None and command.vnet:
+            raise NotFound(
+                f"Subnet {subnet} of VNet {command.vnet} does not exist in {group}.",
+                try_hint="name an existing VNet and subnet, or leave both out to use the "
+                f"service's own VNet {p.DEFAULT_VNET}",
+                code=ErrorCode.NETWORK_NOT_FOUND,
+            )
         if found is not None:
-            return found
-        return self.cloud.create_network(
-            group,
-            region,
-            p.DEFAULT_VNET,
-            p.DEFAULT_VNET_SPACE,
-            p.DEFAULT_SUBNET,
-            p.DEFAULT_SUBNET_PREFIX,
-            p.managed_tags(creator),
-        )
+            _same_region(found, spec.region)
+            return found, self.dns.plan(spec.name, group, found)
+        # A VNet still to be made: nothing is linked to it and it has no DNS servers of its own.
+        zone = self.dns.plan(spec.name, group, p.Network(vnet, subnet, "", "", group, spec.region))
+        made = self.cloud.create_network(group, spec.region, vnet, p.DEFAULT_VNET_SPACE, subnet,
+                                         p.DEFAULT_SUBNET_PREFIX, p.managed_tags(creator))
+        return made, zone
 
-    def _connect(self, spec: p.AccountSpec, network: p.Network, account_id: str, *, fresh: bool,
-                 creator: str | None) -> None:
-        """Private endpoint in the subnet, the privatelink zone linked to the VNet, the endpoint's
-        A record in the zone: what lets VMs in that VNet resolve and reach the share. The zone and
-        its links are shared with other storage: always read before written."""
+    def _connect(self, spec: p.AccountSpec, network: p.Network, zone: ZonePlan, account_id: str, *,
+                 fresh: bool, creator: str | None) -> None:
+        """Private endpoint in the subnet, its A record in the zone that answers for the VNet:
+        what lets VMs in that VNet resolve and reach the share."""
         group, endpoint, tags = spec.resource_group, p.endpoint_name(spec.name), p.managed_tags(creator)
         if fresh or self.cloud.get_endpoint(group, endpoint) is None:
             self.cloud.create_endpoint(group, endpoint, spec.region, network.subnet_id, account_id, tags)
-        zone = self.cloud.get_zone(group) or self.cloud.create_zone(group, tags)
-        link = p.zone_link_name(network.vnet)
-        if not self.cloud.has_zone_link(group, link):
-            self.cloud.create_zone_link(group, link, network.vnet_id, tags)
-        if fresh or not self.cloud.has_zone_group(group, endpoint):
-            self.cloud.create_zone_group(group, endpoint, zone)
+        self.dns.publish(zone, group, endpoint, network.vnet_id, tags, fresh=fresh)
 
     # -- resize -----------------------------------------------------------------------------------
 
@@ -256,14 +253,10 @@ class StorageProvisioner:
         if account is not None:
             self.cloud.delete_account(group, name)
         context.progress(steps[3], 3, total)
-        removed = [
-            what
-            for what, gone in (
-                (f"DNS zone {p.PRIVATE_DNS_ZONE}", self.cloud.delete_zone_if_unused(group)),
-                (f"VNet {p.DEFAULT_VNET}", self.cloud.delete_network_if_unused(group, p.DEFAULT_VNET)),
-            )
-            if gone
-        ]
+        ours = {a.name for a in self.cloud.list_accounts(None) if a.managed} - {name}
+        removed = self.dns.withdraw(name, ours)
+        if self.cloud.delete_network_if_unused(group, p.DEFAULT_VNET):
+            removed.append(f"VNet {p.DEFAULT_VNET}")
         context.progress(steps[4], 4, total)
         self.storages.delete(name)
         self.access.delete(name)
@@ -284,6 +277,21 @@ class StorageProvisioner:
             )
         for attachment in attachments:
             self.detacher(attachment, command.detach_mode, operation_id, creator)
+
+
+def _same_region(network: p.Network, region: str) -> None:
+    """A private endpoint lives in its VNet's region (private-endpoint-overview.md); a home
+    reached across regions pays inter-region latency on every file operation and transfer on
+    every byte, so the storage goes where its network is instead."""
+    if network.region and network.region != region:
+        raise ValidationError(
+            f"VNet {network.vnet} is in {network.region}, and the storage would be in {region}.",
+            causes=["a private endpoint must be in its VNet's region",
+                    "NFS homes across regions are slow and pay for every byte"],
+            try_hint=f"create the storage in {network.region} (region={network.region}), or name a "
+            f"VNet in {region}",
+            code=ErrorCode.REGION_MISMATCH,
+        )
 
 
 def _creator(requested_by: Principal | None) -> str | None:

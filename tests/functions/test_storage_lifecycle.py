@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from shared.domain.models import Redundancy, StorageInfo, Tier, nfs_endpoint
-from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET, PRIVATE_DNS_ZONE
+from shared.domain.private_dns import FILE_ZONE
+from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from tests.conftest import ADMIN, OTHER_SUBSCRIPTION, arm_as, object_id
 from tests.functions.conftest import REGION, Stack, unique
 
@@ -31,8 +32,8 @@ def test_create_list_status_resize_delete_end_to_end(stack: Stack) -> None:
         f"Microsoft.Network/privateEndpoints/{name}-file-pe",
         "Microsoft.Network/privateEndpoints/privateDnsZoneGroups/default",
         *[k for k in held if k.startswith(f"Microsoft.Network/networkInterfaces/{name}-file-pe.nic.")],
-        f"Microsoft.Network/privateDnsZones/{PRIVATE_DNS_ZONE}",
-        f"Microsoft.Network/privateDnsZones/virtualNetworkLinks/azlin-{DEFAULT_VNET}",
+        f"Microsoft.Network/privateDnsZones/{FILE_ZONE}",
+        *[k for k in held if k.startswith(f"Microsoft.Network/privateDnsZones/virtualNetworkLinks/azlin-{DEFAULT_VNET}-")],
         f"Microsoft.Network/privateDnsZones/A/{name}"])
     account = stack.arm(f"Microsoft.Storage/storageAccounts/{name}")
     assert (account["kind"], account["sku"]["name"], account["location"]) == ("FileStorage", "Premium_ZRS", REGION)

@@ -17,6 +17,7 @@ from local.emulator.traffic import LoggedRequest
 from local.identities import APP_IDENTITY
 from shared.adapters.arm_operations import (
     ARM_OPERATIONS,
+    FOREIGN_ZONE_OPERATIONS,
     LINKED_OPERATIONS,
     RESOURCE_GROUP_OPERATIONS,
     SUBSCRIPTION_OPERATIONS,
@@ -149,7 +150,7 @@ def test_every_request_of_a_storage_lifecycle_is_a_listed_operation(stack: Stack
     missing = {key: request for key, request in seen.items() if key[0] not in by_scope[key[1]]}
     assert not missing, f"requests whose action the roles lack: {missing}"
     # Every listed operation is needed: requested in the run, a linked check, or a monitor.
-    expected_unseen = {a.lower() for a in LINKED_OPERATIONS | UNPOLLED_MONITORS}
+    expected_unseen = {a.lower() for a in LINKED_OPERATIONS | UNPOLLED_MONITORS | FOREIGN_ZONE_OPERATIONS}
     unseen = {a.lower() for a in ARM_OPERATIONS} - {a for a, _ in seen}
     assert unseen == expected_unseen, f"listed but never requested: {sorted(unseen - expected_unseen)}"
 
@@ -174,7 +175,8 @@ SDK_GROUPS = {
     "network_interfaces": {"Microsoft.Network/networkInterfaces/read"},
     "private_zones": {"Microsoft.Network/privateDnsZones/read", "Microsoft.Network/privateDnsZones/write",
                       "Microsoft.Network/privateDnsZones/delete"},
-    "record_sets": {"Microsoft.Network/privateDnsZones/ALL/read"},
+    "record_sets": {"Microsoft.Network/privateDnsZones/A/read", "Microsoft.Network/privateDnsZones/A/write",
+                    "Microsoft.Network/privateDnsZones/A/delete"},
     "virtual_network_links": {"Microsoft.Network/privateDnsZones/virtualNetworkLinks/read",
                               "Microsoft.Network/privateDnsZones/virtualNetworkLinks/write",
                               "Microsoft.Network/privateDnsZones/virtualNetworkLinks/delete"},
@@ -208,5 +210,7 @@ def test_every_sdk_operation_group_the_adapters_use_is_accounted_for() -> None:
     assert used <= set(SDK_GROUPS), f"operation groups with no listed operations: {sorted(used - set(SDK_GROUPS))}"
     for group in used:
         assert SDK_GROUPS[group] <= ARM_OPERATIONS, group
-    # The one plain request (the resource group read) goes through send_request.
-    assert source.count("send_request(") == 1 and "resourcegroups/{group}" in source
+    # The two plain requests (the resource group read, the identity's own permissions on a zone)
+    # go through send_request.
+    assert source.count("send_request(") == 2 and "resourcegroups/{group}" in source
+    assert "/providers/Microsoft.Authorization/permissions" in source

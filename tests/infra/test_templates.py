@@ -108,7 +108,10 @@ def test_the_site_is_https_only_tls_1_2_without_ftp_or_basic_publishing() -> Non
     site = one("modules/app.bicep", "Microsoft.Web/sites")
     assert site["properties"]["httpsOnly"] is True
     config = site["properties"]["siteConfig"]
-    assert (config["minTlsVersion"], config["ftpsState"]) == ("1.2", "Disabled")
+    assert config["minTlsVersion"] == "1.2"
+    # Flex Consumption does not support siteConfig.ftpsState (flex-consumption-plan.md): FTP is off
+    # through the publishing-credentials policies below instead.
+    assert "ftpsState" not in config
     policies = resources("modules/app.bicep", "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
     assert sorted(p["name"] for p in policies.values()) == ["ftp", "scm"]
     assert all(p["properties"]["allow"] is False for p in policies.values())
@@ -150,6 +153,8 @@ def test_the_settings_are_ones_the_service_reads() -> None:
         "DEFAULT_REGION": "westeurope",
         "DEFAULT_VNET": "vnet-homes",
         "DEFAULT_SUBNET": "default",
+        "PRIVATE_DNS_ZONE_ID": "/subscriptions/0b6f1e2d-3c4a-4d5e-8f70-91a2b3c4d5e6/resourceGroups/rg-hub-dns"
+                               "/providers/Microsoft.Network/privateDnsZones/privatelink.file.core.windows.net",
         "AUTO_ATTACH_TAG": "azlin-storage",
         "COST_DIGEST_WEBHOOK_URL": "https://hooks.example.com/digest",
         "AUTH_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
