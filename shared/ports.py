@@ -234,8 +234,8 @@ class StorageCloud(Protocol):
 
     def delete_record(self, zone_id: str, name: str) -> None: ...
 
-    def missing_zone_actions(self, zone_id: str, actions: tuple[str, ...]) -> list[str]:
-        """Which of `actions` the service's own identity may not do on the zone."""
+    def missing_actions(self, scope: str, actions: tuple[str, ...]) -> list[str]:
+        """Which of `actions` the service's own identity may not do at `scope`."""
         ...
 
     def has_zone_group(self, group: str, endpoint: str) -> bool: ...

@@ -33,22 +33,34 @@ FILE_ZONE = "privatelink.file.core.windows.net"
 
 
 def _referenced(
-    emu: Emulator, value: Any, by: ResourceId, type_name: str, *, join: str | None = None
+    emu: Emulator, value: Any, by: ResourceId, type_name: str, *, join: str | None = None,
+    region: str | None = None,
 ) -> Resource:
     """The resource a `{"id": ...}` reference names; InvalidResourceReference when it is missing.
     `join`: the action the caller needs on it as well (Resource Manager's linked access check,
-    e.g. `virtualNetworks/subnets/join/action` for a NIC or a private endpoint in a subnet)."""
+    e.g. `virtualNetworks/subnets/join/action` for a NIC or a private endpoint in a subnet).
+    `region`: the referring resource's; a subnet in a VNet of another region is refused the same
+    way ("The private endpoint must be deployed in the same region and subscription as the
+    virtual network", azure-docs articles/private-link/private-endpoint-overview.md; Azure answers
+    InvalidResourceReference naming the VNet, Azure/azure-cli issue 13614)."""
     target = reference(value)
     found = emu.get(target) if target else None
     if found is None or found.type.lower() != type_name.lower():
-        raise bad_request(
-            "InvalidResourceReference",
-            f"Resource {target} referenced by resource {by} was not found. Please make sure that the "
-            "referenced resource exists, and that both resources are in the same region.",
-        )
+        raise _not_found(target, by)
+    vnet = emu.get(found.id.parent) if region and found.type == SUBNETS and found.id.parent else None
+    if vnet is not None and str(vnet.body.get("location", "")).lower() != region.lower():  # type: ignore[union-attr]
+        raise _not_found(str(vnet.id), by)
     if join is not None:
         emu.authorization.authorize_linked(join, str(found.id))
     return found
+
+
+def _not_found(target: str | None, by: ResourceId) -> ArmError:
+    return bad_request(
+        "InvalidResourceReference",
+        f"Resource {target} referenced by resource {by} was not found. Please make sure that the "
+        "referenced resource exists, and that both resources are in the same region.",
+    )
 
 
 def _network(value: str, what: str) -> ipaddress.IPv4Network:
@@ -292,7 +304,8 @@ class NetworkInterfaces(ResourceKind):
         )
         for index, config in enumerate(configs):
             props = config.setdefault("properties", {})
-            subnet = _referenced(emu, props.get("subnet"), rid, SUBNETS, join=JOIN_SUBNET)
+            subnet = _referenced(emu, props.get("subnet"), rid, SUBNETS, join=JOIN_SUBNET,
+                                 region=stored.get("location"))
             config.setdefault("name", f"ipconfig{index + 1}")
             config["id"] = f"{rid}/ipConfigurations/{config['name']}"
             props.setdefault("privateIPAllocationMethod", "Dynamic")
@@ -377,7 +390,7 @@ class PrivateEndpoints(ResourceKind):
     ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         props = stored["properties"]
-        _referenced(emu, props.get("subnet"), rid, SUBNETS, join=JOIN_SUBNET)
+        _referenced(emu, props.get("subnet"), rid, SUBNETS, join=JOIN_SUBNET, region=stored.get("location"))
         if existing is not None:
             require(
                 str(reference(props.get("subnet"))).lower()

@@ -370,7 +370,9 @@ class ArmStorageCloud:
         ]
 
     def put_record(self, zone_id: str, name: str, address: str, tags: dict[str, str]) -> None:
-        record = RecordSet({"ttl": 10, "aRecords": [{"ipv4Address": address}], "metadata": tags})
+        record = RecordSet(
+            {"properties": {"ttl": 10, "aRecords": [{"ipv4Address": address}], "metadata": tags}}
+        )
         with arm_errors(f"write the A record {name} in {zone_id}"):
             self._dns_of(zone_id).record_sets.create_or_update(
                 zone_group(zone_id), FILE_ZONE, "A", name, record
@@ -380,13 +382,13 @@ class ArmStorageCloud:
         with arm_errors(f"delete the A record {name} in {zone_id}"):
             self._dns_of(zone_id).record_sets.delete(zone_group(zone_id), FILE_ZONE, "A", name)
 
-    def missing_zone_actions(self, zone_id: str, actions: tuple[str, ...]) -> list[str]:
-        """Which of `actions` the service's identity may not do on the zone, by the permissions
-        API asked as itself (no answer at all: it holds nothing there)."""
-        path = (f"{zone_id}/providers/Microsoft.Authorization/permissions"
+    def missing_actions(self, scope: str, actions: tuple[str, ...]) -> list[str]:
+        """Which of `actions` the service's identity may not do at `scope` (a resource group or a
+        resource), by the permissions API asked as itself (no answer at all: it holds nothing)."""
+        path = (f"{scope}/providers/Microsoft.Authorization/permissions"
                 f"?api-version={AUTHORIZATION_API_VERSION}")
-        with arm_errors(f"read the service's permissions on {zone_id}"):
-            response = self.clients.authorization.send_request(HttpRequest("GET", path))
+        with arm_errors(f"read the service's permissions on {scope}"):
+            response = self.clients.private_dns.send_request(HttpRequest("GET", path))
             if response.status_code in (403, 404):
                 return list(actions)
             response.raise_for_status()

@@ -26,6 +26,9 @@ FILE_ZONE = "privatelink.file.core.windows.net"
 ZONE_GROUP_ACTION = "Microsoft.Network/privateDnsZones/join/action"
 LINK_ACTION = "Microsoft.Network/privateDnsZones/virtualNetworkLinks/write"
 RECORD_ACTION = "Microsoft.Network/privateDnsZones/A/write"
+# A link is a long-running operation whose monitor lives in the zone's resource group and is
+# authorized there (azure-docs async-operations.md): a role on the zone alone cannot poll it.
+LINK_MONITOR_ACTION = "Microsoft.Network/privateDnsOperationStatuses/read"
 ZONE_ROLE = "Private DNS Zone Contributor"
 
 
@@ -113,13 +116,19 @@ def link_name(vnet_id: str) -> str:
 
 
 def zone_group(zone_id: str) -> str:
-    """`resourceGroups/{group}` part of a zone id."""
+    """The name of a zone's resource group."""
     parts = zone_id.split("/")
     lowered = [p.lower() for p in parts]
     return parts[lowered.index("resourcegroups") + 1]
 
 
+def zone_group_scope(zone_id: str) -> str:
+    """`/subscriptions/{id}/resourceGroups/{group}` of a zone id."""
+    return "/".join(zone_id.split("/")[:5])
+
+
 def zone_refused(zone_id: str, missing: Sequence[str], record: str | None) -> ValidationError:
+    """`missing`: the actions (with where) the identity lacks."""
     """The service may not write a zone it must use: what to grant, or what to add by hand."""
     causes = [f"zone: {zone_id}", f"missing: {', '.join(missing)}"]
     if record:
@@ -128,6 +137,7 @@ def zone_refused(zone_id: str, missing: Sequence[str], record: str | None) -> Va
         f"The service's identity may not write the {FILE_ZONE} zone this storage's name must be "
         "published in.",
         causes=causes,
-        try_hint=f"grant the service's identity {ZONE_ROLE} on that zone, then submit the request again",
+        try_hint=f"grant the service's identity {ZONE_ROLE} on that zone's resource group, then submit "
+        "the request again",
         code=ErrorCode.DNS_ZONE_NOT_WRITABLE,
     )

@@ -99,6 +99,10 @@ class PrivateDnsPublisher:
     def _require(self, zone_id: str, zones: list[d.DnsZone], actions: tuple[str, ...], account: str) -> None:
         if any(d.same_id(z.id, zone_id) and z.managed for z in zones):
             return  # the service made it, in a group it manages
-        missing = self.cloud.missing_zone_actions(zone_id, actions)
+        missing = [f"{a} on the zone" for a in self.cloud.missing_actions(zone_id, actions)]
+        if d.LINK_ACTION in actions:
+            group = d.zone_group_scope(zone_id)
+            monitor = self.cloud.missing_actions(group, (d.LINK_MONITOR_ACTION,))
+            missing += [f"{a} on {group}" for a in monitor]
         if missing:
             raise d.zone_refused(zone_id, missing, account)

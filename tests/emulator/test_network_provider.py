@@ -7,6 +7,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.mgmt.network.models import (
     AddressSpace,
+    DhcpOptions,
     NetworkInterface,
     NetworkInterfaceIPConfiguration,
     PrivateDnsZoneConfig,
@@ -19,6 +20,8 @@ from azure.mgmt.network.models import (
 )
 from azure.mgmt.privatedns.models import PrivateZone, SubResource, VirtualNetworkLink
 
+from local.emulator.network import nfs_reachability
+from tests.conftest import managed_group
 from tests.emulator.conftest import REGION, Azure
 from tests.emulator.test_storage_provider import nfs_account
 
@@ -239,3 +242,94 @@ def test_peering_connects_only_when_both_directions_exist(azure: Azure) -> None:
         azure.clients.network.virtual_network_peerings.get(azure.group, "one", "to-two").peering_state
         == "Connected"
     )
+
+
+def _link(azure: Azure, group: str, zone: str, name: str, vnet_id: str) -> None:
+    azure.clients.private_dns.virtual_network_links.begin_create_or_update(
+        group, zone, name, VirtualNetworkLink(location="global", virtual_network=SubResource(id=vnet_id))
+    ).result()
+
+
+def test_a_vnet_links_to_one_zone_of_a_name(azure: Azure) -> None:
+    # MicrosoftDocs SupportArticles createorupdatevirtualnetworklinkfailed-error.md: a VNet linked to
+    # one privatelink.file.core.windows.net cannot be linked to another zone of that name.
+    network = vnet(azure, "spoke")
+    other_group = managed_group(azure.local, REGION)
+    try:
+        for group in (azure.group, other_group):
+            azure.clients.private_dns.private_zones.begin_create_or_update(
+                group, ZONE, PrivateZone(location="global")
+            ).result()
+        _link(azure, azure.group, ZONE, "first", network.id)
+        with pytest.raises(HttpResponseError) as second:
+            _link(azure, other_group, ZONE, "second", network.id)
+        assert second.value.status_code == 400 and second.value.error.code == "BadRequest"
+        assert "cannot be linked to multiple zones with overlapping namespaces" in second.value.error.message
+        # Another name is another namespace: allowed.
+        azure.clients.private_dns.private_zones.begin_create_or_update(
+            other_group, "privatelink.blob.core.windows.net", PrivateZone(location="global")
+        ).result()
+        _link(azure, other_group, "privatelink.blob.core.windows.net", "blob", network.id)
+    finally:
+        azure.rest.delete(azure.rest.group_path(other_group))
+
+
+def test_names_resolve_through_the_vnets_own_links_or_its_dns_servers(azure: Azure) -> None:
+    # private-endpoint-dns-integration.md: Azure DNS answers from the zones linked to the VM's
+    # VNet; a VNet with DNS servers of its own asks them (a resolver in the hub answers from the
+    # hub's links).
+    account = azure.clients.storage.storage_accounts.begin_create(
+        azure.group, azure.unique("st"), nfs_account()
+    ).result()
+    hub = vnet(azure, "hub", "10.10.0.0/16", "10.10.0.0/24")
+    spoke = vnet(azure, "spoke", "10.20.0.0/16", "10.20.0.0/24")
+    for local, remote in ((hub, spoke), (spoke, hub)):
+        azure.clients.network.virtual_network_peerings.begin_create_or_update(
+            azure.group, local.name, f"to-{remote.name}",
+            VirtualNetworkPeering(remote_virtual_network=SubResource(id=remote.id)),
+        ).result()
+    endpoint = azure.clients.network.private_endpoints.begin_create_or_update(
+        azure.group, "pe1", PrivateEndpoint(
+            location=REGION, subnet=Subnet(id=hub.subnets[0].id),
+            private_link_service_connections=[PrivateLinkServiceConnection(
+                name="file", private_link_service_id=account.id, group_ids=["file"])]),
+    ).result()
+    zone = azure.clients.private_dns.private_zones.begin_create_or_update(
+        azure.group, ZONE, PrivateZone(location="global")).result()
+    azure.clients.network.private_dns_zone_groups.begin_create_or_update(
+        azure.group, "pe1", "default", PrivateDnsZoneGroup(private_dns_zone_configs=[
+            PrivateDnsZoneConfig(name="file", private_dns_zone_id=zone.id)])).result()
+    _link(azure, azure.group, ZONE, "hub", hub.id)
+    host = f"{account.name}.file.core.windows.net"
+    account_resource = azure.emulator.get(account.id)
+    account_resource.properties["supportsHttpsTrafficOnly"] = False
+
+    assert nfs_reachability(azure.emulator, hub.id)[host] == "ok"
+    assert nfs_reachability(azure.emulator, spoke.id)[host] == "unreachable"  # nothing linked there
+    resolver = "10.10.0.68"  # an address in the hub: its DNS resolver's inbound endpoint
+    spoke.dhcp_options = DhcpOptions(dns_servers=[resolver])
+    azure.clients.network.virtual_networks.begin_create_or_update(azure.group, "spoke", spoke).result()
+    assert nfs_reachability(azure.emulator, spoke.id)[host] == "ok"
+    spoke.dhcp_options = DhcpOptions(dns_servers=["192.0.2.53"])  # a server Azure knows nothing of
+    azure.clients.network.virtual_networks.begin_create_or_update(azure.group, "spoke", spoke).result()
+    assert nfs_reachability(azure.emulator, spoke.id)[host] == "unreachable"
+    assert endpoint.custom_dns_configs[0].fqdn == host
+
+
+def test_a_private_endpoint_is_in_its_vnets_region(azure: Azure) -> None:
+    # private-endpoint-overview.md: "The private endpoint must be deployed in the same region and
+    # subscription as the virtual network"; Azure answers InvalidResourceReference.
+    account = azure.clients.storage.storage_accounts.begin_create(
+        azure.group, azure.unique("st"), nfs_account()
+    ).result()
+    network = vnet(azure, "vnet1")
+    with pytest.raises(HttpResponseError) as refused:
+        azure.clients.network.private_endpoints.begin_create_or_update(
+            azure.group, "pe1", PrivateEndpoint(
+                location="westeurope", subnet=Subnet(id=network.subnets[0].id),
+                private_link_service_connections=[PrivateLinkServiceConnection(
+                    name="file", private_link_service_id=account.id, group_ids=["file"])]),
+        ).result()
+    assert refused.value.error.code == "InvalidResourceReference"
+    assert "same region" in refused.value.error.message
+    assert azure.emulator.get(f"{azure.group_path()}/providers/Microsoft.Network/privateEndpoints/pe1") is None
