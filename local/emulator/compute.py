@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from local.emulator.arm import ArmError, Resource, ResourceId, bad_request, new_guid, now, reference
 from local.emulator.kinds import Action, ResourceKind, Shape, Views, require
 from local.emulator.network import NICS, _referenced, nfs_reachability, vnet_of_subnet
+from local.emulator.traffic import RunInterrupt
 from local.sandbox import Execution, Network, SandboxError, SandboxVm
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ RESERVED_USERS = {
 }
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_TIMEOUT_SECONDS = 90 * 60
+MAX_RUN_COMMANDS = 25
 NOT_RUNNING = ("OperationNotAllowed", "The operation requires the VM to be running (or set to run).")
 
 
@@ -301,6 +304,9 @@ VirtualMachines.actions = {
 
 
 def _parameters(props: dict[str, Any], field: str) -> dict[str, str]:
+    """The named parameters the script gets as environment variables. One whose value is empty
+    is not delivered at all (run-command-handler-linux internal/exec/exec.go,
+    SetEnvironmentVariables: `if value != ""`): the script sees it unset."""
     found: dict[str, str] = {}
     for parameter in props.get(field) or []:
         name = str(parameter.get("name", ""))
@@ -309,7 +315,9 @@ def _parameters(props: dict[str, Any], field: str) -> dict[str, str]:
             "InvalidParameter",
             f"Run command parameter name '{name}' in '{field}' is not a valid environment variable name.",
         )
-        found[name] = str(parameter.get("value", ""))
+        value = str(parameter.get("value", ""))
+        if value:
+            found[name] = value
     return found
 
 
@@ -360,6 +368,20 @@ class RunCommands(ResourceKind):
             f"'runAsUser' {runner!r} is not a valid Linux user name.",
         )
         _require_running(vm)
+        if existing is None:
+            held = [c for c in emu.children(vm.id) if c.type == RUN_COMMANDS]
+            # "The maximum number of allowed Managed Run Commands is currently limited to 25"
+            # (azure-compute-docs run-command-overview.md); the words are Azure's
+            # (MicrosoftDocs/azure-docs issue 117976), the code and status are not documented.
+            if len(held) >= MAX_RUN_COMMANDS:
+                raise ArmError(
+                    409,
+                    "OperationNotAllowed",
+                    f"The maximum number of managed Run commands (max={MAX_RUN_COMMANDS}, "
+                    f"current={len(held)}) has been exceeded. Use fewer Run commands and retry the "
+                    "request. To list Run commands, refer: https://aka.ms/RunCommandManaged#list-all-"
+                    "deployed-runcommand-resources-on-a-vm-1 and then delete a Run command.",
+                )
         return stored
 
     def provision(self, emu: Emulator, resource: Resource, created: bool) -> None:
@@ -393,6 +415,10 @@ class RunCommands(ResourceKind):
         except SandboxError as error:
             raise ArmError(409, *NOT_RUNNING) from error
         resource.internal.update({"execution": execution, "definition": definition})
+        interrupt = emu.faults.take_interrupt(resource.id.name)
+        if interrupt is not None:
+            threading.Thread(target=_interrupt, args=(emu, vm, execution, interrupt), daemon=True,
+                             name=f"interrupt-{resource.id.name}").start()
         if props.get("asyncExecution"):
             return
         execution.done.wait()
@@ -420,16 +446,34 @@ class RunCommands(ResourceKind):
         return body
 
 
+def _interrupt(emu: Emulator, vm: Resource, execution: Execution, interrupt: RunInterrupt) -> None:
+    """Wait for the marker in the run's output, then kill the script as a timeout does, or
+    restart the VM under it."""
+    while not execution.done.is_set():
+        if interrupt.marker in execution.stdout() or interrupt.marker in execution.stderr():
+            interrupt.fired += 1
+            if interrupt.action == "timeout":
+                execution.timed_out = True
+                execution.kill_script()
+            else:
+                _power("running", boot=True)(emu, vm, {})
+            return
+        time.sleep(0.01)
+
+
 def execution_state(execution: Execution | None) -> str:
+    """As the Linux handler reports it (run-command-handler-linux internal/cmds/commandProcessor.go):
+    a script killed by its timeout is `Failed` with exit code -1, never `TimedOut` (declared in
+    internal/types/instanceview.go, never set); a run whose VM went down under it stays `Running`:
+    only the handler writes its status, and after the reboot it finds the sequence number
+    processed and runs nothing (internal/cmds/cmds.go, checkAndSaveSeqNum)."""
     if execution is None:
         return "Pending"
-    if not execution.done.is_set():
+    if execution.lost or not execution.done.is_set():
         return "Running"
     if execution.canceled:
         return "Canceled"
-    if execution.timed_out:
-        return "TimedOut"
-    return "Succeeded" if execution.exit_code == 0 else "Failed"
+    return "Succeeded" if execution.exit_code == 0 and not execution.timed_out else "Failed"
 
 
 MESSAGES = {
@@ -437,9 +481,10 @@ MESSAGES = {
     "Running": "Execution in progress",
     "Succeeded": "Execution completed",
     "Failed": "Execution completed",
-    "TimedOut": "Execution timed out",
     "Canceled": "Execution canceled",
 }
+# The handler's words for a script its timeout killed (internal/exec/exec.go; exec_test.go).
+KILLED_MESSAGE = "Execution failed: failed to execute command: command terminated with exit status=-1"
 
 
 def run_command_instance_view(emu: Emulator, resource: Resource) -> dict[str, Any]:
@@ -459,12 +504,14 @@ def run_command_instance_view(emu: Emulator, resource: Resource) -> dict[str, An
                 "output": _tail(execution.stdout(), limit),
                 "error": _tail(execution.stderr(), limit),
                 "startTime": _iso(execution.started_at),
-                "endTime": _iso(execution.ended_at),
+                "endTime": None if state == "Running" else _iso(execution.ended_at),
             }
         )
-        if state in ("Succeeded", "Failed"):
+        if state == "Failed" and execution.timed_out:
+            view.update({"exitCode": -1, "executionMessage": KILLED_MESSAGE})
+        elif state in ("Succeeded", "Failed"):
             view["exitCode"] = execution.exit_code
-        elif state in ("TimedOut", "Canceled"):
+        elif state == "Canceled":
             view["exitCode"] = -1
     return view
 

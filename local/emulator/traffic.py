@@ -63,10 +63,44 @@ class Fault:
         )
 
 
+@dataclass
+class RunInterrupt:
+    """Interrupt the next `count` managed Run Commands whose name matches once their output
+    (stdout or stderr) shows `marker`: `"timeout"` kills the script as the handler's timeout does,
+    `"restart"` restarts the VM under it."""
+
+    name_pattern: str
+    marker: str
+    action: str  # "timeout" or "restart"
+    count: int = 1
+    fired: int = 0
+
+    def __post_init__(self) -> None:
+        if self.action not in ("timeout", "restart"):
+            raise ValueError(f"unknown interrupt {self.action!r}")
+        self._pattern = re.compile(self.name_pattern)
+
+
 class Faults:
     def __init__(self) -> None:
         self._rules: list[Fault] = []
+        self._interrupts: list[RunInterrupt] = []
         self._lock = threading.Lock()
+
+    def interrupt_run(self, name_pattern: str, marker: str, action: str, *, count: int = 1) -> RunInterrupt:
+        interrupt = RunInterrupt(name_pattern, marker, action, count)
+        with self._lock:
+            self._interrupts.append(interrupt)
+        return interrupt
+
+    def take_interrupt(self, name: str) -> RunInterrupt | None:
+        """The first interrupt with runs left whose pattern matches `name`, with one run spent."""
+        with self._lock:
+            for interrupt in self._interrupts:
+                if interrupt.count > 0 and interrupt._pattern.search(name):
+                    interrupt.count -= 1
+                    return interrupt
+        return None
 
     def add(
         self,
@@ -92,6 +126,7 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._interrupts.clear()
 
     def take(self, method: str, path: str) -> Fault | None:
         """The first rule with deliveries left that matches, with one delivery spent."""

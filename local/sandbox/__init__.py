@@ -214,7 +214,9 @@ class Fabric:
 
 @dataclass
 class Execution:
-    """One script run inside a VM; finished when `exit_code` or `timed_out`/`canceled` is set."""
+    """One script run inside a VM; finished when `exit_code` or `timed_out`/`canceled` is set.
+    `lost`: the VM went down under it (a reboot, a power-off), and with it whatever would report
+    its end."""
 
     stdout_path: Path
     stderr_path: Path
@@ -223,6 +225,7 @@ class Execution:
     exit_code: int | None = None
     timed_out: bool = False
     canceled: bool = False
+    lost: bool = False
     process: subprocess.Popen[bytes] | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -237,6 +240,19 @@ class Execution:
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):  # it may end between the check and the kill
                 os.killpg(self.process.pid, signal.SIGKILL)
+
+    def kill_script(self) -> None:
+        """SIGKILL to the script's own bash process only, as the Run Command handler's timeout
+        does (Go's exec.CommandContext; run-command-handler-linux internal/exec/exec.go): the
+        processes it started live on, in the VM."""
+        if self.process is None:
+            return
+        for pid in _descendants(self.process.pid):
+            parts = _cmdline(pid).split(b"\0")
+            if parts[:1] == [b"/bin/bash"] and len(parts) > 1 and parts[1].endswith(b"/script.sh"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                return
 
 
 class SandboxVm:
@@ -253,6 +269,7 @@ class SandboxVm:
         self._pid: int | None = None
         self._runs = 0
         self._lock = threading.Lock()
+        self._executions: list[Execution] = []
 
     @property
     def running(self) -> bool:
@@ -302,8 +319,13 @@ class SandboxVm:
             self.run_now("mount -a 2>&1 || true\n", {}, network, timeout=120)
 
     def shutdown(self) -> None:
-        """Power off: every process of the VM ends and its mounts go with its namespaces."""
+        """Power off: every process of the VM ends and its mounts go with its namespaces. A run
+        still going is lost: nothing in the VM is left to report its end."""
         with self._lock:
+            for execution in self._executions:
+                if not execution.done.is_set():
+                    execution.lost = True
+            self._executions = []
             if self._holder is not None:
                 _stop(self._holder)
             self._holder, self._pid = None, None
@@ -336,6 +358,8 @@ class SandboxVm:
         assert execution.process.stdin is not None
         with execution.process.stdin as stdin:
             stdin.write(script.encode())
+        with self._lock:
+            self._executions = [e for e in self._executions if not e.done.is_set()] + [execution]
         threading.Thread(target=self._wait, args=(execution, timeout), daemon=True,
                          name=f"vm-{self.name}-run-{run_id}").start()
         return execution
@@ -353,8 +377,7 @@ class SandboxVm:
             execution.exit_code = execution.process.wait(timeout)
         except subprocess.TimeoutExpired:
             execution.timed_out = True
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(execution.process.pid, signal.SIGKILL)
+            execution.kill_script()
             execution.exit_code = execution.process.wait()
         execution.ended_at = time.time()
         execution.done.set()

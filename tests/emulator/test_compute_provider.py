@@ -149,12 +149,62 @@ def test_run_command_runs_in_the_agent_directory_as_root_or_as_run_as_user(azure
     assert as_user.output == "azureuser\n"
 
 
-def test_run_command_timeout_ends_the_script(azure: Azure) -> None:
+def test_run_command_timeout_kills_only_the_script_and_reports_failed_minus_one(azure: Azure) -> None:
+    # run-command-handler-linux: exec.CommandContext SIGKILLs the script's own process (no
+    # process group), the state is Failed with exit code -1, never TimedOut; children live on.
     create_vm(azure)
     started = time.monotonic()
-    view = run_command(azure, "echo started\nsleep 30\necho never\n", timeout_in_seconds=1).instance_view
+    script = "echo started\nsleep 41 &\ntrap 'echo trapped' EXIT\nsleep 30\necho never\n"
+    view = run_command(azure, script, timeout_in_seconds=1).instance_view
     assert time.monotonic() - started < 10
-    assert view.execution_state == "TimedOut" and view.output == "started\n"
+    assert (view.execution_state, view.exit_code) == ("Failed", -1)
+    assert view.execution_message.endswith("command terminated with exit status=-1")
+    assert view.output == "started\n"  # no trap ran
+    child = run_command(azure, "pgrep -x sleep -a | grep -c 'sleep 41' || true\n", name="rc2").instance_view
+    assert child.output == "1\n"  # the script's child still runs
+
+
+def test_a_parameter_with_an_empty_value_is_not_delivered(azure: Azure) -> None:
+    # internal/exec/exec.go, SetEnvironmentVariables: `if value != ""`.
+    create_vm(azure)
+    script = 'echo "${SET-unset} ${EMPTY-unset}"\n'
+    view = run_command(azure, script, parameters={"SET": "x", "EMPTY": ""}).instance_view
+    assert view.output == "x unset\n"
+
+
+def test_a_vm_holds_at_most_25_managed_run_commands(azure: Azure) -> None:
+    # azure-compute-docs run-command-overview.md: "limited to 25".
+    create_vm(azure)
+    for index in range(25):
+        run_command(azure, "true\n", name=f"rc{index}", async_execution=True)
+    with pytest.raises(HttpResponseError) as full:
+        run_command(azure, "true\n", name="rc25")
+    assert full.value.status_code == 409
+    assert "maximum number of managed Run commands (max=25, current=25)" in full.value.error.message
+    run_command(azure, "echo again\n", name="rc3")  # a PUT to one it holds is not a new one
+    azure.clients.compute.virtual_machine_run_commands.begin_delete(azure.group, "vm1", "rc0").result()
+    assert run_command(azure, "echo room\n", name="rc25").instance_view.output == "room\n"
+
+
+def test_a_run_whose_vm_restarts_under_it_stays_running_forever(azure: Azure) -> None:
+    # Only the handler writes a run's status; after the reboot it finds the sequence number
+    # processed and runs nothing (internal/cmds/cmds.go): the last status stays.
+    create_vm(azure)
+    azure.emulator.faults.interrupt_run("^rc1$", "halfway", "restart")
+    view = run_command(azure, "echo halfway\nsleep 2\necho never\n", async_execution=True).instance_view
+    deadline = time.monotonic() + 10
+    while "halfway" not in (view.output or "") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        view = azure.clients.compute.virtual_machine_run_commands.get_by_virtual_machine(
+            azure.group, "vm1", "rc1", expand="instanceView").instance_view
+    time.sleep(3)
+    view = azure.clients.compute.virtual_machine_run_commands.get_by_virtual_machine(
+        azure.group, "vm1", "rc1", expand="instanceView").instance_view
+    assert (view.execution_state, view.exit_code, view.end_time) == ("Running", None, None)
+    assert view.output == "halfway\n"
+    again = run_command(azure, "echo halfway\nsleep 2\necho never\n", async_execution=True).instance_view
+    assert again.execution_state == "Running"  # the same PUT again: not run again
+    assert run_command(azure, "uptime -s >/dev/null && echo up\n", name="rc2").instance_view.output == "up\n"
 
 
 def test_async_execution_returns_while_running_and_delete_cancels(azure: Azure) -> None:
