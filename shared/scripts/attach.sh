@@ -8,6 +8,7 @@
 #   MOUNT_POINT    the home to replace, e.g. /home/azureuser
 #   OWNER          the home's user; OWNER_UID the UID the storage recorded (empty on first attach)
 #   LOCK_WAIT_SECONDS  how long to wait for the package manager when the NFS client is missing
+#   TIME_BUDGET_SECONDS, HEARTBEAT_SECONDS  see lib.sh
 # The last stdout line is `RESULT {json}`; the exit status is 0 only on success.
 #
 # Order, so that a failure at any step leaves the VM's home exactly as it was and the share as it
@@ -23,7 +24,7 @@
 set -uo pipefail
 umask 022
 
-OPTIONS="vers=4,minorversion=1,sec=sys,nconnect=4"
+OPTIONS=$(nfs_options)
 FSTAB=${FSTAB:-/etc/fstab}
 errors=() backup="" backed_up=0 copied=0 rolled_back=false already=false owner_uid=""
 stage="" incoming="" moved=false mounted=false fstab_written=false created_keys_dir="" recovering=false
@@ -99,7 +100,7 @@ share_is_empty() {  # $1: where the share is mounted; another attempt's incoming
 
 stage_share() {  # mount the share at a fresh staging point
     mkdir -p /run/azlin && stage=$(mktemp -d /run/azlin/stage.XXXXXX) || return 1
-    mount -t nfs -o "$OPTIONS" "$NFS_ENDPOINT" "$stage" 2>"$stage.error"
+    bounded mount -t nfs -o "$OPTIONS" "$NFS_ENDPOINT" "$stage" 2>"$stage.error"
 }
 
 remember() {  # remember PHASE: what the next attempt needs to finish or undo this one
@@ -198,9 +199,9 @@ if ! command -v mount.nfs >/dev/null 2>&1 && [ ! -x /sbin/mount.nfs ]; then
         sleep 1; waited=$((waited + 1))
     done
     if command -v apt-get >/dev/null 2>&1; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout="${LOCK_WAIT_SECONDS:-300}" nfs-common >&2 \
-            || fail 75 "installing nfs-common failed"
-    elif command -v dnf >/dev/null 2>&1; then dnf install -y nfs-utils >&2 || fail 75 "installing nfs-utils failed"
+        DEBIAN_FRONTEND=noninteractive bounded apt-get install -y -o DPkg::Lock::Timeout="${LOCK_WAIT_SECONDS:-300}" \
+            nfs-common >&2 || fail 75 "installing nfs-common failed"
+    elif command -v dnf >/dev/null 2>&1; then bounded dnf install -y nfs-utils >&2 || fail 75 "installing nfs-utils failed"
     else fail 75 "no NFS client and no known package manager"
     fi
 fi
@@ -237,6 +238,7 @@ if [ -e "$MOUNT_POINT" ] || [ -L "$MOUNT_POINT" ]; then
     while [ -e "$candidate" ] || [ -L "$candidate" ]; do n=$((n + 1)); candidate="$base-$n"; done
     backup=$candidate  # never an older backup's name
     backed_up=$(count_files "$MOUNT_POINT")
+    echo "attach: moving the home aside" >&2
     remember moved
     mv -T "$MOUNT_POINT" "$backup" || fail 73 "the home could not be moved aside"
     moved=true
@@ -246,7 +248,7 @@ else
     mkdir -p "$MOUNT_POINT" && chown "$owner_uid:$owner_gid" "$MOUNT_POINT" && chmod 0755 "$MOUNT_POINT" \
         || fail 73 "the mount point could not be created"
 fi
-mount -t nfs -o "$OPTIONS" "$NFS_ENDPOINT" "$MOUNT_POINT" || fail 69 "the share could not be mounted on $MOUNT_POINT"
+bounded mount -t nfs -o "$OPTIONS" "$NFS_ENDPOINT" "$MOUNT_POINT" || fail 69 "the share could not be mounted on $MOUNT_POINT"
 mounted=true
 
 # -- 5. an empty share receives the home, in a private directory first ---------------------------
@@ -255,11 +257,14 @@ if $share_empty && [ -n "$backup" ]; then
         || fail 73 "could not write to the share"
     incoming=$created
     remember moved
-    if ! cp -a "$backup/." "$incoming/" 2>"/run/azlin/copy-error.$$"; then
+    echo "attach: copying the home onto the share" >&2
+    if ! bounded cp -a "$backup/." "$incoming/" 2>"/run/azlin/copy-error.$$"; then
+        out_of_time && fail 79 "the copy did not finish within the time budget of ${TIME_BUDGET_SECONDS:-1200}s; the home was put back"
         if grep -q "Operation not supported" "/run/azlin/copy-error.$$" \
-            && cp -a --no-preserve=xattr "$backup/." "$incoming/" 2>"/run/azlin/copy-error.$$"; then
+            && bounded cp -a --no-preserve=xattr "$backup/." "$incoming/" 2>"/run/azlin/copy-error.$$"; then
             errors+=("extended attributes (ACLs) are not kept: NFS 4.1 on Azure Files has none")
         else
+            out_of_time && fail 79 "the copy did not finish within the time budget of ${TIME_BUDGET_SECONDS:-1200}s; the home was put back"
             fail 71 "copying the home onto the share failed (is the share full?): $(tail -1 "/run/azlin/copy-error.$$")"
         fi
     fi
@@ -301,6 +306,7 @@ fi
 # -- 8. publish the copy: from here on an interrupted attempt is finished, not undone ------------
 if [ -n "$incoming" ]; then
     remember publishing
+    echo "attach: publishing the copy" >&2
     publish || fail 71 "could not move the copy into place on the share"
     incoming=""
 fi

@@ -9,6 +9,7 @@
 #   MODE           copy (default): the share's contents become the local home
 #                  restore: the home the VM had before attach comes back (BACKUP_PATH)
 #   BACKUP_PATH    the backup attach made (restore; kept in copy mode)
+#   TIME_BUDGET_SECONDS, HEARTBEAT_SECONDS  see lib.sh
 # The last stdout line is `RESULT {json}`; the exit status is 0 only on success.
 #
 # copy: check the local disk has room (with a margin), copy the share into a new local directory
@@ -56,6 +57,7 @@ recall() { sed -n "s/^$1 //p" "$state_file"; }
 swap_in() {  # swap_in REPLACEMENT: fstab line gone, share unmounted, replacement in place
     swapping=true
     remember swapping "$1"
+    echo "detach: swapping the home" >&2
     drop_fstab_line "$FSTAB" "$NFS_ENDPOINT" "$MOUNT_POINT" || fail 74 "$FSTAB could not be written"
     if mountpoint -q "$MOUNT_POINT"; then
         if ! umount "$MOUNT_POINT" 2>/dev/null; then
@@ -122,7 +124,11 @@ margin=$(( needed / 10 > 1073741824 ? needed / 10 : 1073741824 ))
 local_copy="$MOUNT_POINT.azlin-local-$(date -u +%Y%m%dT%H%M%SZ)-$$"
 remember copying "$local_copy"
 mkdir "$local_copy" || fail 73 "could not create $local_copy"
-cp -a "$MOUNT_POINT/." "$local_copy/" || fail 71 "copying the share to the local disk failed"
+echo "detach: copying the share to the local disk" >&2
+if ! bounded cp -a "$MOUNT_POINT/." "$local_copy/"; then
+    out_of_time && fail 79 "the copy did not finish within the time budget of ${TIME_BUDGET_SECONDS:-1200}s; the home is still the share"
+    fail 71 "copying the share to the local disk failed"
+fi
 copied=$(count_files "$local_copy")
 chmod --reference="$MOUNT_POINT" "$local_copy" && chown --reference="$MOUNT_POINT" "$local_copy" \
     || fail 71 "could not give the copy the home's owner and mode"

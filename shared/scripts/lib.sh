@@ -1,6 +1,38 @@
 #!/bin/bash
 # Helpers every VM script starts with: the Run Command script is this file followed by the
 # script itself (shared/scripts/__init__.py puts them together), so they share one definition.
+#
+# How the Linux Run Command handler ends a run decides what follows (azure-facts.md, corrections):
+# on its timeout it SIGKILLs the script's own process only, so traps never run and children (cp,
+# mount) live on; a reboot ends everything and the handler never reports the run again. So:
+# - the script runs in a session of its own, every process of the run carrying AZLIN_RUN, so the
+#   next attempt can find and stop what a killed one left behind;
+# - it stops itself within TIME_BUDGET_SECONDS (below the run's timeoutInSeconds): long children
+#   run under `timeout`, and a run out of time fails and rolls back like any other failure;
+# - it prints a heartbeat every HEARTBEAT_SECONDS, so the service can tell a run that stopped
+#   reporting (its VM rebooted under it) from one that is still at work;
+# - the VM-wide lock is taken over from a run that is dead, and its leftovers ended first.
+
+if [ -z "${AZLIN_RUN:-}" ] && [ -f "$0" ]; then  # once, at the start: a session of our own
+    AZLIN_RUN=$(cat /proc/sys/kernel/random/uuid) && export AZLIN_RUN && exec setsid --wait /bin/bash "$0" "$@"
+fi
+DEADLINE=$(( $(date +%s) + ${TIME_BUDGET_SECONDS:-1200} ))
+
+heartbeat() {  # a line every HEARTBEAT_SECONDS while the script's own process lives
+    while kill -0 "$1" 2>/dev/null; do
+        printf 'azlin: alive %s\n' "$(date +%s)"
+        sleep "${HEARTBEAT_SECONDS:-10}"
+    done
+}
+heartbeat $$ 9>&- &
+
+bounded() {  # bounded CMD...: CMD within what is left of the budget (124: it ran out)
+    local left=$(( DEADLINE - $(date +%s) ))
+    [ "$left" -gt 0 ] || return 124
+    timeout --foreground --kill-after=5 "$left" "$@" 9>&-
+}
+
+out_of_time() { [ "$(date +%s)" -ge "$DEADLINE" ]; }
 
 json_string() {  # $1 as a JSON string: backslash, quote and every control character escaped
     local s=${1//\\/\\\\} code char
@@ -33,8 +65,50 @@ state_path() {  # state_path KIND MOUNT_POINT: one file per kind and mount point
     printf '%s/%s-%s.state' "$STATE_DIR" "$1" "$(printf '%s' "$2" | sha256sum | cut -c1-16)"
 }
 
-take_lock() {  # one attach or detach at a time on this VM: a second waits, then gives up
-    mkdir -p "$STATE_DIR" && exec 9>"$STATE_DIR/lock" && flock -w "${1:-120}" 9
+run_alive() {  # run_alive TOKEN PID: that run's own script process still runs
+    [ -n "$2" ] && tr '\0' '\n' 2>/dev/null < "/proc/$2/environ" | grep -qx "AZLIN_RUN=$1"
+}
+
+end_run() {  # end_run TOKEN: every process a dead run left behind (they may hold the lock)
+    local pids tries=0
+    grep -qlzx "AZLIN_RUN=$1" /proc/[0-9]*/environ 2>/dev/null \
+        && echo "azlin: ending what the killed run $1 left behind" >&2
+    while :; do  # grep fails on processes that end while it reads: only its output counts
+        pids=$(grep -lzx "AZLIN_RUN=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
+        [ -n "$pids" ] || return 0
+        # shellcheck disable=SC2086 # a list of PIDs
+        kill -KILL $pids 2>/dev/null
+        tries=$((tries + 1)) && [ "$tries" -le 50 ] || return 1
+        sleep 0.1
+    done
+}
+
+take_lock() {  # one attach or detach at a time on this VM: a second waits, then gives up; a lock
+    # whose run is dead (killed by its timeout, its children still at work) is taken over
+    local waited=0 token pid
+    mkdir -p "$STATE_DIR" && exec 9>"$STATE_DIR/lock" || return 1
+    until flock -n 9; do
+        read -r token pid 2>/dev/null < "$STATE_DIR/runner" || token=""
+        if [ -n "$token" ] && ! run_alive "$token" "$pid"; then
+            end_run "$token" || return 1
+            continue
+        fi
+        [ "$waited" -lt "${1:-120}" ] && ! out_of_time || return 1
+        sleep 1 && waited=$((waited + 1))
+    done
+    read -r token pid 2>/dev/null < "$STATE_DIR/runner" || token=""
+    [ -z "$token" ] || [ "$token" = "$AZLIN_RUN" ] || run_alive "$token" "$pid" || end_run "$token"
+    printf '%s %s\n' "${AZLIN_RUN:-none}" "$$" > "$STATE_DIR/runner"
+}
+
+nfs_options() {  # Azure's NFS 4.1 options; nconnect needs kernel 5.3 or later (nfs-performance.md)
+    local major minor
+    IFS=.- read -r major minor _ <<< "$(uname -r)"
+    if [ "${major:-0}" -gt 5 ] || { [ "${major:-0}" -eq 5 ] && [ "${minor:-0}" -ge 3 ]; }; then
+        echo "vers=4,minorversion=1,sec=sys,nconnect=4"
+    else
+        echo "vers=4,minorversion=1,sec=sys"
+    fi
 }
 
 drop_fstab_line() {  # drop_fstab_line FSTAB ENDPOINT MOUNT_POINT: only that NFS line, atomically

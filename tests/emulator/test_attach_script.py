@@ -155,11 +155,14 @@ def test_a_failure_at_any_step_leaves_the_home_exactly_as_it_was(
     result, view = attach(azure, "vm1", spec, timeout=timeout)
 
     assert view["exitCode"] != 0
-    if inject == "killed":
-        assert view["executionState"] == "TimedOut"
+    if inject == "killed":  # the handler's way: Failed, exit code -1, the copy still running
+        assert (view["executionState"], view["exitCode"]) == ("Failed", -1)
+        assert azure.run("vm1", "pgrep -c -f 'sleep 30' || true\n")["output"] == "1\n"
         azure.run("vm1", "rm /usr/local/bin/cp\n")
-        retried, again = attach(azure, "vm1", world["spec"])  # the operation, redelivered
+        retried, again = attach(azure, "vm1", world["spec"])  # the next attempt
         assert again["exitCode"] == 0 and retried["success"] is True, again
+        assert "ending what the killed run" in again["error"]  # it stopped the leftover copy first
+        assert azure.run("vm1", "pgrep -c -f 'sleep 30' || true\n")["output"] == "0\n"
         assert manifest(azure, "vm1", HOME, "converged") == before
         return
     assert result["success"] is False and result["errors"], view
@@ -279,7 +282,7 @@ def test_an_attach_killed_then_rebooted_is_undone_and_redone_in_full(
         "&& chmod +x /usr/local/bin/cp\n",
     )
     _, killed = attach(azure, "vm1", world["spec"], timeout=3)
-    assert killed["executionState"] == "TimedOut"
+    assert (killed["executionState"], killed["exitCode"]) == ("Failed", -1)
     azure.run("vm1", "rm /usr/local/bin/cp\n")
     azure.clients.compute.virtual_machines.begin_restart(azure.group, "vm1").result()  # mounts gone
 
