@@ -17,6 +17,7 @@ from .http import (
     guarded,
     idempotency_key,
     json_response,
+    operation_link,
     page_response,
     query,
     read_json,
@@ -119,9 +120,18 @@ def attach_vm(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
 def get_attachment(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     app = core.bootstrap.container()
     ref = core.requests.vm_ref(route(req, "vm"), query(req), app.settings.defaults)
-    if core.requests.optional_flag(query(req), "verify"):
-        return json_response(to_json(app.attachment.verify(caller, ref)))
+    if core.requests.optional_flag(query(req), "verify"):  # the last check, and a new one queued
+        attachment, submission = app.attachment.verifying(caller, ref)
+        return json_response({**to_json(attachment), "verifying": operation_link(req, submission)})
     return json_response(to_json(app.attachment.get(caller, ref)))
+
+
+@bp.route(route="vms/{vm}/attachment/verify", methods=["POST"])
+@authenticated
+def verify_attachment(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    app = core.bootstrap.container()
+    ref = core.requests.vm_ref(route(req, "vm"), query(req), app.settings.defaults)
+    return accepted(req, app.attachment.request_verify(caller, ref, idempotency_key(req)))
 
 
 @bp.route(route="vms/{vm}/attachment", methods=["DELETE"])

@@ -123,6 +123,13 @@ def accepted(req: func.HttpRequest, submission: Submission) -> func.HttpResponse
     return json_response(to_json(operation), 202, headers)
 
 
+def operation_link(req: func.HttpRequest, submission: Submission) -> dict[str, str]:
+    """Where a queued operation is polled, for answers that are not the operation itself."""
+    operation = submission.operation
+    return {"operationId": operation.id, "status": operation.status.value,
+            "location": absolute(req, f"/api/operations/{operation.id}")}
+
+
 def absolute(req: func.HttpRequest, path: str, query: Mapping[str, str] | None = None) -> str:
     parts = urlsplit(req.url)
     return f"{parts.scheme}://{parts.netloc}{path}" + (f"?{urlencode(query)}" if query else "")

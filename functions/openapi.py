@@ -167,11 +167,19 @@ def _paths() -> dict[str, dict[str, Any]]:
                          "409": _error("VmAttachedElsewhere: detach it from its storage first.")},
                         params=(P_NAME, *mutation), body=_ref("AttachRequest")),
         },
+        "/api/vms/{vm}/attachment/verify": {
+            "post": _op("verify_attachment", "Check the live mount on the VM (a read-only script run "
+                        "through Run Command); the operation's result is the VerifiedAttachment.",
+                        {**_ACCEPTED, **not_found}, params=(P_VM, P_GROUP, *mutation)),
+        },
         "/api/vms/{vm}/attachment": {
-            "get": _op("get_attachment", "The VM's recorded attachment; with verify=true, beside the live "
-                       "mount the VM reports (a read-only script run through Run Command).", {
-                **_ok({"oneOf": [_ref(Attachment), _ref(VerifiedAttachment)]}), **not_found},
-                params=(P_VM, P_GROUP, _param("verify", "query", _FLAG, "Check the live mount."))),
+            "get": _op("get_attachment", "The VM's recorded attachment (its health as last checked); with "
+                       "verify=true, a new check is queued and `verifying` links to its operation.", {
+                **_ok({"allOf": [_ref(Attachment), {"type": "object", "properties": {"verifying": {
+                    "type": "object", "description": "The queued check (verify=true only).",
+                    "properties": {"operationId": _TEXT, "status": _TEXT, "location": _TEXT}}}}]}),
+                **not_found},
+                params=(P_VM, P_GROUP, _param("verify", "query", _FLAG, "Queue a check of the live mount."))),
             "delete": _op("detach_vm", "Give the VM a local home directory again.", _ACCEPTED,
                           params=(P_VM, P_GROUP, _param(
                               "mode", "query", {"type": "string", "enum": [m.value for m in DetachMode]},

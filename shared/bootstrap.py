@@ -179,7 +179,7 @@ class Container:
     def vms(self) -> ArmVmCloud:
         from .adapters.arm_vms import ArmVmCloud
 
-        return ArmVmCloud(self.arm)
+        return ArmVmCloud(self.arm, stall_seconds=self.settings.run_stall_seconds)
 
     @cached_property
     def mounts(self) -> MountService:
@@ -273,8 +273,7 @@ class Container:
 
     @cached_property
     def attachment(self) -> AttachmentService:
-        return AttachmentService(self.attachments, self.storage, self.intake, self.access,
-                                 verifier=lambda ref: self.mounts.verify(ref))  # noqa: PLW0108 built on first use
+        return AttachmentService(self.attachments, self.storage, self.intake, self.access)
 
     @cached_property
     def default_storage(self) -> DefaultStorageService:
@@ -297,6 +296,7 @@ class Container:
             OperationKind.DELETE_STORAGE: self._provisioning("delete"),
             OperationKind.ATTACH_VM: self._mounting("attach"),
             OperationKind.DETACH_VM: self._mounting("detach"),
+            OperationKind.VERIFY_VM: self._mounting("verify_operation"),
         }
 
     def _provisioning(self, step: str) -> Handler:

@@ -256,6 +256,8 @@ class StorageCloud(Protocol):
 class VmCloud(Protocol):
     """Virtual machines as attaching needs them, through Resource Manager."""
 
+    stall_seconds: float  # a Running run that reports nothing new this long has stopped
+
     def get_vm(self, group: str, name: str) -> VmFacts | None: ...
 
     def list_vms(self) -> list[VmSummary]:
@@ -272,11 +274,20 @@ class VmCloud(Protocol):
 
     def run_script(self, vm: VmFacts, name: str, script: str, parameters: dict[str, str],
                    timeout_seconds: int, tags: dict[str, str] | None = None) -> ScriptRun:
-        """Run a script through the managed Run Command `name` and wait for its end; when a
-        command of that name exists already, its run is awaited or read, never started again."""
+        """Run a script through the managed Run Command `name` and wait for its end (or until it
+        stalls); when a command of that name exists already, its run is awaited or read, never
+        started again."""
         ...
 
     def delete_run(self, vm: VmFacts, name: str) -> None: ...
+
+    def delete_runs(self, vm: VmFacts, prefix: str) -> None:
+        """Delete every run command of the VM whose name starts with `prefix`."""
+        ...
+
+    def sweep(self, vm: VmFacts) -> int:
+        """Delete the service's run commands on the VM that ended over an hour ago."""
+        ...
 
 
 class TokenValidator(Protocol):

@@ -81,6 +81,9 @@ class Settings:
     table_prefix: str = "azlin"
     lock_lease_seconds: int = 300
     vm_agent_wait_minutes: int = 20  # how long an attach waits for a new VM's agent
+    # A run that says Running but reports nothing new this long has stopped (its VM rebooted
+    # under it): the script runs again. Azure refreshes a run's output about every 15 s.
+    run_stall_seconds: int = 90
     auto_heal: bool = True  # the reconcile timer re-attaches unmounted attachments
     # The privatelink.file.core.windows.net zone every storage's name is published in (a hub's
     # central zone); None: the zone linked to the endpoint's VNet, else one of the service's own.
@@ -108,6 +111,7 @@ class Settings:
             table_prefix=reader.table_prefix(),
             lock_lease_seconds=reader.seconds("LOCK_LEASE_SECONDS", 300),
             vm_agent_wait_minutes=reader.whole("VM_AGENT_WAIT_MINUTES", 20, 1, 240),
+            run_stall_seconds=reader.whole("RUN_STALL_SECONDS", 90, 2, 3600),
             auto_heal=reader.flag("AUTO_HEAL", True),
             private_dns_zone_id=reader.optional("PRIVATE_DNS_ZONE_ID", v.private_dns_zone_id),
             identity=reader.identity(),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 FINISHED = {"Succeeded", "Failed", "TimedOut", "Canceled"}
 POLL_SECONDS = 2
+MAX_RUN_COMMANDS = 25  # per VM (azure-compute-docs run-command-overview.md)
+LEFTOVER_AGE = timedelta(hours=1)
 
 
 def _value(enum_or_text: Any) -> str:
@@ -42,8 +46,9 @@ def _vnet_of(subnet_id: str) -> str:
 
 
 class ArmVmCloud:
-    def __init__(self, clients: ArmClients) -> None:
+    def __init__(self, clients: ArmClients, stall_seconds: float = 90) -> None:
         self.clients = clients
+        self.stall_seconds = stall_seconds
 
     def get_vm(self, group: str, name: str) -> VmFacts | None:
         with arm_errors(f"read VM {name}"):
@@ -128,10 +133,13 @@ class ArmVmCloud:
         self, vm: VmFacts, name: str, script: str, parameters: dict[str, str], timeout_seconds: int,
         tags: dict[str, str] | None = None,
     ) -> ScriptRun:
-        commands = self.clients.compute.virtual_machine_run_commands
+        """Start the Run Command `name` unless it exists (a command is never run twice), then wait
+        for its end. It runs asynchronously (the PUT returns once the script started), so a VM
+        rebooting under it cannot hold a request open: a run whose output stops changing for
+        `stall_seconds` while it says Running comes back `stalled` (its handler is gone)."""
         with arm_errors(f"run {name} on VM {vm.name}"), agent_errors(vm):
             existing = self._read(vm, name)
-            if existing is None or existing.state not in FINISHED | {"Running", "Pending"}:
+            if existing is None:
                 body = VirtualMachineRunCommand(
                     {
                         "location": vm.region,
@@ -139,20 +147,76 @@ class ArmVmCloud:
                         "properties": {
                             "source": {"script": script},
                             "timeoutInSeconds": timeout_seconds,
-                            "asyncExecution": False,
+                            "asyncExecution": True,
                             "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
                         },
                     }
                 )
+                self._put(vm, name, body)
+            return self._await(vm, name, timeout_seconds)
+
+    def _put(self, vm: VmFacts, name: str, body: VirtualMachineRunCommand) -> None:
+        """The PUT; a VM at Azure's limit of 25 managed run commands first loses the service's
+        leftovers older than an hour, then is an error that says so."""
+        commands = self.clients.compute.virtual_machine_run_commands
+        for attempt in (1, 2):
+            try:
                 commands.begin_create_or_update(vm.resource_group, vm.name, name, body).result()
-            deadline = time.monotonic() + timeout_seconds + 60
-            while True:
-                run = self._read(vm, name)
-                if run is not None and run.state in FINISHED:
-                    return run
-                if time.monotonic() > deadline:
-                    raise TransientError(f"Run Command {name} on {vm.name} did not finish in time.")
-                time.sleep(POLL_SECONDS)
+                return
+            except HttpResponseError as error:
+                if "maximum number of managed run commands" not in str(error.message).lower():
+                    raise
+                if attempt == 2 or not self.sweep(vm):
+                    raise Conflict(
+                        f"VM {vm.name} holds {MAX_RUN_COMMANDS} managed run commands, Azure's limit, "
+                        "and none is a leftover of this service.",
+                        causes=[str(error.message)[:300]],
+                        code=ErrorCode.CONFLICT,
+                        try_hint=f"delete run commands the VM no longer needs (az vm run-command list "
+                        f"-g {vm.resource_group} --vm-name {vm.name}), then submit the request again",
+                    ) from error
+
+    def _await(self, vm: VmFacts, name: str, timeout_seconds: int) -> ScriptRun:
+        deadline = time.monotonic() + timeout_seconds + 60
+        seen, changed_at, pause = "", time.monotonic(), 0.2
+        while True:
+            run = self._read(vm, name)
+            if run is None:
+                raise TransientError(f"Run Command {name} on {vm.name} disappeared; it is started again.")
+            if run.state in FINISHED:
+                return run
+            now = time.monotonic()
+            if run.output + run.error != seen:
+                seen, changed_at = run.output + run.error, now
+            if now - changed_at > self.stall_seconds or now > deadline:
+                return replace(run, stalled=True)
+            time.sleep(pause)
+            pause = min(pause * 2, POLL_SECONDS)
+
+    def sweep(self, vm: VmFacts) -> int:
+        """Delete the service's run commands (`azlin-*`) that ended, or started, over an hour ago:
+        what a crash or an abandoned operation left behind. Returns how many went."""
+        cutoff = datetime.now(UTC) - LEFTOVER_AGE
+        stale = []
+        for command in self._list(vm):
+            view = command.instance_view
+            moment = (view.end_time or view.start_time) if view is not None else None
+            if str(command.name).startswith("azlin-") and moment is not None and moment < cutoff:
+                stale.append(str(command.name))
+        for name in stale:
+            self.delete_run(vm, name)
+        return len(stale)
+
+    def delete_runs(self, vm: VmFacts, prefix: str) -> None:
+        """Delete every run command of the VM whose name starts with `prefix` (an operation's)."""
+        for command in self._list(vm):
+            if str(command.name).startswith(prefix):
+                self.delete_run(vm, str(command.name))
+
+    def _list(self, vm: VmFacts) -> list[Any]:
+        commands = self.clients.compute.virtual_machine_run_commands
+        with arm_errors(f"list the run commands of VM {vm.name}"):
+            return list(commands.list_by_virtual_machine(vm.resource_group, vm.name, expand="instanceView"))
 
     def _read(self, vm: VmFacts, name: str) -> ScriptRun | None:
         try:

@@ -137,9 +137,19 @@ class DetachVm(_OnVm):
         return self.storage
 
 
-Command = CreateStorage | ResizeStorage | DeleteStorage | AttachVm | DetachVm
+@dataclass(frozen=True)
+class VerifyVm(_OnVm):
+    """Ask the VM what is mounted on its recorded mount point (a read-only script): an operation,
+    because a Run Command takes longer than an HTTP request may wait (230 s at the front end)."""
+
+    KIND: ClassVar[OperationKind] = OperationKind.VERIFY_VM
+    vm: str
+    resource_group: str
+
+
+Command = CreateStorage | ResizeStorage | DeleteStorage | AttachVm | DetachVm | VerifyVm
 COMMANDS: dict[OperationKind, type[Command]] = {
-    cls.KIND: cls for cls in (CreateStorage, ResizeStorage, DeleteStorage, AttachVm, DetachVm)
+    cls.KIND: cls for cls in (CreateStorage, ResizeStorage, DeleteStorage, AttachVm, DetachVm, VerifyVm)
 }
 
 

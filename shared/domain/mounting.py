@@ -66,12 +66,24 @@ class VmSummary:
 
 @dataclass(frozen=True)
 class ScriptRun:
-    """A finished Run Command: its state, exit code, and the last 4 KB of output and error."""
+    """A Run Command as it ended: its state, exit code, and the last 4 KB of output and error.
+    `stalled`: it still said Running, but reported nothing new for too long (the VM rebooted
+    under it, or its handler died: Azure never reports such a run again)."""
 
-    state: str  # Succeeded, Failed, TimedOut, Canceled
+    state: str  # Succeeded, Failed, Canceled; Running when stalled
     exit_code: int | None
     output: str
     error: str
+    stalled: bool = False
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped from outside, not by the script: its timeout (the handler's SIGKILL: Failed,
+        exit code -1, and no RESULT, which the script always prints), a reboot or a dead agent
+        (stalled), or a delete (Canceled). The script's state file lets a new run finish or undo
+        what it began."""
+        killed = self.state == "Failed" and self.exit_code == -1 and self.result is None
+        return killed or self.stalled or self.state == "Canceled"
 
     @property
     def result(self) -> dict[str, Any] | None:
@@ -86,8 +98,29 @@ class ScriptRun:
         return None
 
 
-def run_command_name(action: str, operation_id: str) -> str:
-    return f"azlin-{action}-{operation_id}"
+# Runs of one script for one operation: a run stopped from outside is followed by a new one
+# under a new name (the same name again would not run: Azure sees unchanged settings).
+MAX_RUN_ATTEMPTS = 3
+
+
+def run_command_name(action: str, key: str, attempt: int = 1) -> str:
+    return f"{run_command_prefix(action, key)}{attempt}"
+
+
+def run_command_prefix(action: str, key: str) -> str:
+    """What the names of every run of one script for one operation start with."""
+    return f"azlin-{action}-{key}-"
+
+
+def script_budget(timeout_seconds: int) -> int:
+    """How long a script may work, below its run's timeout: room to roll back and report."""
+    return max(timeout_seconds - max(30, timeout_seconds // 10), 10)
+
+
+def heartbeat_seconds(stall_seconds: float) -> int:
+    """How often a script says it is alive: several beats fit in the time that means stalled
+    (Azure refreshes a run's output about every 15 s)."""
+    return max(1, min(10, int(stall_seconds // 9)))
 
 
 def home_owner(mount_point: str, admin_user: str) -> str:

@@ -48,6 +48,7 @@ class OperationKind(str, Enum):
     DELETE_STORAGE = "DeleteStorage"
     ATTACH_VM = "AttachVm"
     DETACH_VM = "DetachVm"
+    VERIFY_VM = "VerifyVm"
 
 
 _P, _R = OperationStatus.PENDING, OperationStatus.RUNNING

@@ -1,5 +1,6 @@
-"""Attachment use cases on the HTTP side: read a VM's recorded attachment, verify it, and accept
-attach and detach requests, each as its caller:
+"""Attachment use cases on the HTTP side: read a VM's recorded attachment, and accept attach,
+detach and verify requests (verify runs a script on the VM: an operation, never inside the
+request), each as its caller:
 
 - attach: an owner or member of the storage, with `runCommands/write` on the VM (the script runs
   there as root: the caller must be allowed to run commands on it in Azure);
@@ -10,14 +11,13 @@ attach and detach requests, each as its caller:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 from shared.domain import rbac
-from shared.domain.commands import AttachVm, DetachVm
+from shared.domain.commands import AttachVm, DetachVm, VerifyVm
 from shared.domain.errors import ErrorCode, NotFound
 from shared.domain.identity import Caller
-from shared.domain.models import Attachment, VerifiedAttachment, attached_elsewhere
+from shared.domain.models import Attachment, attached_elsewhere
 from shared.domain.requests import StorageRef, VmRef
 from shared.ports import AttachmentRepository
 
@@ -33,14 +33,11 @@ class AttachmentService:
         storage: StorageService,
         intake: OperationIntake,
         access: AccessControl,
-        *,
-        verifier: Callable[[VmRef], VerifiedAttachment],
     ) -> None:
         self.attachments = attachments
         self.storage = storage
         self.intake = intake
         self.access = access
-        self.verifier = verifier  # MountService.verify, built on first use (the VM SDK loads then)
 
     def get(self, caller: Caller, ref: VmRef) -> Attachment:
         attachment = self.attachments.get(ref.resource_group, ref.vm)
@@ -55,10 +52,20 @@ class AttachmentService:
             )
         return attachment
 
-    def verify(self, caller: Caller, ref: VmRef) -> VerifiedAttachment:
-        """Ask the VM what is mounted (a read-only script run on it as root)."""
+    def request_verify(self, caller: Caller, ref: VmRef, idempotency_key: str | None) -> Submission:
+        """Queue a check of the live mount (a read-only script run on the VM as root)."""
         self.access.require(caller, rbac.RUN_COMMANDS_WRITE, self.access.vm(ref.resource_group, ref.vm))
-        return self.verifier(ref)
+        if self.attachments.get(ref.resource_group, ref.vm) is None:
+            raise NotFound(
+                f"VM {ref.vm} in resource group {ref.resource_group} is not attached to any storage.",
+                code=ErrorCode.ATTACHMENT_NOT_FOUND,
+            )
+        return self.intake.submit_for(caller, VerifyVm(ref.vm, ref.resource_group), idempotency_key)
+
+    def verifying(self, caller: Caller, ref: VmRef) -> tuple[Attachment, Submission]:
+        """The last recorded check, and a new one queued (`?verify=true`)."""
+        submission = self.request_verify(caller, ref, None)
+        return self.get(caller, ref), submission
 
     def request_attach(self, caller: Caller, command: AttachVm, idempotency_key: str | None) -> Submission:
         storage = self.storage.find(StorageRef(command.storage, None))

@@ -8,14 +8,15 @@ VNet so the share's name resolves there. A redelivered message finds the Run Com
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from shared.domain import provisioning as p
-from shared.domain.commands import AttachVm, DetachVm
-from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, TransientError, ValidationError
+from shared.domain.commands import AttachVm, DetachVm, VerifyVm
+from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, ValidationError
 from shared.domain.models import (
     Attachment,
     AttachmentHealth,
@@ -26,8 +27,17 @@ from shared.domain.models import (
     attached_elsewhere,
     nfs_endpoint,
 )
-from shared.domain.mounting import SCRIPT_TIMEOUT_SECONDS, ScriptRun, VmFacts, home_owner, run_command_name
-from shared.domain.requests import VmRef
+from shared.domain.mounting import (
+    MAX_RUN_ATTEMPTS,
+    SCRIPT_TIMEOUT_SECONDS,
+    ScriptRun,
+    VmFacts,
+    heartbeat_seconds,
+    home_owner,
+    run_command_name,
+    run_command_prefix,
+    script_budget,
+)
 from shared.domain.serialization import to_json
 from shared.ports import AttachmentRepository, Clock, StorageCloud, StorageRepository, VmCloud
 from shared.scripts import run_command_script
@@ -35,13 +45,14 @@ from shared.scripts import run_command_script
 from .private_dns import PrivateDnsPublisher
 from .worker import OperationContext
 
+log = logging.getLogger(__name__)
 ATTACH_STEPS = (
     "Reading the VM and its network",
     "Linking the storage's DNS to the VM's network",
     "Running the attach script on the VM",
     "Recording the attachment",
 )
-VERIFY_TIMEOUT_SECONDS = 120  # answered within an HTTP request
+VERIFY_TIMEOUT_SECONDS = 120
 DETACH_STEPS = ("Reading the attachment", "Running the detach script on the VM", "Forgetting the attachment")
 
 
@@ -90,10 +101,10 @@ class MountService:
             or f"/home/{vm.admin_user}"
         )
         owner = home_owner(mount_point, vm.admin_user)
-        run_name = run_command_name("attach", context.operation.id)
+        self.vms.sweep(vm)  # leftovers of crashed or abandoned operations: room under Azure's 25
         result = self._run(
             vm,
-            run_name,
+            context.operation.id,
             "attach",
             {
                 "NFS_ENDPOINT": storage.nfs_endpoint,
@@ -112,7 +123,7 @@ class MountService:
                 existing, health=AttachmentHealth.HEALTHY, last_verified_at=self.clock.now(), last_error=None
             )
             self.attachments.save(attachment)
-            self.vms.delete_run(vm, run_name)
+            self._delete_runs(vm, context.operation.id, "attach")
             return {"attachment": to_json(attachment), "changed": True, "repaired": True, "mount": result}
         attachment = self.attachments.add(
             Attachment(
@@ -128,7 +139,7 @@ class MountService:
         )
         self.attachments.clear_detached(vm.vm_id)  # attached on request: auto-attach may act again
         # Only now: a redelivery after a failed record must still find the run and its result.
-        self.vms.delete_run(vm, run_name)
+        self._delete_runs(vm, context.operation.id, "attach")
         return {"attachment": to_json(attachment), "changed": True, "mount": result}
 
     def _record_of(self, vm: VmFacts) -> Attachment | None:
@@ -186,7 +197,7 @@ class MountService:
     def _run(
         self,
         vm: VmFacts,
-        name: str,
+        key: str,
         script: str,
         parameters: dict[str, str],
         *,
@@ -194,20 +205,41 @@ class MountService:
         keep: bool = False,
         creator: str | None = None,
     ) -> dict[str, Any]:
-        """Run a VM script through the Run Command `name`; its RESULT when it succeeded. The run
-        is deleted after it is read, unless `keep` (the caller deletes it once it recorded)."""
-        run = self.vms.run_script(vm, name, run_command_script(script), parameters, timeout,
-                                  p.managed_tags(creator))
-        if run.state == "TimedOut":  # the script's state file lets the next attempt finish or undo it
-            self.vms.delete_run(vm, name)
-            raise TransientError(f"The {script} script on {vm.name} ran out of time; it is retried.")
-        result = run.result
-        succeeded = run.exit_code == 0 and result is not None and result.get("success") is True
-        if not (succeeded and keep):
-            self.vms.delete_run(vm, name)
-        if succeeded and result is not None:
-            return result
-        raise _script_failure(script, vm, run, result)
+        """Run a VM script for one operation (`key`) and return its RESULT when it succeeded. A run
+        stopped from outside (its timeout, a reboot, a dead agent) is not the request's failure:
+        the script runs again under a new name, and its state file lets it finish or undo what
+        the stopped run began. Every run is deleted once read, unless `keep` (the caller deletes
+        them once it recorded the result, so a redelivery can still read it)."""
+        given = {k: v for k, v in parameters.items() if v}  # Azure drops empty values anyway
+        given |= {"TIME_BUDGET_SECONDS": str(script_budget(timeout)),
+                  "HEARTBEAT_SECONDS": str(heartbeat_seconds(self.vms.stall_seconds))}
+        tags = p.managed_tags(creator)
+        for attempt in range(1, MAX_RUN_ATTEMPTS + 1):
+            name = run_command_name(script, key, attempt)
+            run = self.vms.run_script(vm, name, run_command_script(script), given, timeout, tags)
+            if run.interrupted:
+                log.info("%s on %s was stopped from outside (%s); running it again", name, vm.name,
+                         "no report" if run.stalled else f"{run.state}, exit code {run.exit_code}")
+                continue
+            result = run.result
+            succeeded = run.exit_code == 0 and result is not None and result.get("success") is True
+            if not (succeeded and keep):
+                self._delete_runs(vm, key, script)
+            if succeeded and result is not None:
+                return result
+            raise _script_failure(script, vm, run, result)
+        self._delete_runs(vm, key, script)
+        raise DomainError(
+            f"The {script} script on {vm.name} was stopped from outside {MAX_RUN_ATTEMPTS} times "
+            "(restarts of the VM, or its agent, or Run Command timeouts).",
+            causes=["the VM keeps what the last run began in /var/lib/azlin; the next attach or detach "
+                    "finishes or undoes it"],
+            code=ErrorCode.CONFLICT,
+            try_hint="check that the VM stays up (az vm get-instance-view), then submit the request again",
+        )
+
+    def _delete_runs(self, vm: VmFacts, key: str, script: str) -> None:
+        self.vms.delete_runs(vm, run_command_prefix(script, key))
 
     # -- detach -----------------------------------------------------------------------------------
 
@@ -239,7 +271,7 @@ class MountService:
                 )
             result = self._run(
                 vm,
-                run_command_name("detach", f"{operation_id}-{vm.name}"),
+                f"{operation_id}-{vm.name}",
                 "detach",
                 {
                     "NFS_ENDPOINT": nfs_endpoint(attachment.storage),
@@ -268,18 +300,20 @@ class MountService:
 
     # -- verify -----------------------------------------------------------------------------------
 
-    def verify(self, ref: VmRef) -> VerifiedAttachment:
+    def verify_operation(self, command: VerifyVm, context: OperationContext) -> Mapping[str, Any]:
         """Ask the VM what is mounted on the recorded mount point (a read-only script) and record
         the attachment's health."""
-        attachment = self.attachments.get(ref.resource_group, ref.vm)
+        context.progress("Checking the live mount on the VM", 0, 1)
+        attachment = self.attachments.get(command.resource_group, command.vm)
         if attachment is None:
             raise NotFound(
-                f"VM {ref.vm} in resource group {ref.resource_group} is not attached to any storage.",
+                f"VM {command.vm} in resource group {command.resource_group} is not attached to any storage.",
                 code=ErrorCode.ATTACHMENT_NOT_FOUND,
             )
-        return self.check(attachment)
+        return dict(to_json(self.check(attachment, run_key=context.operation.id)))
 
-    def check(self, attachment: Attachment, storage_exists: bool | None = None) -> VerifiedAttachment:
+    def check(self, attachment: Attachment, storage_exists: bool | None = None,
+              run_key: str | None = None) -> VerifiedAttachment:
         """The attachment's health now, recorded with the time and the error when unhealthy:
         storage gone, VM gone (or recreated), or else what the VM reports mounted there.
         `storage_exists` spares the Resource Manager read when the caller listed accounts."""
@@ -305,17 +339,17 @@ class MountService:
                 f"VM {vm.name} is {vm.power_state or 'not running'}: not checked",
             )
         else:
-            live = self._live_mount(vm, attachment)
+            live = self._live_mount(vm, attachment, run_key or str(uuid.uuid4()))
             health, error = _mount_health(live, endpoint, attachment.mount_point)
         now = self.clock.now()
         checked = replace(attachment, health=health, last_verified_at=now, last_error=error)
         self.attachments.save(checked)
         return VerifiedAttachment(checked, health, live, now)
 
-    def _live_mount(self, vm: VmFacts, attachment: Attachment) -> MountInfo | None:
+    def _live_mount(self, vm: VmFacts, attachment: Attachment, key: str) -> MountInfo | None:
         found = self._run(
             vm,
-            run_command_name("verify", str(uuid.uuid4())),
+            key,
             "verify",
             {"NFS_ENDPOINT": nfs_endpoint(attachment.storage), "MOUNT_POINT": attachment.mount_point},
             timeout=VERIFY_TIMEOUT_SECONDS,

@@ -13,9 +13,10 @@ import pytest
 from local import identities
 from local.azurite import DEV_ACCOUNT_KEY
 from local.emulator import LocalAzure
-from local.host import FunctionIndex
+from local.host import FunctionIndex, QueuePump
 from shared import bootstrap
 from shared.bootstrap import Container
+from shared.domain.messages import OPERATIONS_QUEUE
 from shared.domain.models import Attachment, Redundancy, StorageAccess, StorageInfo, Tier, nfs_endpoint
 from shared.settings import Settings, StorageConnection
 from tests.conftest import ADMIN, DEFAULT_GROUP, SUBSCRIPTION, Client, arm_as, object_id
@@ -258,12 +259,17 @@ class TestAttachments:
             assert_error(api.post("/api/storage/teamhome/attachments", {"vm": "vm1", "mountPoint": bad}),
                          400, "ValidationError")
 
-    def test_get_attachment(self, api: Client, app: Container, clock: FakeClock) -> None:
+    def test_get_attachment(self, api: Client, app: Container, clock: FakeClock, functions: FunctionIndex,
+                            queued: Queued) -> None:
         assert_error(api.get("/api/vms/vm1/attachment"), 404, "AttachmentNotFound")
         record_attachment(app, clock, "vm1")
         got = api.get("/api/vms/vm1/attachment").json()
         assert got["storage"] == "teamhome" and got["health"] == "unknown" and got["lastVerifiedAt"] is None
-        verified = api.get("/api/vms/vm1/attachment", query={"verify": "true"}).json()
+        # verify=true never waits on a VM: the recorded health, and the check queued.
+        answer = api.get("/api/vms/vm1/attachment", query={"verify": "true"}).json()
+        assert answer["health"] == "unknown" and queued() == [answer["verifying"]["operationId"]]
+        QueuePump(functions, app.settings.storage.connection_string or "", OPERATIONS_QUEUE).drain()
+        verified = api.get(f"/api/operations/{answer['verifying']['operationId']}").json()["result"]
         # Recorded only: neither the storage account nor the VM exists in Azure (the emulator).
         assert (verified["health"], verified["live"]) == ("storageGone", None)
         recorded = api.get("/api/vms/vm1/attachment").json()

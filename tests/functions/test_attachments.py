@@ -200,10 +200,18 @@ def test_a_vm_whose_agent_never_gets_ready_fails_clearly_after_the_deadline(
     assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
 
 
-def test_verify_reports_the_live_mount_and_records_health(stack: Stack, storage: str) -> None:
+def verify(stack: Stack, vm_name: str = "vm1") -> dict[str, Any]:
+    return stack.run(stack.api.post(f"/api/vms/{vm_name}/attachment/verify",
+                                    query={"resourceGroup": stack.group}))
+
+
+def test_verify_is_an_operation_that_reports_the_live_mount_and_records_health(
+    stack: Stack, storage: str
+) -> None:
     assert attach(stack, storage, "vm1")["status"] == "Succeeded"
-    query = {"resourceGroup": stack.group, "verify": "true"}
-    healthy = stack.api.get("/api/vms/vm1/attachment", query=query).json()
+    checked = verify(stack)
+    assert (checked["status"], checked["kind"]) == ("Succeeded", "VerifyVm"), checked
+    healthy = checked["result"]
     assert healthy["health"] == "healthy", healthy
     live = healthy["live"]
     assert (live["nfsEndpoint"], live["mountPoint"], live["inFstab"]) == (
@@ -214,12 +222,22 @@ def test_verify_reports_the_live_mount_and_records_health(stack: Stack, storage:
     before = manifest(stack, "vm1")
 
     run(stack, "vm1", f"umount {HOME}")
-    unmounted = stack.api.get("/api/vms/vm1/attachment", query=query).json()
+    # ?verify=true answers at once: the last recorded check, and a link to the new one.
+    query = {"resourceGroup": stack.group, "verify": "true"}
+    answer = stack.api.get("/api/vms/vm1/attachment", query=query)
+    assert answer.status == 200 and answer.json()["health"] == "healthy"
+    link = answer.json()["verifying"]
+    assert link["status"] == "Pending" and link["location"].endswith(f"/api/operations/{link['operationId']}")
+    for _ in range(5):
+        stack.pump.drain()
+    unmounted = stack.api.get(f"/api/operations/{link['operationId']}").json()["result"]
     assert (unmounted["health"], unmounted["live"]) == ("unmounted", None)
     recorded = stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).json()
     assert recorded["health"] == "unmounted" and recorded["lastVerifiedAt"] == unmounted["verifiedAt"]
     run(stack, "vm1", f"mount {HOME}")  # the fstab line brings it back
     assert manifest(stack, "vm1") == before
+    missing = stack.api.post("/api/vms/nosuchvm/attachment/verify", query={"resourceGroup": stack.group})
+    assert (missing.status, missing.json()["error"]["code"]) == (404, "AttachmentNotFound")
 
 
 def test_cloud_init_gives_a_new_vm_the_shared_home_from_its_first_boot(stack: Stack, storage: str) -> None:

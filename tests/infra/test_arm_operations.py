@@ -110,8 +110,8 @@ def test_every_request_of_a_storage_lifecycle_is_a_listed_operation(stack: Stack
     query = {"resourceGroup": group}
     attach = {"vm": "vm1", "resourceGroup": group}
     assert served(lambda: stack.run(stack.api.post(f"/api/storage/{name}/attachments", attach)))["status"] == ok
-    verified = served(lambda: stack.api.get("/api/vms/vm1/attachment", query={**query, "verify": "true"}))
-    assert verified.status == 200, verified
+    verified = served(lambda: stack.run(stack.api.post("/api/vms/vm1/attachment/verify", query=query)))
+    assert verified["status"] == ok, verified
     assert served(lambda: stack.api.get(f"/api/storage/{name}/status")).status == 200
     assert served(lambda: stack.api.get("/api/storage", query=query)).status == 200
     assert served(lambda: stack.run(stack.api.patch(f"/api/storage/{name}", {"size": 200})))["status"] == ok
