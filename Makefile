@@ -23,7 +23,7 @@ $(STAMPS)/node: package.json package-lock.json
 lint: setup
 	$(VENV)/bin/ruff check .
 	@if command -v shellcheck >/dev/null; then \
-		shellcheck --shell=bash shared/scripts/*.sh local/sandbox/*.sh local/sandbox/vmroot/usr/sbin/mount.nfs; \
+		shellcheck --shell=bash shared/scripts/*.sh local/sandbox/*.sh local/sandbox/vmroot/usr/sbin/mount.nfs local/sandbox/vmroot/usr/sbin/mount.aznfs; \
 	else echo "shellcheck is not installed (Debian: apt-get install shellcheck); .ci/run installs it"; fi
 
 typecheck: setup

@@ -113,10 +113,12 @@ def link_zone(rest: ArmRest, group: str, vnet_id: str) -> None:
 
 
 def nfs_storage(
-    rest: ArmRest, group: str, account: str, subnet_id: str, region: str, *, link_vnets: tuple[str, ...] = ()
+    rest: ArmRest, group: str, account: str, subnet_id: str, region: str, *, link_vnets: tuple[str, ...] = (),
+    secure_transfer: bool = False,
 ) -> str:
     """An NFS-ready account with share `home`, its private endpoint in `subnet_id`, and the
-    privatelink zone linked to the endpoint's VNet and to `link_vnets`; returns the NFS address."""
+    privatelink zone linked to the endpoint's VNet and to `link_vnets`; returns the NFS address.
+    `secure_transfer`: the account requires it, so only TLS (aznfs) mounts reach the share."""
     base = providers(rest, group)
     created = rest.put(
         f"{base}/Microsoft.Storage/storageAccounts/{account}",
@@ -125,7 +127,7 @@ def nfs_storage(
             "sku": {"name": "Premium_LRS"},
             "kind": "FileStorage",
             "properties": {
-                "supportsHttpsTrafficOnly": False,
+                "supportsHttpsTrafficOnly": secure_transfer,
                 "publicNetworkAccess": "Disabled",
                 "networkAcls": {"defaultAction": "Deny", "bypass": "AzureServices"},
             },

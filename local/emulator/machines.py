@@ -39,9 +39,9 @@ class Machines:
 
     # -- shares -----------------------------------------------------------------------------------
 
-    def share_added(self, account: str, share: str) -> None:
+    def share_added(self, account: str, share: str, *, tls: bool = False) -> None:
         if self.unavailable is None:
-            self.fabric.add_share(account, share)
+            self.fabric.add_share(account, share, tls=tls)
         else:
             self.fabric.data_dir(account, share).mkdir(parents=True, exist_ok=True)
 

@@ -723,8 +723,9 @@ class ARecords(ResourceKind):
 def nfs_reachability(emu: Emulator, vnet: str) -> dict[str, str]:
     """How each storage account's NFS name behaves from a VM in `vnet` (an id): "ok" when the
     `privatelink.file.core.windows.net` zone linked to that VNet resolves it to a private endpoint
-    in that VNet or a peered one; "denied" when the account still requires secure transfer;
-    "unreachable" otherwise (the public name resolves, but NFS is never served publicly)."""
+    in that VNet or a peered one; "tls" when the account requires secure transfer: only a TLS
+    (aznfs) mount is let in (encryption-in-transit-for-nfs-shares.md); "unreachable" otherwise
+    (the public name resolves, but NFS is never served publicly)."""
     zones = _linked_file_zones(emu, vnet)
     endpoints = _reachable_endpoints(emu, vnet)
     hosts: dict[str, str] = {}
@@ -735,7 +736,7 @@ def nfs_reachability(emu: Emulator, vnet: str) -> dict[str, str]:
         served = any(account in endpoint_accounts(emu, endpoints[a]) for a in resolved if a in endpoints)
         state = "ok" if served else "unreachable"
         if served and account.properties.get("supportsHttpsTrafficOnly", True):
-            state = "denied"
+            state = "tls"
         hosts[nfs_host(account.id.name)] = state
     return hosts
 

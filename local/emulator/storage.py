@@ -38,6 +38,15 @@ PREMIUM_FILE_SKUS = {"Premium_LRS", "Premium_ZRS", "PremiumV2_LRS", "PremiumV2_Z
 MIN_PREMIUM_QUOTA, MAX_PREMIUM_QUOTA = 100, 102400  # provisioned v1 SSD
 MIN_V2_QUOTA, MAX_V2_QUOTA = 32, 262144  # provisioned v2 SSD (FileServices usage limits)
 QUOTA_DOWNGRADE_WAIT = timedelta(hours=24)
+V2_IOPS, V2_MIBPS = (3000, 102400), (100, 10340)  # provisioned v2 SSD (understanding-billing.md)
+
+
+def recommended_iops(quota_gib: int) -> int:
+    return min(max(3000 + quota_gib, 3000), V2_IOPS[1])
+
+
+def recommended_mibps(quota_gib: int) -> int:
+    return min(max(100 + -(-quota_gib // 10), 100), V2_MIBPS[1])
 ROOT_SQUASH = {"NoRootSquash", "RootSquash", "AllSquash"}
 
 
@@ -279,23 +288,63 @@ class FileShares(ResourceKind):
                 "The value for one of the HTTP headers is not in the correct format.",
             )
         props["shareQuota"] = quota
+        v2 = account.body["sku"]["name"].startswith("PremiumV2")
+        self._provisioned_performance(props, existing, quota, v2)
         if existing is not None:
             self._check_resize(emu, rid, existing, quota)
+            self._check_performance_downgrade(existing, props)
         props["accessTier"] = "Premium" if premium else props.get("accessTier", "TransactionOptimized")
         return stored
 
     @staticmethod
     def _require_nfs_ready(account: Resource) -> None:
+        """NFS needs an SSD (FileStorage) account. Secure transfer may be on: the share is then
+        reached only through TLS (aznfs) mounts (azure-docs articles/storage/files/
+        encryption-in-transit-for-nfs-shares.md)."""
         if account.body.get("kind") != "FileStorage" or account.body["sku"]["name"] not in PREMIUM_FILE_SKUS:
             raise bad_request(
                 "FeatureNotSupportedForAccount", "NfsFileShares is not supported for the account."
             )
-        if account.properties.get("supportsHttpsTrafficOnly", True):
-            raise bad_request(
-                "FeatureNotSupportedForAccount",
-                "NFS file shares cannot be created while secure transfer is required on the account "
-                "(supportsHttpsTrafficOnly must be false).",
-            )
+
+    @staticmethod
+    def _provisioned_performance(
+        props: dict[str, Any], existing: Resource | None, quota: int, v2: bool
+    ) -> None:
+        """Provisioned v2 shares buy IOPS and throughput apart from storage; unset, each is the
+        recommendation for the size. Ranges and formulas: azure-docs articles/storage/files/
+        understanding-billing.md (SSD provisioned v2); the properties exist "only for file shares
+        created under Files Provisioned v2 account type" (azure-rest-api-specs Microsoft.Storage
+        stable/2024-01-01/file.json, FileShareProperties)."""
+        fields = (("provisionedIops", V2_IOPS, recommended_iops),
+                  ("provisionedBandwidthMibps", V2_MIBPS, recommended_mibps))
+        for field, (low, high), recommended in fields:
+            if not v2:
+                require(field not in props, "InvalidHeaderValue",
+                        f"{field} applies only to file shares of a provisioned v2 account.")
+                continue
+            value = props.get(field, existing.properties.get(field) if existing else None)
+            value = recommended(quota) if value is None else value
+            require(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+                    "InvalidHeaderValue", f"{field} must be between {low} and {high}.")
+            props[field] = value
+
+    @staticmethod
+    def _check_performance_downgrade(existing: Resource, props: dict[str, Any]) -> None:
+        """A provisioned quantity goes down only 24 hours after its last increase
+        (understanding-billing.md)."""
+        moment = datetime.now(UTC)
+        for field in ("provisionedIops", "provisionedBandwidthMibps"):
+            before, after = existing.properties.get(field), props.get(field)
+            if before is None or after is None or after == before:
+                continue
+            if after > before:
+                existing.internal[f"increased:{field}"] = moment
+                continue
+            increased = existing.internal.get(f"increased:{field}")
+            if increased is not None and moment < increased + QUOTA_DOWNGRADE_WAIT:
+                raise ArmError(409, "ContainerQuotaDowngradeNotAllowed",
+                               f"Cannot downgrade {field} at this moment. Please check share properties "
+                               "for the next allowed downgrade time.")
 
     @staticmethod
     def _check_resize(emu: Emulator, rid: ResourceId, existing: Resource, quota: int) -> None:
@@ -324,7 +373,10 @@ class FileShares(ResourceKind):
 
     def provision(self, emu: Emulator, resource: Resource, created: bool) -> None:
         if resource.properties.get("enabledProtocols") == "NFS":
-            emu.machines.share_added(resource.id.names[0], resource.id.name)
+            parent = resource.id.parent.parent if resource.id.parent else None
+            account = emu.get(parent) if parent else None
+            tls = bool(account and account.properties.get("supportsHttpsTrafficOnly", True))
+            emu.machines.share_added(resource.id.names[0], resource.id.name, tls=tls)
 
     def deleted(self, emu: Emulator, resource: Resource) -> None:
         if resource.properties.get("enabledProtocols") == "NFS":
@@ -338,6 +390,16 @@ class FileShares(ResourceKind):
         if increased is not None:
             allowed = increased + QUOTA_DOWNGRADE_WAIT
             props["nextAllowedQuotaDowngradeTime"] = allowed.strftime("%a, %d %b %Y %H:%M:%S GMT")
+        for field in ("provisionedIops", "provisionedBandwidthMibps"):
+            increased = resource.internal.get(f"increased:{field}")
+            if increased is not None:
+                name = "Iops" if field == "provisionedIops" else "Bandwidth"
+                props[f"nextAllowedProvisioned{name}DowngradeTime"] = (
+                    increased + QUOTA_DOWNGRADE_WAIT).strftime("%a, %d %b %Y %H:%M:%S GMT")
+        if "provisionedIops" in props:  # bursting, from the provisioned IOPS (understanding-billing.md)
+            burst = min(max(3 * props["provisionedIops"], 10000), V2_IOPS[1])
+            props["includedBurstIops"] = burst
+            props["maxBurstCreditsForIops"] = (burst - props["provisionedIops"]) * 3600
         if "stats" in str(query.get("$expand", "")).lower().split(","):
             props["shareUsageBytes"] = emu.machines.share_usage(resource.id.names[0], resource.id.name)
         return body

@@ -146,14 +146,18 @@ class Fabric:
     def data_dir(self, account: str, share: str) -> Path:
         return self.data / account / share
 
-    def add_share(self, account: str, share: str) -> Path:
-        """Create (or keep) a share's files and mount them under its NFS address; idempotent."""
+    def add_share(self, account: str, share: str, *, tls: bool = False) -> Path:
+        """Create (or keep) a share's files and mount them under its NFS address; idempotent. A
+        share of an account that requires secure transfer is reached only through aznfs's TLS
+        tunnel, which mounts it from a local stunnel port: the kernel shows the source as
+        `127.0.0.1:/<account>/<share>` (Azure/AZNFS-mount src/nfsv4mountscript.sh), and so does
+        its mount here."""
         with self._lock:
             data, work = self.data_dir(account, share), self.work / account / share
             data.mkdir(parents=True, exist_ok=True)
             work.mkdir(parents=True, exist_ok=True)
             target = self.mounts / account / share
-            spec = f"{account}.file.core.windows.net:/{account}/{share}"
+            spec = f"{'127.0.0.1' if tls else account + '.file.core.windows.net'}:/{account}/{share}"
             script = (
                 'mkdir -p "$1"; mountpoint -q "$1" || mount -t overlay "$2" '
                 '-o "lowerdir=$3,upperdir=$4,workdir=$5" "$1"'

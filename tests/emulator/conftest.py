@@ -58,8 +58,10 @@ class Azure:
            key: str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHt test@laptop") -> dict[str, Any]:
         return playground.vm(self.rest, self.group, name, subnet_id, REGION, admin=admin, key=key, tags=tags)
 
-    def nfs_storage(self, account: str, subnet_id: str, *, link_vnets: tuple[str, ...] = ()) -> str:
-        return playground.nfs_storage(self.rest, self.group, account, subnet_id, REGION, link_vnets=link_vnets)
+    def nfs_storage(self, account: str, subnet_id: str, *, link_vnets: tuple[str, ...] = (),
+                    secure_transfer: bool = False) -> str:
+        return playground.nfs_storage(self.rest, self.group, account, subnet_id, REGION, link_vnets=link_vnets,
+                                      secure_transfer=secure_transfer)
 
     def link(self, vnet_id: str) -> None:
         playground.link_zone(self.rest, self.group, vnet_id)

@@ -164,6 +164,23 @@ def test_requiring_secure_transfer_again_denies_plain_nfs_mounts(azure: Azure) -
     assert refused["error"] == f"mount.nfs: access denied by server while mounting {spec}\n"
 
 
+def test_an_account_requiring_secure_transfer_lets_in_tls_mounts_only(azure: Azure) -> None:
+    # encryption-in-transit-for-nfs-shares.md: with secure transfer required, only aznfs (TLS)
+    # mounts; aznfs mounts from its local stunnel port, so the kernel shows 127.0.0.1
+    # (Azure/AZNFS-mount src/nfsv4mountscript.sh).
+    subnet = azure.network("vnet1")
+    account = azure.unique("st")
+    spec = azure.nfs_storage(account, subnet, secure_transfer=True)
+    azure.vm("vm1", subnet)
+    plain = azure.run("vm1", MOUNT, SPEC=spec)
+    assert (plain["exitCode"], plain["error"]) == (32, f"mount.nfs: access denied by server while mounting {spec}\n")
+    notls = azure.run("vm1", "mkdir -p /mnt/p && mount -t aznfs -o vers=4.1,notls \"$SPEC\" /mnt/p\n", SPEC=spec)
+    assert notls["exitCode"] == 32
+    tls = azure.run("vm1", 'mkdir -p /mnt/t && mount -t aznfs -o vers=4,minorversion=1,sec=sys "$SPEC" /mnt/t '
+                           '&& findmnt -n -o SOURCE --mountpoint /mnt/t && touch /mnt/t/written\n', SPEC=spec)
+    assert (tls["exitCode"], tls["output"]) == (0, f"127.0.0.1:/{account}/home\n"), tls
+
+
 def test_scripts_get_the_agents_environment_not_this_machines(azure: Azure) -> None:
     azure.vm("vm1", azure.network("vnet1"))
     view = azure.run("vm1", 'echo "home=${HOME:-unset} path=$PATH"\nenv | grep -c "^PYTEST" || true\n')

@@ -112,22 +112,54 @@ def test_a_missing_resource_group_is_resource_group_not_found(azure: Azure) -> N
     assert "Resource group 'rg-absent' could not be found." in str(missing.value)
 
 
-def test_nfs_shares_need_an_nfs_ready_account(azure: Azure) -> None:
+def test_nfs_shares_need_an_ssd_account_and_may_require_secure_transfer(azure: Azure) -> None:
     standard = azure.unique("st")
     azure.clients.storage.storage_accounts.begin_create(
         azure.group, standard, nfs_account(sku=Sku(name="Standard_LRS"), kind="StorageV2")
     ).result()
+    with pytest.raises(HttpResponseError) as refused:
+        azure.clients.storage.file_shares.create(azure.group, standard, "home", nfs_share())
+    assert (refused.value.status_code, refused.value.error.code) == (400, "FeatureNotSupportedForAccount")
+    # An SMB share on the standard account is fine.
+    smb = azure.clients.storage.file_shares.create(azure.group, standard, "docs", FileShare(share_quota=10))
+    assert smb.enabled_protocols == "SMB"
+    # encryption-in-transit-for-nfs-shares.md: an NFS share on an account that requires secure
+    # transfer is served, to TLS mounts only.
     secure = azure.unique("st")
     azure.clients.storage.storage_accounts.begin_create(
         azure.group, secure, nfs_account(enable_https_traffic_only=True)
     ).result()
-    for account in (standard, secure):
+    assert azure.clients.storage.file_shares.create(azure.group, secure, "home", nfs_share()).enabled_protocols == "NFS"
+
+
+def test_provisioned_v2_shares_buy_iops_and_throughput_apart(azure: Azure) -> None:
+    # understanding-billing.md (SSD provisioned v2): 32 GiB to 256 TiB; IOPS 3,000-102,400 and
+    # throughput 100-10,340 MiB/s, the recommendation when unset; file.json: v2 accounts only.
+    name = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(
+        azure.group, name, nfs_account(sku=Sku(name="PremiumV2_LRS"))).result()
+    share = azure.clients.storage.file_shares.create(azure.group, name, "home", nfs_share(32))
+    assert (share.share_quota, share.provisioned_iops, share.provisioned_bandwidth_mibps) == (32, 3032, 104)
+    assert (share.included_burst_iops, share.max_burst_credits_for_iops) == (10000, (10000 - 3032) * 3600)
+    faster = azure.clients.storage.file_shares.update(azure.group, name, "home", FileShare(
+        share_quota=32, provisioned_iops=5000, provisioned_bandwidth_mibps=200))
+    assert (faster.provisioned_iops, faster.provisioned_bandwidth_mibps) == (5000, 200)
+    assert faster.next_allowed_provisioned_iops_downgrade_time is not None
+    with pytest.raises(ResourceExistsError) as slower:
+        azure.clients.storage.file_shares.update(azure.group, name, "home", FileShare(
+            share_quota=32, provisioned_iops=4000))
+    assert slower.value.error.code == "ContainerQuotaDowngradeNotAllowed"
+    for bad in (FileShare(share_quota=31), FileShare(share_quota=32, provisioned_iops=2999),
+                FileShare(share_quota=32, provisioned_bandwidth_mibps=10341)):
         with pytest.raises(HttpResponseError) as refused:
-            azure.clients.storage.file_shares.create(azure.group, account, "home", nfs_share())
-        assert (refused.value.status_code, refused.value.error.code) == (400, "FeatureNotSupportedForAccount")
-    # An SMB share on the standard account is fine.
-    smb = azure.clients.storage.file_shares.create(azure.group, standard, "docs", FileShare(share_quota=10))
-    assert smb.enabled_protocols == "SMB"
+            azure.clients.storage.file_shares.update(azure.group, name, "home", bad)
+        assert refused.value.error.code == "InvalidHeaderValue"
+    v1 = azure.unique("st")
+    azure.clients.storage.storage_accounts.begin_create(azure.group, v1, nfs_account()).result()
+    with pytest.raises(HttpResponseError) as not_v2:
+        azure.clients.storage.file_shares.create(azure.group, v1, "home", FileShare(
+            enabled_protocols="NFS", share_quota=100, provisioned_iops=5000))
+    assert not_v2.value.error.code == "InvalidHeaderValue"
 
 
 def test_share_create_is_synchronous_and_idempotent(azure: Azure) -> None:
