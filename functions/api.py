@@ -61,9 +61,9 @@ def get_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
 @authenticated
 def resize_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     ref = core.requests.storage_ref(route(req, "name"), query(req))
-    size = core.requests.resize_size(read_json(req))
-    return accepted(req, core.bootstrap.container().storage.request_resize(caller, ref, size,
-                                                                           idempotency_key(req)))
+    size, iops, throughput = core.requests.resize(read_json(req))
+    return accepted(req, core.bootstrap.container().storage.request_resize(
+        caller, ref, size, idempotency_key(req), iops=iops, throughput_mibps=throughput))
 
 
 @bp.route(route="storage/{name}", methods=["DELETE"])

@@ -42,6 +42,32 @@ def _storage_meters(region: str, lrs: float, zrs: float) -> list[dict[str, Any]]
     ]
 
 
+def _files_v2_meters(region: str, gib_hour: float, iops_hour: float,
+                     mibps_hour: float) -> list[dict[str, Any]]:
+    """SSD provisioned v2 (`Azure Files Provisioned v2`): storage, IOPS and throughput by the hour,
+    with the included ("Free") and overflow meters beside them, and a Premium SSD v2 disk meter of
+    a look-alike name that must not be taken for a file share's."""
+    common = {"serviceName": "Storage", "serviceFamily": "Storage",
+              "productName": "Azure Files Provisioned v2", "armRegionName": region, "location": region}
+    items = []
+    for redundancy, factor in (("LRS", 1.0), ("ZRS", 1.25)):
+        sku = f"SSD {redundancy}"
+        for part, price, unit in (("Storage", gib_hour, "1 GiB/Hour"), ("IOPS", iops_hour, "1/Hour"),
+                                  ("Throughput MiBPS", mibps_hour, "1/Hour")):
+            amount = round(price * factor, 8)
+            items.append(_meter(**common, skuName=sku, meterName=f"{sku} Provisioned {part}",
+                                retailPrice=amount, unitPrice=amount, unitOfMeasure=unit))
+            items.append(_meter(**common, skuName=sku, meterName=f"{sku} Provisioned {part} Free",
+                                retailPrice=0.0, unitPrice=0.0, unitOfMeasure=unit))
+        items.append(_meter(**common, skuName=sku, meterName=f"{sku} Overflow Snapshot Usage",
+                            retailPrice=0.09, unitPrice=0.09, unitOfMeasure="1 GiB/Month"))
+    items.append(_meter(serviceName="Storage", serviceFamily="Storage", productName="Azure Premium SSD v2",
+                        armRegionName=region, location=region, skuName="Premium LRS",
+                        meterName="Premium LRS Provisioned IOPS", retailPrice=0.0000001, unitPrice=0.0000001,
+                        unitOfMeasure="1/Hour"))
+    return items
+
+
 def _vm_meters(region: str, size: str, linux_hour: float) -> list[dict[str, Any]]:
     short = size.removeprefix("Standard_").replace("_", " ")
     common = {"serviceName": "Virtual Machines", "serviceFamily": "Compute", "armRegionName": region,
@@ -62,6 +88,8 @@ def _vm_meters(region: str, size: str, linux_hour: float) -> list[dict[str, Any]
 CATALOG: tuple[dict[str, Any], ...] = (
     *_storage_meters("westeurope", 0.18, 0.225),
     *_storage_meters("eastus", 0.16, 0.2),
+    *_files_v2_meters("westeurope", 0.000137, 0.0000068, 0.0000548),
+    *_files_v2_meters("eastus", 0.000123, 0.0000062, 0.0000493),
     *_vm_meters("westeurope", "Standard_B2s", 0.0456),
     *_vm_meters("westeurope", "Standard_D2s_v5", 0.105),
     *_vm_meters("eastus", "Standard_B2s", 0.0416),

@@ -260,7 +260,7 @@ class Container:
     def storage(self) -> StorageService:
         return StorageService(self.storages, self.attachments, self.intake, self.access,
                               self.settings.defaults, self.clock, cloud=lambda: self.cloud,
-                              price=self.costs.storage_price)
+                              price=self.costs.price_of)
 
     @cached_property
     def provisioner(self) -> StorageProvisioner:

@@ -194,8 +194,9 @@ class StorageCloud(Protocol):
 
     def get_share(self, group: str, account: str, *, with_usage: bool = False) -> CloudShare | None: ...
 
-    def put_share(self, group: str, account: str, quota_gib: int) -> CloudShare:
-        """Create the NFS share `home`, or set its quota."""
+    def put_share(self, group: str, account: str, quota_gib: int, iops: int | None = None,
+                  throughput_mibps: int | None = None) -> CloudShare:
+        """Create the NFS share `home`, or set its quota (and a v2 share's IOPS and throughput)."""
         ...
 
     def get_network(self, group: str, vnet: str, subnet: str) -> Network | None: ...

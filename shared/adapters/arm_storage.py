@@ -103,6 +103,8 @@ def _share(share: Any) -> CloudShare:
         protocol=_value(share.enabled_protocols),
         root_squash=_value(share.root_squash) or None,
         usage_bytes=share.share_usage_bytes,
+        iops=share.provisioned_iops,
+        throughput_mibps=share.provisioned_bandwidth_mibps,
     )
 
 
@@ -150,7 +152,8 @@ class ArmStorageCloud:
                 "location": spec.region,
                 "tags": spec.tags,
                 "properties": {
-                    "supportsHttpsTrafficOnly": False,  # NFS 4.1 traffic is not TLS
+                    # On: NFS only through aznfs's TLS tunnel (encryption-in-transit-for-nfs-shares.md)
+                    "supportsHttpsTrafficOnly": spec.https_only,
                     "publicNetworkAccess": "Disabled",
                     "minimumTlsVersion": "TLS1_2",
                     "allowBlobPublicAccess": False,
@@ -187,10 +190,15 @@ class ArmStorageCloud:
             except ResourceNotFoundError:
                 return None
 
-    def put_share(self, group: str, account: str, quota_gib: int) -> CloudShare:
-        share = FileShare(
-            {"properties": {"enabledProtocols": "NFS", "rootSquash": ROOT_SQUASH, "shareQuota": quota_gib}}
-        )
+    def put_share(self, group: str, account: str, quota_gib: int, iops: int | None = None,
+                  throughput_mibps: int | None = None) -> CloudShare:
+        properties: dict[str, Any] = {"enabledProtocols": "NFS", "rootSquash": ROOT_SQUASH,
+                                      "shareQuota": quota_gib}
+        if iops is not None:  # provisioned v2: unset, Azure provisions its recommendation for the size
+            properties["provisionedIops"] = iops
+        if throughput_mibps is not None:
+            properties["provisionedBandwidthMibps"] = throughput_mibps
+        share = FileShare({"properties": properties})
         with arm_errors(f"set the NFS share of {account} to {quota_gib} GiB"):
             return _share(self.clients.storage.file_shares.create(group, account, SHARE_NAME, share))
 

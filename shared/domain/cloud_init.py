@@ -20,8 +20,9 @@ def cloud_config(storage: StorageInfo, user: str, mount_point: str, script: str)
         return json.dumps(value)
 
     owner_uid = "" if storage.owner_uid is None else str(storage.owner_uid)
+    encryption = "tls" if storage.encryption_in_transit else ""  # the script installs aznfs if missing
     command = ["env", f"NFS_ENDPOINT={storage.nfs_endpoint}", f"MOUNT_POINT={mount_point}", f"OWNER={user}",
-               f"OWNER_UID={owner_uid}", "bash", SCRIPT_PATH]
+               f"OWNER_UID={owner_uid}", f"ENCRYPTION={encryption}", "bash", SCRIPT_PATH]
     encoded = base64.b64encode(script.encode()).decode()
     return "\n".join([
         "#cloud-config",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .errors import ValidationError
-from .models import DetachMode, Redundancy, Tier
+from .models import Billing, DetachMode, Redundancy, Tier
 from .operations import Operation, OperationKind
 from .serialization import from_json, to_json
 
@@ -74,6 +74,11 @@ class CreateStorage(_OnStorage):
     size_gb: int = 100
     vnet: str | None = None  # None: the settings' network, else the documented default one
     subnet: str | None = None
+    # Require secure transfer on the account: NFS only through TLS (aznfs) mounts.
+    encryption_in_transit: bool = True
+    billing: Billing = Billing.PROVISIONED_V2
+    iops: int | None = None  # provisioned v2: None is Azure's recommendation for the size
+    throughput_mibps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,9 @@ class ResizeStorage(_OnStorage):
     KIND: ClassVar[OperationKind] = OperationKind.RESIZE_STORAGE
     name: str
     resource_group: str
-    size_gb: int
+    size_gb: int | None  # None: the size stays
+    iops: int | None = None  # provisioned v2 only; None: as it is
+    throughput_mibps: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Cost math and the Azure Retail Prices API's meters, without I/O.
 
-Premium (provisioned v1) file shares bill the provisioned GiB per month whether used or not; a
-VM bills its size's hourly Linux consumption price while it is not deallocated. Azure's billing
+Premium (provisioned v1) file shares bill the provisioned GiB per month whether used or not;
+provisioned v2 shares bill provisioned GiB, IOPS and MiB/s, each by the hour on its own meter
+(understanding-billing.md); a VM bills its size's hourly Linux consumption price while it is not
+deallocated. Azure's billing
 month is 730 hours. Money is Decimal throughout, rounded to cents only in reports (`round_money`).
 Prices are USD, the Retail Prices API's authoritative currency.
 """
@@ -16,7 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import Enum
 from typing import Any
 
-from .models import Redundancy
+from .models import Billing, Redundancy
 
 HOURS_PER_MONTH = Decimal(730)
 HOURS_PER_DAY = Decimal(24)
@@ -37,12 +39,16 @@ class PriceSource(str, Enum):
 
 @dataclass(frozen=True)
 class StoragePrice:
+    """Per month: a provisioned GiB, and for provisioned v2 an IOPS and a MiB/s."""
+
     per_gib_month: Decimal
     currency: str
     source: PriceSource
+    per_iops_month: Decimal = Decimal(0)
+    per_mibps_month: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
-        if self.per_gib_month < 0:
+        if min(self.per_gib_month, self.per_iops_month, self.per_mibps_month) < 0:
             raise ValueError("a price cannot be negative")
 
 
@@ -78,8 +84,12 @@ def storage_cost(size_gib: int, price: StoragePrice, days: Decimal | int) -> Dec
     return _cost_for_hours(size_gib, price, Decimal(days) * HOURS_PER_DAY)
 
 
-def monthly_storage_cost(size_gib: int, price: StoragePrice) -> Decimal:
-    return _cost_for_hours(size_gib, price, HOURS_PER_MONTH)
+def monthly_storage_cost(size_gib: int, price: StoragePrice, iops: int | None = None,
+                         throughput_mibps: int | None = None) -> Decimal:
+    """A month of `size_gib` (and, provisioned v2, of `iops` and `throughput_mibps`)."""
+    extras = (Decimal(iops or 0) * price.per_iops_month
+              + Decimal(throughput_mibps or 0) * price.per_mibps_month)
+    return _cost_for_hours(size_gib, price, HOURS_PER_MONTH) + extras
 
 
 def monthly_vm_cost(price: VmPrice, power_state: str) -> Decimal:
@@ -104,21 +114,31 @@ _VM_SIZE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,63}")
 _UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)?\s*(.*)$")
 
 
-def storage_price_key(region: str, redundancy: Redundancy) -> str:
-    return f"storage|{region}|{redundancy.value}"
+V2_PRODUCT = "Azure Files Provisioned v2"
+V2_PARTS = ("Storage", "IOPS", "Throughput MiBPS")  # meters `SSD <LRS|ZRS> Provisioned <part>`
+
+
+def storage_price_key(region: str, redundancy: Redundancy, billing: Billing = Billing.PROVISIONED_V1,
+                      part: str = "") -> str:
+    if billing is Billing.PROVISIONED_V1:
+        return f"storage|{region}|{redundancy.value}"
+    return f"storage-v2|{region}|{redundancy.value}|{part}"
 
 
 def vm_price_key(region: str, size: str) -> str:
     return f"vm|{region}|{size.lower()}"
 
 
-def storage_filter(region: str) -> str:
-    """The OData filter for Premium Files meters of a region. Values are validated, never pasted
-    from a client: a region is Azure's lowercase short name."""
+def storage_filter(region: str, billing: Billing = Billing.PROVISIONED_V1) -> str:
+    """The OData filter for a region's file share meters, by product: `Premium Files` (v1) or
+    `Azure Files Provisioned v2` (whose names look like Premium SSD v2 disks' meters: the product
+    tells them apart). Values are validated, never pasted from a client: a region is Azure's
+    lowercase short name."""
     if not _REGION.fullmatch(region):
         raise ValueError(f"{region!r} is not a region name")
+    product = "Premium Files" if billing is Billing.PROVISIONED_V1 else V2_PRODUCT
     return (f"serviceName eq 'Storage' and armRegionName eq '{region}' and "
-            "productName eq 'Premium Files' and priceType eq 'Consumption'")
+            f"productName eq '{product}' and priceType eq 'Consumption'")
 
 
 def vm_filter(region: str, size: str) -> str:
@@ -136,6 +156,19 @@ def premium_files_price(items: Iterable[Mapping[str, Any]], redundancy: Redundan
                      and _per_unit(item, ("GiB/Month", "GB/Month")) is not None)
 
 
+def files_v2_price(items: Iterable[Mapping[str, Any]], redundancy: Redundancy, part: str) -> Decimal | None:
+    """USD per month of one provisioned unit of `part` (a GiB, an IOPS, a MiB/s) of SSD provisioned
+    v2: the `SSD <LRS|ZRS> Provisioned <part>` meter, priced by the hour; never the included
+    ("Free") or overflow meters beside it."""
+    sku = f"SSD {redundancy.value}"
+    hourly = _cheapest_of(
+        (item for item in items
+         if item.get("productName") == V2_PRODUCT and item.get("skuName") == sku
+         and item.get("meterName") == f"{sku} Provisioned {part}"),
+        ("GiB/Hour", "/Hour", "Hour"))
+    return None if hourly is None else hourly * HOURS_PER_MONTH
+
+
 def linux_vm_price(items: Iterable[Mapping[str, Any]]) -> Decimal | None:
     """USD per hour for a VM size running Linux at pay-as-you-go prices: no Windows, Spot or Low
     Priority meters, no reservations."""
@@ -148,8 +181,11 @@ def linux_vm_price(items: Iterable[Mapping[str, Any]]) -> Decimal | None:
 
 
 def _cheapest(items: Iterable[Mapping[str, Any]]) -> Decimal | None:
-    prices = [price for item in items
-              if (price := _per_unit(item, ("GiB/Month", "GB/Month", "Hour"))) is not None]
+    return _cheapest_of(items, ("GiB/Month", "GB/Month", "Hour"))
+
+
+def _cheapest_of(items: Iterable[Mapping[str, Any]], units: tuple[str, ...]) -> Decimal | None:
+    prices = [price for item in items if (price := _per_unit(item, units)) is not None]
     return min(prices) if prices else None
 
 

@@ -48,6 +48,8 @@ class StorageUse:
     used_gb: float | None  # None: usage could not be read
     attached_vms: int
     price: StoragePrice
+    iops: int | None = None  # provisioned v2
+    throughput_mibps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -193,12 +195,13 @@ def _group(name: str, report: CostReport, uses: list[StorageUse], links: list[At
 
 
 def _finding(use: StorageUse) -> StorageFinding:
-    cost = round_money(monthly_storage_cost(use.size_gb, use.price))
+    cost = round_money(monthly_storage_cost(use.size_gb, use.price, use.iops, use.throughput_mibps))
     if use.used_gb is None:
         return StorageFinding(use.name, use.size_gb, None, None, cost)
     percent = round(100 * use.used_gb / use.size_gb, 2)
     smaller = shrink_suggestion(use.size_gb, use.used_gb) if percent < MOSTLY_EMPTY_PERCENT else None
-    saving = None if smaller is None else round_money(cost - monthly_storage_cost(smaller, use.price))
+    saving = None if smaller is None else round_money(
+        cost - monthly_storage_cost(smaller, use.price, use.iops, use.throughput_mibps))
     return StorageFinding(use.name, use.size_gb, use.used_gb, percent, cost, smaller, saving)
 
 

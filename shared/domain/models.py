@@ -31,6 +31,15 @@ class Redundancy(str, Enum):
     ZRS = "ZRS"
 
 
+class Billing(str, Enum):
+    """How Azure bills an SSD file share (understanding-billing.md). Provisioned v2 is what
+    Microsoft recommends for new deployments: storage, IOPS and throughput bought apart, from
+    32 GiB. Provisioned v1: storage only, IOPS and throughput follow the size, from 100 GiB."""
+
+    PROVISIONED_V2 = "provisionedV2"
+    PROVISIONED_V1 = "provisionedV1"
+
+
 class DetachMode(str, Enum):
     COPY = "copy"  # copy the shared home onto the VM's disk, then unmount
     RESTORE = "restore"  # unmount and put back the home the VM had before attach
@@ -63,6 +72,11 @@ class StorageInfo:
     # The UID owning the home on the share, recorded by the first attach: every later VM must
     # give its user the same UID, or every file would belong to someone else there.
     owner_uid: int | None = field(default=None, metadata=OMIT_IF_NONE)
+    # The account requires secure transfer: NFS reaches it only through aznfs's TLS tunnel.
+    encryption_in_transit: bool = False
+    billing: Billing = Billing.PROVISIONED_V1  # records made before v2 were v1
+    iops: int | None = field(default=None, metadata=OMIT_IF_NONE)  # provisioned v2 only
+    throughput_mibps: int | None = field(default=None, metadata=OMIT_IF_NONE)  # provisioned v2 only
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,7 @@ class MountInfo:
     filesystem_type: str
     mount_options: str
     in_fstab: bool
+    encrypted: bool = False  # through aznfs's TLS tunnel
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Pure: the storage lifecycle service asks Resource Manager (through the `StorageCloud` port) what
 exists, and these functions say what it should be, what differs, and what a step may reuse.
 
-One storage = a FileStorage account (premium SSD: the only tier serving NFS 4.1) with secure
-transfer off (NFS 4.1 traffic is not TLS), no public network access, network default Deny; one
+One storage = a FileStorage account (premium SSD: the only tier serving NFS 4.1) that requires
+secure transfer unless asked not to (NFS then goes through aznfs's TLS tunnel; a customer's "on" is
+never switched off), no public network access, network default Deny; one
 NFS share `home`; a private endpoint (`file`) in a subnet; the `privatelink.file.core.windows.net`
 zone linked to the endpoint's VNet and holding its A record (the endpoint's DNS zone group).
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .models import Redundancy, StorageInfo, Tier, nfs_endpoint
+from .models import Billing, Redundancy, StorageInfo, Tier, nfs_endpoint
 
 MANAGED_BY_TAG, MANAGED_BY = "managed-by", "azlin"
 CREATED_BY_TAG = "created-by"
@@ -49,9 +50,11 @@ def endpoint_name(account: str) -> str:
     return f"{account}-file-pe"
 
 
-def sku_for(tier: Tier, redundancy: Redundancy) -> str:
+def sku_for(tier: Tier, redundancy: Redundancy, billing: Billing = Billing.PROVISIONED_V2) -> str:
+    """`PremiumV2_LRS` (provisioned v2) or `Premium_LRS` (v1): azure-rest-api-specs Microsoft.Storage
+    stable/2024-01-01/common.json, SkuName."""
     assert tier is Tier.PREMIUM  # the only tier that exists: validation refuses the others
-    return f"Premium_{redundancy.value}"
+    return f"{'PremiumV2' if billing is Billing.PROVISIONED_V2 else 'Premium'}_{redundancy.value}"
 
 
 def managed_tags(creator: str | None = None) -> dict[str, str]:
@@ -70,6 +73,7 @@ class AccountSpec:
     region: str
     sku: str
     tags: dict[str, str] = field(default_factory=dict)
+    https_only: bool = True  # secure transfer required: NFS through TLS (aznfs) only
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,10 @@ class CloudAccount:
         suffix = self.sku.rsplit("_", 1)[-1]
         return Redundancy(suffix) if suffix in Redundancy.__members__ else None
 
+    @property
+    def billing(self) -> Billing:
+        return Billing.PROVISIONED_V2 if self.sku.startswith("PremiumV2") else Billing.PROVISIONED_V1
+
 
 @dataclass(frozen=True)
 class CloudShare:
@@ -106,6 +114,8 @@ class CloudShare:
     protocol: str
     root_squash: str | None
     usage_bytes: int | None = None
+    iops: int | None = None  # provisioned v2
+    throughput_mibps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,11 +145,12 @@ def incompatibilities(existing: CloudAccount, spec: AccountSpec) -> list[str]:
     return found
 
 
-def drifted(existing: CloudAccount) -> list[str]:
-    """Settings of a reusable account that must be put back (someone changed them)."""
+def drifted(existing: CloudAccount, spec: AccountSpec) -> list[str]:
+    """Settings of a reusable account that must be put back (someone changed them). Secure
+    transfer switched on is never drift: only the other way round."""
     found = []
-    if existing.https_only:
-        found.append("secure transfer is required (NFS needs it off)")
+    if spec.https_only and not existing.https_only:
+        found.append("secure transfer is not required (this storage requires encryption in transit)")
     if existing.public_network_access != "Disabled":
         found.append("public network access is enabled")
     if existing.default_action != "Deny":
@@ -149,16 +160,20 @@ def drifted(existing: CloudAccount) -> list[str]:
     return found
 
 
-def storage_info(account: CloudAccount, size_gb: int, now: datetime) -> StorageInfo:
+def storage_info(account: CloudAccount, share: CloudShare, now: datetime) -> StorageInfo:
     return StorageInfo(
         name=account.name,
         resource_group=account.resource_group,
         region=account.region,
         tier=Tier.PREMIUM,
         redundancy=account.redundancy or Redundancy.LRS,
-        size_gb=size_gb,
+        size_gb=share.quota_gib,
         nfs_endpoint=nfs_endpoint(account.name),
         created_at=account.created_at or now,
+        encryption_in_transit=account.https_only,
+        billing=account.billing,
+        iops=share.iops,
+        throughput_mibps=share.throughput_mibps,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from . import validation as v
 from .commands import AttachVm, CreateStorage, DetachVm
 from .errors import ValidationError
-from .models import DetachMode, Redundancy, Tier
+from .models import Billing, DetachMode, Redundancy, Tier
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ class OperationsQuery:
 
 def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
     data = json_object(body, required={"name"},
-                       optional={"resourceGroup", "region", "tier", "redundancy", "size", "vnet", "subnet"})
+                       optional={"resourceGroup", "region", "tier", "redundancy", "size", "vnet", "subnet",
+                                 "encryptionInTransit", "billing", "iops", "throughputMibps"})
     problems = v.Problems()
     name = problems.check(v.storage_account_name, data.get("name"), "name")
     group = problems.check(_resource_group, data.get("resourceGroup"), defaults)
@@ -67,9 +68,14 @@ def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
     tier = problems.check(v.tier, data["tier"]) if "tier" in data else Tier.PREMIUM
     redundancy = (problems.check(v.redundancy, data["redundancy"]) if "redundancy" in data
                   else Redundancy.LRS)
-    size = problems.check(v.size_gib, data["size"]) if "size" in data else v.MIN_SHARE_GIB
+    billing = problems.check(v.billing, data["billing"]) if "billing" in data else Billing.PROVISIONED_V2
+    size = (problems.check(v.size_gib, data["size"], "size", billing or Billing.PROVISIONED_V2)
+            if "size" in data else v.MIN_SHARE_GIB)
+    iops, throughput = _performance(data, billing, problems)
     vnet = problems.check(v.network_name, data["vnet"], "vnet") if "vnet" in data else defaults.vnet
     subnet = problems.check(v.network_name, data["subnet"], "subnet") if "subnet" in data else defaults.subnet
+    encrypted = (problems.check(v.encryption_in_transit, data["encryptionInTransit"])
+                 if "encryptionInTransit" in data else True)
     if subnet and not vnet:
         problems.errors.append(ValidationError("'subnet' needs 'vnet'.",
                                                try_hint="name the VNet the subnet is in"))
@@ -77,12 +83,40 @@ def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
     assert name and group and tier and redundancy and size  # narrowed: no problems recorded
     if vnet and not subnet:
         subnet = "default"  # the subnet Azure's portal creates with a VNet
-    return CreateStorage(name, group, region, tier, redundancy, size, vnet, subnet)
+    assert billing
+    return CreateStorage(name, group, region, tier, redundancy, size, vnet, subnet, bool(encrypted), billing,
+                         iops, throughput)
 
 
-def resize_size(body: object) -> int:
-    data = json_object(body, required={"size"})
-    return v.size_gib(data["size"])
+def _performance(data: Mapping[str, Any], billing: Billing | None,
+                 problems: v.Problems) -> tuple[int | None, int | None]:
+    """`iops` and `throughputMibps`: provisioned v2 buys them apart; v1 has none to set."""
+    asked = [key for key in ("iops", "throughputMibps") if key in data]
+    if asked and billing is Billing.PROVISIONED_V1:
+        problems.errors.append(ValidationError(
+            f"{' and '.join(repr(k) for k in asked)} can be set on provisionedV2 storage only.",
+            causes=["provisioned v1 shares get the IOPS and throughput of their size"],
+            try_hint="leave them out, or use billing provisionedV2"))
+        return None, None
+    iops = problems.check(v.provisioned, data["iops"], "iops", v.IOPS_RANGE) if "iops" in data else None
+    throughput = (problems.check(v.provisioned, data["throughputMibps"], "throughputMibps",
+                                 v.THROUGHPUT_RANGE) if "throughputMibps" in data else None)
+    return iops, throughput
+
+
+def resize(body: object) -> tuple[object | None, int | None, int | None]:
+    """What a PATCH changes: the size (checked against the storage's billing by the service),
+    and for provisioned v2 the IOPS and throughput; at least one."""
+    data = json_object(body, required=set(), optional={"size", "iops", "throughputMibps"})
+    if not data:
+        raise ValidationError("Give 'size', 'iops' or 'throughputMibps' to change.",
+                              try_hint='e.g. {"size": "200GiB"}')
+    problems = v.Problems()
+    if "size" in data:
+        problems.check(v.size_gib, data["size"], "size", Billing.PROVISIONED_V2)  # the widest range
+    iops, throughput = _performance(data, Billing.PROVISIONED_V2, problems)
+    problems.raise_if_any()
+    return data.get("size"), iops, throughput
 
 
 DEFAULT_PAGE_SIZE = 100

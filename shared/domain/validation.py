@@ -15,12 +15,17 @@ from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 from .errors import ErrorCode, ValidationError
-from .models import DetachMode, Redundancy, Tier
+from .models import Billing, DetachMode, Redundancy, Tier
 
 T = TypeVar("T")
 
-MIN_SHARE_GIB = 100
+MIN_SHARE_GIB = 100  # provisioned v1
 MAX_SHARE_GIB = 102_400
+# Provisioned v2 SSD (understanding-billing.md): storage, IOPS and throughput ranges.
+SHARE_GIB_RANGE = {Billing.PROVISIONED_V1: (MIN_SHARE_GIB, MAX_SHARE_GIB),
+                   Billing.PROVISIONED_V2: (32, 262_144)}
+IOPS_RANGE = (3000, 102_400)
+THROUGHPUT_RANGE = (100, 10_340)
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 _STORAGE_NAME = re.compile(r"[a-z0-9]{3,24}")
@@ -166,18 +171,42 @@ def _mount_point_problems(path: str) -> list[str]:
     return []
 
 
-def size_gib(value: object, field: str = "size") -> int:
+def size_gib(value: object, field: str = "size", billing: Billing = Billing.PROVISIONED_V1) -> int:
     """`100`, `"100"`, `"100GB"`, `"100GiB"`, `"1TB"`, `"1TiB"` → GiB. GB and TB mean GiB and TiB:
     Azure Files provisions in binary units."""
     gib = _parse_size(value, field)
-    if not MIN_SHARE_GIB <= gib <= MAX_SHARE_GIB:
+    low, high = SHARE_GIB_RANGE[billing]
+    if not low <= gib <= high:
         raise ValidationError(
-            f"'{field}' is outside the range of a premium NFS share.",
-            causes=[f"got {gib} GiB; premium file shares are provisioned from {MIN_SHARE_GIB} GiB "
-                    f"to {MAX_SHARE_GIB} GiB (100 TiB)"],
-            try_hint=f"ask for between {MIN_SHARE_GIB} and {MAX_SHARE_GIB} GiB",
+            f"'{field}' is outside the range of a {billing.value} NFS share.",
+            causes=[f"got {gib} GiB; {billing.value} file shares are provisioned from {low} GiB to "
+                    f"{high} GiB"],
+            try_hint=f"ask for between {low} and {high} GiB",
         )
     return gib
+
+
+def billing(value: object, field: str = "billing") -> Billing:
+    for known in Billing:
+        if value == known.value:
+            return known
+    raise ValidationError(
+        f"'{field}' must be one of {', '.join(b.value for b in Billing)}.",
+        causes=[f"got {_show(value)}; provisionedV2 (the default) buys storage, IOPS and throughput "
+                "apart from 32 GiB; provisionedV1 buys storage only, from 100 GiB"],
+        try_hint="leave it out for provisionedV2",
+    )
+
+
+def provisioned(value: object, field: str, limits: tuple[int, int]) -> int:
+    """Provisioned IOPS or MiB/s of a v2 share: a whole number within Azure's range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not limits[0] <= value <= limits[1]:
+        raise ValidationError(
+            f"'{field}' must be a whole number from {limits[0]} to {limits[1]}.",
+            causes=[f"got {_show(value)}"],
+            try_hint=f"leave it out for Azure's recommendation for the size, or give {limits[0]}-{limits[1]}",
+        )
+    return value
 
 
 def _parse_size(value: object, field: str) -> int:
@@ -236,6 +265,17 @@ def redundancy(value: object, field: str = "redundancy") -> Redundancy:
             causes=[f"got {_show(text)}; premium NFS shares are 'LRS' or 'ZRS' (no GRS or GZRS)"],
             try_hint="use 'LRS' (the default) or 'ZRS' where the region offers zones",
         ) from None
+
+
+def encryption_in_transit(value: object, field: str = "encryptionInTransit") -> bool:
+    """`required` (the default: NFS only through TLS mounts) or `off` (plain NFS 4.1)."""
+    if value in ("required", "off"):
+        return value == "required"
+    raise ValidationError(
+        f"'{field}' must be 'required' or 'off', not {_show(value)}.",
+        causes=[f"{field}: required (NFS through aznfs's TLS tunnel) or off (plain NFS 4.1)"],
+        try_hint="leave it out for required",
+    )
 
 
 def detach_mode(value: object, field: str = "mode") -> DetachMode:

@@ -8,6 +8,8 @@
 #   MOUNT_POINT    the home to replace, e.g. /home/azureuser
 #   OWNER          the home's user; OWNER_UID the UID the storage recorded (empty on first attach)
 #   LOCK_WAIT_SECONDS  how long to wait for the package manager when the NFS client is missing
+#   ENCRYPTION     tls: the account requires encryption in transit; mount through aznfs (its TLS
+#                  helper, installed when missing). Unset: plain NFS 4.1.
 #   TIME_BUDGET_SECONDS, HEARTBEAT_SECONDS  see lib.sh
 # The last stdout line is `RESULT {json}`; the exit status is 0 only on success.
 #
@@ -25,6 +27,8 @@ set -uo pipefail
 umask 022
 
 OPTIONS=$(nfs_options)
+FSTYPE=nfs
+[ "${ENCRYPTION:-}" = tls ] && FSTYPE=aznfs
 FSTAB=${FSTAB:-/etc/fstab}
 errors=() backup="" backed_up=0 copied=0 rolled_back=false already=false owner_uid=""
 stage="" incoming="" moved=false mounted=false fstab_written=false created_keys_dir="" recovering=false
@@ -33,11 +37,11 @@ state_file="" attached_file=""
 result() {  # print the RESULT line and exit with $1
     local status=$1 list="" e
     for e in "${errors[@]+"${errors[@]}"}"; do list+="${list:+,}$(json_string "$e")"; done
-    printf 'RESULT {"success":%s,"mountPoint":%s,"nfsEndpoint":%s,"backedUpFiles":%d,"copiedFiles":%d,"backupPath":%s,"rolledBack":%s,"alreadyAttached":%s,"ownerUid":%s,"errors":[%s]}\n' \
+    printf 'RESULT {"success":%s,"mountPoint":%s,"nfsEndpoint":%s,"encrypted":%s,"backedUpFiles":%d,"copiedFiles":%d,"backupPath":%s,"rolledBack":%s,"alreadyAttached":%s,"ownerUid":%s,"errors":[%s]}\n' \
         "$([ "$status" -eq 0 ] && echo true || echo false)" "$(json_string "${MOUNT_POINT:-}")" \
-        "$(json_string "${NFS_ENDPOINT:-}")" "$backed_up" "$copied" \
-        "$([ -n "$backup" ] && json_string "$backup" || echo null)" "$rolled_back" "$already" \
-        "${owner_uid:-null}" "$list"
+        "$(json_string "${NFS_ENDPOINT:-}")" "$([ "$FSTYPE" = aznfs ] && echo true || echo false)" \
+        "$backed_up" "$copied" "$([ -n "$backup" ] && json_string "$backup" || echo null)" "$rolled_back" \
+        "$already" "${owner_uid:-null}" "$list"
     exit "$status"
 }
 
@@ -100,7 +104,7 @@ share_is_empty() {  # $1: where the share is mounted; another attempt's incoming
 
 stage_share() {  # mount the share at a fresh staging point
     mkdir -p /run/azlin && stage=$(mktemp -d /run/azlin/stage.XXXXXX) || return 1
-    bounded mount -t nfs -o "$OPTIONS" "$NFS_ENDPOINT" "$stage" 2>"$stage.error"
+    bounded mount -t "$FSTYPE" -o "$OPTIONS" "$NFS_ENDPOINT" "$stage" 2>"$stage.error"
 }
 
 remember() {  # remember PHASE: what the next attempt needs to finish or undo this one
@@ -174,6 +178,7 @@ case "$MOUNT_POINT" in
 esac
 [[ "${OWNER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || fail 64 "OWNER is not a valid user name"
 [[ -z "${OWNER_UID:-}" || "$OWNER_UID" =~ ^[0-9]{1,10}$ ]] || fail 64 "OWNER_UID must be a number"
+[[ -z "${ENCRYPTION:-}" || "$ENCRYPTION" == tls ]] || fail 64 "ENCRYPTION must be tls or unset"
 owner_uid=$(id -u "$OWNER" 2>/dev/null) || fail 65 "user $OWNER does not exist on this VM"
 owner_gid=$(id -g "$OWNER")
 if [ -n "${OWNER_UID:-}" ] && [ "$owner_uid" != "$OWNER_UID" ]; then
@@ -187,11 +192,31 @@ attached_file=$(state_path attached "$MOUNT_POINT")  # the backup of the attach 
 
 if mountpoint -q "$MOUNT_POINT"; then
     source=$(findmnt -n -o SOURCE --mountpoint "$MOUNT_POINT")
-    [ "$source" = "$NFS_ENDPOINT" ] || fail 66 "$MOUNT_POINT is already mounted from $source"
+    source_serves "$source" "$NFS_ENDPOINT" || fail 66 "$MOUNT_POINT is already mounted from $source"
     already=true
 fi
 
-# -- 2. the NFS client, installed only when missing -----------------------------------------------
+# -- 2. the NFS client (and aznfs for TLS), installed only when missing ---------------------------
+install_aznfs() {  # Microsoft's package repository, then the aznfs package (AZNFS-mount README)
+    local id version
+    id=$(sed -n 's/^ID=//p' /etc/os-release | tr -d '"') version=$(sed -n 's/^VERSION_ID=//p' /etc/os-release | tr -d '"')
+    if command -v apt-get >/dev/null 2>&1; then
+        bounded curl -fsSL -o /run/azlin/packages-microsoft-prod.deb \
+            "https://packages.microsoft.com/config/$id/$version/packages-microsoft-prod.deb" \
+            && dpkg -i /run/azlin/packages-microsoft-prod.deb >&2 && bounded apt-get update >&2 \
+            && AZNFS_NONINTERACTIVE_INSTALL=1 DEBIAN_FRONTEND=noninteractive bounded apt-get install -y aznfs >&2
+    elif command -v dnf >/dev/null 2>&1; then
+        bounded rpm -Uvh "https://packages.microsoft.com/config/$id/${version%%.*}/packages-microsoft-prod.rpm" >&2 \
+            && AZNFS_NONINTERACTIVE_INSTALL=1 bounded dnf install -y aznfs >&2
+    else
+        return 1
+    fi
+}
+if [ "$FSTYPE" = aznfs ] && ! command -v mount.aznfs >/dev/null 2>&1 && [ ! -x /sbin/mount.aznfs ]; then
+    mkdir -p /run/azlin
+    install_aznfs 2>"/run/azlin/aznfs-error.$$" || fail 76 "this storage requires encryption in transit, which needs the aznfs mount helper, and it could not be installed on this VM ($(tail -1 "/run/azlin/aznfs-error.$$" 2>/dev/null)): install aznfs (https://github.com/Azure/AZNFS-mount), or use a storage created with encryptionInTransit=off"
+    rm -f "/run/azlin/aznfs-error.$$"
+fi
 if ! command -v mount.nfs >/dev/null 2>&1 && [ ! -x /sbin/mount.nfs ]; then
     waited=0
     while pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1; do
@@ -207,7 +232,7 @@ if ! command -v mount.nfs >/dev/null 2>&1 && [ ! -x /sbin/mount.nfs ]; then
 fi
 
 write_fstab() {  # exactly one line for the mount point, written atomically
-    local line="$NFS_ENDPOINT $MOUNT_POINT nfs $OPTIONS,_netdev,nofail 0 0" next
+    local line="$NFS_ENDPOINT $MOUNT_POINT $FSTYPE $OPTIONS,_netdev,nofail 0 0" next
     next=$(mktemp "$FSTAB.azlin-new.XXXXXX") || return 1
     if awk -v mp="$MOUNT_POINT" '!($1 !~ /^#/ && $2 == mp)' "$FSTAB" > "$next" && echo "$line" >> "$next" \
         && chmod --reference="$FSTAB" "$next" && mv -f "$next" "$FSTAB"; then
@@ -218,7 +243,7 @@ write_fstab() {  # exactly one line for the mount point, written atomically
 }
 
 if $already; then  # attached before (a redelivered message): make sure fstab says so, nothing else
-    grep -qsF "$NFS_ENDPOINT $MOUNT_POINT nfs " "$FSTAB" || write_fstab || fail 74 "$FSTAB could not be written"
+    grep -qsF "$NFS_ENDPOINT $MOUNT_POINT $FSTYPE " "$FSTAB" || write_fstab || fail 74 "$FSTAB could not be written"
     backup=$(cat "$attached_file" 2>/dev/null)
     result 0
 fi
@@ -248,7 +273,7 @@ else
     mkdir -p "$MOUNT_POINT" && chown "$owner_uid:$owner_gid" "$MOUNT_POINT" && chmod 0755 "$MOUNT_POINT" \
         || fail 73 "the mount point could not be created"
 fi
-bounded mount -t nfs -o "$OPTIONS" "$NFS_ENDPOINT" "$MOUNT_POINT" || fail 69 "the share could not be mounted on $MOUNT_POINT"
+bounded mount -t "$FSTYPE" -o "$OPTIONS" "$NFS_ENDPOINT" "$MOUNT_POINT" || fail 69 "the share could not be mounted on $MOUNT_POINT"
 mounted=true
 
 # -- 5. an empty share receives the home, in a private directory first ---------------------------
@@ -279,7 +304,7 @@ fi
 fstab_written=true
 write_fstab || fail 74 "$FSTAB could not be written"
 source=$(findmnt -n -o SOURCE --mountpoint "$MOUNT_POINT")
-[ "$source" = "$NFS_ENDPOINT" ] || fail 67 "$MOUNT_POINT is mounted from '$source', not $NFS_ENDPOINT"
+source_serves "$source" "$NFS_ENDPOINT" || fail 67 "$MOUNT_POINT is mounted from '$source', not $NFS_ENDPOINT"
 
 # -- 7. SSH keys: the VM's keys join the shared ones; none is ever removed. Replaced atomically.
 vm_keys="${backup:+$backup/.ssh/authorized_keys}"

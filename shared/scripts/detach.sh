@@ -107,7 +107,7 @@ if ! mountpoint -q "$MOUNT_POINT"; then
     [ "$MODE" = restore ] || fail 69 "$MOUNT_POINT is not mounted now, so the share cannot be copied; mount it (mount $MOUNT_POINT) or detach with mode=restore"
 fi
 source=$(findmnt -n -o SOURCE --mountpoint "$MOUNT_POINT" 2>/dev/null)
-[ -z "$source" ] || [ "$source" = "$NFS_ENDPOINT" ] || fail 66 "$MOUNT_POINT is mounted from $source, not $NFS_ENDPOINT: left alone"
+[ -z "$source" ] || source_serves "$source" "$NFS_ENDPOINT" || fail 66 "$MOUNT_POINT is mounted from $source, not $NFS_ENDPOINT: left alone"
 
 if [ "$MODE" = restore ]; then
     [ -n "${BACKUP_PATH:-}" ] || fail 65 "this VM had no home before attach, so there is nothing to restore: detach with mode=copy"

@@ -101,6 +101,11 @@ take_lock() {  # one attach or detach at a time on this VM: a second waits, then
     printf '%s %s\n' "${AZLIN_RUN:-none}" "$$" > "$STATE_DIR/runner"
 }
 
+source_serves() {  # source_serves SOURCE ENDPOINT: a mount of that share, plain or through aznfs's
+    # TLS tunnel (aznfs mounts from a local stunnel port: the kernel shows 127.0.0.1:/<acct>/<share>)
+    [ "$1" = "$2" ] || [ "$1" = "127.0.0.1:/${2#*:/}" ]
+}
+
 nfs_options() {  # Azure's NFS 4.1 options; nconnect needs kernel 5.3 or later (nfs-performance.md)
     local major minor
     IFS=.- read -r major minor _ <<< "$(uname -r)"

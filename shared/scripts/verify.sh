@@ -1,7 +1,8 @@
 #!/bin/bash
-# Sent after lib.sh (json_string, count_files, valid_endpoint, valid_mount_point).
-# Verify: read-only. Reports what is mounted on MOUNT_POINT (source, type, options) and whether
-# /etc/fstab holds the line for NFS_ENDPOINT there. Changes nothing on the VM or the share.
+# Sent after lib.sh (json_string, count_files, valid_endpoint, valid_mount_point, source_serves).
+# Verify: read-only. Reports what is mounted on MOUNT_POINT (source, type, options), whether it is
+# encrypted in transit (aznfs's TLS tunnel), and whether /etc/fstab holds the line for NFS_ENDPOINT
+# there. Changes nothing on the VM or the share.
 # The last stdout line is `RESULT {json}`.
 set -uo pipefail
 
@@ -17,8 +18,13 @@ if mountpoint -q "$MOUNT_POINT"; then  # mounts stacked on it are listed oldest 
     fstype=$(findmnt -n -o FSTYPE --mountpoint "$MOUNT_POINT" | tail -n 1)
     options=$(findmnt -n -o OPTIONS --mountpoint "$MOUNT_POINT" | tail -n 1)
 fi
+encrypted=false  # aznfs's TLS tunnel: the share mounted from a local stunnel port
+[[ "$source" == 127.0.0.1:* ]] && encrypted=true
+raw_source=$source
+source_serves "$source" "$NFS_ENDPOINT" && source=$NFS_ENDPOINT
 in_fstab=false
 awk -v mp="$MOUNT_POINT" -v ep="$NFS_ENDPOINT" '$1 !~ /^#/ && $2 == mp && $1 == ep {found=1} END {exit !found}' \
     "$FSTAB" 2>/dev/null && in_fstab=true
-printf 'RESULT {"success":true,"mounted":%s,"source":%s,"fsType":%s,"options":%s,"inFstab":%s}\n' \
-    "$mounted" "$(json_string "$source")" "$(json_string "$fstype")" "$(json_string "$options")" "$in_fstab"
+printf 'RESULT {"success":true,"mounted":%s,"source":%s,"rawSource":%s,"encrypted":%s,"fsType":%s,"options":%s,"inFstab":%s}\n' \
+    "$mounted" "$(json_string "$source")" "$(json_string "$raw_source")" "$encrypted" "$(json_string "$fstype")" \
+    "$(json_string "$options")" "$in_fstab"

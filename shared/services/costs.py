@@ -18,7 +18,7 @@ from shared.domain import costs as c
 from shared.domain import rbac
 from shared.domain.errors import ServiceError
 from shared.domain.identity import Caller
-from shared.domain.models import Redundancy, StorageInfo
+from shared.domain.models import Billing, Redundancy, StorageInfo
 from shared.domain.mounting import VmSummary
 from shared.ports import Clock, PriceCache, RetailPrices, StorageRepository, VmCloud
 
@@ -42,13 +42,31 @@ class CostService:
         self.access = access
         self.vms = vms
 
-    def storage_price(self, region: str, redundancy: Redundancy,
-                      prices: _Prices | None = None) -> c.StoragePrice:
+    def storage_price(self, region: str, redundancy: Redundancy, prices: _Prices | None = None,
+                      billing: Billing = Billing.PROVISIONED_V1) -> c.StoragePrice:
+        if billing is Billing.PROVISIONED_V2:
+            return self._v2_price(region, redundancy, prices)
         found = self._price(c.storage_price_key(region, redundancy), lambda: c.storage_filter(region),
                             lambda items: c.premium_files_price(items, redundancy), prices)
         if found is None:
             return c.FALLBACK_STORAGE_PRICE
         return c.StoragePrice(found[0], c.CURRENCY, found[1])
+
+    def price_of(self, storage: StorageInfo, prices: _Prices | None = None) -> c.StoragePrice:
+        return self.storage_price(storage.region, storage.redundancy, prices, storage.billing)
+
+    def _v2_price(self, region: str, redundancy: Redundancy, prices: _Prices | None) -> c.StoragePrice:
+        """Storage, IOPS and throughput from their own meters; any one missing: the built-in
+        estimate (storage only), labelled fallback."""
+        found = [self._price(c.storage_price_key(region, redundancy, Billing.PROVISIONED_V2, part),
+                             lambda: c.storage_filter(region, Billing.PROVISIONED_V2),
+                             _v2_meter(redundancy, part), prices)
+                 for part in c.V2_PARTS]
+        if any(f is None for f in found):
+            return c.FALLBACK_STORAGE_PRICE
+        (gib, _), (iops, _), (mibps, _) = [f for f in found if f is not None]
+        worst = max((f[1] for f in found if f is not None), key=list(c.PriceSource).index)
+        return c.StoragePrice(gib, c.CURRENCY, worst, iops, mibps)
 
     def vm_price(self, region: str, size: str, prices: _Prices | None = None) -> c.VmPrice | None:
         found = self._price(c.vm_price_key(region, size), lambda: c.vm_filter(region, size),
@@ -95,10 +113,10 @@ class CostService:
             continuation = page.continuation
 
     def _storage_cost(self, storage: StorageInfo, prices: _Prices) -> c.StorageCost:
-        price = self.storage_price(storage.region, storage.redundancy, prices)
+        price = self.price_of(storage, prices)
+        cost = c.monthly_storage_cost(storage.size_gb, price, storage.iops, storage.throughput_mibps)
         return c.StorageCost(storage.name, storage.resource_group, storage.region, storage.redundancy,
-                             storage.size_gb, c.round_money(c.monthly_storage_cost(storage.size_gb, price)),
-                             price.source)
+                             storage.size_gb, c.round_money(cost), price.source)
 
     def _vm_cost(self, vm: VmSummary, prices: _Prices) -> c.VmCost:
         price = self.vm_price(vm.region, vm.size, prices) if vm.size else None
@@ -154,3 +172,7 @@ class CostService:
         except ServiceError as err:
             log.warning("price cache unreadable (%s); asking the Retail Prices API", err.message)
             return None
+
+
+def _v2_meter(redundancy: Redundancy, part: str) -> Callable[[list[dict[str, object]]], Decimal | None]:
+    return lambda items: c.files_v2_price(items, redundancy, part)

@@ -100,7 +100,7 @@ class DigestService:
         attachments = self.attachments.list_all()
         attached = Counter(a.storage for a in attachments)
         uses = [StorageUse(s.name, s.resource_group, s.size_gb, self.used_gb(s), attached[s.name],
-                           self.costs.storage_price(s.region, s.redundancy))
+                           self.costs.price_of(s), s.iops, s.throughput_mibps)
                 for s in self.costs.all_storage(None)]
         previous = self.digests.latest(before=digest_id(now))
         digest = build_digest(now, report, uses, attachments, previous, self.findings.latest())

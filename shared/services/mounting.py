@@ -111,6 +111,7 @@ class MountService:
                 "MOUNT_POINT": mount_point,
                 "OWNER": owner,
                 "OWNER_UID": "" if storage.owner_uid is None else str(storage.owner_uid),
+                "ENCRYPTION": "tls" if storage.encryption_in_transit else "",
             },
             keep=True,
             creator=creator,
@@ -362,6 +363,7 @@ class MountService:
             str(found.get("fsType") or ""),
             str(found.get("options") or ""),
             bool(found.get("inFstab")),
+            encrypted=found.get("encrypted") is True,
         )
 
 

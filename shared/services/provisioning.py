@@ -21,6 +21,7 @@ from shared.domain.operations import storage_subject
 from shared.domain.private_dns import ZonePlan
 from shared.domain.requests import RequestDefaults
 from shared.domain.serialization import to_json
+from shared.domain.validation import SHARE_GIB_RANGE
 from shared.ports import (
     AttachmentRepository,
     Clock,
@@ -81,24 +82,29 @@ class StorageProvisioner:
             command.name,
             command.resource_group,
             region,
-            p.sku_for(command.tier, command.redundancy),
+            p.sku_for(command.tier, command.redundancy, command.billing),
             p.managed_tags(creator),
+            https_only=command.encryption_in_transit,
         )
         existing = self._reusable_account(spec)
+        if existing is not None and existing.https_only:  # never switched off once on
+            spec = replace(spec, https_only=True)
         fresh = existing is None  # nothing of this account can exist yet: write without reading
         context.progress(steps[1], 1, total)
         network, zone = self._network(command, spec, creator)
         context.progress(steps[2], 2, total)
-        if existing is None or existing.provisioning_state != "Succeeded" or p.drifted(existing):
+        if existing is None or existing.provisioning_state != "Succeeded" or p.drifted(existing, spec):
             existing = self.cloud.create_account(spec)
         context.progress(steps[3], 3, total)
         share = None if fresh else self.cloud.get_share(spec.resource_group, spec.name)
-        if share is None or share.quota_gib < command.size_gb:
-            share = self.cloud.put_share(spec.resource_group, spec.name, command.size_gb)
+        if share is None or share.quota_gib < command.size_gb or _performance_differs(share, command):
+            quota = max(command.size_gb, share.quota_gib if share else 0)  # never shrunk by a create
+            share = self.cloud.put_share(spec.resource_group, spec.name, quota, command.iops,
+                                         command.throughput_mibps)
         context.progress(steps[4], 4, total)
         self._connect(spec, network, zone, existing.id, fresh=fresh, creator=creator)
         context.progress(steps[5], 5, total)
-        info = p.storage_info(existing, share.quota_gib, self.clock.now())
+        info = p.storage_info(existing, share, self.clock.now())
         self.storages.save(info)
         return dict(to_json(info))
 
@@ -196,12 +202,15 @@ class StorageProvisioner:
                 try_hint="delete the storage and create it again",
                 code=ErrorCode.STORAGE_NOT_FOUND,
             )
-        if command.size_gb < share.quota_gib:
-            self._check_shrink(storage, share, command.size_gb)
+        size = share.quota_gib if command.size_gb is None else command.size_gb
+        if size < share.quota_gib:
+            self._check_shrink(storage, share, size)
         context.progress("Setting the share size", 1, 2)
-        if command.size_gb != share.quota_gib:
-            share = self.cloud.put_share(storage.resource_group, storage.name, command.size_gb)
-        resized = replace(storage, size_gb=share.quota_gib)
+        if size != share.quota_gib or _performance_differs(share, command):
+            share = self.cloud.put_share(storage.resource_group, storage.name, size, command.iops,
+                                         command.throughput_mibps)
+        resized = replace(storage, size_gb=share.quota_gib, iops=share.iops,
+                          throughput_mibps=share.throughput_mibps)
         self.storages.save(resized)
         return dict(to_json(resized))
 
@@ -218,7 +227,8 @@ class StorageProvisioner:
             raise ValidationError(
                 f"Cannot shrink {storage.name} to {size_gb} GiB: its files use {needed} GiB.",
                 causes=[f"used: {share.usage_bytes} bytes"],
-                try_hint=f"choose a size of at least {max(needed, 100)} GiB, or delete files first",
+                try_hint=f"choose a size of at least {max(needed, SHARE_GIB_RANGE[storage.billing][0])} GiB, "
+                "or delete files first",
                 code=ErrorCode.SHARE_TOO_SMALL,
             )
 
@@ -277,6 +287,12 @@ class StorageProvisioner:
             )
         for attachment in attachments:
             self.detacher(attachment, command.detach_mode, operation_id, creator)
+
+
+def _performance_differs(share: p.CloudShare, command: CreateStorage | ResizeStorage) -> bool:
+    """A v2 share's IOPS or throughput asked for and not what it has."""
+    return ((command.iops is not None and command.iops != share.iops)
+            or (command.throughput_mibps is not None and command.throughput_mibps != share.throughput_mibps))
 
 
 def _same_region(network: p.Network, region: str) -> None:

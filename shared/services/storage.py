@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from shared.domain import rbac
+from shared.domain import validation as v
 from shared.domain.cloud_init import cloud_config
 from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
 from shared.domain.costs import FALLBACK_STORAGE_PRICE, StoragePrice, monthly_storage_cost, round_money
@@ -21,7 +22,7 @@ from shared.domain.errors import (
     ValidationError,
 )
 from shared.domain.identity import Caller
-from shared.domain.models import DetachMode, Redundancy, StorageAccess, StorageInfo, StorageStatus, VmHealth
+from shared.domain.models import Billing, DetachMode, StorageAccess, StorageInfo, StorageStatus, VmHealth
 from shared.domain.requests import RequestDefaults, StorageRef
 from shared.ports import AttachmentRepository, Clock, Page, StorageCloud, StorageRepository
 from shared.scripts import run_command_script
@@ -39,7 +40,7 @@ class StorageService:
     def __init__(self, storages: StorageRepository, attachments: AttachmentRepository,
                  intake: OperationIntake, access: AccessControl, defaults: RequestDefaults, clock: Clock,
                  *, cloud: Callable[[], StorageCloud],
-                 price: Callable[[str, Redundancy], StoragePrice] | None = None) -> None:
+                 price: Callable[[StorageInfo], StoragePrice] | None = None) -> None:
         self.storages = storages
         self.attachments = attachments
         self.intake = intake
@@ -47,7 +48,7 @@ class StorageService:
         self.defaults = defaults
         self.clock = clock
         self.cloud = cloud
-        self.price = price or (lambda region, redundancy: FALLBACK_STORAGE_PRICE)
+        self.price = price or (lambda storage: FALLBACK_STORAGE_PRICE)
 
     def list(self, caller: Caller, resource_group: str | None, page_size: int,
              continuation: str | None) -> Page[StorageInfo]:
@@ -82,14 +83,15 @@ class StorageService:
     def status(self, caller: Caller, ref: StorageRef) -> StorageStatus:
         storage = self.get(caller, ref)
         attached = sorted(self.attachments.list_for_storage(storage.name), key=lambda a: a.vm.lower())
-        price = self.price(storage.region, storage.redundancy)
+        price = self.price(storage)
         used = self.used_gb(storage)
         return StorageStatus(
             info=storage,
             used_gb=used,
             utilization_percent=None if used is None else round(100 * used / storage.size_gb, 2),
             connected_vms=tuple(a.vm for a in attached),
-            cost_per_month=round_money(monthly_storage_cost(storage.size_gb, price)),
+            cost_per_month=round_money(monthly_storage_cost(storage.size_gb, price, storage.iops,
+                                                            storage.throughput_mibps)),
             currency=price.currency,
             price_source=price.source.value,
             attachments=tuple(VmHealth(a.vm, a.resource_group, a.health, a.last_verified_at, a.last_error)
@@ -132,10 +134,19 @@ class StorageService:
             access.require(caller, rbac.VNET_WRITE, access.group(group))
         return self.intake.submit_for(caller, command, idempotency_key)
 
-    def request_resize(self, caller: Caller, ref: StorageRef, size_gb: int,
-                       idempotency_key: str | None) -> Submission:
+    def request_resize(self, caller: Caller, ref: StorageRef, size: object | None,
+                       idempotency_key: str | None, *, iops: int | None = None,
+                       throughput_mibps: int | None = None) -> Submission:
+        """A new size (within the range of the storage's billing model), and for provisioned v2
+        new IOPS or throughput."""
         storage = self.find(ref)
-        command = ResizeStorage(storage.name, storage.resource_group, size_gb)
+        size_gb = None if size is None else v.size_gib(size, "size", storage.billing)
+        performance = iops is not None or throughput_mibps is not None
+        if performance and storage.billing is not Billing.PROVISIONED_V2:
+            raise ValidationError(
+                f"Storage {storage.name} is billed {storage.billing.value}: its IOPS and throughput follow "
+                "its size.", try_hint="change its size instead")
+        command = ResizeStorage(storage.name, storage.resource_group, size_gb, iops, throughput_mibps)
         self.access.require_owner(caller, storage, "resize it")
         self.access.require(caller, rbac.STORAGE_WRITE, self.access.storage_scope(storage))
         return self.intake.submit_for(caller, command, idempotency_key)

@@ -86,11 +86,11 @@ class TestOtherRequests:
             requests.detach_vm(ref, {"mode": "wipe"})
 
     def test_resize(self) -> None:
-        assert requests.resize_size({"size": "2TB"}) == 2048
-        with pytest.raises(ValidationError):
-            requests.resize_size({"size": 50})
-        with pytest.raises(ValidationError):
-            requests.resize_size({"size": 200, "name": "x"})
+        assert requests.resize({"size": "2TB"}) == ("2TB", None, None)  # checked against the billing later
+        assert requests.resize({"iops": 5000, "throughputMibps": 300}) == (None, 5000, 300)
+        for bad in ({"size": 20}, {"size": 200, "name": "x"}, {}, {"iops": 2999}, {"throughputMibps": True}):
+            with pytest.raises(ValidationError):
+                requests.resize(bad)
 
     def test_list_query(self) -> None:
         assert requests.list_query({}) == requests.ListQuery(None, 100, None)

@@ -211,7 +211,7 @@ class TestProblems:
             problems.raise_if_any()
         assert len(err.value.causes) == 2
         assert "storage account name" in err.value.causes[0]
-        assert "premium NFS share" in err.value.causes[1]
+        assert "provisionedV1 NFS share" in err.value.causes[1]
 
     def test_no_problem_raises_nothing(self) -> None:
         v.Problems().raise_if_any()
