@@ -73,7 +73,8 @@ class TestCreateStorage:
         assert op["status"] == "Pending" and op["kind"] == "CreateStorage" and op["target"] == "storage/teamhome"
         assert op["params"] == {"name": "teamhome", "resourceGroup": DEFAULT_GROUP, "region": None,
                                 "tier": "Premium", "redundancy": "ZRS", "sizeGb": 1024, "vnet": None,
-                                "subnet": None}
+                                "subnet": None, "encryptionInTransit": True, "billing": "provisionedV2",
+                                "iops": None, "throughputMibps": None}
         assert queued() == [op["id"]]
         assert api.get(f"/api/operations/{op['id']}").json() == op
 
@@ -210,7 +211,8 @@ class TestStorageMutations:
         record_storage(app, clock)
         answer = api.patch("/api/storage/teamhome", {"size": "300GiB"})
         assert answer.status == 202
-        assert answer.json()["params"] == {"name": "teamhome", "resourceGroup": DEFAULT_GROUP, "sizeGb": 300}
+        assert answer.json()["params"] == {"name": "teamhome", "resourceGroup": DEFAULT_GROUP, "sizeGb": 300,
+                                           "iops": None, "throughputMibps": None}
         assert queued() == [answer.json()["id"]]
         assert_error(api.patch("/api/storage/teamhome", {"size": 99}), 400, "ValidationError")
 

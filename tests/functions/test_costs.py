@@ -230,7 +230,7 @@ def test_without_a_webhook_the_digest_is_only_stored(
 @needs_sandbox
 def test_costs_price_each_vm_by_its_size_and_power_state(stack: Stack) -> None:
     name = unique()
-    assert stack.create(name, size=200)["status"] == "Succeeded"
+    assert stack.create(name, size=200, billing="provisionedV1")["status"] == "Succeeded"
     subnet = f"{playground.providers(stack.rest, stack.group)}/Microsoft.Network/virtualNetworks/{DEFAULT_VNET}/subnets/{DEFAULT_SUBNET}"
     playground.vm(stack.rest, stack.group, "vm1", subnet, REGION)  # Standard_B2s
     playground.vm(stack.rest, stack.group, "vm2", subnet, REGION)

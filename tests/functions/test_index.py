@@ -19,6 +19,8 @@ DESIGN_ROUTES = {
     ("GET", "costs"), ("GET", "storage/{name}/cloud-init"), ("GET", "health"), ("GET", "openapi.json"),
     # access control: who may use a storage, and what was asked of a storage or a VM
     ("GET", "storage/{name}/access"), ("PUT", "storage/{name}/access"), ("GET", "operations"),
+    # issue 13: checking a VM's live mount is an operation, never inside a request
+    ("POST", "vms/{vm}/attachment/verify"),
 }
 
 

@@ -36,15 +36,19 @@ def test_create_list_status_resize_delete_end_to_end(stack: Stack) -> None:
         *[k for k in held if k.startswith(f"Microsoft.Network/privateDnsZones/virtualNetworkLinks/azlin-{DEFAULT_VNET}-")],
         f"Microsoft.Network/privateDnsZones/A/{name}"])
     account = stack.arm(f"Microsoft.Storage/storageAccounts/{name}")
-    assert (account["kind"], account["sku"]["name"], account["location"]) == ("FileStorage", "Premium_ZRS", REGION)
+    assert (account["kind"], account["sku"]["name"], account["location"]) == ("FileStorage", "PremiumV2_ZRS", REGION)
     props = account["properties"]
     assert (props["supportsHttpsTrafficOnly"], props["publicNetworkAccess"], props["minimumTlsVersion"],
             props["allowBlobPublicAccess"], props["networkAcls"]["defaultAction"]) == (
-        False, "Disabled", "TLS1_2", False, "Deny")
+        True, "Disabled", "TLS1_2", False, "Deny")  # secure transfer: NFS through TLS only
     assert account["tags"] == {"managed-by": "azlin", "created-by": object_id(ADMIN)}  # who asked for it
     assert operation["requestedBy"] == {"objectId": object_id(ADMIN), "name": "alice@azlin.example", "kind": "User"}
     share = stack.arm(f"Microsoft.Storage/storageAccounts/{name}/fileServices/default/shares/home")["properties"]
     assert (share["enabledProtocols"], share["rootSquash"], share["shareQuota"]) == ("NFS", "NoRootSquash", 200)
+    # provisioned v2: Azure's recommended IOPS and throughput for 200 GiB (understanding-billing.md)
+    assert (share["provisionedIops"], share["provisionedBandwidthMibps"]) == (3200, 120)
+    assert (operation["result"]["billing"], operation["result"]["iops"], operation["result"]["throughputMibps"],
+            operation["result"]["encryptionInTransit"]) == ("provisionedV2", 3200, 120, True)
     pe = stack.arm(f"Microsoft.Network/privateEndpoints/{name}-file-pe")["properties"]
     connection = pe["privateLinkServiceConnections"][0]["properties"]
     assert (connection["privateLinkServiceId"], connection["groupIds"]) == (account["id"], ["file"])
@@ -129,7 +133,9 @@ def test_a_redelivered_message_of_a_finished_create_changes_nothing(stack: Stack
 
 
 @pytest.mark.parametrize(("body", "code"), [
-    ({"tier": "Standard"}, "UnsupportedTier"), ({"size": 99}, "ValidationError"), ({"size": "200TiB"}, "ValidationError"),
+    ({"tier": "Standard"}, "UnsupportedTier"), ({"size": 31}, "ValidationError"), ({"size": "300TiB"}, "ValidationError"),
+    ({"size": 99, "billing": "provisionedV1"}, "ValidationError"), ({"iops": 5000, "billing": "provisionedV1"}, "ValidationError"),
+    ({"iops": 102401}, "ValidationError"), ({"encryptionInTransit": "maybe"}, "ValidationError"),
     ({"name": "Bad_Name"}, "ValidationError"), ({"vnet": "-bad"}, "ValidationError"),
     ({"subnet": "default"}, "ValidationError")])
 def test_bad_input_is_refused_before_any_azure_call(stack: Stack, body: dict[str, Any], code: str) -> None:
@@ -176,7 +182,7 @@ def test_an_existing_account_is_reused_only_when_it_is_ours_and_fits(stack: Stac
                         "supportsHttpsTrafficOnly": False, "publicNetworkAccess": "Disabled",
                         "minimumTlsVersion": "TLS1_2", "networkAcls": {"defaultAction": "Deny"}}})
     stack.log.clear()
-    reused = stack.create(ours)
+    reused = stack.create(ours, billing="provisionedV1", encryptionInTransit="off")
     assert reused["status"] == "Succeeded", reused
     assert "PUT Microsoft.Storage/storageAccounts" not in stack.writes()
 
