@@ -52,6 +52,7 @@ class AttachmentHealth(str, Enum):
     WRONG_SOURCE = "wrongSource"
     VM_GONE = "vmGone"
     STORAGE_GONE = "storageGone"
+    UNSAFE_MOUNT = "unsafeMount"  # mounted without nosuid,nodev
 
 
 def nfs_endpoint(account: str) -> str:

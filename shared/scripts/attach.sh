@@ -181,6 +181,8 @@ esac
 [[ -z "${ENCRYPTION:-}" || "$ENCRYPTION" == tls ]] || fail 64 "ENCRYPTION must be tls or unset"
 owner_uid=$(id -u "$OWNER" 2>/dev/null) || fail 65 "user $OWNER does not exist on this VM"
 owner_gid=$(id -g "$OWNER")
+[ "$owner_uid" -ge 1000 ] && [ "$owner_uid" -le 60000 ] \
+    || fail 65 "user $OWNER has UID $owner_uid, outside the range of normal users (1000-60000): a system account's home is never shared"
 if [ -n "${OWNER_UID:-}" ] && [ "$owner_uid" != "$OWNER_UID" ]; then
     fail 65 "user $OWNER has UID $owner_uid here, but the storage's files belong to UID $OWNER_UID: a different UID would make every file unreadable"
 fi

@@ -106,13 +106,15 @@ source_serves() {  # source_serves SOURCE ENDPOINT: a mount of that share, plain
     [ "$1" = "$2" ] || [ "$1" = "127.0.0.1:/${2#*:/}" ]
 }
 
-nfs_options() {  # Azure's NFS 4.1 options; nconnect needs kernel 5.3 or later (nfs-performance.md)
+nfs_options() {  # Azure's NFS 4.1 options; nconnect needs kernel 5.3 or later (nfs-performance.md).
+    # nosuid,nodev: a setuid binary or a device node that root on another VM put on the share
+    # gives nobody here root or a device.
     local major minor
     IFS=.- read -r major minor _ <<< "$(uname -r)"
     if [ "${major:-0}" -gt 5 ] || { [ "${major:-0}" -eq 5 ] && [ "${minor:-0}" -ge 3 ]; }; then
-        echo "vers=4,minorversion=1,sec=sys,nconnect=4"
+        echo "vers=4,minorversion=1,sec=sys,nconnect=4,nosuid,nodev"
     else
-        echo "vers=4,minorversion=1,sec=sys"
+        echo "vers=4,minorversion=1,sec=sys,nosuid,nodev"
     fi
 }
 

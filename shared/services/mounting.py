@@ -46,6 +46,7 @@ from .private_dns import PrivateDnsPublisher
 from .worker import OperationContext
 
 log = logging.getLogger(__name__)
+MIN_OWNER_UID, MAX_OWNER_UID = 1000, 60000
 ATTACH_STEPS = (
     "Reading the VM and its network",
     "Linking the storage's DNS to the VM's network",
@@ -117,8 +118,8 @@ class MountService:
             creator=creator,
         )
         context.progress(ATTACH_STEPS[3], 3, total)
-        if storage.owner_uid is None and isinstance(result.get("ownerUid"), int):
-            self.storages.save(replace(storage, owner_uid=result["ownerUid"]))
+        if storage.owner_uid is None:
+            self.storages.save(replace(storage, owner_uid=_owner_uid(result, vm)))
         if repairing and existing is not None:
             attachment = replace(
                 existing, health=AttachmentHealth.HEALTHY, last_verified_at=self.clock.now(), last_error=None
@@ -372,6 +373,19 @@ def _creator_of(context: OperationContext) -> str | None:
     return requested_by.object_id if requested_by and requested_by.object_id else None
 
 
+def _owner_uid(result: Mapping[str, Any], vm: VmFacts) -> int:
+    """The UID the first attach found: a VM's word, taken only in the range of normal users (a
+    VM that says 0 would have every later VM's home owned by root)."""
+    uid = result.get("ownerUid")
+    if isinstance(uid, bool) or not isinstance(uid, int) or not MIN_OWNER_UID <= uid <= MAX_OWNER_UID:
+        raise Conflict(
+            f"VM {vm.name} reported an owner UID outside the range of normal users.",
+            causes=[f"ownerUid: {str(uid)[:40]!r}; accepted: {MIN_OWNER_UID}-{MAX_OWNER_UID}"],
+            try_hint="check the VM's user and the attach script on it",
+        )
+    return uid
+
+
 def _mount_health(
     live: MountInfo | None, endpoint: str, mount_point: str
 ) -> tuple[AttachmentHealth, str | None]:
@@ -382,6 +396,9 @@ def _mount_health(
             AttachmentHealth.WRONG_SOURCE,
             f"{mount_point} is mounted from {live.nfs_endpoint}, not {endpoint}",
         )
+    options = set(live.mount_options.split(","))
+    if not {"nosuid", "nodev"} <= options:
+        return AttachmentHealth.UNSAFE_MOUNT, f"{mount_point} is mounted without nosuid,nodev"
     return AttachmentHealth.HEALTHY, None
 
 

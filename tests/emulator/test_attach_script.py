@@ -78,7 +78,7 @@ def test_attach_to_an_empty_share_moves_the_whole_home_onto_it(azure: Azure, wor
     source = azure.run("vm1", f"findmnt -n -o SOURCE --mountpoint {HOME}\n")["output"].strip()
     assert source == world["spec"]
     assert fstab_lines(azure, "vm1") == [
-        f"{world['spec']} {HOME} nfs vers=4,minorversion=1,sec=sys,nconnect=4,_netdev,nofail 0 0"
+        f"{world['spec']} {HOME} nfs vers=4,minorversion=1,sec=sys,nconnect=4,nosuid,nodev,_netdev,nofail 0 0"
     ]
 
 
@@ -117,6 +117,15 @@ def test_a_second_vm_sees_the_shared_home_and_keeps_its_own_in_a_backup(
     assert written["output"] == "line 1\n" * 2
     assert azure.run("vm1", f"cat {HOME}/shared-note\n")["output"] == "from-vm2\n"
     assert manifest(azure, "vm1", HOME, "vm1-later")[1] == shared[1] + 1
+
+
+def test_a_system_account_home_is_never_shared(azure: Azure, world: dict[str, str]) -> None:
+    before = manifest(azure, "vm1", HOME, "before")
+    azure.run("vm1", "mkdir -p /home/daemon\n")
+    result, view = attach(azure, "vm1", world["spec"], OWNER="daemon", MOUNT_POINT="/home/daemon")
+    assert view["exitCode"] == 65 and "outside the range of normal users" in result["errors"][0], view
+    assert manifest(azure, "vm1", HOME, "after") == before
+    assert azure.run("vm1", "mountpoint -q /home/daemon || echo not-mounted\n")["output"] == "not-mounted\n"
 
 
 def test_a_uid_mismatch_is_refused_before_anything_changes(azure: Azure, world: dict[str, str]) -> None:

@@ -265,7 +265,7 @@ def test_cloud_init_gives_a_new_vm_the_shared_home_from_its_first_boot(stack: St
     keys = run(stack, "born", f"cat {HOME}/.ssh/authorized_keys")["output"].splitlines()
     assert keys == ["ssh-ed25519 AAAAvm own@vm", "ssh-ed25519 AAAAnewborn me@laptop"]
     fstab = run(stack, "born", "grep ' /home/azureuser ' /etc/fstab")["output"]
-    assert fstab.endswith("nfs vers=4,minorversion=1,sec=sys,nconnect=4,_netdev,nofail 0 0\n")
+    assert fstab.endswith(" aznfs vers=4,minorversion=1,sec=sys,nconnect=4,nosuid,nodev,_netdev,nofail 0 0\n")
 
 
 def test_a_forced_delete_leaves_every_attached_vm_the_shared_files(stack: Stack, storage: str) -> None:
@@ -411,3 +411,22 @@ def test_a_resource_groups_default_storage_attaches_untagged_vms_from_cloud_even
     assert attached.status == 200 and attached.json()["storage"] == storage
     assert stack.api.get("/api/vms/optout/attachment", query={"resourceGroup": stack.group}).status == 404
     assert script_runs(stack, "attach") == 1
+
+
+def test_the_share_is_mounted_nosuid_nodev_and_verify_checks_it(stack: Stack, storage: str) -> None:
+    """A setuid-root binary root on one VM put on the share gives nobody root on another."""
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    vm(stack, "vm2", key="ssh-ed25519 AAAAsecond me@desktop")
+    assert attach(stack, storage, "vm2")["status"] == "Succeeded"
+    planted = run(stack, "vm1", f"cp /usr/bin/id {HOME}/rootid && chown root:root {HOME}/rootid && chmod 4755 {HOME}/rootid")
+    assert planted["exitCode"] == 0, planted
+    ran = run(stack, "vm2", f"runuser -u azureuser -- {HOME}/rootid -u")
+    assert ran["output"] == "1000\n", ran  # the setuid bit does not count on this mount
+    fstab = run(stack, "vm2", f"grep ' {HOME} ' /etc/fstab")["output"].split()
+    assert {"nosuid", "nodev"} <= set(fstab[3].split(","))
+    assert verify(stack, "vm2")["result"]["health"] == "healthy"
+
+    run(stack, "vm2", f"mount -o remount,bind,suid,dev {HOME}")
+    unsafe = verify(stack, "vm2")["result"]
+    assert (unsafe["health"], unsafe["attachment"]["lastError"]) == (
+        "unsafeMount", f"{HOME} is mounted without nosuid,nodev"), unsafe
