@@ -49,9 +49,6 @@ class ArmVmCloud:
     def __init__(self, clients: ArmClients, stall_seconds: float = 90) -> None:
         self.clients = clients
         self.stall_seconds = stall_seconds
-        # How long to wait between reads of a run: the SDK's polling interval when one is set (the
-        # tests set 0: no sleeping), else POLL_SECONDS at most.
-        self.poll_seconds = max(float(clients.client_options.get("polling_interval", POLL_SECONDS)), 0.05)
 
     def get_vm(self, group: str, name: str) -> VmFacts | None:
         with arm_errors(f"read VM {name}"):
@@ -181,7 +178,7 @@ class ArmVmCloud:
 
     def _await(self, vm: VmFacts, name: str, timeout_seconds: int) -> ScriptRun:
         deadline = time.monotonic() + timeout_seconds + 60
-        seen, changed_at, pause = "", time.monotonic(), min(0.2, self.poll_seconds)
+        seen, changed_at, pause = "", time.monotonic(), 0.2
         while True:
             run = self._read(vm, name)
             if run is None:
@@ -194,7 +191,7 @@ class ArmVmCloud:
             if now - changed_at > self.stall_seconds or now > deadline:
                 return replace(run, stalled=True)
             time.sleep(pause)
-            pause = min(pause * 2, self.poll_seconds)
+            pause = min(pause * 2, POLL_SECONDS)  # a run's reads back off to every 2 s
 
     def sweep(self, vm: VmFacts) -> int:
         """Delete the service's run commands (`azlin-*`) that ended, or started, over an hour ago:
