@@ -101,9 +101,10 @@ def storage_status(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
 @bp.route(route="storage/{name}/cloud-init", methods=["GET"])
 @authenticated
 def storage_cloud_init(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    app = core.bootstrap.container()
     ref = core.requests.storage_ref(route(req, "name"), query(req))
-    user, mount_point = core.requests.cloud_init_user(query(req))
-    text = core.bootstrap.container().storage.cloud_init(caller, ref, user, mount_point)
+    user, mount_point = core.requests.cloud_init_user(query(req), app.settings.defaults)
+    text = app.storage.cloud_init(caller, ref, user, mount_point)
     return func.HttpResponse(text, status_code=200, mimetype="text/cloud-config", charset="utf-8")
 
 

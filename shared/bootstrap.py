@@ -185,7 +185,8 @@ class Container:
     def mounts(self) -> MountService:
         from .services.mounting import MountService
 
-        return MountService(self.vms, self.cloud, self.storages, self.attachments, self.clock, self.dns)
+        return MountService(self.vms, self.cloud, self.storages, self.attachments, self.clock, self.dns,
+                            self.settings.defaults.home_roots)
 
     @cached_property
     def dns(self) -> PrivateDnsPublisher:

@@ -101,6 +101,7 @@ class Settings:
                 region=reader.optional("DEFAULT_REGION", v.region_name),
                 vnet=reader.optional("DEFAULT_VNET", v.network_name),
                 subnet=reader.optional("DEFAULT_SUBNET", v.network_name),
+                home_roots=reader.home_roots(),
             ),
             arm_endpoint=reader.url("ARM_ENDPOINT", DEFAULT_ARM_ENDPOINT),
             arm_ca_bundle=env.get("ARM_CA_BUNDLE") or None,
@@ -168,6 +169,13 @@ class _Reader:
         except ValidationError as err:
             self.causes += [f"{name}: {cause}" for cause in err.causes]
             return None
+
+    def home_roots(self) -> tuple[str, ...]:
+        try:
+            return v.home_roots(self.env.get("HOME_ROOTS") or "/home", "HOME_ROOTS")
+        except ValidationError as err:
+            self.causes += [f"HOME_ROOTS: {cause}" for cause in err.causes]
+            return v.DEFAULT_HOME_ROOTS
 
     def url(self, name: str, default: str) -> str:
         return self.optional_url(name) or default

@@ -14,7 +14,8 @@ from .models import StorageInfo
 SCRIPT_PATH = "/var/lib/azlin/attach.sh"
 
 
-def cloud_config(storage: StorageInfo, user: str, mount_point: str, script: str) -> str:
+def cloud_config(storage: StorageInfo, user: str, mount_point: str, script: str,
+                 home_roots: tuple[str, ...] = ("/home",)) -> str:
     """The `#cloud-config` document; every value is a JSON string, which YAML reads as is."""
     def text(value: str) -> str:
         return json.dumps(value)
@@ -22,7 +23,8 @@ def cloud_config(storage: StorageInfo, user: str, mount_point: str, script: str)
     owner_uid = "" if storage.owner_uid is None else str(storage.owner_uid)
     encryption = "tls" if storage.encryption_in_transit else ""  # the script installs aznfs if missing
     command = ["env", f"NFS_ENDPOINT={storage.nfs_endpoint}", f"MOUNT_POINT={mount_point}", f"OWNER={user}",
-               f"OWNER_UID={owner_uid}", f"ENCRYPTION={encryption}", "bash", SCRIPT_PATH]
+               f"OWNER_UID={owner_uid}", f"ENCRYPTION={encryption}", f"HOME_ROOTS={':'.join(home_roots)}",
+               "bash", SCRIPT_PATH]
     encoded = base64.b64encode(script.encode()).decode()
     return "\n".join([
         "#cloud-config",

@@ -121,9 +121,3 @@ def heartbeat_seconds(stall_seconds: float) -> int:
     """How often a script says it is alive: several beats fit in the time that means stalled
     (Azure refreshes a run's output about every 15 s)."""
     return max(1, min(10, int(stall_seconds // 9)))
-
-
-def home_owner(mount_point: str, admin_user: str) -> str:
-    """Whose home a mount point is: /home/<user> is <user>'s, anything else the admin user's."""
-    parts = mount_point.strip("/").split("/")
-    return parts[1] if len(parts) == 2 and parts[0] == "home" else admin_user

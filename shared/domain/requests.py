@@ -26,6 +26,7 @@ class RequestDefaults:
     region: str | None = None
     vnet: str | None = None  # where storage private endpoints go when a request names no network
     subnet: str | None = None
+    home_roots: tuple[str, ...] = v.DEFAULT_HOME_ROOTS  # a mount point is <root>/<user>
 
 
 @dataclass(frozen=True)
@@ -142,13 +143,19 @@ def storage_ref(name: object, query: Mapping[str, str]) -> StorageRef:
     return StorageRef(checked, group)
 
 
-def cloud_init_user(query: Mapping[str, str]) -> tuple[str, str | None]:
-    """`user` (default azureuser, the admin user Azure's Linux images are given) and `mountPoint`."""
+def cloud_init_user(query: Mapping[str, str], defaults: RequestDefaults) -> tuple[str, str | None]:
+    """`user` (default azureuser, the admin user Azure's Linux images are given) and `mountPoint`,
+    which must be that user's home."""
     problems = v.Problems()
     user = problems.check(v.linux_user, query["user"], "user") if query.get("user") else "azureuser"
-    mount = problems.check(v.mount_point, query["mountPoint"]) if query.get("mountPoint") else None
+    mount = (problems.check(v.mount_point, query["mountPoint"], "mountPoint", defaults.home_roots)
+             if query.get("mountPoint") else None)
     problems.raise_if_any()
     assert user
+    if mount is not None and v.home_user(mount) != user:
+        raise ValidationError("'mountPoint' is not the home of 'user'.",
+                              causes=[f"{mount} is the home of {v.home_user(mount)}, not of {user}"],
+                              try_hint=f"leave mountPoint out for /home/{user}, or name that user")
     return user, mount
 
 
@@ -167,7 +174,8 @@ def attach_vm(storage: object, body: object, defaults: RequestDefaults) -> Attac
     name = problems.check(v.storage_account_name, storage, "name")
     vm = problems.check(v.vm_name, data.get("vm"), "vm")
     group = problems.check(_resource_group, data.get("resourceGroup"), defaults)
-    mount = problems.check(v.mount_point, data["mountPoint"]) if "mountPoint" in data else None
+    mount = (problems.check(v.mount_point, data["mountPoint"], "mountPoint", defaults.home_roots)
+             if "mountPoint" in data else None)
     problems.raise_if_any()
     assert name and vm and group
     return AttachVm(name, vm, group, mount)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
@@ -40,10 +40,15 @@ _SIZE = re.compile(r"\s*([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*(gb|gib|tb|tib)?\s*", re
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts other scripts
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
-# Mount points that would hide part of the operating system, or every user's home at once.
-_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
-                 "/proc", "/run", "/sbin", "/sys", "/usr")
-_SYSTEM_DIRS = frozenset({"/", "/home", "/root", "/var", "/tmp", "/opt", "/srv", "/mnt", "/media"})
+# A shared home is <root>/<user> for one of these roots; /home always, others by HOME_ROOTS.
+DEFAULT_HOME_ROOTS = ("/home",)
+# Directories no operator may make a home root: the system's own files, or everyone's.
+_FORBIDDEN_ROOT_TREES = ("/bin/", "/boot/", "/dev/", "/etc/", "/lib/", "/lib32/", "/lib64/", "/libx32/",
+                         "/proc/", "/run/", "/sbin/", "/sys/", "/usr/", "/root/", "/var/lib/", "/var/spool/",
+                         "/var/log/", "/var/run/", "/tmp/", "/var/tmp/")
+_SYSTEM_DIRS = frozenset({"/", "/home", "/root", "/var", "/tmp", "/opt", "/srv", "/mnt", "/media", "/bin",
+                          "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
+                          "/sbin", "/sys", "/usr", "/var/lib", "/var/spool", "/var/log", "/var/tmp"})
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?")
 _LINUX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _ZONE_ID = re.compile(
@@ -138,20 +143,58 @@ def _matching(pattern: re.Pattern[str], text: str, *, field: str, what: str, rul
     return text
 
 
-def mount_point(value: object, field: str = "mountPoint") -> str:
-    """An absolute, normalised directory path that is safe to hand to a root shell script."""
+def mount_point(value: object, field: str = "mountPoint", roots: Sequence[str] = DEFAULT_HOME_ROOTS) -> str:
+    """A user's home: `<root>/<user>` for a home root (`/home`, plus the operator's HOME_ROOTS), a
+    canonical path safe to hand to a root shell script. The attach script applies the same rule,
+    and also that the user exists on the VM and no one but root can write the root."""
     text = _require_text(value, field)
-    causes = _mount_point_problems(text)
+    causes = _path_problems(text) or _home_problems(text, roots)
     if causes:
         raise ValidationError(
-            f"'{field}' is not an acceptable mount point.",
+            f"'{field}' is not a user's home directory.",
             causes=causes,
-            try_hint="use a user's home directory such as '/home/azureuser'",
+            try_hint="use the home of the user whose files these are, e.g. '/home/azureuser'",
         )
     return text
 
 
-def _mount_point_problems(path: str) -> list[str]:
+def home_user(mount_point: str) -> str:
+    """Whose home a valid mount point is: its last component."""
+    return mount_point.rpartition("/")[2]
+
+
+def home_root(value: object, field: str = "HOME_ROOTS") -> str:
+    """A directory whose children may be shared homes (an operator's choice besides /home)."""
+    text = _require_text(value, field)
+    causes = _path_problems(text)
+    if not causes and (text in _SYSTEM_DIRS - {"/home"} or text.startswith(_FORBIDDEN_ROOT_TREES)):
+        causes = [f"{text} holds the system's own files, not users' homes"]
+    if causes:
+        raise ValidationError(f"'{field}' is not an acceptable home root.", causes=causes,
+                              try_hint="name a directory that holds users' homes, such as /data/homes")
+    return text
+
+
+def home_roots(value: object, field: str = "HOME_ROOTS") -> tuple[str, ...]:
+    """`/home` and the comma-separated roots an operator adds."""
+    parts = [part.strip() for part in _require_text(value, field).split(",")]
+    added = [home_root(part, field) for part in parts if part]
+    return tuple(dict.fromkeys([*DEFAULT_HOME_ROOTS, *added]))
+
+
+def _home_problems(path: str, roots: Sequence[str]) -> list[str]:
+    parent, _, user = path.rpartition("/")
+    allowed = " or ".join(f"{root}/<user>" for root in roots)
+    if parent not in roots:
+        return [f"got {_show(path)}; a shared home is {allowed}, nothing deeper and nothing else "
+                "(an operator may add home roots with the HOME_ROOTS setting)"]
+    if not _LINUX_USER.fullmatch(user):
+        return [f"got {_show(path)}; {user!r} is not a Linux user name (1-32 lowercase letters, digits, "
+                "'_' or '-', starting with a letter or '_')"]
+    return []
+
+
+def _path_problems(path: str) -> list[str]:
     if not path.startswith("/"):
         return [f"got {_show(path)}; the mount point must be an absolute path"]
     if len(path) > 1024:
@@ -166,8 +209,6 @@ def _mount_point_problems(path: str) -> list[str]:
         return [f"got {_show(path)}; no path component may start with '-'"]
     if any(len(part) > 255 for part in parts):
         return ["a path component is longer than 255 characters"]
-    if path in _SYSTEM_DIRS or any(path == t or path.startswith(t + "/") for t in _SYSTEM_TREES):
-        return [f"{path} is a system directory; mounting over it would hide files the VM needs"]
     return []
 
 

@@ -7,6 +7,7 @@
 #   NFS_ENDPOINT   <account>.file.core.windows.net:/<account>/home
 #   MOUNT_POINT    the home to replace, e.g. /home/azureuser
 #   OWNER          the home's user; OWNER_UID the UID the storage recorded (empty on first attach)
+#   HOME_ROOTS     colon-separated directories besides /home whose <root>/<user> may be shared
 #   LOCK_WAIT_SECONDS  how long to wait for the package manager when the NFS client is missing
 #   ENCRYPTION     tls: the account requires encryption in transit; mount through aznfs (its TLS
 #                  helper, installed when missing). Unset: plain NFS 4.1.
@@ -172,17 +173,17 @@ trap 'fail 70 "interrupted"' INT TERM
 # -- 1. check the request and the VM, changing nothing --------------------------------------------
 valid_endpoint "${NFS_ENDPOINT:-}" || fail 64 "NFS_ENDPOINT is not an Azure Files NFS address"
 valid_mount_point "${MOUNT_POINT:-}" || fail 64 "MOUNT_POINT must be a canonical absolute path"
-case "$MOUNT_POINT" in
-    /home|/root|/etc|/usr|/var|/tmp|/opt|/srv|/mnt|/boot|/bin|/sbin|/lib|/lib64|/proc|/sys|/dev|/run|/usr/*|/etc/*|/var/lib|/var/lib/*)
-        fail 64 "MOUNT_POINT $MOUNT_POINT is a system directory" ;;
-esac
 [[ "${OWNER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || fail 64 "OWNER is not a valid user name"
+valid_home "$MOUNT_POINT" "$OWNER" \
+    || fail 64 "MOUNT_POINT $MOUNT_POINT is not a user's home: a shared home is /home/$OWNER (or <root>/$OWNER for a root in HOME_ROOTS), nothing deeper and nothing else"
 [[ -z "${OWNER_UID:-}" || "$OWNER_UID" =~ ^[0-9]{1,10}$ ]] || fail 64 "OWNER_UID must be a number"
 [[ -z "${ENCRYPTION:-}" || "$ENCRYPTION" == tls ]] || fail 64 "ENCRYPTION must be tls or unset"
 owner_uid=$(id -u "$OWNER" 2>/dev/null) || fail 65 "user $OWNER does not exist on this VM"
 owner_gid=$(id -g "$OWNER")
 [ "$owner_uid" -ge 1000 ] && [ "$owner_uid" -le 60000 ] \
     || fail 65 "user $OWNER has UID $owner_uid, outside the range of normal users (1000-60000): a system account's home is never shared"
+root_only "${MOUNT_POINT%/*}" \
+    || fail 65 "${MOUNT_POINT%/*} or a directory above it is writable by someone other than root: a user could swap the home under this script"
 if [ -n "${OWNER_UID:-}" ] && [ "$owner_uid" != "$OWNER_UID" ]; then
     fail 65 "user $OWNER has UID $owner_uid here, but the storage's files belong to UID $OWNER_UID: a different UID would make every file unreadable"
 fi

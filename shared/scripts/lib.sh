@@ -59,6 +59,30 @@ valid_mount_point() {  # absolute and canonical: plain characters, no '//', '.',
         && "$1" != */. && "$1" != */.. ]]
 }
 
+valid_home() {  # valid_home MOUNT_POINT OWNER: the one rule for a shared home, the same as the
+    # service's (mount_point in shared/domain/validation.py): <root>/<owner>, for /home or a root the
+    # operator added (HOME_ROOTS, colon-separated); nothing deeper and nothing else
+    local root roots
+    valid_mount_point "$1" && [[ "$2" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] && [ "${1##*/}" = "$2" ] || return 1
+    IFS=: read -ra roots <<< "/home:${HOME_ROOTS:-}"
+    for root in "${roots[@]}"; do
+        [ -n "$root" ] && valid_mount_point "$root" && [ "$root" = "${1%/*}" ] && return 0
+    done
+    return 1
+}
+
+root_only() {  # root_only DIR: DIR and every directory above it belong to root and only root may
+    # write them, so no user can rename or replace a path the script works through
+    local dir=$1 uid mode
+    while :; do
+        [ -d "$dir" ] && [ ! -L "$dir" ] || return 1
+        read -r uid mode <<< "$(stat -c '%u %a' -- "$dir")" || return 1
+        [ "$uid" = 0 ] && (( (8#$mode & 8#022) == 0 )) || return 1
+        [ "$dir" = / ] && return 0
+        dir=${dir%/*} && dir=${dir:-/}
+    done
+}
+
 STATE_DIR=/var/lib/azlin
 
 state_path() {  # state_path KIND MOUNT_POINT: one file per kind and mount point, on the VM's disk

@@ -33,12 +33,13 @@ from shared.domain.mounting import (
     ScriptRun,
     VmFacts,
     heartbeat_seconds,
-    home_owner,
     run_command_name,
     run_command_prefix,
     script_budget,
 )
 from shared.domain.serialization import to_json
+from shared.domain.validation import DEFAULT_HOME_ROOTS, home_user
+from shared.domain.validation import mount_point as mount_point_rule
 from shared.ports import AttachmentRepository, Clock, StorageCloud, StorageRepository, VmCloud
 from shared.scripts import run_command_script
 
@@ -66,7 +67,9 @@ class MountService:
         attachments: AttachmentRepository,
         clock: Clock,
         dns: PrivateDnsPublisher,
+        home_roots: tuple[str, ...] = DEFAULT_HOME_ROOTS,
     ) -> None:
+        self.home_roots = home_roots
         self.dns = dns
         self.vms = vms
         self.cloud = cloud
@@ -96,12 +99,13 @@ class MountService:
         creator = _creator_of(context)
         self._reach(storage, vm, creator)
         context.progress(ATTACH_STEPS[2], 2, total)
-        mount_point = (
+        mount_point = mount_point_rule(
             (existing.mount_point if repairing and existing else None)
             or command.mount_point
-            or f"/home/{vm.admin_user}"
+            or f"/home/{vm.admin_user}",
+            "mountPoint",
+            self.home_roots,
         )
-        owner = home_owner(mount_point, vm.admin_user)
         self.vms.sweep(vm)  # leftovers of crashed or abandoned operations: room under Azure's 25
         result = self._run(
             vm,
@@ -110,7 +114,8 @@ class MountService:
             {
                 "NFS_ENDPOINT": storage.nfs_endpoint,
                 "MOUNT_POINT": mount_point,
-                "OWNER": owner,
+                "OWNER": home_user(mount_point),
+                "HOME_ROOTS": ":".join(self.home_roots),
                 "OWNER_UID": "" if storage.owner_uid is None else str(storage.owner_uid),
                 "ENCRYPTION": "tls" if storage.encryption_in_transit else "",
             },
@@ -135,7 +140,7 @@ class MountService:
                 mount_point=mount_point,
                 attached_at=self.clock.now(),
                 vm_id=vm.vm_id,
-                owner=owner,
+                owner=home_user(mount_point),
                 backup_path=result.get("backupPath"),
             )
         )

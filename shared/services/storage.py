@@ -112,7 +112,8 @@ class StorageService:
     def cloud_init(self, caller: Caller, ref: StorageRef, user: str, mount_point: str | None) -> str:
         """The cloud-config that gives a new VM this storage as `user`'s home from its first boot."""
         storage = self.get(caller, ref)
-        return cloud_config(storage, user, mount_point or f"/home/{user}", run_command_script("attach"))
+        return cloud_config(storage, user, mount_point or f"/home/{user}", run_command_script("attach"),
+                            self.defaults.home_roots)
 
     def request_create(self, caller: Caller, command: CreateStorage,
                        idempotency_key: str | None) -> Submission:

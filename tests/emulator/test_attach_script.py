@@ -128,6 +128,43 @@ def test_a_system_account_home_is_never_shared(azure: Azure, world: dict[str, st
     assert azure.run("vm1", "mountpoint -q /home/daemon || echo not-mounted\n")["output"] == "not-mounted\n"
 
 
+def vm_state(azure: Azure, vm: str) -> str:
+    """What a refused attach must leave as it was: mounts, fstab, the state directory, the homes."""
+    return azure.run(vm, "findmnt -rn -o TARGET,SOURCE | sort; cat /etc/fstab; ls -la /var/lib/azlin 2>&1; "
+                         "ls -la /home /opt /root /var/spool/cron 2>&1\n")["output"]
+
+
+@pytest.mark.parametrize(("mount_point", "owner", "code", "why"), [
+    ("/var/spool/cron/crontabs", "crontabs", 64, "not a user's home"),
+    ("/root/bin", "bin", 64, "not a user's home"),
+    ("/opt/x", "x", 64, "not a user's home"),
+    ("/home/azureuser/work", "work", 64, "not a user's home"),
+    ("/home/azureuser/work", "azureuser", 64, "not a user's home"),
+    ("/home/nosuchuser", "nosuchuser", 65, "does not exist"),
+    ("/data/homes/azureuser", "azureuser", 64, "not a user's home"),  # a root only when the operator adds it
+])
+def test_the_script_refuses_anything_but_a_users_home(
+    azure: Azure, world: dict[str, str], mount_point: str, owner: str, code: int, why: str
+) -> None:
+    azure.run("vm1", "mkdir -p /opt/x /var/spool/cron/crontabs /home/azureuser/work\n")
+    before = vm_state(azure, "vm1"), manifest(azure, "vm1", HOME, "before")
+    result, view = attach(azure, "vm1", world["spec"], MOUNT_POINT=mount_point, OWNER=owner)
+    assert view["exitCode"] == code and why in result["errors"][0], view
+    assert (vm_state(azure, "vm1"), manifest(azure, "vm1", HOME, "after")) == before
+
+
+def test_a_home_under_a_directory_a_user_can_write_is_refused(azure: Azure, world: dict[str, str]) -> None:
+    azure.run("vm1", "mkdir -p /data/homes/azureuser && chown azureuser /data/homes/azureuser "
+                     "&& chmod 0775 /data/homes && chgrp azureuser /data/homes\n")
+    before = vm_state(azure, "vm1")
+    result, view = attach(azure, "vm1", world["spec"], MOUNT_POINT="/data/homes/azureuser", HOME_ROOTS="/data/homes")
+    assert view["exitCode"] == 65 and "writable by someone other than root" in result["errors"][0], view
+    assert vm_state(azure, "vm1") == before
+    azure.run("vm1", "chmod 0755 /data/homes && chgrp root /data/homes\n")  # the operator fixes it
+    result, view = attach(azure, "vm1", world["spec"], MOUNT_POINT="/data/homes/azureuser", HOME_ROOTS="/data/homes")
+    assert view["exitCode"] == 0 and result["success"] is True, view
+
+
 def test_a_uid_mismatch_is_refused_before_anything_changes(azure: Azure, world: dict[str, str]) -> None:
     before = manifest(azure, "vm1", HOME, "before")
     result, view = attach(azure, "vm1", world["spec"], OWNER_UID="1234")

@@ -257,7 +257,7 @@ class TestAttachments:
 
     def test_unsafe_mount_points_are_refused(self, api: Client, app: Container, clock: FakeClock) -> None:
         record_storage(app, clock)
-        for bad in ["/home/a;reboot", "/etc", "relative", "/home/../root"]:
+        for bad in ["/home/a;reboot", "/etc", "relative", "/home/../root", "/opt/x", "/root/bin"]:
             assert_error(api.post("/api/storage/teamhome/attachments", {"vm": "vm1", "mountPoint": bad}),
                          400, "ValidationError")
 
@@ -320,7 +320,8 @@ class TestOtherRoutes:
         answer = api.get("/api/storage/teamhome/cloud-init", query={"user": "dev"})
         assert answer.status == 200 and answer.mimetype == "text/cloud-config"
         assert answer.body.startswith(b"#cloud-config\n") and b'"MOUNT_POINT=/home/dev"' in answer.body
-        for bad in ({"user": "Root User"}, {"mountPoint": "/etc"}, {"mountPoint": "relative"}):
+        for bad in ({"user": "Root User"}, {"mountPoint": "/etc"}, {"mountPoint": "relative"},
+                    {"user": "dev", "mountPoint": "/home/other"}, {"mountPoint": "/home/azureuser/work"}):
             assert_error(api.get("/api/storage/teamhome/cloud-init", query=bad), 400, "ValidationError")
 
     def test_health_is_liveness_and_readiness_asks_dependencies(self, api: Client) -> None:

@@ -164,6 +164,20 @@ def test_a_vm_whose_network_cannot_reach_the_storage_fails_clearly_untouched(
             if link["name"].startswith("azlin-island-")] == ["island"]
 
 
+def test_only_a_users_home_may_be_a_mount_point(stack: Stack, storage: str) -> None:
+    for bad in ("/var/spool/cron/crontabs", "/root/bin", "/opt/x", "/home/azureuser/work"):
+        answer = stack.api.post(f"/api/storage/{storage}/attachments",
+                                {"vm": "vm1", "resourceGroup": stack.group, "mountPoint": bad})
+        assert (answer.status, answer.json()["error"]["code"]) == (400, "ValidationError"), bad
+    before = manifest(stack, "vm1"), run(stack, "vm1", "findmnt -rn -o TARGET | sort; cat /etc/fstab\n")["output"]
+    operation = attach(stack, storage, "vm1", mountPoint="/home/nosuchuser")
+    assert operation["status"] == "Failed", operation
+    assert "user nosuchuser does not exist on this VM" in str(operation["error"]), operation["error"]
+    after = manifest(stack, "vm1"), run(stack, "vm1", "findmnt -rn -o TARGET | sort; cat /etc/fstab\n")["output"]
+    assert after == before
+    assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
+
+
 def test_a_vm_attached_elsewhere_is_refused_at_once(stack: Stack, storage: str) -> None:
     assert attach(stack, storage, "vm1")["status"] == "Succeeded"
     other = unique()

@@ -64,10 +64,25 @@ class TestVmName:
 
 
 class TestMountPoint:
-    @pytest.mark.parametrize("path", ["/home/azureuser", "/home/a.b-c_d", "/data/shared",
-                                      "/mnt/team-home", "/home/user@corp", "/srv/home/x"])
-    def test_accepts_absolute_normalised_paths(self, path: str) -> None:
+    @pytest.mark.parametrize("path", ["/home/azureuser", "/home/a_b-c", "/home/_svc", "/home/" + "u" * 32])
+    def test_a_users_home_is_accepted(self, path: str) -> None:
         assert v.mount_point(path) == path
+        assert v.home_user(path) == path.rpartition("/")[2]
+
+    def test_an_operators_root_adds_homes_and_nothing_else(self) -> None:
+        roots = v.home_roots("/data/homes, /srv/people")
+        assert roots == ("/home", "/data/homes", "/srv/people")
+        assert v.mount_point("/data/homes/alice", roots=roots) == "/data/homes/alice"
+        with pytest.raises(ValidationError):
+            v.mount_point("/data/homes/alice")  # not without the setting
+        with pytest.raises(ValidationError):
+            v.mount_point("/data/homes/alice/work", roots=roots)
+
+    @pytest.mark.parametrize("root", ["/", "/etc", "/etc/skel", "/usr/local", "/root", "/var/lib/x",
+                                      "/var/spool/cron", "/tmp", "/tmp/homes", "relative", "/a/../etc"])
+    def test_a_root_over_the_systems_files_is_refused(self, root: str) -> None:
+        with pytest.raises(ValidationError):
+            v.home_roots(root)
 
     @pytest.mark.parametrize(("path", "why"), [
         ("home/azureuser", "absolute"),
@@ -85,18 +100,22 @@ class TestMountPoint:
         ("/home/a*", "only letters"),
         ("/home/-rf", "start with '-'"),
         ("/home/" + "a" * 256, "255"),
-        ("/", "system directory"),
-        ("/home", "system directory"),
-        ("/etc", "system directory"),
-        ("/etc/ssh", "system directory"),
-        ("/usr/local/x", "system directory"),
-        ("/proc/1", "system directory"),
-        ("/root", "system directory"),
-        ("/var", "system directory"),
-        ("/tmp", "system directory"),
-        ("/boot/efi", "system directory"),
+        ("/home/" + "a" * 33, "not a Linux user name"),
+        ("/home/Azure", "not a Linux user name"),
+        ("/home/a.b", "not a Linux user name"),
+        ("/home/user@corp", "not a Linux user name"),
+        ("/", "nothing else"),
+        ("/home", "nothing else"),
+        ("/etc", "nothing else"),
+        ("/etc/ssh", "nothing else"),
+        ("/var/spool/cron/crontabs", "nothing else"),
+        ("/root/bin", "nothing else"),
+        ("/opt/x", "nothing else"),
+        ("/home/azureuser/work", "nothing deeper"),
+        ("/srv/home/x", "nothing else"),
+        ("/proc/1", "nothing else"),
     ])
-    def test_refuses_unsafe_or_unnormalised_paths(self, path: str, why: str) -> None:
+    def test_anything_but_a_users_home_is_refused(self, path: str, why: str) -> None:
         with pytest.raises(ValidationError) as err:
             v.mount_point(path)
         assert why in " ".join(err.value.causes)
