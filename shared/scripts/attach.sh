@@ -21,7 +21,8 @@
 # fstab; verify; merge SSH keys; only then publish the copy on the share. Any failure after the
 # home moved rolls back: unmount, put the home back, undo the unpublished copy. A state file on the
 # VM's disk lets an attempt killed midway be finished (when it was publishing) or undone by the
-# next one. Nothing here runs `rm -rf` except on this attempt's own incoming directory.
+# next one. Nothing here deletes anything but this attempt's own incoming directory. Root never
+# works through a path inside the home or the share: that is the owner's work (as_owner, lib.sh).
 # `A && B || fail ...` is meant: fail when either A or B fails.
 # shellcheck disable=SC2015
 set -uo pipefail
@@ -33,7 +34,7 @@ FSTYPE=nfs
 FSTAB=${FSTAB:-/etc/fstab}
 errors=() backup="" backed_up=0 copied=0 rolled_back=false already=false owner_uid=""
 stage="" incoming="" moved=false mounted=false fstab_written=false created_keys_dir="" recovering=false
-state_file="" attached_file=""
+state_file="" attached_file="" share_top=""
 
 result() {  # print the RESULT line and exit with $1
     local status=$1 list="" e
@@ -55,10 +56,11 @@ fail() {  # fail CODE MESSAGE: record, roll back whatever was done, report
 }
 
 rollback() {
-    [ -n "$created_keys_dir" ] && rmdir "$created_keys_dir" 2>/dev/null
+    [ -n "$created_keys_dir" ] && as_owner rmdir -- "$created_keys_dir" 2>/dev/null
     $fstab_written && ! drop_fstab_line "$FSTAB" "$NFS_ENDPOINT" "$MOUNT_POINT" \
         && errors+=("rollback: the fstab line for $MOUNT_POINT could not be removed")
     discard_incoming
+    $mounted && restore_share_top "$MOUNT_POINT"
     if $mounted; then
         umount "$MOUNT_POINT" 2>/dev/null || umount -l "$MOUNT_POINT" 2>/dev/null || true
     fi
@@ -89,9 +91,17 @@ is_incoming() { [[ "${1##*/}" =~ ^\.azlin-incoming-[A-Za-z0-9.-]+$ ]]; }
 
 discard_incoming() {  # only the directory this attempt created on the share, never the share itself
     if [ -n "$incoming" ] && is_incoming "$incoming" && [ -d "$incoming" ] && ! mountpoint -q "$incoming"; then
-        rm -rf --one-file-system -- "$incoming"
+        discard_dir "$incoming"
     fi
     incoming=""
+}
+
+restore_share_top() {  # restore_share_top ROOT: the share's top directory (mounted at ROOT) owned
+    # and moded as before this attempt gave it to the home's owner
+    local owner mode
+    [ -n "$share_top" ] || return 0
+    read -r owner mode <<< "$share_top"
+    chown "$owner" "$1" && chmod "$mode" "$1" && share_top=""
 }
 
 share_is_empty() {  # $1: where the share is mounted; another attempt's incoming directory does not count
@@ -109,28 +119,41 @@ stage_share() {  # mount the share at a fresh staging point
 }
 
 remember() {  # remember PHASE: what the next attempt needs to finish or undo this one
-    mkdir -p "$STATE_DIR" && printf 'mountPoint %s\nphase %s\nbackup %s\nincoming %s\n' "$MOUNT_POINT" "$1" \
-        "$backup" "$incoming" > "$state_file.tmp" && mv -f "$state_file.tmp" "$state_file"
+    mkdir -p "$STATE_DIR" && printf 'mountPoint %s\nphase %s\nbackup %s\nincoming %s\nsharetop %s\n' "$MOUNT_POINT" \
+        "$1" "$backup" "$incoming" "$share_top" > "$state_file.tmp" && mv -f "$state_file.tmp" "$state_file"
 }
 
 recall() { sed -n "s/^$1 //p" "$state_file"; }
 
-publish() {  # move the copy's entries into place; a rename cannot run out of space
-    local entry
-    for entry in "$incoming"/.[!.]* "$incoming"/..?* "$incoming"/*; do
+# shellcheck disable=SC2317 # run through as_owner
+owner_publish() {  # owner_publish INCOMING HOME: the copy's entries moved into place, as the owner; a
+    # rename cannot run out of space (a directory the owner may not write is opened for its move)
+    local entry name mode
+    for entry in "$1"/.[!.]* "$1"/..?* "$1"/*; do
         [ -e "$entry" ] || [ -L "$entry" ] || continue
-        [ ! -e "$MOUNT_POINT/${entry##*/}" ] && [ ! -L "$MOUNT_POINT/${entry##*/}" ] \
-            || { errors+=("${entry##*/} appeared on the share while publishing"); return 1; }
-        mv -T -- "$entry" "$MOUNT_POINT/${entry##*/}" || return 1
+        name=${entry##*/}
+        if [ -e "$2/$name" ] || [ -L "$2/$name" ]; then echo "$name appeared on the share while publishing" >&2; return 1; fi
+        if [ -d "$entry" ] && [ ! -L "$entry" ] && [ ! -w "$entry" ]; then
+            mode=$(stat -c %a -- "$entry") && chmod u+w -- "$entry" && mv -T -- "$entry" "$2/$name" \
+                && chmod "$mode" -- "$2/$name" || return 1
+        else
+            mv -T -- "$entry" "$2/$name" || return 1
+        fi
     done
-    rmdir "$incoming"
+    rmdir -- "$1"
+}
+
+publish() {
+    as_owner owner_publish "$incoming" "$MOUNT_POINT" 2>"/run/azlin/publish-error.$$" \
+        || { errors+=("$(tail -1 "/run/azlin/publish-error.$$")"); rm -f "/run/azlin/publish-error.$$"; return 1; }
+    rm -f "/run/azlin/publish-error.$$"
 }
 
 recover_interrupted() {  # finish (publishing) or undo (anything before) an attempt that was killed
     local phase name
     recovering=true
     [ "$(recall mountPoint)" = "$MOUNT_POINT" ] || fail 73 "state file $state_file belongs to another mount point"
-    phase=$(recall phase) backup=$(recall backup) incoming=$(recall incoming)
+    phase=$(recall phase) backup=$(recall backup) incoming=$(recall incoming) share_top=$(recall sharetop)
     echo "attach: finishing an interrupted attempt (phase $phase)" >&2
     if [ "$phase" = publishing ] && mountpoint -q "$MOUNT_POINT" && [ -d "$incoming" ]; then
         publish || fail 71 "could not finish publishing the interrupted copy"
@@ -144,10 +167,11 @@ recover_interrupted() {  # finish (publishing) or undo (anything before) an atte
     if [ -n "$incoming" ] && is_incoming "$incoming"; then  # remove it where the share is now
         name=${incoming##*/}
         if mountpoint -q "$MOUNT_POINT"; then incoming="$MOUNT_POINT/$name" && discard_incoming
-        elif stage_share; then incoming="$stage/$name" && discard_incoming; unstage
+        elif stage_share; then incoming="$stage/$name" && discard_incoming; restore_share_top "$stage"; unstage
         else unstage
         fi
     fi
+    mountpoint -q "$MOUNT_POINT" && restore_share_top "$MOUNT_POINT"
     incoming=""
     if mountpoint -q "$MOUNT_POINT"; then umount "$MOUNT_POINT" 2>/dev/null || umount -l "$MOUNT_POINT"; fi
     if [ -n "$backup" ] && [ -d "$backup" ]; then
@@ -161,14 +185,8 @@ recover_interrupted() {  # finish (publishing) or undo (anything before) an atte
     recovering=false
 }
 
-safe_keys() {  # safe_keys FILE: print a regular authorized_keys file, read as its owner (no symlinks)
-    [ -f "$1" ] && [ ! -L "$1" ] || return 0
-    # sed ends the last line: a key never runs into the next one
-    # shellcheck disable=SC1003
-    runuser -u "$OWNER" -- cat "$1" 2>/dev/null | sed -e '$a\'
-}
-
 trap 'fail 70 "interrupted"' INT TERM
+mkdir -p /run/azlin
 
 # -- 1. check the request and the VM, changing nothing --------------------------------------------
 valid_endpoint "${NFS_ENDPOINT:-}" || fail 64 "NFS_ENDPOINT is not an Azure Files NFS address"
@@ -279,28 +297,35 @@ fi
 bounded mount -t "$FSTYPE" -o "$OPTIONS" "$NFS_ENDPOINT" "$MOUNT_POINT" || fail 69 "the share could not be mounted on $MOUNT_POINT"
 mounted=true
 
-# -- 5. an empty share receives the home, in a private directory first ---------------------------
+# -- 5. an empty share becomes the owner's, and receives the home in a private directory first --
+# Root changes only the share's top directory (the mount point); everything inside it is the
+# owner's work (as_owner): the copy, its directory, and later the keys and the publishing.
+if $share_empty; then
+    share_top=$(stat -c '%u:%g %a' "$MOUNT_POINT") || fail 73 "could not read the share's top directory"
+    remember moved
+    if [ -n "$backup" ]; then chown --reference="$backup" "$MOUNT_POINT" && chmod --reference="$backup" "$MOUNT_POINT"
+    else chown "$owner_uid:$owner_gid" "$MOUNT_POINT" && chmod 0755 "$MOUNT_POINT"
+    fi || fail 71 "could not give the share's top directory the home's owner and mode"
+fi
 if $share_empty && [ -n "$backup" ]; then
-    created=$(mktemp -d "$MOUNT_POINT/.azlin-incoming-$(hostname 2>/dev/null || echo vm)-XXXXXX") \
+    created=$(as_owner mktemp -d "$MOUNT_POINT/.azlin-incoming-$(hostname 2>/dev/null || echo vm)-XXXXXX") \
         || fail 73 "could not write to the share"
     incoming=$created
     remember moved
     echo "attach: copying the home onto the share" >&2
-    if ! bounded cp -a "$backup/." "$incoming/" 2>"/run/azlin/copy-error.$$"; then
+    if ! as_owner cp -a -- "$backup/." "$incoming/" 2>"/run/azlin/copy-error.$$"; then
         out_of_time && fail 79 "the copy did not finish within the time budget of ${TIME_BUDGET_SECONDS:-1200}s; the home was put back"
         if grep -q "Operation not supported" "/run/azlin/copy-error.$$" \
-            && bounded cp -a --no-preserve=xattr "$backup/." "$incoming/" 2>"/run/azlin/copy-error.$$"; then
+            && as_owner cp -a --no-preserve=xattr -- "$backup/." "$incoming/" 2>"/run/azlin/copy-error.$$"; then
             errors+=("extended attributes (ACLs) are not kept: NFS 4.1 on Azure Files has none")
         else
             out_of_time && fail 79 "the copy did not finish within the time budget of ${TIME_BUDGET_SECONDS:-1200}s; the home was put back"
-            fail 71 "copying the home onto the share failed (is the share full?): $(tail -1 "/run/azlin/copy-error.$$")"
+            fail 71 "copying the home onto the share (as $OWNER) failed: $(tail -1 "/run/azlin/copy-error.$$")"
         fi
     fi
     rm -f "/run/azlin/copy-error.$$"
     copied=$(count_files "$incoming")
     [ "$copied" -eq "$backed_up" ] || fail 71 "the copy holds $copied entries, the home $backed_up"
-    chmod --reference="$backup" "$MOUNT_POINT" && chown --reference="$backup" "$MOUNT_POINT" \
-        || fail 71 "could not give the share's top directory the home's owner and mode"
 fi
 
 # -- 6. fstab, then verify ------------------------------------------------------------------------
@@ -309,33 +334,22 @@ write_fstab || fail 74 "$FSTAB could not be written"
 source=$(findmnt -n -o SOURCE --mountpoint "$MOUNT_POINT")
 source_serves "$source" "$NFS_ENDPOINT" || fail 67 "$MOUNT_POINT is mounted from '$source', not $NFS_ENDPOINT"
 
-# -- 7. SSH keys: the VM's keys join the shared ones; none is ever removed. Replaced atomically.
+# -- 7. SSH keys: the VM's keys join the shared ones; none is ever removed. Written as the owner.
 vm_keys="${backup:+$backup/.ssh/authorized_keys}"
 if [ -n "$vm_keys" ] && [ -f "$vm_keys" ] && [ ! -L "$vm_keys" ]; then
     keys_dir="${incoming:-$MOUNT_POINT}/.ssh"
-    if [ -L "$keys_dir" ] || [ -L "$keys_dir/authorized_keys" ]; then
-        fail 72 "$keys_dir or its authorized_keys is a symbolic link: refusing to write through it"
-    fi
-    if [ ! -d "$keys_dir" ]; then
-        mkdir "$keys_dir" && chown "$owner_uid:$owner_gid" "$keys_dir" && chmod 0700 "$keys_dir" \
-            || fail 72 "could not create $keys_dir"
-        created_keys_dir=$keys_dir
-    fi
-    shared="$keys_dir/authorized_keys"
-    merged=$(mktemp "$keys_dir/.authorized_keys.XXXXXX") || fail 72 "could not write $keys_dir"
-    {
-        safe_keys "$shared"
-        grep -vxF -f <(safe_keys "$shared") <(safe_keys "$vm_keys") || true
-    } > "$merged"
-    chown "$owner_uid:$owner_gid" "$merged" && chmod 0600 "$merged" && mv -f "$merged" "$shared" \
-        || { rm -f "$merged"; fail 72 "could not write $shared"; }
+    made=$(as_owner owner_merge_keys "$keys_dir" "$vm_keys" 2>"/run/azlin/keys-error.$$")
+    merged=$?
+    [ "$made" = created ] && created_keys_dir=$keys_dir
+    [ "$merged" -eq 0 ] || fail 72 "could not merge the SSH keys into $keys_dir: $(tail -1 "/run/azlin/keys-error.$$")"
+    rm -f "/run/azlin/keys-error.$$"
 fi
 
 # -- 8. publish the copy: from here on an interrupted attempt is finished, not undone ------------
 if [ -n "$incoming" ]; then
     remember publishing
     echo "attach: publishing the copy" >&2
-    publish || fail 71 "could not move the copy into place on the share"
+    publish || fail 71 "could not move the copy into place on the share: ${errors[-1]:-}"
     incoming=""
 fi
 printf '%s\n' "$backup" > "$attached_file"

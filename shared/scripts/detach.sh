@@ -6,6 +6,7 @@
 # Runs as root through managed Run Command; values arrive as environment variables only:
 #   NFS_ENDPOINT   the share the home is attached to
 #   MOUNT_POINT    the home, e.g. /home/azureuser
+#   OWNER          the home's user: the copy is made as this user, never as root
 #   MODE           copy (default): the share's contents become the local home
 #                  restore: the home the VM had before attach comes back (BACKUP_PATH)
 #   BACKUP_PATH    the backup attach made (restore; kept in copy mode)
@@ -13,7 +14,9 @@
 # The last stdout line is `RESULT {json}`; the exit status is 0 only on success.
 #
 # copy: check the local disk has room (with a margin), copy the share into a new local directory
-# (a failure removes only that copy). Then, for both modes: record the swap in a state file, drop
+# as the home's owner (a failure removes only that copy). A device node on the share is never made
+# on the VM's disk (the owner cannot make one: each is reported and skipped), and no file keeps a
+# setuid or setgid bit: root on another VM may have put them on the share. Then, for both modes: record the swap in a state file, drop
 # the fstab line, unmount, and put the replacement in place. A retry of an interrupted detach finds
 # the state file and finishes the swap. The directory left by the unmount is empty and is only
 # ever removed with rmdir. A VM with nothing of this share on it answers notAttached.
@@ -41,7 +44,7 @@ fail() {
     echo "detach: $2" >&2
     # Before the swap began, nothing changed but our own local copy: drop it. After, keep all.
     if ! $swapping && [ -n "$local_copy" ] && [ -d "$local_copy" ] && [[ "$local_copy" == "$MOUNT_POINT".azlin-local-* ]]; then
-        rm -rf --one-file-system -- "$local_copy"
+        discard_dir "$local_copy"
         [ -n "$state_file" ] && rm -f "$state_file"
     fi
     result "$1"
@@ -82,6 +85,13 @@ MODE=${MODE:-copy}
 if [ -n "${BACKUP_PATH:-}" ] && [[ "$BACKUP_PATH" != "$MOUNT_POINT".azlin-backup-* || "$BACKUP_PATH" == *..* ]]; then
     fail 64 "BACKUP_PATH must be the backup attach made of $MOUNT_POINT"
 fi
+[[ "${OWNER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || fail 64 "OWNER is not a valid user name"
+owner_uid=$(id -u "$OWNER" 2>/dev/null) || fail 65 "user $OWNER does not exist on this VM"
+owner_gid=$(id -g "$OWNER")
+[ "$owner_uid" -ge 1000 ] && [ "$owner_uid" -le 60000 ] \
+    || fail 65 "user $OWNER has UID $owner_uid, outside the range of normal users (1000-60000)"
+root_only "${MOUNT_POINT%/*}" \
+    || fail 65 "${MOUNT_POINT%/*} or a directory above it is writable by someone other than root: a user could swap the home under this script"
 take_lock 600 || fail 75 "another attach or detach is still running on this VM"
 state_file=$(state_path detach "$MOUNT_POINT")
 
@@ -94,7 +104,7 @@ if [ -f "$state_file" ]; then  # an interrupted detach: finish what it started
         result 0
     fi
     [ "$(recall phase)" = copying ] && [[ "$replacement" == "$MOUNT_POINT".azlin-local-* ]] && [ -d "$replacement" ] \
-        && rm -rf --one-file-system -- "$replacement"  # an unfinished copy: start again
+        && discard_dir "$replacement"  # an unfinished copy: start again
     rm -f "$state_file"
 fi
 
@@ -123,15 +133,23 @@ margin=$(( needed / 10 > 1073741824 ? needed / 10 : 1073741824 ))
     || fail 71 "the local disk has $available bytes free; the home needs $needed plus a margin of $margin"
 local_copy="$MOUNT_POINT.azlin-local-$(date -u +%Y%m%dT%H%M%SZ)-$$"
 remember copying "$local_copy"
-mkdir "$local_copy" || fail 73 "could not create $local_copy"
+mkdir -m 0700 "$local_copy" && chown "$owner_uid:$owner_gid" "$local_copy" || fail 73 "could not create $local_copy"
 echo "detach: copying the share to the local disk" >&2
-if ! bounded cp -a "$MOUNT_POINT/." "$local_copy/"; then
+mkdir -p /run/azlin
+if ! as_owner cp -a -- "$MOUNT_POINT/." "$local_copy/" 2>"/run/azlin/copy-error.$$"; then
     out_of_time && fail 79 "the copy did not finish within the time budget of ${TIME_BUDGET_SECONDS:-1200}s; the home is still the share"
-    fail 71 "copying the share to the local disk failed"
+    # The only failure that is no failure: device nodes, which the owner may not make.
+    specials=$(grep -c "cannot create special file" "/run/azlin/copy-error.$$")
+    if [ "$specials" -eq 0 ] || grep -v "cannot create special file" "/run/azlin/copy-error.$$" | grep -q .; then
+        fail 71 "copying the share to the local disk (as $OWNER) failed: $(grep -v "cannot create special file" "/run/azlin/copy-error.$$" | tail -1)"
+    fi
+    errors+=("$specials device files on the share were not copied: a device node from the share is never made on the VM's disk")
 fi
+rm -f "/run/azlin/copy-error.$$"
+as_owner find "$local_copy" -xdev -type f -perm /6000 -exec chmod ug-s -- {} + \
+    || fail 71 "could not clear setuid and setgid bits in the copy"
 copied=$(count_files "$local_copy")
-chmod --reference="$MOUNT_POINT" "$local_copy" && chown --reference="$MOUNT_POINT" "$local_copy" \
-    || fail 71 "could not give the copy the home's owner and mode"
+chmod --reference="$MOUNT_POINT" "$local_copy" || fail 71 "could not give the copy the home's mode"
 swap_in "$local_copy"
 kept=${BACKUP_PATH:-}  # the pre-attach home is kept, never removed
 trap - INT TERM

@@ -125,6 +125,54 @@ take_lock() {  # one attach or detach at a time on this VM: a second waits, then
     printf '%s %s\n' "${AZLIN_RUN:-none}" "$$" > "$STATE_DIR/runner"
 }
 
+# -- inside a home or a share, work as its owner, never as root ---------------------------------
+# The user controls every path inside their home and their share, and may swap any of them for a
+# link while a script runs: root following one could chown /etc/shadow or write into /etc, the
+# owner following one can do nothing the owner could not do anyway. So every file operation in
+# there runs through as_owner, and root only touches the mount point itself and paths under
+# directories nobody but root may write (root_only).
+
+as_owner() {  # as_owner COMMAND ARGS...: a command or an owner_* function, as OWNER, within the
+    # time budget; values travel as arguments, never as shell text
+    local names
+    mapfile -t names < <(compgen -A function owner_)
+    # shellcheck disable=SC2016 # "$@" expands in the owner's shell, to the arguments given here
+    bounded runuser -u "$OWNER" -- /bin/bash -c "$(declare -f "${names[@]}")"$'\n''"$@"' azlin "$@"
+}
+
+owner_keys() {  # owner_keys FILE: a regular authorized_keys file, every line ended; never a link
+    [ -f "$1" ] && [ ! -L "$1" ] || return 0
+    # shellcheck disable=SC1003
+    sed -e '$a\' -- "$1"
+}
+
+owner_merge_keys() {  # owner_merge_keys DIR KEYS: KEYS' lines join DIR/authorized_keys, none removed;
+    # prints "created" when DIR was made. Replaced atomically, by rename (a link there is replaced).
+    local shared=$1/authorized_keys merged
+    if [ -L "$1" ] || [ -L "$shared" ]; then
+        echo "$1 or its authorized_keys is a symbolic link: refusing to write through it" >&2
+        return 2
+    fi
+    if [ ! -d "$1" ]; then mkdir -m 0700 -- "$1" && echo created || return 1; fi
+    merged=$(mktemp "$1/.authorized_keys.XXXXXX") || return 1
+    if { owner_keys "$shared" && { grep -vxF -f <(owner_keys "$shared") <(owner_keys "$2") || true; }; } > "$merged" \
+        && chmod 0600 -- "$merged" && mv -fT -- "$merged" "$shared"; then
+        return 0
+    fi
+    rm -f -- "$merged"
+    return 1
+}
+
+owner_empty() {  # owner_empty DIR: everything in DIR deleted (read-only directories opened first)
+    [ -d "$1" ] && [ ! -L "$1" ] || return 0
+    find "$1" -xdev -mindepth 1 -type d ! -perm -u+wx -exec chmod u+wx -- {} + 2>/dev/null
+    find "$1" -xdev -mindepth 1 -delete
+}
+
+discard_dir() {  # discard_dir DIR: emptied as its owner; the empty directory removed (never a link)
+    as_owner owner_empty "$1" && rmdir -- "$1"
+}
+
 source_serves() {  # source_serves SOURCE ENDPOINT: a mount of that share, plain or through aznfs's
     # TLS tunnel (aznfs mounts from a local stunnel port: the kernel shows 127.0.0.1:/<acct>/<share>)
     [ "$1" = "$2" ] || [ "$1" = "127.0.0.1:/${2#*:/}" ]

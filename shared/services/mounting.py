@@ -283,6 +283,7 @@ class MountService:
                 {
                     "NFS_ENDPOINT": nfs_endpoint(attachment.storage),
                     "MOUNT_POINT": attachment.mount_point,
+                    "OWNER": attachment.owner or home_user(attachment.mount_point),
                     "MODE": mode.value,
                     "BACKUP_PATH": attachment.backup_path or "",
                 },

@@ -4,6 +4,9 @@ exactly as it was and the share untouched, or converges on the next attempt."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
 import time
 from typing import Any
 
@@ -225,7 +228,7 @@ DETACH = run_command_script("detach")
 
 
 def detach(azure: Azure, vm: str, spec: str, **extra: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    return run_script(azure, vm, DETACH, 120, **{"NFS_ENDPOINT": spec, "MOUNT_POINT": HOME, **extra})
+    return run_script(azure, vm, DETACH, 120, **{"NFS_ENDPOINT": spec, "MOUNT_POINT": HOME, "OWNER": "azureuser", **extra})
 
 
 def test_detach_restore_gives_back_exactly_the_original_home(azure: Azure, world: dict[str, str]) -> None:
@@ -247,7 +250,7 @@ def test_detach_copy_gives_exactly_the_shares_contents_and_keeps_the_backup(
     azure: Azure, world: dict[str, str]
 ) -> None:
     attached, _ = attach(azure, "vm1", world["spec"])
-    azure.run("vm1", f"echo new > {HOME}/new-on-share\n")
+    azure.run("vm1", f"runuser -u azureuser -- sh -c 'echo new > {HOME}/new-on-share'\n")
     shared = manifest(azure, "vm1", HOME, "shared")
     result, view = detach(azure, "vm1", world["spec"], MODE="copy", BACKUP_PATH=attached["backupPath"])
     assert view["exitCode"] == 0 and result["success"] is True, view
@@ -257,6 +260,40 @@ def test_detach_copy_gives_exactly_the_shares_contents_and_keeps_the_backup(
     assert azure.run("vm1", f"test -d {attached['backupPath']} && echo kept\n")["output"] == "kept\n"
     again, view = detach(azure, "vm1", world["spec"])
     assert view["exitCode"] == 0 and again["success"] is True  # not attached any more: success
+
+
+def test_devices_and_setuid_files_on_the_share_give_nothing_here_and_are_not_copied_out(
+    azure: Azure, world: dict[str, str]
+) -> None:
+    """Root on another VM may put device nodes and setuid-root files on the share. A sandbox VM's
+    root (a user namespace) cannot make a device node, so this test, real root on the machine that
+    holds the share's files, plays that VM."""
+    attached, _ = attach(azure, "vm1", world["spec"])
+    azure.run("vm1", f"runuser -u azureuser -- mkdir {HOME}/planted\n")
+    account, share = world["spec"].rsplit(":/", 1)[1].split("/")
+    planted = azure.emulator.machines.share_files(account, share) / "planted"
+    os.mknod(planted / "zero", 0o666 | stat.S_IFCHR, os.makedev(1, 5))
+    os.mknod(planted / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    shutil.copy("/bin/true", planted / "rootshell")
+    os.chown(planted / "rootshell", 0, 0)
+    os.chmod(planted / "rootshell", 0o4755)
+    shutil.copy("/bin/true", planted / "groupshell")
+    os.chmod(planted / "groupshell", 0o2755)
+
+    opened = azure.run("vm1", f"head -c 1 {HOME}/planted/zero | wc -c\n")
+    assert opened["output"] == "0\n" and "Permission denied" in opened["error"], opened
+    without_nodev = azure.run("vm1", f"mkdir -p /run/dev-on && mount --bind {HOME} /run/dev-on "
+                                     "&& mount -o remount,bind,nosuid,dev /run/dev-on "
+                                     "&& head -c 1 /run/dev-on/planted/zero | wc -c; umount /run/dev-on\n")
+    assert without_nodev["output"] == "1\n", without_nodev  # so it was nodev that refused it
+
+    result, view = detach(azure, "vm1", world["spec"], MODE="copy", BACKUP_PATH=attached["backupPath"])
+    assert view["exitCode"] == 0 and result["success"] is True, view
+    assert any("2 device files on the share were not copied" in e for e in result["errors"]), result
+    local = azure.run("vm1", f"find {HOME} \\( -type b -o -type c -o -perm /6000 \\) -printf '%p\\n'; "
+                             f"stat -c '%n %U %a' {HOME}/planted/rootshell {HOME}/planted/groupshell\n")
+    assert local["output"] == (f"{HOME}/planted/rootshell azureuser 755\n"
+                               f"{HOME}/planted/groupshell azureuser 755\n"), local
 
 
 def test_a_reboot_remounts_and_a_vanished_storage_does_not_hang_it(

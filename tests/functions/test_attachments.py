@@ -284,7 +284,7 @@ def test_cloud_init_gives_a_new_vm_the_shared_home_from_its_first_boot(stack: St
 
 def test_a_forced_delete_leaves_every_attached_vm_the_shared_files(stack: Stack, storage: str) -> None:
     assert attach(stack, storage, "vm1")["status"] == "Succeeded"
-    run(stack, "vm1", f"echo written-on-the-share > {HOME}/latest")
+    run(stack, "vm1", f"runuser -u azureuser -- sh -c 'echo written-on-the-share > {HOME}/latest'")
     shared = manifest(stack, "vm1")
     deleted = stack.run(stack.api.delete(f"/api/storage/{storage}", query={"force": "true"}))
     assert deleted["status"] == "Succeeded", deleted
@@ -307,7 +307,7 @@ def test_a_forced_delete_in_restore_mode_gives_every_vm_its_own_home_back(stack:
 
 def test_detach_copy_through_the_service_keeps_the_shared_files_locally(stack: Stack, storage: str) -> None:
     assert attach(stack, storage, "vm1")["status"] == "Succeeded"
-    run(stack, "vm1", f"echo made-on-share > {HOME}/latest")
+    run(stack, "vm1", f"runuser -u azureuser -- sh -c 'echo made-on-share > {HOME}/latest'")
     shared = manifest(stack, "vm1")
     detached = stack.run(stack.api.delete("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}))
     assert detached["status"] == "Succeeded" and detached["result"]["unmount"]["mode"] == "copy", detached
