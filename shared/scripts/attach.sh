@@ -126,21 +126,42 @@ remember() {  # remember PHASE: what the next attempt needs to finish or undo th
 recall() { sed -n "s/^$1 //p" "$state_file"; }
 
 # shellcheck disable=SC2317 # run through as_owner
-owner_publish() {  # owner_publish INCOMING HOME: the copy's entries moved into place, as the owner; a
-    # rename cannot run out of space (a directory the owner may not write is opened for its move)
-    local entry name mode
+owner_move() {  # owner_move FROM TO: one rename (a directory the owner may not write is opened for it)
+    local mode
+    if [ -d "$1" ] && [ ! -L "$1" ] && [ ! -w "$1" ]; then
+        mode=$(stat -c %a -- "$1") && chmod u+w -- "$1" && mv -T -- "$1" "$2" && chmod "$mode" -- "$2"
+    else
+        mv -T -- "$1" "$2"
+    fi
+}
+
+# shellcheck disable=SC2317 # run through as_owner
+owner_publish() {  # owner_publish INCOMING HOME: the copy's entries moved into place, as the owner (a
+    # rename cannot run out of space). Any failure moves back what was moved: the share as it was.
+    local entry name done=()
     for entry in "$1"/.[!.]* "$1"/..?* "$1"/*; do
         [ -e "$entry" ] || [ -L "$entry" ] || continue
         name=${entry##*/}
-        if [ -e "$2/$name" ] || [ -L "$2/$name" ]; then echo "$name appeared on the share while publishing" >&2; return 1; fi
-        if [ -d "$entry" ] && [ ! -L "$entry" ] && [ ! -w "$entry" ]; then
-            mode=$(stat -c %a -- "$entry") && chmod u+w -- "$entry" && mv -T -- "$entry" "$2/$name" \
-                && chmod "$mode" -- "$2/$name" || return 1
-        else
-            mv -T -- "$entry" "$2/$name" || return 1
+        if [ -e "$2/$name" ] || [ -L "$2/$name" ]; then
+            echo "$name appeared on the share while publishing" >&2
+        elif owner_move "$entry" "$2/$name"; then
+            done+=("$name")
+            continue
         fi
+        owner_unpublish "$1" "$2" "${done[@]+"${done[@]}"}"
+        return 1
     done
-    rmdir -- "$1"
+    rmdir -- "$1" && return 0
+    echo "something was added to the copy while it was published" >&2
+    owner_unpublish "$1" "$2" "${done[@]+"${done[@]}"}"
+    return 1
+}
+
+# shellcheck disable=SC2317 # run through as_owner
+owner_unpublish() {  # owner_unpublish INCOMING HOME NAMES...: the published NAMES back into INCOMING
+    local from=$1 to=$2 name
+    shift 2
+    for name in "$@"; do owner_move "$to/$name" "$from/$name" || echo "could not take $name back" >&2; done
 }
 
 publish() {
@@ -338,6 +359,7 @@ source_serves "$source" "$NFS_ENDPOINT" || fail 67 "$MOUNT_POINT is mounted from
 vm_keys="${backup:+$backup/.ssh/authorized_keys}"
 if [ -n "$vm_keys" ] && [ -f "$vm_keys" ] && [ ! -L "$vm_keys" ]; then
     keys_dir="${incoming:-$MOUNT_POINT}/.ssh"
+    echo "attach: adding this VM's SSH keys to the shared ones" >&2
     made=$(as_owner owner_merge_keys "$keys_dir" "$vm_keys" 2>"/run/azlin/keys-error.$$")
     merged=$?
     [ "$made" = created ] && created_keys_dir=$keys_dir

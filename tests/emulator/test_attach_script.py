@@ -137,7 +137,7 @@ def vm_state(azure: Azure, vm: str) -> str:
                          "ls -la /home /opt /root /var/spool/cron 2>&1\n")["output"]
 
 
-@pytest.mark.parametrize(("mount_point", "owner", "code", "why"), [
+REFUSED_HOMES = [
     ("/var/spool/cron/crontabs", "crontabs", 64, "not a user's home"),
     ("/root/bin", "bin", 64, "not a user's home"),
     ("/opt/x", "x", 64, "not a user's home"),
@@ -145,14 +145,15 @@ def vm_state(azure: Azure, vm: str) -> str:
     ("/home/azureuser/work", "azureuser", 64, "not a user's home"),
     ("/home/nosuchuser", "nosuchuser", 65, "does not exist"),
     ("/data/homes/azureuser", "azureuser", 64, "not a user's home"),  # a root only when the operator adds it
-])
-def test_the_script_refuses_anything_but_a_users_home(
-    azure: Azure, world: dict[str, str], mount_point: str, owner: str, code: int, why: str
-) -> None:
+]
+
+
+def test_the_script_refuses_anything_but_a_users_home(azure: Azure, world: dict[str, str]) -> None:
     azure.run("vm1", "mkdir -p /opt/x /var/spool/cron/crontabs /home/azureuser/work\n")
     before = vm_state(azure, "vm1"), manifest(azure, "vm1", HOME, "before")
-    result, view = attach(azure, "vm1", world["spec"], MOUNT_POINT=mount_point, OWNER=owner)
-    assert view["exitCode"] == code and why in result["errors"][0], view
+    for mount_point, owner, code, why in REFUSED_HOMES:
+        result, view = attach(azure, "vm1", world["spec"], MOUNT_POINT=mount_point, OWNER=owner)
+        assert view["exitCode"] == code and why in result["errors"][0], (mount_point, view)
     assert (vm_state(azure, "vm1"), manifest(azure, "vm1", HOME, "after")) == before
 
 
@@ -294,6 +295,74 @@ def test_devices_and_setuid_files_on_the_share_give_nothing_here_and_are_not_cop
                              f"stat -c '%n %U %a' {HOME}/planted/rootshell {HOME}/planted/groupshell\n")
     assert local["output"] == (f"{HOME}/planted/rootshell azureuser 755\n"
                                f"{HOME}/planted/groupshell azureuser 755\n"), local
+
+
+# The home's user, racing the script: the keys root might read or write in the home, the share or
+# the backup, and the script's temporary files, are swapped for links to /etc/shadow, again and
+# again. (A .ssh swapped for a link to /etc is refused outright: test_keys_are_merged_...)
+RACER = r"""
+count=0
+cp /home/azureuser/.ssh/authorized_keys /var/tmp/keys-stash
+while [ -e /var/tmp/race-on ]; do
+    for base in /home/azureuser /home/azureuser/.azlin-incoming-* /home/azureuser.azlin-backup-*; do
+        [ -d "$base" ] || continue
+        if ln -sfn /etc/shadow "$base/.ssh/authorized_keys" 2>/dev/null; then  # then the real file again
+            cp /var/tmp/keys-stash "$base/.ssh/.keys-new" 2>/dev/null \
+                && mv -fT "$base/.ssh/.keys-new" "$base/.ssh/authorized_keys" 2>/dev/null
+        fi
+        for temporary in "$base"/.ssh/.authorized_keys.* "$base"/.authorized_keys.*; do
+            [ -e "$temporary" ] || [ -L "$temporary" ] && ln -sfn /etc/shadow "$temporary" 2>/dev/null
+        done
+    done
+    count=$((count + 1))
+done
+echo "$count" > /var/tmp/race-count
+"""
+# A second racer does nothing but watch for the key merge's temporary file (globbing forks
+# nothing, so it looks thousands of times a second) and swap it for a link the moment it appears.
+TEMPORARY_RACER = r"""
+while [ -e /var/tmp/race-on ]; do
+    for temporary in /home/azureuser/.ssh/.authorized_keys.* /home/azureuser/.azlin-incoming-*/.ssh/.authorized_keys.*; do
+        [ -f "$temporary" ] && [ ! -L "$temporary" ] && ln -sfn /etc/shadow "$temporary" 2>/dev/null \
+            && hits=$((hits + 1))
+    done
+done
+echo "${hits:-0}" > /var/tmp/race-hits
+"""
+ETC = "stat -c '%n %u %g %a %s' /etc/shadow /etc/passwd /etc; sha256sum /etc/shadow; ls -A /etc | sha256sum\n"
+USERS_FILES = ("find / -xdev \\( -path /proc -o -path /home -o -path /var/tmp -o -path /tmp \\) -prune -o "
+               "-user azureuser -print\n")
+
+
+def test_a_user_racing_the_script_with_links_to_etc_shadow_changes_nothing_outside_the_home(
+    azure: Azure, world: dict[str, str]
+) -> None:
+    etc, users_files = azure.run("vm1", ETC)["output"], azure.run("vm1", USERS_FILES)["output"]
+    started = azure.run("vm1", "touch /var/tmp/race-on && chmod 0666 /var/tmp/race-on && "
+                               "setsid runuser -u azureuser -- bash -c \"$RACER\" >/dev/null 2>&1 < /dev/null & "
+                               "setsid runuser -u azureuser -- bash -c \"$TEMPORARY\" >/dev/null 2>&1 < /dev/null & "
+                               "echo started\n", RACER=RACER, TEMPORARY=TEMPORARY_RACER)
+    assert started["output"] == "started\n", started
+    outcomes, errors = [], []
+    for _ in range(4):
+        result, view = attach(azure, "vm1", world["spec"])
+        mounted = azure.run("vm1", f"mountpoint -q {HOME} && echo mounted || echo local\n")["output"].strip()
+        if result["success"]:
+            assert (view["exitCode"], mounted) == (0, "mounted"), view
+            outcomes.append("attached")
+            back, view = detach(azure, "vm1", world["spec"], MODE="restore", BACKUP_PATH=result["backupPath"])
+            assert back["success"] is True, view
+        else:  # failed cleanly: rolled back (or refused before it moved anything), the home on its disk
+            assert mounted == "local" and result["backupPath"] is None, view
+            outcomes.append("rolled back" if result["rolledBack"] else "refused")
+            errors += result["errors"]
+    azure.run("vm1", "rm -f /var/tmp/race-on; sleep 1\n")
+    swaps = int(azure.run("vm1", "cat /var/tmp/race-count\n")["output"])
+    hits = int(azure.run("vm1", "cat /var/tmp/race-hits\n")["output"])
+    assert swaps >= 200, swaps  # the race really ran, hundreds of times
+    assert azure.run("vm1", ETC)["output"] == etc  # /etc/shadow: same owner, mode and bytes
+    assert azure.run("vm1", USERS_FILES)["output"] == users_files  # nothing outside the home became the user's
+    print("race:", swaps, "swaps,", hits, "temporary files swapped;", outcomes, errors)
 
 
 def test_a_reboot_remounts_and_a_vanished_storage_does_not_hang_it(
