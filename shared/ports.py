@@ -274,10 +274,12 @@ class VmCloud(Protocol):
         ...
 
     def run_script(self, vm: VmFacts, name: str, script: str, parameters: dict[str, str],
-                   timeout_seconds: int, tags: dict[str, str] | None = None) -> ScriptRun:
+                   timeout_seconds: int, tags: dict[str, str] | None = None,
+                   protected: dict[str, str] | None = None) -> ScriptRun:
         """Run a script through the managed Run Command `name` and wait for its end (or until it
         stalls); when a command of that name exists already, its run is awaited or read, never
-        started again."""
+        started again. `protected` values reach the script like `parameters`, but Azure never
+        shows them (protectedParameters)."""
         ...
 
     def delete_run(self, vm: VmFacts, name: str) -> None: ...

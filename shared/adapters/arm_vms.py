@@ -131,7 +131,7 @@ class ArmVmCloud:
 
     def run_script(
         self, vm: VmFacts, name: str, script: str, parameters: dict[str, str], timeout_seconds: int,
-        tags: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None, protected: dict[str, str] | None = None,
     ) -> ScriptRun:
         """Start the Run Command `name` unless it exists (a command is never run twice), then wait
         for its end. It runs asynchronously (the PUT returns once the script started), so a VM
@@ -149,6 +149,9 @@ class ArmVmCloud:
                             "timeoutInSeconds": timeout_seconds,
                             "asyncExecution": True,
                             "parameters": [{"name": k, "value": v} for k, v in parameters.items()],
+                            "protectedParameters": [
+                                {"name": k, "value": v} for k, v in (protected or {}).items()
+                            ],
                         },
                     }
                 )

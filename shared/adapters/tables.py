@@ -143,7 +143,8 @@ class TableOperationRepository(_TableRecords):
         for subject in operation_subjects(operation):
             index.upsert_entity({"PartitionKey": subject, "RowKey": row, "operationId": operation.id})
         try:
-            meta = self.table.create_entity(encode(operation, operation.id, self.ROW))
+            entity = encode(operation, operation.id, self.ROW, nonce=operation.nonce or None)
+            meta = self.table.create_entity(entity)
         except ResourceExistsError:
             existing = self.get(operation.id)
             assert existing is not None
@@ -160,7 +161,7 @@ class TableOperationRepository(_TableRecords):
 
     @translated(DEPENDENCY)
     def save(self, operation: Operation) -> Operation:
-        entity = encode(operation, operation.id, self.ROW)
+        entity = encode(operation, operation.id, self.ROW, nonce=operation.nonce or None)
         try:
             if operation.etag is None:
                 meta = self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)

@@ -13,6 +13,7 @@ Terminal states accept no event. The table below is the whole machine; anything 
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -102,6 +103,10 @@ class Operation:
     requested_by: Principal | None = field(default=None, metadata=OMIT_IF_NONE)
     storage: str | None = field(default=None, metadata=OMIT_IF_NONE)
     etag: str | None = field(default=None, compare=False, metadata={"json": False})
+    # A secret of this operation, handed to its VM scripts in a protected parameter (never shown
+    # by Azure) and echoed in their RESULT: a run command's output is this operation's only if it
+    # carries it. Stored, never serialised for callers ("" on records from before it existed).
+    nonce: str = field(default="", compare=False, repr=False, metadata={"json": False})
 
     @classmethod
     def new(cls, kind: OperationKind, target: str, params: Mapping[str, Any], now: datetime,
@@ -109,7 +114,7 @@ class Operation:
             storage: str | None = None) -> Operation:
         return cls(id=operation_id or str(uuid.uuid4()), kind=kind, target=target, params=params,
                    status=OperationStatus.PENDING, created_at=now, updated_at=now,
-                   requested_by=requested_by, storage=storage)
+                   requested_by=requested_by, storage=storage, nonce=secrets.token_hex(16))
 
     @property
     def is_terminal(self) -> bool:

@@ -11,6 +11,8 @@
 #   LOCK_WAIT_SECONDS  how long to wait for the package manager when the NFS client is missing
 #   ENCRYPTION     tls: the account requires encryption in transit; mount through aznfs (its TLS
 #                  helper, installed when missing). Unset: plain NFS 4.1.
+#   NONCE          the operation's secret (a protected parameter), echoed in RESULT: the service
+#                  takes a run's output as its operation's only when it carries it
 #   TIME_BUDGET_SECONDS, HEARTBEAT_SECONDS  see lib.sh
 # The last stdout line is `RESULT {json}`; the exit status is 0 only on success.
 #
@@ -39,11 +41,11 @@ state_file="" attached_file="" share_top=""
 result() {  # print the RESULT line and exit with $1
     local status=$1 list="" e
     for e in "${errors[@]+"${errors[@]}"}"; do list+="${list:+,}$(json_string "$e")"; done
-    printf 'RESULT {"success":%s,"mountPoint":%s,"nfsEndpoint":%s,"encrypted":%s,"backedUpFiles":%d,"copiedFiles":%d,"backupPath":%s,"rolledBack":%s,"alreadyAttached":%s,"ownerUid":%s,"errors":[%s]}\n' \
+    printf 'RESULT {"success":%s,"mountPoint":%s,"nfsEndpoint":%s,"encrypted":%s,"backedUpFiles":%d,"copiedFiles":%d,"backupPath":%s,"rolledBack":%s,"alreadyAttached":%s,"ownerUid":%s,"nonce":%s,"errors":[%s]}\n' \
         "$([ "$status" -eq 0 ] && echo true || echo false)" "$(json_string "${MOUNT_POINT:-}")" \
         "$(json_string "${NFS_ENDPOINT:-}")" "$([ "$FSTYPE" = aznfs ] && echo true || echo false)" \
         "$backed_up" "$copied" "$([ -n "$backup" ] && json_string "$backup" || echo null)" "$rolled_back" \
-        "$already" "${owner_uid:-null}" "$list"
+        "$already" "${owner_uid:-null}" "$(json_string "${NONCE:-}")" "$list"
     exit "$status"
 }
 

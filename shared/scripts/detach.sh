@@ -10,6 +10,8 @@
 #   MODE           copy (default): the share's contents become the local home
 #                  restore: the home the VM had before attach comes back (BACKUP_PATH)
 #   BACKUP_PATH    the backup attach made (restore; kept in copy mode)
+#   NONCE          the operation's secret (a protected parameter), echoed in RESULT: the service
+#                  takes a run's output as its operation's only when it carries it
 #   TIME_BUDGET_SECONDS, HEARTBEAT_SECONDS  see lib.sh
 # The last stdout line is `RESULT {json}`; the exit status is 0 only on success.
 #
@@ -31,10 +33,10 @@ errors=() copied=0 kept="" local_copy="" swapping=false not_attached=false lazy=
 result() {
     local status=$1 list="" e
     for e in "${errors[@]+"${errors[@]}"}"; do list+="${list:+,}$(json_string "$e")"; done
-    printf 'RESULT {"success":%s,"mountPoint":%s,"mode":%s,"copiedFiles":%d,"keptPath":%s,"notAttached":%s,"lazyUnmount":%s,"errors":[%s]}\n' \
+    printf 'RESULT {"success":%s,"mountPoint":%s,"mode":%s,"copiedFiles":%d,"keptPath":%s,"notAttached":%s,"lazyUnmount":%s,"nonce":%s,"errors":[%s]}\n' \
         "$([ "$status" -eq 0 ] && echo true || echo false)" "$(json_string "${MOUNT_POINT:-}")" \
         "$(json_string "${MODE:-copy}")" "$copied" "$([ -n "$kept" ] && json_string "$kept" || echo null)" \
-        "$not_attached" "$lazy" "$list"
+        "$not_attached" "$lazy" "$(json_string "${NONCE:-}")" "$list"
     exit "$status"
 }
 

@@ -8,7 +8,7 @@ set -uo pipefail
 
 FSTAB=${FSTAB:-/etc/fstab}
 if ! valid_endpoint "${NFS_ENDPOINT:-}" || ! valid_mount_point "${MOUNT_POINT:-}"; then
-    printf 'RESULT {"success":false,"errors":["NFS_ENDPOINT or MOUNT_POINT is not valid"]}\n'
+    printf 'RESULT {"success":false,"nonce":%s,"errors":["NFS_ENDPOINT or MOUNT_POINT is not valid"]}\n' "$(json_string "${NONCE:-}")"
     exit 64
 fi
 mounted=false source="" fstype="" options=""
@@ -25,6 +25,6 @@ source_serves "$source" "$NFS_ENDPOINT" && source=$NFS_ENDPOINT
 in_fstab=false
 awk -v mp="$MOUNT_POINT" -v ep="$NFS_ENDPOINT" '$1 !~ /^#/ && $2 == mp && $1 == ep {found=1} END {exit !found}' \
     "$FSTAB" 2>/dev/null && in_fstab=true
-printf 'RESULT {"success":true,"mounted":%s,"source":%s,"rawSource":%s,"encrypted":%s,"fsType":%s,"options":%s,"inFstab":%s}\n' \
+printf 'RESULT {"success":true,"mounted":%s,"source":%s,"rawSource":%s,"encrypted":%s,"fsType":%s,"options":%s,"inFstab":%s,"nonce":%s}\n' \
     "$mounted" "$(json_string "$source")" "$(json_string "$raw_source")" "$encrypted" "$(json_string "$fstype")" \
-    "$(json_string "$options")" "$in_fstab"
+    "$(json_string "$options")" "$in_fstab" "$(json_string "${NONCE:-}")"

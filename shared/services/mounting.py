@@ -9,6 +9,7 @@ VNet so the share's name resolves there. A redelivered message finds the Run Com
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -121,6 +122,7 @@ class MountService:
             },
             keep=True,
             creator=creator,
+            nonce=context.operation.nonce,
         )
         context.progress(ATTACH_STEPS[3], 3, total)
         if storage.owner_uid is None:
@@ -211,24 +213,33 @@ class MountService:
         timeout: int = SCRIPT_TIMEOUT_SECONDS,
         keep: bool = False,
         creator: str | None = None,
+        nonce: str = "",
     ) -> dict[str, Any]:
         """Run a VM script for one operation (`key`) and return its RESULT when it succeeded. A run
         stopped from outside (its timeout, a reboot, a dead agent) is not the request's failure:
         the script runs again under a new name, and its state file lets it finish or undo what
         the stopped run began. Every run is deleted once read, unless `keep` (the caller deletes
-        them once it recorded the result, so a redelivery can still read it)."""
+        them once it recorded the result, so a redelivery can still read it). A finished run
+        whose RESULT lacks the operation's `nonce` (sent protected: Azure never shows it) is not
+        this operation's, whoever made it under its name: it is deleted and the script runs anew."""
         given = {k: v for k, v in parameters.items() if v}  # Azure drops empty values anyway
         given |= {"TIME_BUDGET_SECONDS": str(script_budget(timeout)),
                   "HEARTBEAT_SECONDS": str(heartbeat_seconds(self.vms.stall_seconds))}
         tags = p.managed_tags(creator)
         for attempt in range(1, MAX_RUN_ATTEMPTS + 1):
             name = run_command_name(script, key, attempt)
-            run = self.vms.run_script(vm, name, run_command_script(script), given, timeout, tags)
+            run = self.vms.run_script(vm, name, run_command_script(script), given, timeout, tags,
+                                      protected={"NONCE": nonce} if nonce else None)
+            if run.result is not None and nonce and run.result.get("nonce") != nonce:
+                log.warning("%s on %s did not come from this operation (its RESULT lacks the nonce): "
+                            "deleted, the script runs again", name, vm.name)
+                self.vms.delete_run(vm, name)
+                continue
             if run.interrupted:
                 log.info("%s on %s was stopped from outside (%s); running it again", name, vm.name,
                          "no report" if run.stalled else f"{run.state}, exit code {run.exit_code}")
                 continue
-            result = run.result
+            result = {k: v for k, v in run.result.items() if k != "nonce"} if run.result is not None else None
             succeeded = run.exit_code == 0 and result is not None and result.get("success") is True
             if not (succeeded and keep):
                 self._delete_runs(vm, key, script)
@@ -260,12 +271,13 @@ class MountService:
             return {"vm": command.vm, "resourceGroup": command.resource_group, "changed": False,
                     "note": f"attached to {attachment.storage} now, not {command.storage} as when asked"}
         context.progress(DETACH_STEPS[1], 1, total)
-        result = self.detach_recorded(attachment, command.mode, context.operation.id, _creator_of(context))
+        result = self.detach_recorded(attachment, command.mode, context.operation.id, _creator_of(context),
+                                      context.operation.nonce)
         context.progress(DETACH_STEPS[2], 2, total)
         return result
 
     def detach_recorded(self, attachment: Attachment, mode: DetachMode, operation_id: str,
-                        creator: str | None = None) -> dict[str, Any]:
+                        creator: str | None = None, nonce: str = "") -> dict[str, Any]:
         """Give a recorded VM its home back (on a VM that no longer exists there is nothing to
         move), then forget the attachment. Also used by a forced storage delete."""
         vm = self.vms.get_vm(attachment.resource_group, attachment.vm)
@@ -288,6 +300,7 @@ class MountService:
                     "BACKUP_PATH": attachment.backup_path or "",
                 },
                 creator=creator,
+                nonce=nonce,
             )
         self.attachments.remove(attachment.resource_group, attachment.vm, vm_id=attachment.vm_id)
         if attachment.vm_id:  # on purpose: neither its tag nor its group's default re-attaches it
@@ -318,10 +331,11 @@ class MountService:
                 f"VM {command.vm} in resource group {command.resource_group} is not attached to any storage.",
                 code=ErrorCode.ATTACHMENT_NOT_FOUND,
             )
-        return dict(to_json(self.check(attachment, run_key=context.operation.id)))
+        checked = self.check(attachment, run_key=context.operation.id, nonce=context.operation.nonce)
+        return dict(to_json(checked))
 
     def check(self, attachment: Attachment, storage_exists: bool | None = None,
-              run_key: str | None = None) -> VerifiedAttachment:
+              run_key: str | None = None, nonce: str | None = None) -> VerifiedAttachment:
         """The attachment's health now, recorded with the time and the error when unhealthy:
         storage gone, VM gone (or recreated), or else what the VM reports mounted there.
         `storage_exists` spares the Resource Manager read when the caller listed accounts."""
@@ -347,20 +361,22 @@ class MountService:
                 f"VM {vm.name} is {vm.power_state or 'not running'}: not checked",
             )
         else:
-            live = self._live_mount(vm, attachment, run_key or str(uuid.uuid4()))
+            key, secret = run_key or str(uuid.uuid4()), nonce or secrets.token_hex(16)
+            live = self._live_mount(vm, attachment, key, secret)
             health, error = _mount_health(live, endpoint, attachment.mount_point)
         now = self.clock.now()
         checked = replace(attachment, health=health, last_verified_at=now, last_error=error)
         self.attachments.save(checked)
         return VerifiedAttachment(checked, health, live, now)
 
-    def _live_mount(self, vm: VmFacts, attachment: Attachment, key: str) -> MountInfo | None:
+    def _live_mount(self, vm: VmFacts, attachment: Attachment, key: str, nonce: str) -> MountInfo | None:
         found = self._run(
             vm,
             key,
             "verify",
             {"NFS_ENDPOINT": nfs_endpoint(attachment.storage), "MOUNT_POINT": attachment.mount_point},
             timeout=VERIFY_TIMEOUT_SECONDS,
+            nonce=nonce,
         )
         if not found.get("mounted"):
             return None

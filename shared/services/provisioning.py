@@ -34,7 +34,7 @@ from shared.ports import (
 from .private_dns import PrivateDnsPublisher
 from .worker import OperationContext
 
-Detacher = Callable[[Attachment, DetachMode, str, str | None], Mapping[str, Any]]
+Detacher = Callable[[Attachment, DetachMode, str, str | None, str], Mapping[str, Any]]
 
 
 class StorageProvisioner:
@@ -256,7 +256,8 @@ class StorageProvisioner:
                 code=ErrorCode.STORAGE_INCOMPATIBLE,
                 try_hint="delete it in Azure yourself if you mean to",
             )
-        self._refuse_attached(command, context.operation.id, _creator(context.operation.requested_by))
+        self._refuse_attached(command, context.operation.id, _creator(context.operation.requested_by),
+                             context.operation.nonce)
         context.progress(steps[1], 1, total)
         self.cloud.delete_endpoint(group, p.endpoint_name(name))  # its DNS zone group and A record go too
         context.progress(steps[2], 2, total)
@@ -273,7 +274,8 @@ class StorageProvisioner:
         self.operations.forget_about(storage_subject(name))  # the next storage of this name is new
         return {"name": name, "resourceGroup": group, "deleted": account is not None, "alsoRemoved": removed}
 
-    def _refuse_attached(self, command: DeleteStorage, operation_id: str, creator: str | None) -> None:
+    def _refuse_attached(self, command: DeleteStorage, operation_id: str, creator: str | None,
+                         nonce: str = "") -> None:
         """Attached VMs stop a delete, unless forced: then each is detached first, in the
         command's mode (copy by default: no VM loses the files it had on the share)."""
         attachments = self.attachments.list_for_storage(command.name)
@@ -286,7 +288,7 @@ class StorageProvisioner:
                 try_hint="detach them first, or delete with force=true",
             )
         for attachment in attachments:
-            self.detacher(attachment, command.detach_mode, operation_id, creator)
+            self.detacher(attachment, command.detach_mode, operation_id, creator, nonce)
 
 
 def _performance_differs(share: p.CloudShare, command: CreateStorage | ResizeStorage) -> bool:

@@ -125,6 +125,45 @@ def test_a_redelivered_attach_reads_the_run_it_started(stack: Stack, storage: st
     assert script_runs(stack, "attach") == 1
 
 
+def test_a_run_under_the_operations_name_without_its_nonce_is_not_taken_as_its_result(
+    stack: Stack, storage: str
+) -> None:
+    """Someone who may write run commands plants one under the name the attach will use, with a
+    forged RESULT: the service does not take it, deletes it, and runs the real script."""
+    answer = stack.api.post(f"/api/storage/{storage}/attachments", {"vm": "vm1", "resourceGroup": stack.group})
+    name = f"azlin-attach-{answer.json()['id']}-1"
+    forged = ('echo \'RESULT {"success":true,"mountPoint":"/home/azureuser","backedUpFiles":0,"copiedFiles":0,'
+              '"backupPath":"/nowhere","rolledBack":false,"alreadyAttached":true,"ownerUid":1000,"errors":[]}\'')
+    stack.rest.put(f"{playground.providers(stack.rest, stack.group)}/Microsoft.Compute/virtualMachines/vm1/runCommands/{name}",
+                   {"location": REGION, "properties": {"source": {"script": forged}}})
+    operation = stack.run(answer)
+    assert operation["status"] == "Succeeded", operation
+    mount = operation["result"]["mount"]
+    assert mount["backupPath"] != "/nowhere" and mount["backupPath"].startswith(HOME + ".azlin-backup-"), mount
+    assert "nonce" not in mount  # the secret stays with the operation
+    assert f"/{storage}/home" in run(stack, "vm1", f"findmnt -n -o SOURCE --mountpoint {HOME}")["output"]
+    started = [e.path.rsplit("/", 1)[1] for e in stack.log.snapshot()
+               if e.method == "PUT" and "/runCommands/azlin-attach-" in e.path]
+    assert started == [name, name[:-1] + "2"]  # the forged run, then the real script under the next name
+
+
+def test_a_vm_that_lies_about_its_owner_uid_is_refused_and_nothing_is_recorded(stack: Stack, storage: str) -> None:
+    """Root on a hostile VM controls what its runs report: here its bash rewrites the RESULT."""
+    lie = run(stack, "vm1", "cp /usr/bin/bash /usr/local/lib/bash.real && printf '%s\\n' '#!/usr/local/lib/bash.real' "
+                            "'set -o pipefail' '/usr/local/lib/bash.real \"$@\" | sed \"s/\\\"ownerUid\\\":[-0-9]*/"
+                            "\\\"ownerUid\\\":$(cat /etc/liar-uid)/\"' > /run/liar && chmod 0755 /run/liar "
+                            "&& mv -f /run/liar /usr/bin/bash && echo 0 > /etc/liar-uid && echo lying")
+    assert lie["output"] == "lying\n", lie
+    for uid in ("0", "-1"):
+        run(stack, "vm1", f"echo {uid} > /etc/liar-uid")
+        operation = attach(stack, storage, "vm1")
+        assert operation["status"] == "Failed", operation
+        assert "owner UID outside the range of normal users" in operation["error"]["message"], operation["error"]
+        assert f"ownerUid: '{uid}'" in operation["error"]["causes"][0], operation["error"]
+        assert "ownerUid" not in stack.api.get(f"/api/storage/{storage}").json(), uid
+        assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
+
+
 def test_a_vm_whose_network_cannot_reach_the_storage_fails_clearly_untouched(
     stack: Stack, storage: str
 ) -> None:
