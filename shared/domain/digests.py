@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 
+from . import untrusted
 from .costs import CostReport, PriceSource, StoragePrice, monthly_storage_cost, round_money
 from .models import Attachment, AttachmentHealth
 from .serialization import OMIT_IF_NONE
@@ -225,10 +226,12 @@ def render_markdown(digest: CostDigest) -> str:
                   for f in group.mostly_empty if f.monthly_saving is not None]
         lines += [f"- Attached to no VM: **{f.name}** costs {money(f.cost_per_month)} a month for "
                   "nothing" for f in group.unattached]
+        # A last error is what a VM reported, a requested storage what a VM's tag says: untrusted.
         lines += [f"- Unhealthy: VM **{a.vm}** on {a.storage} is {a.health.value}"
-                  + (f" ({a.last_error})" if a.last_error else "") for a in group.unhealthy]
-        lines += [f"- Not attached: VM **{w.vm}** asks for storage **{w.storage}**: {w.reason}"
-                  for w in group.not_attached]
+                  + (f" ({untrusted.markdown(a.last_error)})" if a.last_error else "")
+                  for a in group.unhealthy]
+        lines += [f"- Not attached: VM **{w.vm}** asks for storage **{untrusted.markdown(w.storage)}**: "
+                  f"{untrusted.markdown(w.reason)}" for w in group.not_attached]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -18,6 +18,8 @@ if mountpoint -q "$MOUNT_POINT"; then  # mounts stacked on it are listed oldest 
     fstype=$(findmnt -n -o FSTYPE --mountpoint "$MOUNT_POINT" | tail -n 1)
     options=$(findmnt -n -o OPTIONS --mountpoint "$MOUNT_POINT" | tail -n 1)
 fi
+# Run Command keeps 4 KB of output: what the VM's mount table says is clipped so RESULT always fits.
+source=${source:0:512} fstype=${fstype:0:64} options=${options:0:512}
 encrypted=false  # aznfs's TLS tunnel: the share mounted from a local stunnel port
 [[ "$source" == 127.0.0.1:* ]] && encrypted=true
 raw_source=$source

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from shared.domain import provisioning as p
+from shared.domain import untrusted
 from shared.domain.commands import AttachVm, DetachVm, VerifyVm
 from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, ValidationError
 from shared.domain.models import (
@@ -239,7 +240,9 @@ class MountService:
                 log.info("%s on %s was stopped from outside (%s); running it again", name, vm.name,
                          "no report" if run.stalled else f"{run.state}, exit code {run.exit_code}")
                 continue
-            result = {k: v for k, v in run.result.items() if k != "nonce"} if run.result is not None else None
+            # What a VM says is bounded before it reaches a record; the nonce stays a secret.
+            result = ({k: v for k, v in untrusted.from_vm(run.result).items() if k != "nonce"}
+                      if run.result is not None else None)
             succeeded = run.exit_code == 0 and result is not None and result.get("success") is True
             if not (succeeded and keep):
                 self._delete_runs(vm, key, script)
@@ -382,9 +385,9 @@ class MountService:
             return None
         return MountInfo(
             attachment.mount_point,
-            str(found.get("source") or ""),
-            str(found.get("fsType") or ""),
-            str(found.get("options") or ""),
+            untrusted.text(found.get("source") or ""),
+            untrusted.text(found.get("fsType") or "", 40),
+            untrusted.text(found.get("options") or ""),
             bool(found.get("inFstab")),
             encrypted=found.get("encrypted") is True,
         )
@@ -425,8 +428,9 @@ def _mount_health(
 
 
 def _script_failure(action: str, vm: VmFacts, run: ScriptRun, result: dict[str, Any] | None) -> DomainError:
-    errors = [str(e) for e in (result or {}).get("errors", [])] or [
-        run.error.strip() or f"exit code {run.exit_code}"
+    reported = (result or {}).get("errors")
+    errors = [untrusted.text(e) for e in reported] if isinstance(reported, list) and reported else [
+        untrusted.text(run.error.strip(), keep_end=True) or f"exit code {run.exit_code}"
     ]
     rolled_back = bool((result or {}).get("rolledBack"))
     return DomainError(

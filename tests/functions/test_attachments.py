@@ -13,6 +13,7 @@ from local import playground
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from tests.emulator.conftest import needs_sandbox
 from tests.emulator.trees import BUILD, MANIFEST, digest, python
+from local.host.index import FunctionIndex
 from tests.fakes import FakeClock
 from tests.functions.conftest import REGION, Stack, unique
 
@@ -483,3 +484,25 @@ def test_the_share_is_mounted_nosuid_nodev_and_verify_checks_it(stack: Stack, st
     unsafe = verify(stack, "vm2")["result"]
     assert (unsafe["health"], unsafe["attachment"]["lastError"]) == (
         "unsafeMount", f"{HOME} is mounted without nosuid,nodev"), unsafe
+
+
+def test_a_hostile_mount_source_reaches_records_and_the_digest_bounded_and_escaped(
+    stack: Stack, storage: str, functions: FunctionIndex
+) -> None:
+    """Root on a VM mounts something of its own on the home, under a source name written to
+    ping a channel and format the digest: it is a wrong source, shown as text."""
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    source = "**@channel** [urgent](https://evil.example) <!here>" + "x" * 2000
+    mounted = run(stack, "vm1", f"umount -l {HOME} && mount -t tmpfs -o size=1m {shlex.quote(source)} {HOME} "
+                                "&& echo mounted")
+    assert mounted["output"] == "mounted\n", mounted
+    checked = verify(stack)["result"]
+    assert checked["health"] == "wrongSource", checked
+    error = checked["attachment"]["lastError"]
+    assert error.startswith(f"{HOME} is mounted from **@channel** [urgent](https://evil.example) <!here>xxx")
+    assert len(error) < 500 and "more characters" in error  # bounded in the record
+    functions.fire_timer("send_cost_digest")
+    markdown = stack.api.get("/api/digests/latest").json()["markdown"]
+    (line,) = [line for line in markdown.splitlines() if "VM **vm1**" in line]
+    assert "@channel" not in line and "[urgent](" not in line and "<!here>" not in line, line
+    assert r"\*\*@" + "\u2060" + r"channel\*\* \[urgent\]\(https://evil.example\) \<\!here\>" in line, line
