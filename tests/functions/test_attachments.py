@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from local import playground
+from local.host.index import FunctionIndex
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from tests.emulator.conftest import needs_sandbox
 from tests.emulator.trees import BUILD, MANIFEST, digest, python
-from local.host.index import FunctionIndex
 from tests.fakes import FakeClock
 from tests.functions.conftest import REGION, Stack, unique
 
