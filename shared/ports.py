@@ -18,6 +18,7 @@ from .domain.events import Asked
 from .domain.identity import Caller
 from .domain.models import Attachment, DefaultStorage, StorageAccess, StorageInfo
 from .domain.mounting import ScriptRun, VmFacts, VmSummary
+from .domain.network_rules import EndpointPlace, SecurityRule
 from .domain.operations import Operation
 from .domain.private_dns import DnsRecord, DnsZone, EndpointDns, VnetDns
 from .domain.provisioning import AccountSpec, CloudAccount, CloudShare, Network
@@ -212,6 +213,20 @@ class StorageCloud(Protocol):
                         tags: dict[str, str]) -> str: ...
 
     def delete_endpoint(self, group: str, name: str) -> None: ...
+
+    def endpoint_place(self, group: str, endpoint: str) -> EndpointPlace | None:
+        """The endpoint's subnet and private address, and how that subnet is guarded now."""
+        ...
+
+    def guard_subnet(self, place: EndpointPlace, region: str, tags: dict[str, str]) -> str:
+        """The service's network security group on the subnet, obeyed by endpoints; its id."""
+        ...
+
+    def security_rules(self, nsg_id: str) -> list[SecurityRule]: ...
+
+    def put_security_rule(self, nsg_id: str, rule: SecurityRule) -> None: ...
+
+    def delete_security_rule(self, nsg_id: str, name: str) -> None: ...
 
     def file_zones(self, configured: str | None) -> list[DnsZone]:
         """Every privatelink.file zone the identity may read, the configured one included."""

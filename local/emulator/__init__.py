@@ -36,6 +36,8 @@ RESOURCE_KINDS = (
     network.PrivateDnsZones(),
     network.VirtualNetworkLinks(),
     network.ARecords(),
+    network.NetworkSecurityGroups(),
+    network.SecurityRules(),
     compute.VirtualMachines(),
     compute.RunCommands(),
 )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from local.emulator.arm import ArmError, Resource, ResourceId, bad_request, new_guid, now, reference
 from local.emulator.kinds import Action, ResourceKind, Shape, Views, require
-from local.emulator.network import NICS, _referenced, nfs_reachability, vnet_of_subnet
+from local.emulator.network import NICS, _referenced, nfs_reachability, nic_address, vnet_of_subnet
 from local.emulator.traffic import RunInterrupt
 from local.sandbox import Execution, Network, SandboxError, SandboxVm
 
@@ -209,7 +209,16 @@ def vm_vnet(emu: Emulator, vm: Resource) -> str:
 
 def network_of(emu: Emulator, vm: Resource) -> Network:
     """What Azure's network lets a VM reach now: given to everything that runs in it."""
-    return Network(nfs_reachability(emu, vm_vnet(emu, vm)), emu.config.nfs_timeout_seconds)
+    reachable = nfs_reachability(emu, vm_vnet(emu, vm), vm_address(emu, vm))
+    return Network(reachable, emu.config.nfs_timeout_seconds)
+
+
+def vm_address(emu: Emulator, vm: Resource) -> str:
+    """The private IP address of the VM's primary NIC."""
+    nics = vm.properties.get("networkProfile", {}).get("networkInterfaces", [])
+    primary = next((n for n in nics if (n.get("properties") or {}).get("primary")), nics[0] if nics else None)
+    nic = emu.get(str(reference(primary))) if primary else None
+    return nic_address(nic) if nic is not None else ""
 
 
 def agent_ready(emu: Emulator, vm: Resource) -> bool:

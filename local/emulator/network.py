@@ -199,6 +199,16 @@ class Subnets(ResourceKind):
                             f"of an existing subnet '{sibling.id.name}' in virtual network '{vnet.id.name}'.",
                         )
         props.setdefault("privateEndpointNetworkPolicies", "Disabled")
+        require(props["privateEndpointNetworkPolicies"] in ENDPOINT_POLICIES, "InvalidRequestFormat",
+                f"privateEndpointNetworkPolicies must be one of {', '.join(ENDPOINT_POLICIES)}.")
+        if props.get("networkSecurityGroup"):  # in the VNet's region (network-security-groups-overview.md)
+            _referenced(emu, props["networkSecurityGroup"], rid, NSGS,
+                        join="Microsoft.Network/networkSecurityGroups/join/action")
+            nsg = emu.get(str(reference(props["networkSecurityGroup"])))
+            require(nsg is not None and str(nsg.body.get("location", "")).lower()
+                    == str(vnet.body.get("location", "")).lower(), "InvalidResourceReference",
+                    f"Network security group {reference(props['networkSecurityGroup'])} must be in the "
+                    f"region of virtual network {vnet.id.name}.")
         return stored
 
     @staticmethod
@@ -720,12 +730,13 @@ class ARecords(ResourceKind):
         return stored
 
 
-def nfs_reachability(emu: Emulator, vnet: str) -> dict[str, str]:
+def nfs_reachability(emu: Emulator, vnet: str, address: str = "") -> dict[str, str]:
     """How each storage account's NFS name behaves from a VM in `vnet` (an id): "ok" when the
     `privatelink.file.core.windows.net` zone linked to that VNet resolves it to a private endpoint
     in that VNet or a peered one; "tls" when the account requires secure transfer: only a TLS
     (aznfs) mount is let in (encryption-in-transit-for-nfs-shares.md); "unreachable" otherwise
-    (the public name resolves, but NFS is never served publicly)."""
+    (the public name resolves, but NFS is never served publicly), and when the endpoint's subnet's
+    network security group drops TCP 2049 from the VM's `address` (endpoint_admits)."""
     zones = _linked_file_zones(emu, vnet)
     endpoints = _reachable_endpoints(emu, vnet)
     hosts: dict[str, str] = {}
@@ -733,7 +744,10 @@ def nfs_reachability(emu: Emulator, vnet: str) -> dict[str, str]:
         resolved = {
             address for zone in zones for address in _addresses(emu, zone.child("A", account.id.name))
         }
-        served = any(account in endpoint_accounts(emu, endpoints[a]) for a in resolved if a in endpoints)
+        serving = [endpoints[a] for a in resolved
+                   if a in endpoints and account in endpoint_accounts(emu, endpoints[a])]
+        # A network security group that drops the VM's packets looks like no server (a timeout).
+        served = any(not address or endpoint_admits(emu, e, address) for e in serving)
         state = "ok" if served else "unreachable"
         if served and account.properties.get("supportsHttpsTrafficOnly", True):
             state = "tls"
@@ -797,3 +811,176 @@ def _addresses(emu: Emulator, record_id: ResourceId) -> list[str]:
     return [
         str(entry.get("ipv4Address")) for entry in (record.properties.get("aRecords", []) if record else [])
     ]
+
+
+# -- network security groups ----------------------------------------------------------------------
+# azure-docs articles/virtual-network/network-security-groups-overview.md: rules are evaluated by
+# priority (100-4096, lowest first; the first match decides); one priority per direction; every
+# group ends with the default rules below. A private endpoint's traffic obeys its subnet's group
+# only when the subnet's privateEndpointNetworkPolicies enables it (articles/private-link/
+# disable-private-endpoint-network-policy.md): "Disabled" (Azure's default) skips the group.
+NSGS = f"{NETWORK}/networkSecurityGroups"
+SECURITY_RULES = f"{NSGS}/securityRules"
+ENDPOINT_POLICIES = ("Disabled", "Enabled", "NetworkSecurityGroupEnabled", "RouteTableEnabled")
+SERVICE_TAGS = ("*", "Any", "VirtualNetwork", "AzureLoadBalancer", "Internet")
+DEFAULT_INBOUND = (
+    ("AllowVnetInBound", 65000, "VirtualNetwork", "VirtualNetwork", "Allow"),
+    ("AllowAzureLoadBalancerInBound", 65001, "AzureLoadBalancer", "*", "Allow"),
+    ("DenyAllInBound", 65500, "*", "*", "Deny"),
+)
+
+
+def _check_rule(rid: ResourceId, props: dict[str, Any]) -> None:
+    priority = props.get("priority")
+    require(isinstance(priority, int) and 100 <= priority <= 4096, "SecurityRuleInvalidPriority",
+            f"Security rule {rid.name} has invalid Priority. Value provided: {priority}. "
+            "Allowed range 100-4096.")
+    require(props.get("access") in ("Allow", "Deny"), "SecurityRuleInvalidAccess",
+            f"Security rule {rid.name} has invalid Access. Allowed values: Allow, Deny.")
+    require(props.get("direction") in ("Inbound", "Outbound"), "SecurityRuleInvalidDirection",
+            f"Security rule {rid.name} has invalid Direction. Allowed values: Inbound, Outbound.")
+    require(str(props.get("protocol", "")).lower() in ("tcp", "udp", "icmp", "esp", "ah", "*"),
+            "SecurityRuleInvalidProtocol", f"Security rule {rid.name} has invalid Protocol.")
+    for single, many in (("sourceAddressPrefix", "sourceAddressPrefixes"),
+                         ("destinationAddressPrefix", "destinationAddressPrefixes"),
+                         ("destinationPortRange", "destinationPortRanges")):
+        require(not (props.get(single) and props.get(many)),
+                "SecurityRuleParameterContainsSingleAndMultipleValues",
+                f"Security rule {rid.name} has both {single} and {many}.")
+        for value in ([props[single]] if props.get(single) else props.get(many) or []):
+            if "Prefix" in single and value not in SERVICE_TAGS:
+                _network(str(value) if "/" in str(value) else f"{value}/32", str(rid))
+
+
+def _group_of(subnet: Resource) -> str:
+    return str(reference(subnet.properties.get("networkSecurityGroup")) or "").lower()
+
+
+def _rules(emu: Emulator, nsg: Resource) -> list[dict[str, Any]]:
+    """The group's rules: inline in its body and PUT as children, each with name and properties."""
+    inline = [{"name": r.get("name"), "properties": r.get("properties", {})}
+              for r in nsg.properties.get("securityRules") or []]
+    children = [{"name": c.id.name, "properties": c.properties} for c in emu.children(nsg.id)
+                if c.type == SECURITY_RULES]
+    return inline + children
+
+
+def _same_priority(rules: list[dict[str, Any]], name: str, props: dict[str, Any]) -> None:
+    for other in rules:
+        oprops = other["properties"]
+        if other["name"] != name and (oprops.get("priority"), oprops.get("direction")) == (
+                props.get("priority"), props.get("direction")):
+            raise bad_request("SecurityRuleConflict",
+                              f"Security rule {name} conflicts with rule {other['name']}. Rules cannot have "
+                              "the same Priority and Direction. To learn more, see aka.ms/nsgrules.")
+
+
+class NetworkSecurityGroups(ResourceKind):
+    type_name = NSGS
+    put_shape = Shape.ASYNC_OPERATION
+    delete_shape = Shape.ASYNC_OPERATION
+
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
+        stored = super().validate(emu, rid, body, existing)
+        rules = stored["properties"].setdefault("securityRules", [])
+        for rule in rules:
+            _check_rule(rid.child("securityRules", str(rule.get("name"))), rule.setdefault("properties", {}))
+            _same_priority(rules, str(rule.get("name")), rule["properties"])
+        return stored
+
+    def check_delete(self, emu: Emulator, resource: Resource) -> None:
+        for subnet in emu.find(SUBNETS):
+            if _group_of(subnet) == resource.id.key:
+                raise bad_request("InUseNetworkSecurityGroupCannotBeDeleted",
+                                  f"Network security group {resource.id} cannot be deleted because it is "
+                                  f"in use by the following resources: {subnet.id}.")
+
+    def view(self, emu: Emulator, resource: Resource, query: dict[str, Any]) -> dict[str, Any]:
+        body = super().view(emu, resource, query)
+        body["properties"]["securityRules"] = [
+            {"id": f"{resource.id}/securityRules/{r['name']}", "name": r["name"],
+             "properties": r["properties"]} for r in _rules(emu, resource)]
+        body["properties"]["defaultSecurityRules"] = [
+            {"id": f"{resource.id}/defaultSecurityRules/{name}", "name": name,
+             "properties": {"priority": priority, "sourceAddressPrefix": source,
+                            "destinationAddressPrefix": dest, "access": access, "direction": "Inbound",
+                            "protocol": "*",
+                            "sourcePortRange": "*", "destinationPortRange": "*"}}
+            for name, priority, source, dest, access in DEFAULT_INBOUND]
+        body["properties"]["subnets"] = [
+            {"id": str(s.id)} for s in emu.find(SUBNETS) if _group_of(s) == resource.id.key]
+        return body
+
+
+class SecurityRules(ResourceKind):
+    type_name = SECURITY_RULES
+    put_shape = Shape.ASYNC_OPERATION
+    delete_shape = Shape.ASYNC_OPERATION
+    located = False
+
+    def validate(
+        self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
+    ) -> dict[str, Any]:
+        stored = super().validate(emu, rid, body, existing)
+        _check_rule(rid, stored["properties"])
+        nsg = emu.get(rid.parent) if rid.parent else None
+        assert nsg is not None
+        _same_priority(_rules(emu, nsg), rid.name, stored["properties"])
+        return stored
+
+
+def endpoint_admits(emu: Emulator, endpoint: Resource, address: str, port: int = 2049) -> bool:
+    """Whether TCP traffic from `address` to the endpoint's port gets in: its subnet's group
+    decides when the subnet's privateEndpointNetworkPolicies let it; else everything routed in."""
+    subnet = emu.get(str(reference(endpoint.properties.get("subnet"))))
+    nic = emu.get(endpoint.internal.get("nic", ""))
+    if subnet is None or nic is None:
+        return False
+    nsg = emu.get(str(reference(subnet.properties.get("networkSecurityGroup")) or ""))
+    if nsg is None or subnet.properties.get("privateEndpointNetworkPolicies") not in (
+            "Enabled", "NetworkSecurityGroupEnabled"):
+        return True
+    vnet = vnet_of_subnet(str(subnet.id))
+    target = nic_address(nic)
+    rules = [r["properties"] for r in _rules(emu, nsg) if r["properties"].get("direction") == "Inbound"]
+    rules += [{"priority": p, "sourceAddressPrefix": s, "destinationAddressPrefix": d, "access": a,
+               "protocol": "*", "destinationPortRange": "*"} for _, p, s, d, a in DEFAULT_INBOUND]
+    for rule in sorted(rules, key=lambda r: int(r.get("priority", 0))):
+        if (str(rule.get("protocol", "*")).lower() in ("tcp", "*")
+                and _matches(emu, vnet, address, rule, "source")
+                and _matches(emu, vnet, target, rule, "destination")
+                and _port_in(rule, port)):
+            return bool(rule.get("access") == "Allow")
+    return False
+
+
+def _matches(emu: Emulator, vnet: str, address: str, rule: dict[str, Any], side: str) -> bool:
+    """An address against a rule's prefixes; application security groups are not modelled, so a
+    rule naming them matches nothing here."""
+    if rule.get(f"{side}ApplicationSecurityGroups"):
+        return False
+    single = rule.get(f"{side}AddressPrefix")
+    for prefix in [single] if single else rule.get(f"{side}AddressPrefixes") or []:
+        if prefix in ("*", "Any"):
+            return True
+        if prefix == "VirtualNetwork":  # the VNet's space and its peers' (service tags overview)
+            if any(connected(emu, vnet, str(v.id)) and any(
+                    ipaddress.IPv4Address(address) in ipaddress.IPv4Network(space)
+                    for space in (v.properties.get("addressSpace") or {}).get("addressPrefixes") or [])
+                   for v in emu.find(VNETS)):
+                return True
+        elif prefix not in ("AzureLoadBalancer", "Internet") and ipaddress.IPv4Address(address) in \
+                ipaddress.IPv4Network(prefix if "/" in prefix else f"{prefix}/32", strict=False):
+            return True
+    return False
+
+
+def _port_in(rule: dict[str, Any], port: int) -> bool:
+    single = rule.get("destinationPortRange")
+    for text in [single] if single else rule.get("destinationPortRanges") or []:
+        low, _, high = str(text).partition("-")
+        if text == "*" or int(low) <= port <= int(high or low):
+            return True
+    return False

@@ -50,6 +50,17 @@ RESOURCE_GROUP_OPERATIONS: tuple[str, ...] = (
     # (.../Microsoft.Network/locations/{region}/operations|operationResults/{id})
     "Microsoft.Network/locations/operations/read",
     "Microsoft.Network/locations/operationResults/read",
+    # endpoint_place / guard_subnet / security_rules / put_security_rule / delete_security_rule:
+    # the group on the endpoints' subnet with each storage's allow rule (network_rules.py);
+    # delete_network_if_unused deletes the group with the service's VNet
+    "Microsoft.Network/networkSecurityGroups/read",
+    "Microsoft.Network/networkSecurityGroups/write",
+    "Microsoft.Network/networkSecurityGroups/delete",
+    "Microsoft.Network/networkSecurityGroups/securityRules/read",  # the rule's PUT is polled by GET
+    "Microsoft.Network/networkSecurityGroups/securityRules/write",
+    "Microsoft.Network/networkSecurityGroups/securityRules/delete",
+    # guard_subnet, linked check on the group a subnet is given
+    "Microsoft.Network/networkSecurityGroups/join/action",
     # ArmVmCloud.get_vm: the VM's primary NIC, for its subnet and VNet
     "Microsoft.Network/networkInterfaces/read",
     # file_zones / create_zone / delete_zone (the service's own zone, in a group it manages)

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.core.rest import HttpRequest
 from azure.mgmt.network.models import (
+    NetworkSecurityGroup,
     PrivateDnsZoneGroup,
     PrivateEndpoint,
     Subnet,
     VirtualNetwork,
 )
+from azure.mgmt.network.models import SecurityRule as ArmSecurityRule
 from azure.mgmt.privatedns.models import PrivateZone, RecordSet, VirtualNetworkLink
 from azure.mgmt.storage.models import (
     FileShare,
@@ -26,6 +28,7 @@ from azure.mgmt.storage.models import (
 )
 
 from shared.domain.models import SHARE_NAME
+from shared.domain.network_rules import NSG_NAME, EndpointPlace, SecurityRule, deny_rule
 from shared.domain.private_dns import (
     FILE_ZONE,
     DnsRecord,
@@ -72,6 +75,37 @@ def _group_of(resource_id: str) -> str:
 
 def _managed(tags: dict[str, str] | None) -> bool:
     return (tags or {}).get(MANAGED_BY_TAG) == MANAGED_BY
+
+
+def _name(resource_id: str) -> str:
+    return resource_id.rsplit("/", 1)[-1]
+
+
+def _subnet_parts(subnet_id: str) -> tuple[str, str, str]:
+    """(resource group, VNet, subnet) of a subnet id."""
+    parts = subnet_id.split("/")
+    return _group_of(subnet_id), parts[-3], parts[-1]
+
+
+def _rule_body(rule: SecurityRule) -> dict[str, Any]:
+    sources = {"sourceAddressPrefix": rule.sources[0]} if len(rule.sources) == 1 else {
+        "sourceAddressPrefixes": list(rule.sources)}
+    destinations = rule.destination.split(",")
+    target = {"destinationAddressPrefix": destinations[0]} if len(destinations) == 1 else {
+        "destinationAddressPrefixes": destinations}
+    protocol = "*" if rule.port == "*" else "Tcp"
+    return {"name": rule.name, "properties": {
+        "priority": rule.priority, "access": rule.access, "direction": "Inbound", "protocol": protocol,
+        "sourcePortRange": "*", "destinationPortRange": rule.port, **sources, **target}}
+
+
+def _rule(found: Any) -> SecurityRule:
+    single = [found.source_address_prefix] if found.source_address_prefix else []
+    sources = tuple(found.source_address_prefixes or single)
+    targets = found.destination_address_prefixes or [found.destination_address_prefix or "*"]
+    ports = found.destination_port_range or ",".join(found.destination_port_ranges or []) or "*"
+    return SecurityRule(str(found.name), int(found.priority or 0), _value(found.access), sources,
+                        ",".join(targets), str(ports))
 
 
 def reference_id(sub_resource: Any) -> str:
@@ -260,6 +294,10 @@ class ArmStorageCloud:
             ):
                 return False
             networks.virtual_networks.begin_delete(group, vnet).result()
+            try:  # the group the service put on its subnet goes with it
+                networks.network_security_groups.begin_delete(group, NSG_NAME).result()
+            except ResourceNotFoundError:
+                pass
         return True
 
     # -- private endpoint and DNS -----------------------------------------------------------------
@@ -298,6 +336,64 @@ class ArmStorageCloud:
     def delete_endpoint(self, group: str, name: str) -> None:
         with arm_errors(f"delete private endpoint {name}"):
             self.clients.network.private_endpoints.begin_delete(group, name).result()
+
+    # -- who reaches the endpoint (shared/domain/network_rules.py) ---------------------------------
+
+    def endpoint_place(self, group: str, endpoint: str) -> EndpointPlace | None:
+        """The endpoint's subnet and private address, and how that subnet is guarded now."""
+        network = self.clients.network
+        with arm_errors(f"read private endpoint {endpoint} and its subnet"):
+            try:
+                found = network.private_endpoints.get(group, endpoint)
+            except ResourceNotFoundError:
+                return None
+            nic_id = reference_id((found.network_interfaces or [None])[0])
+            nic = network.network_interfaces.get(_group_of(nic_id), _name(nic_id)) if nic_id else None
+            configs = nic.ip_configurations if nic else None
+            address = str(configs[0].private_ip_address or "") if configs else ""
+            subnet_id = reference_id(found.subnet)
+            subnet_group, vnet, subnet_name = _subnet_parts(subnet_id)
+            subnet = network.subnets.get(subnet_group, vnet, subnet_name)
+            owner = network.virtual_networks.get(subnet_group, vnet)
+        prefixes = tuple(subnet.address_prefixes or [p for p in [subnet.address_prefix] if p])
+        return EndpointPlace(subnet_id, address, prefixes, managed=_managed(owner.tags),
+                             nsg_id=reference_id(subnet.network_security_group) or None,
+                             policies=_value(subnet.private_endpoint_network_policies) or "Disabled")
+
+    def guard_subnet(self, place: EndpointPlace, region: str, tags: dict[str, str]) -> str:
+        """The service's group on the endpoint's subnet, obeyed by its endpoints; returns its id.
+        The group is made with the rule that drops whatever no allow rule lets in."""
+        network = self.clients.network
+        subnet_group, vnet, subnet_name = _subnet_parts(place.subnet_id)
+        with arm_errors(f"guard subnet {subnet_name} with network security group {NSG_NAME}"):
+            try:
+                nsg_id = str(network.network_security_groups.get(subnet_group, NSG_NAME).id)
+            except ResourceNotFoundError:
+                body = NetworkSecurityGroup({"location": region, "tags": tags, "properties": {
+                    "securityRules": [_rule_body(deny_rule(place.subnet_prefixes))]}})
+                nsg_id = str(network.network_security_groups.begin_create_or_update(
+                    subnet_group, NSG_NAME, body).result().id)
+            subnet = network.subnets.get(subnet_group, vnet, subnet_name)
+            if not same_id(reference_id(subnet.network_security_group), nsg_id) or _value(
+                    subnet.private_endpoint_network_policies) != "Enabled":
+                subnet.network_security_group = NetworkSecurityGroup({"id": nsg_id})
+                subnet.private_endpoint_network_policies = "Enabled"
+                network.subnets.begin_create_or_update(subnet_group, vnet, subnet_name, subnet).result()
+        return nsg_id
+
+    def security_rules(self, nsg_id: str) -> list[SecurityRule]:
+        with arm_errors("read the rules of network security group " + nsg_id.rsplit("/", 1)[-1]):
+            found = self.clients.network.network_security_groups.get(_group_of(nsg_id), _name(nsg_id))
+        return [_rule(r) for r in found.security_rules or []]
+
+    def put_security_rule(self, nsg_id: str, rule: SecurityRule) -> None:
+        with arm_errors(f"write security rule {rule.name}"):
+            self.clients.network.security_rules.begin_create_or_update(
+                _group_of(nsg_id), _name(nsg_id), rule.name, ArmSecurityRule(_rule_body(rule))).result()
+
+    def delete_security_rule(self, nsg_id: str, name: str) -> None:
+        with arm_errors(f"delete security rule {name}"):
+            self.clients.network.security_rules.begin_delete(_group_of(nsg_id), _name(nsg_id), name).result()
 
     # -- private DNS ------------------------------------------------------------------------------
 

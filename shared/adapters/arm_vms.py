@@ -58,12 +58,14 @@ class ArmVmCloud:
                 return None
             nics = vm.network_profile.network_interfaces if vm.network_profile else []
             primary = next((n for n in nics or [] if n.primary), (nics or [None])[0])
-            vnet = ""
+            vnet = address = ""
             if primary is not None and primary.id:
                 nic_group, nic_name = _parts(primary.id)
                 nic = self.clients.network.network_interfaces.get(nic_group, nic_name)
                 subnet = nic.ip_configurations[0].subnet if nic.ip_configurations else None
                 vnet = _vnet_of(str(subnet.id)) if subnet is not None and subnet.id else ""
+                configs = nic.ip_configurations or []
+                address = str(configs[0].private_ip_address or "") if configs else ""
         power = _power(vm)
         return VmFacts(
             name=name,
@@ -75,6 +77,7 @@ class ArmVmCloud:
             vnet_id=vnet,
             tags=dict(vm.tags or {}),
             time_created=vm.time_created,
+            private_ip=address,
         )
 
     def list_vms(self) -> list[VmSummary]:

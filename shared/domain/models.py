@@ -116,6 +116,8 @@ class Attachment:
     health: AttachmentHealth = AttachmentHealth.UNKNOWN
     last_verified_at: datetime | None = None
     last_error: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    # The VM's private address when attached: the storage's network rule lets it in until detach.
+    address: str | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 @dataclass(frozen=True)

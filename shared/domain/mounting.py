@@ -29,6 +29,7 @@ class VmFacts:
     vnet_id: str
     tags: Mapping[str, str] = field(default_factory=dict)
     time_created: datetime | None = None  # Azure's properties.timeCreated
+    private_ip: str = ""  # of its primary NIC: what the endpoint's network rules name
 
 
 class TaggedVm(Protocol):

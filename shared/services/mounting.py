@@ -45,6 +45,7 @@ from shared.domain.validation import mount_point as mount_point_rule
 from shared.ports import AttachmentRepository, Clock, StorageCloud, StorageRepository, VmCloud
 from shared.scripts import run_command_script
 
+from .network_guard import NetworkGuard
 from .private_dns import PrivateDnsPublisher
 from .worker import OperationContext
 
@@ -70,7 +71,9 @@ class MountService:
         clock: Clock,
         dns: PrivateDnsPublisher,
         home_roots: tuple[str, ...] = DEFAULT_HOME_ROOTS,
+        guard: NetworkGuard | None = None,
     ) -> None:
+        self.guard = guard or NetworkGuard(cloud)
         self.home_roots = home_roots
         self.dns = dns
         self.vms = vms
@@ -100,6 +103,7 @@ class MountService:
         context.progress(ATTACH_STEPS[1], 1, total)
         creator = _creator_of(context)
         self._reach(storage, vm, creator)
+        self.guard.admit(storage, vm.private_ip, creator)  # before the mount: the rules let it in
         context.progress(ATTACH_STEPS[2], 2, total)
         mount_point = mount_point_rule(
             (existing.mount_point if repairing and existing else None)
@@ -130,8 +134,11 @@ class MountService:
             self.storages.save(replace(storage, owner_uid=_owner_uid(result, vm)))
         if repairing and existing is not None:
             attachment = replace(
-                existing, health=AttachmentHealth.HEALTHY, last_verified_at=self.clock.now(), last_error=None
+                existing, health=AttachmentHealth.HEALTHY, last_verified_at=self.clock.now(), last_error=None,
+                address=vm.private_ip or existing.address,
             )
+            if existing.address and existing.address != attachment.address:  # the VM's address changed
+                self.release_network(existing)
             self.attachments.save(attachment)
             self._delete_runs(vm, context.operation.id, "attach")
             return {"attachment": to_json(attachment), "changed": True, "repaired": True, "mount": result}
@@ -145,6 +152,7 @@ class MountService:
                 vm_id=vm.vm_id,
                 owner=home_user(mount_point),
                 backup_path=result.get("backupPath"),
+                address=vm.private_ip or None,
             )
         )
         self.attachments.clear_detached(vm.vm_id)  # attached on request: auto-attach may act again
@@ -259,6 +267,13 @@ class MountService:
             try_hint="check that the VM stays up (az vm get-instance-view), then submit the request again",
         )
 
+    def release_network(self, attachment: Attachment, current_address: str = "") -> None:
+        """The VM no longer reaches the storage's endpoint: its recorded address (and the one it
+        has now, for records from before addresses were kept) leaves the storage's rule."""
+        storage = self.storages.get(attachment.storage)
+        if storage is not None:
+            self.guard.release(storage, {attachment.address or current_address})
+
     def _delete_runs(self, vm: VmFacts, key: str, script: str) -> None:
         self.vms.delete_runs(vm, run_command_prefix(script, key))
 
@@ -305,6 +320,8 @@ class MountService:
                 creator=creator,
                 nonce=nonce,
             )
+        same_vm = vm is not None and vm.vm_id == attachment.vm_id
+        self.release_network(attachment, vm.private_ip if same_vm and vm is not None else "")
         self.attachments.remove(attachment.resource_group, attachment.vm, vm_id=attachment.vm_id)
         if attachment.vm_id:  # on purpose: neither its tag nor its group's default re-attaches it
             self.attachments.mark_detached(attachment.vm_id, self.clock.now())

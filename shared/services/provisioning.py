@@ -188,6 +188,10 @@ class StorageProvisioner:
         group, endpoint, tags = spec.resource_group, p.endpoint_name(spec.name), p.managed_tags(creator)
         if fresh or self.cloud.get_endpoint(group, endpoint) is None:
             self.cloud.create_endpoint(group, endpoint, spec.region, network.subnet_id, account_id, tags)
+        # From its first minute, only VMs attached to it reach the endpoint (network_rules.py).
+        place = self.cloud.endpoint_place(group, endpoint)
+        if place is not None and place.managed and not place.guarded:
+            self.cloud.guard_subnet(place, spec.region, tags)
         self.dns.publish(zone, group, endpoint, network.vnet_id, tags, fresh=fresh)
 
     # -- resize -----------------------------------------------------------------------------------

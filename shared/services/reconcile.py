@@ -107,6 +107,7 @@ class ReconcileService:
             health[checked.health.value] += 1
             if checked.health is AttachmentHealth.VM_GONE:
                 try:  # only this VM's record: not one written meanwhile for a recreated VM
+                    self.mounts.release_network(attachment)  # its address may go to another VM
                     self.attachments.remove(attachment.resource_group, attachment.vm, vm_id=attachment.vm_id)
                 except ServiceError as err:
                     errors.append(f"{attachment.resource_group}/{attachment.vm}: {err.message}")

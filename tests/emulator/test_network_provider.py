@@ -10,10 +10,12 @@ from azure.mgmt.network.models import (
     DhcpOptions,
     NetworkInterface,
     NetworkInterfaceIPConfiguration,
+    NetworkSecurityGroup,
     PrivateDnsZoneConfig,
     PrivateDnsZoneGroup,
     PrivateEndpoint,
     PrivateLinkServiceConnection,
+    SecurityRule,
     Subnet,
     VirtualNetwork,
     VirtualNetworkPeering,
@@ -333,3 +335,61 @@ def test_a_private_endpoint_is_in_its_vnets_region(azure: Azure) -> None:
     assert refused.value.error.code == "InvalidResourceReference"
     assert "same region" in refused.value.error.message
     assert azure.emulator.get(f"{azure.group_path()}/providers/Microsoft.Network/privateEndpoints/pe1") is None
+
+
+def test_an_endpoint_obeys_its_subnets_security_group_only_when_its_policies_say_so(azure: Azure) -> None:
+    # network-security-groups-overview.md: priority order, first match decides, one priority per
+    # direction, default rules last; disable-private-endpoint-network-policy.md: an endpoint
+    # ignores its subnet's group while privateEndpointNetworkPolicies is Disabled (the default).
+    account = azure.clients.storage.storage_accounts.begin_create(
+        azure.group, azure.unique("st"), nfs_account()).result()
+    azure.emulator.get(account.id).properties["supportsHttpsTrafficOnly"] = False
+    net = vnet(azure, "guarded", "10.30.0.0/16", "10.30.0.0/24")
+    endpoint = azure.clients.network.private_endpoints.begin_create_or_update(
+        azure.group, "pe-guarded", PrivateEndpoint(
+            location=REGION, subnet=Subnet(id=net.subnets[0].id),
+            private_link_service_connections=[PrivateLinkServiceConnection(
+                name="file", private_link_service_id=account.id, group_ids=["file"])]),
+    ).result()
+    zone = azure.clients.private_dns.private_zones.begin_create_or_update(
+        azure.group, ZONE, PrivateZone(location="global")).result()
+    azure.clients.network.private_dns_zone_groups.begin_create_or_update(
+        azure.group, "pe-guarded", "default", PrivateDnsZoneGroup(private_dns_zone_configs=[
+            PrivateDnsZoneConfig(name="file", private_dns_zone_id=zone.id)])).result()
+    _link(azure, azure.group, ZONE, "guarded", net.id)
+    host = f"{account.name}.file.core.windows.net"
+    endpoint_ip = endpoint.custom_dns_configs[0].ip_addresses[0]
+    network = azure.clients.network
+    deny = SecurityRule(name="deny-all", priority=4096, access="Deny", direction="Inbound", protocol="*",
+                        source_address_prefix="*", source_port_range="*", destination_address_prefix="*",
+                        destination_port_range="*")
+    nsg = network.network_security_groups.begin_create_or_update(
+        azure.group, "nsg1", NetworkSecurityGroup(location=REGION, security_rules=[deny])).result()
+    assert [r.name for r in nsg.default_security_rules] == [
+        "AllowVnetInBound", "AllowAzureLoadBalancerInBound", "DenyAllInBound"]
+    subnet = network.subnets.get(azure.group, "guarded", "default")
+    assert subnet.private_endpoint_network_policies == "Disabled"
+    subnet.network_security_group = NetworkSecurityGroup(id=nsg.id)
+    network.subnets.begin_create_or_update(azure.group, "guarded", "default", subnet).result()
+    assert nfs_reachability(azure.emulator, net.id, "10.30.0.9")[host] == "ok"  # policies Disabled
+
+    subnet.private_endpoint_network_policies = "Enabled"
+    network.subnets.begin_create_or_update(azure.group, "guarded", "default", subnet).result()
+    assert nfs_reachability(azure.emulator, net.id, "10.30.0.9")[host] == "unreachable"
+    allow = SecurityRule(priority=200, access="Allow", direction="Inbound", protocol="Tcp",
+                         source_address_prefixes=["10.30.0.9", "10.30.0.10"], source_port_range="*",
+                         destination_address_prefix=endpoint_ip, destination_port_range="2049")
+    network.security_rules.begin_create_or_update(azure.group, "nsg1", "allow-two", allow).result()
+    assert nfs_reachability(azure.emulator, net.id, "10.30.0.9")[host] == "ok"
+    assert nfs_reachability(azure.emulator, net.id, "10.30.0.11")[host] == "unreachable"
+
+    with pytest.raises(HttpResponseError) as clash:  # one priority per direction
+        network.security_rules.begin_create_or_update(azure.group, "nsg1", "again", allow).result()
+    assert clash.value.error is not None and clash.value.error.code == "SecurityRuleConflict"
+    with pytest.raises(HttpResponseError) as bad:
+        allow.priority = 5000
+        network.security_rules.begin_create_or_update(azure.group, "nsg1", "too-low", allow).result()
+    assert bad.value.error is not None and bad.value.error.code == "SecurityRuleInvalidPriority"
+    with pytest.raises(HttpResponseError) as in_use:
+        network.network_security_groups.begin_delete(azure.group, "nsg1").result()
+    assert in_use.value.error is not None and in_use.value.error.code == "InUseNetworkSecurityGroupCannotBeDeleted"

@@ -1,0 +1,75 @@
+"""Only the VMs attached to a storage reach its private endpoint (shared/domain/network_rules.py).
+Attach lets a VM in before it mounts; detach, and reconcile for a VM that is gone, take it out.
+A subnet the service did not make is left alone: its owner adds the rules (docs/storage.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from shared.domain import provisioning as p
+from shared.domain.errors import ServiceError
+from shared.domain.models import StorageInfo
+from shared.domain.network_rules import (
+    EndpointPlace,
+    SecurityRule,
+    allow_rule,
+    allow_rule_name,
+    foreign_rules,
+)
+from shared.ports import StorageCloud
+
+log = logging.getLogger(__name__)
+CONFLICT_RETRIES = 5  # another storage's rule took the same free priority meanwhile
+
+
+class NetworkGuard:
+    def __init__(self, cloud: StorageCloud) -> None:
+        self.cloud = cloud
+
+    def admit(self, storage: StorageInfo, address: str, creator: str | None = None) -> bool:
+        """Let `address` reach the storage's endpoint; False when the service may not guard it."""
+        place = self._place(storage)
+        if place is None or not place.managed or not address:
+            return False
+        nsg = self.cloud.guard_subnet(place, storage.region, p.managed_tags(creator))
+        self._change(nsg, storage, place, add={address})
+        return True
+
+    def release(self, storage: StorageInfo, addresses: Iterable[str]) -> None:
+        """Take `addresses` out of the storage's rule (the rule goes with its last address)."""
+        gone = {a for a in addresses if a}
+        place = self._place(storage)
+        if gone and place is not None and place.guarded and place.nsg_id:
+            self._change(place.nsg_id, storage, place, remove=gone)
+
+    def foreign(self, storage: StorageInfo) -> list[SecurityRule]:
+        """Rules someone else added to the service's group: another way in."""
+        place = self._place(storage)
+        if place is None or not place.guarded or not place.nsg_id:
+            return []
+        return foreign_rules(self.cloud.security_rules(place.nsg_id))
+
+    def _place(self, storage: StorageInfo) -> EndpointPlace | None:
+        return self.cloud.endpoint_place(storage.resource_group, p.endpoint_name(storage.name))
+
+    def _change(self, nsg: str, storage: StorageInfo, place: EndpointPlace, *,
+                add: set[str] | None = None, remove: set[str] | None = None) -> None:
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            rules = self.cloud.security_rules(nsg)
+            current = next((r for r in rules if r.name == allow_rule_name(storage.name)), None)
+            sources = (set(current.sources if current else ()) | (add or set())) - (remove or set())
+            try:
+                if sources:
+                    rule = allow_rule(storage.name, place.address, sources, rules)
+                    if rule != current:
+                        self.cloud.put_security_rule(nsg, rule)
+                elif current is not None:
+                    self.cloud.delete_security_rule(nsg, current.name)
+                return
+            except ServiceError as err:
+                said = f"{err.message} {err.causes}"
+                if ("conflicts with rule" not in said and "SecurityRuleConflict" not in said) \
+                        or attempt == CONFLICT_RETRIES:
+                    raise
+                log.info("the priority chosen for %s was taken meanwhile; choosing again", storage.name)

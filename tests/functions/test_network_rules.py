@@ -1,0 +1,78 @@
+"""Only the VMs attached to a storage reach its private endpoint: the endpoint's subnet carries a
+network security group with one allow rule per storage naming its attached VMs' addresses, and
+the emulator drops (a timeout, as Azure does) any other VM's NFS traffic, peered VNet or not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.domain.network_rules import NSG_NAME, allow_rule_name
+from shared.domain.provisioning import DEFAULT_VNET
+from tests.emulator.conftest import needs_sandbox
+from tests.functions.conftest import REGION, Stack
+from tests.functions.test_attachments import HOME, attach, run, storage, vm  # noqa: F401 (fixture)
+from tests.functions.test_reconcile import delete_vm, reconcile
+
+pytestmark = needs_sandbox
+
+
+def try_mount(stack: Stack, vm_name: str, storage: str) -> str:
+    """A root on the VM mounts the share by hand, as anyone who reaches the endpoint could."""
+    spec = f"{storage}.file.core.windows.net:/{storage}/home"
+    answer = run(stack, vm_name, f"mkdir -p /mnt/try && mount -t aznfs -o vers=4,minorversion=1 {spec} /mnt/try "
+                                 "&& echo mounted && umount /mnt/try")
+    return "mounted" if answer["output"] == "mounted\n" else answer["error"].strip()
+
+
+def allowed(stack: Stack, storage: str) -> list[str]:
+    nsg = stack.arm(f"Microsoft.Network/networkSecurityGroups/{NSG_NAME}")
+    rule = [r for r in nsg["properties"]["securityRules"] if r["name"] == allow_rule_name(storage)]
+    if not rule:
+        return []
+    props = rule[0]["properties"]
+    return sorted(props.get("sourceAddressPrefixes") or [props["sourceAddressPrefix"]])
+
+
+def address(stack: Stack, vm_name: str) -> str:
+    nic = stack.arm(f"Microsoft.Network/networkInterfaces/{vm_name}-nic")
+    return str(nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"])
+
+
+def peer_island(stack: Stack) -> None:
+    base = f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network/virtualNetworks"
+    stack.rest.put(f"{base}/island", {"location": REGION, "properties": {
+        "addressSpace": {"addressPrefixes": ["10.77.0.0/16"]},
+        "subnets": [{"name": "default", "properties": {"addressPrefix": "10.77.0.0/24"}}]}})
+    for local, remote in (("island", DEFAULT_VNET), (DEFAULT_VNET, "island")):
+        stack.rest.put(f"{base}/{local}/virtualNetworkPeerings/to-{remote}", {"properties": {
+            "remoteVirtualNetwork": {"id": f"{base}/{remote}"}, "allowVirtualNetworkAccess": True}})
+
+
+def test_only_attached_vms_reach_the_share(stack: Stack, storage: str) -> None:
+    subnet: dict[str, Any] = stack.arm(f"Microsoft.Network/virtualNetworks/{DEFAULT_VNET}/subnets/azlin-storage")
+    assert subnet["properties"]["privateEndpointNetworkPolicies"] == "Enabled"
+    assert subnet["properties"]["networkSecurityGroup"]["id"].endswith(NSG_NAME)
+    peer_island(stack)
+    vm(stack, "far", vnet="island", subnet="default")
+    vm(stack, "snoop")  # in the storage's own VNet, never attached
+
+    assert attach(stack, storage, "far")["status"] == "Succeeded"  # its VNet resolves the name from now on
+    assert allowed(stack, storage) == [address(stack, "far")]
+    assert "timed out" in try_mount(stack, "snoop", storage)
+    assert run(stack, "far", f"findmnt -n -o TARGET --mountpoint {HOME}")["output"] == f"{HOME}\n"
+    assert try_mount(stack, "far", storage) == "mounted"
+
+    detached = stack.run(stack.api.delete("/api/vms/far/attachment", query={"resourceGroup": stack.group}))
+    assert detached["status"] == "Succeeded", detached
+    assert allowed(stack, storage) == []
+    assert "timed out" in try_mount(stack, "far", storage)  # peered, resolving, and refused
+
+    assert attach(stack, storage, "snoop")["status"] == "Succeeded"
+    assert try_mount(stack, "snoop", storage) == "mounted"
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    assert allowed(stack, storage) == sorted([address(stack, "snoop"), address(stack, "vm1")])
+
+    gone = address(stack, "vm1")
+    delete_vm(stack, "vm1")  # without a detach
+    reconcile(stack)
+    assert allowed(stack, storage) == [address(stack, "snoop")] and gone not in allowed(stack, storage)
