@@ -123,6 +123,7 @@ LINKED_OPERATIONS: frozenset[str] = frozenset(
         "Microsoft.Storage/storageAccounts/privateEndpointConnectionsApproval/action",
         "Microsoft.Network/virtualNetworks/subnets/join/action",
         "Microsoft.Network/virtualNetworks/join/action",
+        "Microsoft.Network/networkSecurityGroups/join/action",
         "Microsoft.Network/privateDnsZones/join/action",
     }
 )

@@ -8,6 +8,7 @@ the storage client's pipeline (no azure-mgmt-resource needed for one GET)."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -256,8 +257,13 @@ class ArmStorageCloud:
     def create_network(
         self, group: str, region: str, vnet: str, space: str, subnet: str, prefix: str, tags: dict[str, str]
     ) -> Network:
+        """The service's own VNet (or one more subnet in it), its subnet guarded from the start:
+        the group its endpoints obey (network_rules.py), made first."""
         networks = self.clients.network
         with arm_errors(f"create VNet {vnet} with subnet {subnet}"):
+            nsg_id = self._endpoints_group(group, region, tags)
+            guarded = {"addressPrefix": prefix, "networkSecurityGroup": {"id": nsg_id},
+                       "privateEndpointNetworkPolicies": "Enabled"}
             try:
                 networks.virtual_networks.get(group, vnet)
             except ResourceNotFoundError:
@@ -267,13 +273,13 @@ class ArmStorageCloud:
                         "tags": tags,
                         "properties": {
                             "addressSpace": {"addressPrefixes": [space]},
-                            "subnets": [{"name": subnet, "properties": {"addressPrefix": prefix}}],
+                            "subnets": [{"name": subnet, "properties": guarded}],
                         },
                     }
                 )
                 networks.virtual_networks.begin_create_or_update(group, vnet, body).result()
             else:  # the VNet exists without the subnet: add it, leaving the others alone
-                addition = Subnet({"properties": {"addressPrefix": prefix}})
+                addition = Subnet({"properties": guarded})
                 networks.subnets.begin_create_or_update(group, vnet, subnet, addition).result()
         found = self.get_network(group, vnet, subnet)
         assert found is not None
@@ -294,10 +300,8 @@ class ArmStorageCloud:
             ):
                 return False
             networks.virtual_networks.begin_delete(group, vnet).result()
-            try:  # the group the service put on its subnet goes with it
+            with suppress(ResourceNotFoundError):  # the group the service put on its subnet goes with it
                 networks.network_security_groups.begin_delete(group, NSG_NAME).result()
-            except ResourceNotFoundError:
-                pass
         return True
 
     # -- private endpoint and DNS -----------------------------------------------------------------
@@ -366,13 +370,7 @@ class ArmStorageCloud:
         network = self.clients.network
         subnet_group, vnet, subnet_name = _subnet_parts(place.subnet_id)
         with arm_errors(f"guard subnet {subnet_name} with network security group {NSG_NAME}"):
-            try:
-                nsg_id = str(network.network_security_groups.get(subnet_group, NSG_NAME).id)
-            except ResourceNotFoundError:
-                body = NetworkSecurityGroup({"location": region, "tags": tags, "properties": {
-                    "securityRules": [_rule_body(deny_rule(place.subnet_prefixes))]}})
-                nsg_id = str(network.network_security_groups.begin_create_or_update(
-                    subnet_group, NSG_NAME, body).result().id)
+            nsg_id = self._endpoints_group(subnet_group, region, tags)
             subnet = network.subnets.get(subnet_group, vnet, subnet_name)
             if not same_id(reference_id(subnet.network_security_group), nsg_id) or _value(
                     subnet.private_endpoint_network_policies) != "Enabled":
@@ -380,6 +378,16 @@ class ArmStorageCloud:
                 subnet.private_endpoint_network_policies = "Enabled"
                 network.subnets.begin_create_or_update(subnet_group, vnet, subnet_name, subnet).result()
         return nsg_id
+
+    def _endpoints_group(self, group: str, region: str, tags: dict[str, str]) -> str:
+        """The service's network security group in `group`, made with its deny rule if missing."""
+        groups = self.clients.network.network_security_groups
+        try:
+            return str(groups.get(group, NSG_NAME).id)
+        except ResourceNotFoundError:
+            body = NetworkSecurityGroup({"location": region, "tags": tags, "properties": {
+                "securityRules": [_rule_body(deny_rule())]}})
+            return str(groups.begin_create_or_update(group, NSG_NAME, body).result().id)
 
     def security_rules(self, nsg_id: str) -> list[SecurityRule]:
         with arm_errors("read the rules of network security group " + nsg_id.rsplit("/", 1)[-1]):

@@ -50,9 +50,9 @@ def allow_rule_name(storage: str) -> str:
     return f"azlin-nfs-{storage}"
 
 
-def deny_rule(subnet_prefixes: Iterable[str]) -> SecurityRule:
-    prefixes = tuple(subnet_prefixes)
-    return SecurityRule(DENY_RULE, DENY_PRIORITY, "Deny", ("*",), ",".join(prefixes) or "*", "*")
+def deny_rule() -> SecurityRule:
+    """Everything bound for the group's subnet (the group is on that subnet alone)."""
+    return SecurityRule(DENY_RULE, DENY_PRIORITY, "Deny", ("*",), "*", "*")
 
 
 def allow_rule(storage: str, endpoint_address: str, sources: Iterable[str],

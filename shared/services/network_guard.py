@@ -11,8 +11,8 @@ from shared.domain import provisioning as p
 from shared.domain.errors import ServiceError
 from shared.domain.models import StorageInfo
 from shared.domain.network_rules import (
+    NSG_NAME,
     EndpointPlace,
-    SecurityRule,
     allow_rule,
     allow_rule_name,
     foreign_rules,
@@ -43,12 +43,23 @@ class NetworkGuard:
         if gone and place is not None and place.guarded and place.nsg_id:
             self._change(place.nsg_id, storage, place, remove=gone)
 
-    def foreign(self, storage: StorageInfo) -> list[SecurityRule]:
-        """Rules someone else added to the service's group: another way in."""
+    def audit(self, storage: StorageInfo, attached: Iterable[str]) -> list[str]:
+        """Other ways in than the service made: rules someone else added to the service's group,
+        addresses in the storage's rule that no attached VM has, a subnet no longer guarded."""
         place = self._place(storage)
-        if place is None or not place.guarded or not place.nsg_id:
+        if place is None or not place.managed:
             return []
-        return foreign_rules(self.cloud.security_rules(place.nsg_id))
+        if not place.guarded or not place.nsg_id:
+            return [f"{storage.name}: the endpoint's subnet no longer obeys {NSG_NAME} "
+                    f"(privateEndpointNetworkPolicies {place.policies})"]
+        rules = self.cloud.security_rules(place.nsg_id)
+        found = [f"{storage.name}: rule {r.name} ({r.access}, priority {r.priority}) was not made by "
+                 "the service" for r in foreign_rules(rules)]
+        ours = next((r for r in rules if r.name == allow_rule_name(storage.name)), None)
+        unknown = sorted(set(ours.sources if ours else ()) - set(attached))
+        found += [f"{storage.name}: {allow_rule_name(storage.name)} lets in {a}, which no attached VM has"
+                  for a in unknown]
+        return found
 
     def _place(self, storage: StorageInfo) -> EndpointPlace | None:
         return self.cloud.endpoint_place(storage.resource_group, p.endpoint_name(storage.name))

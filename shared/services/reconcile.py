@@ -55,6 +55,7 @@ class ReconcileReport:
     attach_queued: tuple[str, ...] = ()  # attaches queued (or refused) for VMs asking for a storage
     not_attached: tuple[UnattachedVm, ...] = ()  # VMs asking for a storage whose writer is unknown
     errors: tuple[str, ...] = ()
+    other_access: tuple[str, ...] = ()  # ways to a share's endpoint the service did not make
 
 
 class ReconcileService:
@@ -116,6 +117,7 @@ class ReconcileService:
             elif checked.health is AttachmentHealth.UNMOUNTED and self.auto_heal:
                 healed.append(self._heal(checked.attachment, started))
         queued, waiting = self._attach_missed(started, errors)
+        other_access = self._other_access(accounts, self.attachments.list_all(), errors)
         report = ReconcileReport(
             started,
             len(attachments),
@@ -125,6 +127,7 @@ class ReconcileService:
             tuple(queued),
             tuple(waiting),
             tuple(errors),
+            tuple(other_access),
         )
         try:
             self.findings.save(list(waiting), started)
@@ -143,6 +146,22 @@ class ReconcileService:
         )
         return report
 
+
+    def _other_access(self, accounts: set[str], attachments: list[Attachment],
+                      errors: list[str]) -> list[str]:
+        """Someone opened another path to a share's data: say so (a WARNING and the report)."""
+        found: list[str] = []
+        for name in sorted(accounts):
+            try:
+                storage = self.mounts.storages.get(name)
+                if storage is not None:
+                    attached = {a.address for a in attachments if a.storage == name and a.address}
+                    found += self.mounts.guard.audit(storage, attached)
+            except ServiceError as err:
+                errors.append(f"{name}: checking who reaches it: {err.message}")
+        for finding in found:
+            log.warning("reconcile: another way in: %s", finding)
+        return found
     def _heal(self, attachment: Attachment, started: datetime) -> str:
         command = AttachVm(
             attachment.storage, attachment.vm, attachment.resource_group, attachment.mount_point, repair=True,

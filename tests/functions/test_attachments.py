@@ -254,6 +254,11 @@ def test_a_vm_whose_agent_never_gets_ready_fails_clearly_after_the_deadline(
     assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
 
 
+def address(stack: Stack, vm_name: str) -> str:
+    nic = stack.arm(f"Microsoft.Network/networkInterfaces/{vm_name}-nic")
+    return str(nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"])
+
+
 def verify(stack: Stack, vm_name: str = "vm1") -> dict[str, Any]:
     return stack.run(stack.api.post(f"/api/vms/{vm_name}/attachment/verify",
                                     query={"resourceGroup": stack.group}))
@@ -312,6 +317,14 @@ def test_cloud_init_gives_a_new_vm_the_shared_home_from_its_first_boot(stack: St
             f"chmod {item['permissions']} {shlex.quote(item['path'])}"
         )
     steps += [shlex.join(command) for command in config["runcmd"]]
+    # Not yet admitted (only attached VMs reach the share): the boot's attach fails, home untouched.
+    own = manifest(stack, "born")
+    refused = run(stack, "born", "set -e\n" + "\n".join(steps) + "\n")
+    assert refused["exitCode"] == 69 and "timed out" in refused["error"], refused
+    assert manifest(stack, "born") == own
+    # Its creation event (the VM carries the storage's tag) admits it; here the test does.
+    recorded = stack.app.storages.get(storage)
+    assert recorded is not None and stack.app.mounts.guard.admit(recorded, address(stack, "born"))
     booted = run(stack, "born", "set -e\n" + "\n".join(steps) + "\n")
     assert booted["exitCode"] == 0, booted["error"]
     assert '"success":true' in booted["output"]

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from shared.domain.network_rules import NSG_NAME, allow_rule_name
 from shared.domain.provisioning import DEFAULT_VNET
 from tests.emulator.conftest import needs_sandbox
 from tests.functions.conftest import REGION, Stack
-from tests.functions.test_attachments import HOME, attach, run, storage, vm  # noqa: F401 (fixture)
+from tests.functions.test_attachments import HOME, address, attach, run, storage, vm
 from tests.functions.test_reconcile import delete_vm, reconcile
 
 pytestmark = needs_sandbox
+__all__ = ["storage"]  # the fixture: a storage, and vm1 with a home of 300 files
 
 
 def try_mount(stack: Stack, vm_name: str, storage: str) -> str:
@@ -33,11 +36,6 @@ def allowed(stack: Stack, storage: str) -> list[str]:
     return sorted(props.get("sourceAddressPrefixes") or [props["sourceAddressPrefix"]])
 
 
-def address(stack: Stack, vm_name: str) -> str:
-    nic = stack.arm(f"Microsoft.Network/networkInterfaces/{vm_name}-nic")
-    return str(nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"])
-
-
 def peer_island(stack: Stack) -> None:
     base = f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network/virtualNetworks"
     stack.rest.put(f"{base}/island", {"location": REGION, "properties": {
@@ -48,7 +46,7 @@ def peer_island(stack: Stack) -> None:
             "remoteVirtualNetwork": {"id": f"{base}/{remote}"}, "allowVirtualNetworkAccess": True}})
 
 
-def test_only_attached_vms_reach_the_share(stack: Stack, storage: str) -> None:
+def test_only_attached_vms_reach_the_share(stack: Stack, storage: str, caplog: pytest.LogCaptureFixture) -> None:
     subnet: dict[str, Any] = stack.arm(f"Microsoft.Network/virtualNetworks/{DEFAULT_VNET}/subnets/azlin-storage")
     assert subnet["properties"]["privateEndpointNetworkPolicies"] == "Enabled"
     assert subnet["properties"]["networkSecurityGroup"]["id"].endswith(NSG_NAME)
@@ -76,3 +74,13 @@ def test_only_attached_vms_reach_the_share(stack: Stack, storage: str) -> None:
     delete_vm(stack, "vm1")  # without a detach
     reconcile(stack)
     assert allowed(stack, storage) == [address(stack, "snoop")] and gone not in allowed(stack, storage)
+    assert "another way in" not in caplog.text
+
+    # Someone opens another door beside the service's rules: reconcile says so.
+    nsg = f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network/networkSecurityGroups/{NSG_NAME}"
+    stack.rest.put(f"{nsg}/securityRules/open-door", {"properties": {
+        "priority": 150, "access": "Allow", "direction": "Inbound", "protocol": "*", "sourcePortRange": "*",
+        "sourceAddressPrefix": "*", "destinationAddressPrefix": "*", "destinationPortRange": "2049"}})
+    assert try_mount(stack, "far", storage) == "mounted"  # the emulator obeys it, as Azure would
+    reconcile(stack)
+    assert f"{storage}: rule open-door (Allow, priority 150) was not made by the service" in caplog.text

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from shared.domain.models import Redundancy, StorageInfo, Tier, nfs_endpoint
+from shared.domain.network_rules import NSG_NAME
 from shared.domain.private_dns import FILE_ZONE
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from tests.conftest import ADMIN, OTHER_SUBSCRIPTION, arm_as, object_id
@@ -29,6 +30,7 @@ def test_create_list_status_resize_delete_end_to_end(stack: Stack) -> None:
         f"Microsoft.Storage/storageAccounts/{name}", "Microsoft.Storage/storageAccounts/fileServices/default",
         "Microsoft.Storage/storageAccounts/fileServices/shares/home",
         f"Microsoft.Network/virtualNetworks/{DEFAULT_VNET}", f"Microsoft.Network/virtualNetworks/subnets/{DEFAULT_SUBNET}",
+        f"Microsoft.Network/networkSecurityGroups/{NSG_NAME}",
         f"Microsoft.Network/privateEndpoints/{name}-file-pe",
         "Microsoft.Network/privateEndpoints/privateDnsZoneGroups/default",
         *[k for k in held if k.startswith(f"Microsoft.Network/networkInterfaces/{name}-file-pe.nic.")],
@@ -85,6 +87,7 @@ def test_the_same_create_again_writes_nothing(stack: Stack) -> None:
     assert stack.create(name)["status"] == "Succeeded"
     writes = stack.writes()
     assert sorted(writes) == sorted([
+        "PUT Microsoft.Network/networkSecurityGroups",
         "PUT Microsoft.Network/virtualNetworks", "PUT Microsoft.Storage/storageAccounts",
         "PUT Microsoft.Storage/storageAccounts/fileServices/shares", "PUT Microsoft.Network/privateEndpoints",
         "PUT Microsoft.Network/privateDnsZones", "PUT Microsoft.Network/privateDnsZones/virtualNetworkLinks",
@@ -105,7 +108,7 @@ def test_a_failing_step_is_retried_and_converges(stack: Stack, step: str, status
     operation = stack.create(name)
     assert operation["status"] == "Succeeded", operation
     assert operation["attempts"] == 3
-    assert len(stack.writes()) == 7  # each resource written once, whatever failed on the way
+    assert len(stack.writes()) == 8  # each resource written once, whatever failed on the way
 
 
 @pytest.mark.parametrize("monitor", [r"/asyncoperations/", r"/Microsoft.Network/locations/.*/operations/",
@@ -119,7 +122,7 @@ def test_a_crash_while_azure_is_still_working_converges(stack: Stack, monitor: s
     assert operation["status"] == "Succeeded", operation
     assert operation["attempts"] == 2
     writes = stack.writes()
-    assert len(writes) == len(set(writes)) == 7, writes
+    assert len(writes) == len(set(writes)) == 8, writes
 
 
 def test_a_redelivered_message_of_a_finished_create_changes_nothing(stack: Stack) -> None:
