@@ -129,6 +129,10 @@ def _account(account: Any) -> CloudAccount:
         tags=dict(account.tags or {}),
         provisioning_state=_value(account.provisioning_state),
         created_at=account.creation_time,
+        endpoints=tuple(reference_id(c.private_endpoint) for c in account.private_endpoint_connections or []
+                        if c.private_endpoint is not None),
+        network_rules=tuple([str(r.virtual_network_resource_id) for r in (acls.virtual_network_rules or [])]
+                            + [str(r.ip_address_or_range) for r in (acls.ip_rules or [])]) if acls else (),
     )
 
 

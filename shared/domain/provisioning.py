@@ -93,6 +93,18 @@ class CloudAccount:
     tags: dict[str, str]
     provisioning_state: str
     created_at: datetime | None = None
+    # Other paths to its data: private endpoints connected to it (ids) and its network rules
+    # (subnets with a service endpoint, IP ranges); the service makes one endpoint and no rule.
+    endpoints: tuple[str, ...] = ()
+    network_rules: tuple[str, ...] = ()
+
+    def other_paths(self) -> list[str]:
+        """Ways to this account's data the service did not make."""
+        ours = (f"/resourcegroups/{self.resource_group}/providers/microsoft.network/privateendpoints/"
+                f"{endpoint_name(self.name)}").lower()
+        found = [f"private endpoint {e.rsplit('/', 1)[-1]} ({e})" for e in self.endpoints
+                 if not e.lower().endswith(ours)]
+        return found + [f"network rule {rule}" for rule in self.network_rules]
 
     @property
     def managed(self) -> bool:

@@ -32,6 +32,7 @@ from shared.domain.digests import UnattachedVm
 from shared.domain.errors import ServiceError
 from shared.domain.identity import Principal
 from shared.domain.models import Attachment, AttachmentHealth, VerifiedAttachment
+from shared.domain.provisioning import CloudAccount
 from shared.domain.serialization import format_time
 from shared.ports import AttachmentRepository, Clock, ReconcileFindings, StorageCloud, VmCloud
 
@@ -84,7 +85,8 @@ class ReconcileService:
 
     def run(self) -> ReconcileReport:
         started = self.clock.now()
-        accounts = {a.name for a in self.cloud.list_accounts(None) if a.managed}  # one listing
+        listed = [a for a in self.cloud.list_accounts(None) if a.managed]  # one listing
+        accounts = {a.name for a in listed}
         health: Counter[str] = Counter()
         healed: list[str] = []
         removed: list[str] = []
@@ -117,7 +119,7 @@ class ReconcileService:
             elif checked.health is AttachmentHealth.UNMOUNTED and self.auto_heal:
                 healed.append(self._heal(checked.attachment, started))
         queued, waiting = self._attach_missed(started, errors)
-        other_access = self._other_access(accounts, self.attachments.list_all(), errors)
+        other_access = self._other_access(listed, self.attachments.list_all(), errors)
         report = ReconcileReport(
             started,
             len(attachments),
@@ -147,11 +149,12 @@ class ReconcileService:
         return report
 
 
-    def _other_access(self, accounts: set[str], attachments: list[Attachment],
+    def _other_access(self, accounts: list[CloudAccount], attachments: list[Attachment],
                       errors: list[str]) -> list[str]:
         """Someone opened another path to a share's data: say so (a WARNING and the report)."""
-        found: list[str] = []
-        for name in sorted(accounts):
+        found = [f"{a.name}: {path} was not made by the service"
+                 for a in accounts for path in a.other_paths()]
+        for name in sorted(a.name for a in accounts):
             try:
                 storage = self.mounts.storages.get(name)
                 if storage is not None:

@@ -84,3 +84,13 @@ def test_only_attached_vms_reach_the_share(stack: Stack, storage: str, caplog: p
     assert try_mount(stack, "far", storage) == "mounted"  # the emulator obeys it, as Azure would
     reconcile(stack)
     assert f"{storage}: rule open-door (Allow, priority 150) was not made by the service" in caplog.text
+
+    # ... or a second private endpoint to the account, in a subnet the service does not guard.
+    providers = f"{stack.rest.group_path(stack.group)}/providers"
+    stack.rest.put(f"{providers}/Microsoft.Network/privateEndpoints/side-door", {"location": REGION, "properties": {
+        "subnet": {"id": f"{providers}/Microsoft.Network/virtualNetworks/island/subnets/default"},
+        "privateLinkServiceConnections": [{"name": "file", "properties": {
+            "privateLinkServiceId": f"{providers}/Microsoft.Storage/storageAccounts/{storage}",
+            "groupIds": ["file"]}}]}})
+    reconcile(stack)
+    assert f"{storage}: private endpoint side-door" in caplog.text and "was not made by the service" in caplog.text
