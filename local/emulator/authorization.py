@@ -164,6 +164,7 @@ class Authorization:
         self.definitions: dict[str, dict[str, Any]] = {}  # by role definition name (a GUID), lower case
         self.assignments: dict[str, dict[str, Any]] = {}  # by id, lower case
         self.denials: dict[str, dict[str, Any]] = {}  # by id, lower case
+        self.locks: dict[str, dict[str, Any]] = {}  # management locks, by id, lower case
         for role in json.loads(BUILT_IN_ROLES.read_text()):
             self.definitions[role["name"].lower()] = {
                 "id": f"/providers/Microsoft.Authorization/roleDefinitions/{role['name']}",
@@ -468,6 +469,63 @@ class Authorization:
             "principalType": props["principalType"],
         }
 
+    # -- management locks -------------------------------------------------------------------------
+    # azure-docs articles/azure-resource-manager/management/lock-resources.md: a lock at a scope
+    # applies to everything under it; CanNotDelete refuses every delete there (a resource group
+    # holding a locked resource cannot be deleted either), ReadOnly every write and delete too;
+    # only a caller allowed Microsoft.Authorization/locks/* may add or remove one. Shapes:
+    # azure-rest-api-specs specification/resources/resource-manager/Microsoft.Authorization/
+    # stable/2020-05-01/locks.json; the refusal is 409 ScopeLocked.
+
+    def _locks(self, request: Request, caller: Caller, scope: str, name: str | None) -> Response:
+        verb = {"PUT": "write", "DELETE": "delete"}.get(request.method, "read")
+        self.authorize(caller, f"Microsoft.Authorization/locks/{verb}", scope or "/")
+        if name is None:
+            mine = [copy.deepcopy(lock) for key, lock in self.locks.items()
+                    if key.startswith(f"{scope}/providers/microsoft.authorization/locks/".lower())]
+            return Response(200, {"value": mine})
+        lock_id = f"{scope}/providers/Microsoft.Authorization/locks/{name}"
+        with self._lock:
+            if request.method == "DELETE":
+                return Response(200 if self.locks.pop(lock_id.lower(), None) else 204, None)
+            if request.method == "GET":
+                found = self.locks.get(lock_id.lower())
+                if found is None:
+                    raise ArmError(404, "LockNotFound", f"The lock '{name}' could not be found.")
+                return Response(200, copy.deepcopy(found))
+            body = request.body if isinstance(request.body, dict) else {}
+            props = body.get("properties") or {}
+            if props.get("level") not in ("CanNotDelete", "ReadOnly"):
+                raise bad_request("LockLevelInvalid", "The lock level must be CanNotDelete or ReadOnly.")
+            created = lock_id.lower() not in self.locks
+            self.locks[lock_id.lower()] = {
+                "id": lock_id, "name": name, "type": "Microsoft.Authorization/locks",
+                "properties": {"level": props["level"], "notes": props.get("notes", "")}}
+            return Response(201 if created else 200, copy.deepcopy(self.locks[lock_id.lower()]))
+
+    def drop_locks(self, under: str) -> None:
+        """Tests clean up: remove every lock at or below a scope, as its owner would first."""
+        prefix = _canonical_scope(under).lower()
+        with self._lock:
+            for key in [k for k in self.locks if k == prefix or k.startswith(prefix + "/")]:
+                del self.locks[key]
+
+    def refuse_if_locked(self, method: str, path: str) -> None:
+        """409 ScopeLocked for a delete (or, under ReadOnly, a write) at or above a locked scope,
+        and for deleting a scope that holds a locked resource."""
+        target = _canonical_scope(path.split("?", 1)[0]).lower()
+        for lock in list(self.locks.values()):
+            lock_id = lock["id"].lower()
+            scope = lock_id[: lock_id.rfind("/providers/microsoft.authorization/locks/")]
+            covers = target == scope or target.startswith(scope + "/")
+            inside = method == "DELETE" and scope.startswith(target + "/")
+            writes = method in ("PUT", "PATCH") and lock["properties"]["level"] == "ReadOnly"
+            if (method == "DELETE" and (covers or inside)) or (writes and covers):
+                raise ArmError(409, "ScopeLocked",
+                               f"The scope '{path.split('?', 1)[0]}' cannot perform {method.lower()} "
+                               f"operation because following scope(s) are locked: '{scope}'. Please remove "
+                               "the lock and try again.")
+
     # -- the Microsoft.Authorization API ---------------------------------------------------------
 
     @staticmethod
@@ -493,6 +551,8 @@ class Authorization:
                     ]
                 },
             )
+        if kind == "locks":
+            return self._locks(request, caller, scope, name)
         if kind == "roledefinitions":
             return self._definitions(request, caller, scope, name)
         if kind == "roleassignments":

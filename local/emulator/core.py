@@ -221,6 +221,8 @@ class Emulator:
             raise ArmError(404, "InvalidResourceNamespace", "Subscriptions are not served by the emulator.")
         action, scope = required_action(request.method, request.path)
         request.evidence = self.authorization.authorize(caller, action, scope)
+        if request.method in ("PUT", "PATCH", "DELETE"):
+            self.authorization.refuse_if_locked(request.method, request.path)
         authorizing = CURRENT.set((caller, action, scope))  # for the checks of linked resources
         try:
             if rid.is_resource:

@@ -19,6 +19,10 @@ RESOURCE_GROUP_OPERATIONS: tuple[str, ...] = (
     # create_account polls .../Microsoft.Storage/locations/{region}/asyncoperations/{id}; the storage
     # provider publishes this action for it ("Poll Asynchronous Operation")
     "Microsoft.Storage/operations/read",
+    # account_locked / lock_account / unlock_account: the account's CanNotDelete lock
+    "Microsoft.Authorization/locks/read",
+    "Microsoft.Authorization/locks/write",
+    "Microsoft.Authorization/locks/delete",
     # ArmStorageCloud.get_share (also with $expand=stats) / put_share
     "Microsoft.Storage/storageAccounts/fileServices/shares/read",
     "Microsoft.Storage/storageAccounts/fileServices/shares/write",

@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from .arm import ArmClients
 
 GROUP_API_VERSION = "2024-03-01"
+LOCKS_API_VERSION = "2020-05-01"
+KEEP_LOCK = "azlin-keep"
 
 
 def _value(enum_or_text: Any) -> str:
@@ -218,6 +220,36 @@ class ArmStorageCloud:
     def delete_account(self, group: str, name: str) -> None:
         with arm_errors(f"delete storage account {name}"):
             self.clients.storage.storage_accounts.delete(group, name)
+
+    # -- the account's delete lock (lock-resources.md) ---------------------------------------------
+
+    def _lock_path(self, group: str, name: str) -> str:
+        return (f"/subscriptions/{self._subscription}/resourceGroups/{group}/providers/Microsoft.Storage/"
+                f"storageAccounts/{name}/providers/Microsoft.Authorization/locks/{KEEP_LOCK}"
+                f"?api-version={LOCKS_API_VERSION}")
+
+    def account_locked(self, group: str, name: str) -> bool:
+        with arm_errors(f"read the delete lock of storage account {name}"):
+            response = self.clients.storage.send_request(HttpRequest("GET", self._lock_path(group, name)))
+            if response.status_code == 404:
+                return False
+            response.raise_for_status()
+        return True
+
+    def lock_account(self, group: str, name: str) -> None:
+        """A CanNotDelete lock: no portal click or script deletes the team's homes; only the service
+        lifts it, when it deletes the storage itself."""
+        body = {"properties": {"level": "CanNotDelete",
+                               "notes": "azlin: the homes of a team; delete the storage through the service"}}
+        with arm_errors(f"lock storage account {name} against deletion"):
+            self.clients.storage.send_request(
+                HttpRequest("PUT", self._lock_path(group, name), json=body)).raise_for_status()
+
+    def unlock_account(self, group: str, name: str) -> None:
+        with arm_errors(f"lift the delete lock of storage account {name}"):
+            response = self.clients.storage.send_request(HttpRequest("DELETE", self._lock_path(group, name)))
+            if response.status_code != 404:
+                response.raise_for_status()
 
     # -- the share --------------------------------------------------------------------------------
 

@@ -95,6 +95,8 @@ class StorageProvisioner:
         context.progress(steps[2], 2, total)
         if existing is None or existing.provisioning_state != "Succeeded" or p.drifted(existing, spec):
             existing = self.cloud.create_account(spec)
+        if fresh or not self.cloud.account_locked(spec.resource_group, spec.name):
+            self.cloud.lock_account(spec.resource_group, spec.name)
         context.progress(steps[3], 3, total)
         share = None if fresh else self.cloud.get_share(spec.resource_group, spec.name)
         if share is None or share.quota_gib < command.size_gb or _performance_differs(share, command):
@@ -266,6 +268,7 @@ class StorageProvisioner:
         self.cloud.delete_endpoint(group, p.endpoint_name(name))  # its DNS zone group and A record go too
         context.progress(steps[2], 2, total)
         if account is not None:
+            self.cloud.unlock_account(group, name)  # the service's own delete is the only one
             self.cloud.delete_account(group, name)
         context.progress(steps[3], 3, total)
         ours = {a.name for a in self.cloud.list_accounts(None) if a.managed} - {name}

@@ -114,6 +114,7 @@ def azure(local_azure: LocalAzure, webhook: Webhook) -> Iterator[Azure]:
     group = managed_group(local_azure, REGION)
     yield Azure(local_azure, group, clients_for(local_azure), rest, webhook)
     emulator.faults.clear()
+    emulator.authorization.drop_locks(rest.group_path(group))
     rest.delete(rest.group_path(group))
 
 

@@ -233,3 +233,28 @@ def test_a_monitor_is_authorized_at_the_operations_resource_group(azure: Azure) 
     assert f"over scope '{azure.group_path()}'" in str(error)  # started it, cannot track it
     arm_as(azure.local, on_group).wait(started)  # the group's role may track it
     assert refused(lambda: azure.rest.get(vnet)).status == 404
+
+
+def test_a_delete_lock_stops_deletes_until_someone_allowed_to_lift_it_does(azure: Azure) -> None:
+    # lock-resources.md: CanNotDelete refuses deletes of the resource and of what holds it (409
+    # ScopeLocked); ReadOnly refuses writes too; Contributor may not remove a lock (its NotActions
+    # hold Microsoft.Authorization/*/Delete), an Owner may.
+    group = azure.group_path()
+    owner = arm_as(azure.local)
+    vnet = f"{group}/providers/Microsoft.Network/virtualNetworks/locked"
+    playground.network(owner, azure.group, "locked", REGION)
+    lock = f"{vnet}/providers/Microsoft.Authorization/locks/keep"
+    owner.put(lock, {"properties": {"level": "CanNotDelete", "notes": "homes"}})
+    assert owner.get(lock)["properties"]["level"] == "CanNotDelete"
+    for target in (vnet, group):
+        error = refused(lambda target=target: owner.delete(target))
+        assert (error.status, error.code) == (409, "ScopeLocked"), target
+    contributor = user(azure, ("Contributor", group))
+    error = refused(lambda: arm_as(azure.local, contributor).delete(lock))
+    assert (error.status, error.code) == (403, "AuthorizationFailed")
+    owner.put(lock, {"properties": {"level": "ReadOnly"}})
+    body = owner.get(vnet)
+    error = refused(lambda: owner.put(vnet, {"location": body["location"], "properties": body["properties"]}))
+    assert error.code == "ScopeLocked"
+    owner.delete(lock)
+    owner.delete(vnet)  # no lock, no refusal

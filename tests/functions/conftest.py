@@ -75,6 +75,7 @@ def stack(make_app: Callable[..., Container], functions: FunctionIndex, local_az
     yield Stack(client, app, local_azure, rest, group, QueuePump(functions, azurite, OPERATIONS_QUEUE),
                 QueuePump(functions, azurite, POISON_QUEUE))
     emulator.faults.clear()
+    emulator.authorization.drop_locks(rest.group_path(group))  # the storages' delete locks
     rest.delete(rest.group_path(group))
 
 

@@ -251,6 +251,7 @@ def test_a_reader_of_one_group_sees_only_that_groups_storage_and_costs(stack: St
     everything = stack.api.get("/api/costs").json()  # alice reads the whole subscription
     assert {stack.group, elsewhere} <= {s["resourceGroup"] for s in everything["storage"]}
     stack.run(stack.api.delete(f"/api/storage/{other}"))
+    stack.azure.emulator.authorization.drop_locks(stack.rest.group_path(elsewhere))
     stack.rest.delete(stack.rest.group_path(elsewhere))
 
 
@@ -283,6 +284,7 @@ def test_a_service_principal_acts_where_its_role_allows_and_a_deny_assignment_wi
     denied = error(as_frozen.post("/api/storage", {"name": unique(), "resourceGroup": stack.group}), 403,
                    "AuthorizationFailed")
     assert "the deny assignment 'storage freeze'" in denied["causes"][0]
+    stack.azure.emulator.authorization.drop_locks(stack.rest.group_path(elsewhere))
     stack.rest.delete(stack.rest.group_path(elsewhere))
 
 
@@ -300,6 +302,7 @@ def test_the_apps_identity_is_refused_beyond_infras_roles(stack: Stack, storage:
     denied = [e for e in stack.log.snapshot() if e.status == 403]
     app = stack.azure.emulator.tenant.get(identities.APP_IDENTITY).object_id
     assert denied and all(e.caller == app for e in denied)
+    stack.azure.emulator.authorization.drop_locks(stack.rest.group_path(unmanaged))
     stack.rest.delete(stack.rest.group_path(unmanaged))
 
 

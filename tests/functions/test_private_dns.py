@@ -73,6 +73,7 @@ def hub(stack: Stack) -> Iterator[dict[str, str]]:
     stack.rest.put(f"{zone}/virtualNetworkLinks/hub", {
         "location": "global", "properties": {"virtualNetwork": {"id": hub_vnet}, "registrationEnabled": False}})
     yield {"group": group, "vnet": hub_vnet, "zone": zone}
+    stack.azure.emulator.authorization.drop_locks(stack.rest.group_path(group))
     stack.rest.delete(stack.rest.group_path(group))
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from local.rest import ArmRequestError
 from shared.domain.models import Redundancy, StorageInfo, Tier, nfs_endpoint
 from shared.domain.network_rules import NSG_NAME
 from shared.domain.private_dns import FILE_ZONE
@@ -87,7 +88,7 @@ def test_the_same_create_again_writes_nothing(stack: Stack) -> None:
     assert stack.create(name)["status"] == "Succeeded"
     writes = stack.writes()
     assert sorted(writes) == sorted([
-        "PUT Microsoft.Network/networkSecurityGroups",
+        "PUT Microsoft.Network/networkSecurityGroups", "PUT Microsoft.Storage/storageAccounts/providers/locks",
         "PUT Microsoft.Network/virtualNetworks", "PUT Microsoft.Storage/storageAccounts",
         "PUT Microsoft.Storage/storageAccounts/fileServices/shares", "PUT Microsoft.Network/privateEndpoints",
         "PUT Microsoft.Network/privateDnsZones", "PUT Microsoft.Network/privateDnsZones/virtualNetworkLinks",
@@ -108,7 +109,7 @@ def test_a_failing_step_is_retried_and_converges(stack: Stack, step: str, status
     operation = stack.create(name)
     assert operation["status"] == "Succeeded", operation
     assert operation["attempts"] == 3
-    assert len(stack.writes()) == 8  # each resource written once, whatever failed on the way
+    assert len(stack.writes()) == 9  # each resource written once, whatever failed on the way
 
 
 @pytest.mark.parametrize("monitor", [r"/asyncoperations/", r"/Microsoft.Network/locations/.*/operations/",
@@ -122,7 +123,7 @@ def test_a_crash_while_azure_is_still_working_converges(stack: Stack, monitor: s
     assert operation["status"] == "Succeeded", operation
     assert operation["attempts"] == 2
     writes = stack.writes()
-    assert len(writes) == len(set(writes)) == 8, writes
+    assert len(writes) == len(set(writes)) == 9, writes
 
 
 def test_a_redelivered_message_of_a_finished_create_changes_nothing(stack: Stack) -> None:
@@ -246,8 +247,14 @@ def test_list_is_one_listing_joined_with_records(stack: Stack) -> None:
     names = sorted(unique() for _ in range(3))
     for name in names:
         assert stack.create(name)["status"] == "Succeeded"
-    # One account disappears behind the service's back: it is no longer listed.
-    stack.rest.delete(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Storage/storageAccounts/{names[0]}")
+    # One account disappears behind the service's back: it is no longer listed. Its delete lock
+    # stops a plain delete; an Owner lifts the lock first.
+    account = f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Storage/storageAccounts/{names[0]}"
+    with pytest.raises(ArmRequestError) as locked:
+        stack.rest.delete(account)
+    assert (locked.value.status, locked.value.code) == (409, "ScopeLocked")
+    stack.rest.delete(f"{account}/providers/Microsoft.Authorization/locks/azlin-keep")
+    stack.rest.delete(account)
     stack.log.clear()
     listed = stack.api.get("/api/storage", query={"resourceGroup": stack.group}).json()["value"]
     assert [s["name"] for s in listed] == names[1:]
