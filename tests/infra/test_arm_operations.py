@@ -128,6 +128,7 @@ def test_every_request_of_a_storage_lifecycle_is_a_listed_operation(stack: Stack
     peer = playground.network(rest, group, "vnet-peer", REGION, space="10.61.0.0/16", subnet="10.61.0.0/24")
     served(lambda: vms.vnets_connected(other.rsplit("/subnets/", 1)[0], peer.rsplit("/subnets/", 1)[0]))
     served(lambda: cloud.list_accounts(None))
+    served(lambda: cloud.account_locked(group, name))  # a create that finds the account
     if hasattr(vms, "list_vms"):
         served(vms.list_vms)
     # What a service principal may do: its role assignments and their roles, read by the app.
@@ -173,6 +174,8 @@ SDK_GROUPS = {
     "private_dns_zone_groups": {"Microsoft.Network/privateEndpoints/privateDnsZoneGroups/read",
                                 "Microsoft.Network/privateEndpoints/privateDnsZoneGroups/write"},
     "network_interfaces": {"Microsoft.Network/networkInterfaces/read"},
+    # An account's property the listing carries (other ways in), not an operation group.
+    "private_endpoint_connections": set(),
     "network_security_groups": {"Microsoft.Network/networkSecurityGroups/read",
                                 "Microsoft.Network/networkSecurityGroups/write",
                                 "Microsoft.Network/networkSecurityGroups/delete"},
@@ -216,7 +219,8 @@ def test_every_sdk_operation_group_the_adapters_use_is_accounted_for() -> None:
     assert used <= set(SDK_GROUPS), f"operation groups with no listed operations: {sorted(used - set(SDK_GROUPS))}"
     for group in used:
         assert SDK_GROUPS[group] <= ARM_OPERATIONS, group
-    # The two plain requests (the resource group read, the identity's own permissions on a zone)
-    # go through send_request.
-    assert source.count("send_request(") == 2 and "resourcegroups/{group}" in source
+    # The plain requests go through send_request: the resource group read, the identity's own
+    # permissions on a zone, and the account's delete lock (read, put, delete).
+    assert source.count("send_request(") == 5 and "resourcegroups/{group}" in source
     assert "/providers/Microsoft.Authorization/permissions" in source
+    assert source.count("/providers/Microsoft.Authorization/locks/") == 1  # one path, _lock_path
