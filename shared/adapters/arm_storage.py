@@ -387,10 +387,13 @@ class ArmStorageCloud:
                 found = network.private_endpoints.get(group, endpoint)
             except ResourceNotFoundError:
                 return None
+            # The endpoint's address: in its DNS configs, else on its NIC.
+            dns = [a for c in found.custom_dns_configs or [] for a in c.ip_addresses or []]
+            address = str(dns[0]) if dns else ""
             nic_id = reference_id((found.network_interfaces or [None])[0])
-            nic = network.network_interfaces.get(_group_of(nic_id), _name(nic_id)) if nic_id else None
-            configs = nic.ip_configurations if nic else None
-            address = str(configs[0].private_ip_address or "") if configs else ""
+            if not address and nic_id:
+                configs = network.network_interfaces.get(_group_of(nic_id), _name(nic_id)).ip_configurations
+                address = str(configs[0].private_ip_address or "") if configs else ""
             subnet_id = reference_id(found.subnet)
             subnet_group, vnet, subnet_name = _subnet_parts(subnet_id)
             subnet = network.subnets.get(subnet_group, vnet, subnet_name)

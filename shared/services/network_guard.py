@@ -32,7 +32,8 @@ class NetworkGuard:
         place = self._place(storage)
         if place is None or not place.managed or not address:
             return False
-        nsg = self.cloud.guard_subnet(place, storage.region, p.managed_tags(creator))
+        nsg = place.nsg_id if place.guarded and place.nsg_id else self.cloud.guard_subnet(
+            place, storage.region, p.managed_tags(creator))
         self._change(nsg, storage, place, add={address})
         return True
 

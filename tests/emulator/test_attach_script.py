@@ -21,7 +21,7 @@ from tests.emulator.trees import BUILD, MANIFEST, digest, python
 pytestmark = needs_sandbox
 ATTACH = run_command_script("attach")
 HOME = "/home/azureuser"
-FILES = 1500
+FILES = 1000
 
 
 def run_script(
@@ -344,7 +344,7 @@ def test_a_user_racing_the_script_with_links_to_etc_shadow_changes_nothing_outsi
                                "echo started\n", RACER=RACER, TEMPORARY=TEMPORARY_RACER)
     assert started["output"] == "started\n", started
     outcomes, errors = [], []
-    for _ in range(4):
+    for _ in range(3):
         result, view = attach(azure, "vm1", world["spec"])
         mounted = azure.run("vm1", f"mountpoint -q {HOME} && echo mounted || echo local\n")["output"].strip()
         if result["success"]:
