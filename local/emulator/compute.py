@@ -197,10 +197,14 @@ def sandbox_of(emu: Emulator, vm: Resource) -> SandboxVm:
     return emu.machines.vm(vm.id.key, vm.id.name)
 
 
-def vm_vnet(emu: Emulator, vm: Resource) -> str:
+def primary_nic(emu: Emulator, vm: Resource) -> Resource | None:
     nics = vm.properties.get("networkProfile", {}).get("networkInterfaces", [])
     primary = next((n for n in nics if (n.get("properties") or {}).get("primary")), nics[0] if nics else None)
-    nic = emu.get(str(reference(primary))) if primary else None
+    return emu.get(str(reference(primary))) if primary else None
+
+
+def vm_vnet(emu: Emulator, vm: Resource) -> str:
+    nic = primary_nic(emu, vm)
     if nic is None:
         return ""
     subnet = nic.properties["ipConfigurations"][0]["properties"]["subnet"]
@@ -215,9 +219,7 @@ def network_of(emu: Emulator, vm: Resource) -> Network:
 
 def vm_address(emu: Emulator, vm: Resource) -> str:
     """The private IP address of the VM's primary NIC."""
-    nics = vm.properties.get("networkProfile", {}).get("networkInterfaces", [])
-    primary = next((n for n in nics if (n.get("properties") or {}).get("primary")), nics[0] if nics else None)
-    nic = emu.get(str(reference(primary))) if primary else None
+    nic = primary_nic(emu, vm)
     return nic_address(nic) if nic is not None else ""
 
 

@@ -219,12 +219,8 @@ valid_home "$MOUNT_POINT" "$OWNER" \
     || fail 64 "MOUNT_POINT $MOUNT_POINT is not a user's home: a shared home is /home/$OWNER (or <root>/$OWNER for a root in HOME_ROOTS), nothing deeper and nothing else"
 [[ -z "${OWNER_UID:-}" || "$OWNER_UID" =~ ^[0-9]{1,10}$ ]] || fail 64 "OWNER_UID must be a number"
 [[ -z "${ENCRYPTION:-}" || "$ENCRYPTION" == tls ]] || fail 64 "ENCRYPTION must be tls or unset"
-owner_uid=$(id -u "$OWNER" 2>/dev/null) || fail 65 "user $OWNER does not exist on this VM"
-owner_gid=$(id -g "$OWNER")
-[ "$owner_uid" -ge 1000 ] && [ "$owner_uid" -le 60000 ] \
-    || fail 65 "user $OWNER has UID $owner_uid, outside the range of normal users (1000-60000): a system account's home is never shared"
-root_only "${MOUNT_POINT%/*}" \
-    || fail 65 "${MOUNT_POINT%/*} or a directory above it is writable by someone other than root: a user could swap the home under this script"
+owner_uid="" owner_gid="" owner_problem=""
+check_owner || fail "${owner_problem%% *}" "${owner_problem#* }"
 if [ -n "${OWNER_UID:-}" ] && [ "$owner_uid" != "$OWNER_UID" ]; then
     fail 65 "user $OWNER has UID $owner_uid here, but the storage's files belong to UID $OWNER_UID: a different UID would make every file unreadable"
 fi

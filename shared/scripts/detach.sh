@@ -87,13 +87,8 @@ MODE=${MODE:-copy}
 if [ -n "${BACKUP_PATH:-}" ] && [[ "$BACKUP_PATH" != "$MOUNT_POINT".azlin-backup-* || "$BACKUP_PATH" == *..* ]]; then
     fail 64 "BACKUP_PATH must be the backup attach made of $MOUNT_POINT"
 fi
-[[ "${OWNER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || fail 64 "OWNER is not a valid user name"
-owner_uid=$(id -u "$OWNER" 2>/dev/null) || fail 65 "user $OWNER does not exist on this VM"
-owner_gid=$(id -g "$OWNER")
-[ "$owner_uid" -ge 1000 ] && [ "$owner_uid" -le 60000 ] \
-    || fail 65 "user $OWNER has UID $owner_uid, outside the range of normal users (1000-60000)"
-root_only "${MOUNT_POINT%/*}" \
-    || fail 65 "${MOUNT_POINT%/*} or a directory above it is writable by someone other than root: a user could swap the home under this script"
+owner_uid="" owner_gid="" owner_problem=""
+check_owner || fail "${owner_problem%% *}" "${owner_problem#* }"
 take_lock 600 || fail 75 "another attach or detach is still running on this VM"
 state_file=$(state_path detach "$MOUNT_POINT")
 

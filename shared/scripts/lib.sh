@@ -83,6 +83,20 @@ root_only() {  # root_only DIR: DIR and every directory above it belong to root 
     done
 }
 
+check_owner() {  # check_owner: OWNER is a normal user (UID 1000-60000, never a system account) and
+    # only root may write above MOUNT_POINT; sets owner_uid and owner_gid, else owner_problem="CODE why"
+    owner_problem=""
+    if [[ ! "${OWNER:-}" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]]; then owner_problem="64 OWNER is not a valid user name"
+    elif ! owner_uid=$(id -u "$OWNER" 2>/dev/null); then owner_problem="65 user $OWNER does not exist on this VM"
+    elif [ "$owner_uid" -lt 1000 ] || [ "$owner_uid" -gt 60000 ]; then
+        owner_problem="65 user $OWNER has UID $owner_uid, outside the range of normal users (1000-60000): a system account's home is never shared"
+    elif ! root_only "${MOUNT_POINT%/*}"; then
+        owner_problem="65 ${MOUNT_POINT%/*} or a directory above it is writable by someone other than root: a user could swap the home under this script"
+    fi
+    # shellcheck disable=SC2034 # read by the script this file is sent with
+    [ -z "$owner_problem" ] && owner_gid=$(id -g "$OWNER")
+}
+
 STATE_DIR=/var/lib/azlin
 
 state_path() {  # state_path KIND MOUNT_POINT: one file per kind and mount point, on the VM's disk
