@@ -76,6 +76,40 @@ def delete_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
                                                                            idempotency_key(req), mode))
 
 
+@bp.route(route="storage/{name}/undelete", methods=["POST"])
+@authenticated
+def undelete_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    return accepted(req, core.bootstrap.container().data_protection.request_undelete(caller, ref,
+                                                                                    idempotency_key(req)))
+
+
+@bp.route(route="storage/{name}/snapshots", methods=["GET"])
+@authenticated
+def list_snapshots(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    snapshots = core.bootstrap.container().data_protection.snapshots(caller, ref)
+    return json_response({"value": [to_json(s) for s in snapshots]})
+
+
+@bp.route(route="storage/{name}/snapshots", methods=["POST"])
+@authenticated
+def take_snapshot(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    return json_response(to_json(core.bootstrap.container().data_protection.take(caller, ref)), 201)
+
+
+@bp.route(route="storage/{name}/snapshots/{snapshot}/restore", methods=["POST"])
+@authenticated
+def restore_from_snapshot(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    app = core.bootstrap.container()
+    ref = core.requests.storage_ref(route(req, "name"), query(req))
+    snapshot = core.requests.snapshot(route(req, "snapshot"))
+    path, vm = core.requests.restore(read_json(req), app.settings.defaults)
+    return accepted(req, app.data_protection.request_restore(caller, ref, snapshot, path, vm,
+                                                             idempotency_key(req)))
+
+
 @bp.route(route="storage/{name}/access", methods=["GET"])
 @authenticated
 def get_storage_access(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:

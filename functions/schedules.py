@@ -47,3 +47,20 @@ def refresh_costs(timer: func.TimerRequest) -> None:
 def send_cost_digest(timer: func.TimerRequest) -> None:
     """Build today's cost digest (once a day, however often it runs) and post it once."""
     core.bootstrap.container().digests.run()
+
+
+@bp.schedule(arg_name="timer", schedule=timer_schedule(os.environ, "SNAPSHOT_SCHEDULE"),
+             run_on_startup=False, use_monitor=True)
+def snapshot_shares(timer: func.TimerRequest) -> None:
+    """Today's snapshot of every share; the service's own past SNAPSHOT_RETENTION_DAYS removed."""
+    report = core.bootstrap.container().data_protection.run_daily()
+    log.log(logging.ERROR if report["errors"] else logging.INFO, "snapshots: %d taken, %d removed, %d failed",
+            len(report["taken"]), len(report["removed"]), len(report["errors"]))
+
+
+@bp.schedule(arg_name="timer", schedule=timer_schedule(os.environ, "PURGE_SCHEDULE"),
+             run_on_startup=False, use_monitor=True)
+def purge_deleted_storage(timer: func.TimerRequest) -> None:
+    """Deleted storage whose DELETE_RETENTION_DAYS are over is deleted for good (an operation each)."""
+    queued = core.bootstrap.container().data_protection.purge_due()
+    log.info("purge: %d deleted storage(s) past their window queued", len(queued))

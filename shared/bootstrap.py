@@ -19,6 +19,7 @@ from .domain.operations import OperationKind, Patience
 from .ports import Clock, Probe
 from .services.access import AccessControl
 from .services.attachments import AttachmentService
+from .services.data_protection import DataProtectionService
 from .services.default_storage import DefaultStorageService
 from .services.operations import OperationIntake, OperationReads
 from .services.provisioning import StorageProvisioner
@@ -184,9 +185,11 @@ class Container:
     @cached_property
     def mounts(self) -> MountService:
         from .services.mounting import MountService
+        from .services.network_guard import NetworkGuard
 
         return MountService(self.vms, self.cloud, self.storages, self.attachments, self.clock, self.dns,
-                            self.settings.defaults.home_roots)
+                            self.settings.defaults.home_roots, guard=NetworkGuard(self.cloud),
+                            snapshot=self.data_protection.before)
 
     @cached_property
     def dns(self) -> PrivateDnsPublisher:
@@ -264,13 +267,19 @@ class Container:
                               price=self.costs.price_of)
 
     @cached_property
+    def data_protection(self) -> DataProtectionService:
+        return DataProtectionService(self.storages, self.attachments, self.access, self.intake, self.clock,
+                                     self.settings.protection, cloud=lambda: self.cloud)
+
+    @cached_property
     def provisioner(self) -> StorageProvisioner:
         def detach(*args: Any) -> Any:
             return self.mounts.detach_recorded(*args)  # the VM SDK is imported only if a VM is attached
 
         return StorageProvisioner(self.cloud, self.storages, self.attachments, self.access_records,
                                   self.operations, self.clock, self.settings.defaults, self.dns,
-                                  detacher=detach)
+                                  detacher=detach, protection=self.settings.protection,
+                                  snapshot=self.data_protection.before)
 
     @cached_property
     def attachment(self) -> AttachmentService:
@@ -295,6 +304,9 @@ class Container:
             OperationKind.CREATE_STORAGE: self._provisioning("create"),
             OperationKind.RESIZE_STORAGE: self._provisioning("resize"),
             OperationKind.DELETE_STORAGE: self._provisioning("delete"),
+            OperationKind.UNDELETE_STORAGE: self._provisioning("undelete"),
+            OperationKind.PURGE_STORAGE: self._provisioning("purge"),
+            OperationKind.RESTORE_SNAPSHOT: self._mounting("restore"),
             OperationKind.ATTACH_VM: self._mounting("attach"),
             OperationKind.DETACH_VM: self._mounting("detach"),
             OperationKind.VERIFY_VM: self._mounting("verify_operation"),

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from .domain.costs import CachedPrice
+from .domain.data_protection import ShareSnapshot, SnapshotReason
 from .domain.digests import CostDigest, UnattachedVm
 from .domain.events import Asked
 from .domain.identity import Caller
@@ -206,6 +207,20 @@ class StorageCloud(Protocol):
     def put_share(self, group: str, account: str, quota_gib: int, iops: int | None = None,
                   throughput_mibps: int | None = None) -> CloudShare:
         """Create the NFS share `home`, or set its quota (and a v2 share's IOPS and throughput)."""
+        ...
+
+    def protect_shares(self, group: str, account: str, days: int, *, fresh: bool = False) -> None:
+        """Share soft delete on, keeping a deleted share `days` days (written only when it differs)."""
+        ...
+
+    def take_snapshot(self, group: str, account: str, reason: SnapshotReason) -> ShareSnapshot:
+        """A snapshot of the share, labelled with why the service took it."""
+        ...
+
+    def list_snapshots(self, group: str, account: str) -> list[ShareSnapshot]: ...
+
+    def delete_snapshot(self, group: str, account: str, snapshot: str) -> None:
+        """Azure refuses while the account is locked: the caller lifts the lock around it."""
         ...
 
     def get_network(self, group: str, vnet: str, subnet: str) -> Network | None: ...

@@ -12,6 +12,8 @@ DEFAULTS = {
     "RECONCILE_SCHEDULE": "0 */15 * * * *",  # every 15 minutes
     "COST_REFRESH_SCHEDULE": "0 5 * * * *",  # hourly, at minute 5
     "COST_DIGEST_SCHEDULE": "0 0 7 * * *",  # daily at 07:00 UTC
+    "SNAPSHOT_SCHEDULE": "0 0 2 * * *",  # daily at 02:00 UTC
+    "PURGE_SCHEDULE": "0 35 * * * *",  # hourly, at minute 35
 }
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .domain import validation as v
+from .domain.data_protection import DataProtection
 from .domain.errors import ConfigurationError, ValidationError
 from .domain.requests import RequestDefaults
 
@@ -89,6 +90,7 @@ class Settings:
     # central zone); None: the zone linked to the endpoint's VNet, else one of the service's own.
     private_dns_zone_id: str | None = None
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    protection: DataProtection = field(default_factory=DataProtection)
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
@@ -116,6 +118,10 @@ class Settings:
             auto_heal=reader.flag("AUTO_HEAL", True),
             private_dns_zone_id=reader.optional("PRIVATE_DNS_ZONE_ID", v.private_dns_zone_id),
             identity=reader.identity(),
+            protection=DataProtection(
+                delete_retention_days=reader.whole("DELETE_RETENTION_DAYS", 7, 0, 365),
+                snapshot_retention_days=reader.whole("SNAPSHOT_RETENTION_DAYS", 7, 1, 365),
+            ),
         )
         reader.raise_if_any()
         return settings

@@ -258,6 +258,9 @@ class Emulator:
     def _on_resource(self, rid: ResourceId, request: Request) -> Response:
         kind = self.kind_of(rid)
         self._require_scope(rid)
+        special = kind.special(self, rid, request)
+        if special is not None:
+            return special
         if request.method == "GET":
             resource = self._existing(rid)
             return Response(200, kind.view(self, resource, request.query))
@@ -462,7 +465,8 @@ class Emulator:
                 if r.type.lower() == collection_type and k.startswith(scope)
             ]
         return Response(
-            200, {"value": [kind.view(self, r, query) for r in sorted(found, key=lambda r: r.id.key)]}
+            200, {"value": [item for r in sorted(found, key=lambda r: r.id.key)
+                            for item in kind.listing(self, r, query)]}
         )
 
     def _action(

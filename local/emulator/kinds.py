@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from local.emulator.arm import REGIONS, ArmError, Resource, ResourceId, bad_request
 
 if TYPE_CHECKING:
+    from local.emulator.arm import Request, Response
     from local.emulator.core import Emulator
 
 
@@ -95,6 +96,15 @@ class ResourceKind:
 
     def view(self, emu: Emulator, resource: Resource, query: dict[str, Any]) -> dict[str, Any]:
         return copy.deepcopy(resource.body)
+
+    def listing(self, emu: Emulator, resource: Resource, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """What a list of the collection shows of the resource (file shares add their snapshots)."""
+        return [self.view(emu, resource, query)]
+
+    def special(self, emu: Emulator, rid: ResourceId, request: Request) -> Response | None:
+        """A request this type answers in its own way (a share snapshot's PUT, GET or DELETE), or
+        None for the engine's usual handling."""
+        return None
 
 
 def require(condition: bool, code: str, message: str, status: int = 400) -> None:

@@ -50,6 +50,22 @@ class Machines:
             self.fabric.remove_share(account, share)
         else:
             shutil.rmtree(self.fabric.data_dir(account, share), ignore_errors=True)
+            shutil.rmtree(self.fabric.snapshots / account / share, ignore_errors=True)
+
+    def snapshot_taken(self, account: str, share: str, name: str) -> None:
+        if self.unavailable is None:
+            self.fabric.take_snapshot(account, share, name)
+        else:
+            shutil.copytree(self.fabric.data_dir(account, share),
+                            self.fabric.snapshot_dir(account, share, name),
+                            symlinks=True)
+
+    def snapshot_dropped(self, account: str, share: str, name: str) -> None:
+        self.fabric.drop_snapshot(account, share, name)
+
+    def snapshot_files(self, account: str, share: str, name: str) -> Path:
+        """Where a snapshot's files are, for tests to compare (read, never write)."""
+        return self.fabric.snapshot_dir(account, share, name)
 
     def share_usage(self, account: str, share: str) -> int:
         return self.fabric.usage_bytes(account, share)

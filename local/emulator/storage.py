@@ -41,6 +41,33 @@ QUOTA_DOWNGRADE_WAIT = timedelta(hours=24)
 V2_IOPS, V2_MIBPS = (3000, 102400), (100, 10340)  # provisioned v2 SSD (understanding-billing.md)
 
 
+MAX_SNAPSHOTS = 200
+METADATA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")  # C# identifiers (Snapshot Share)
+
+
+def snapshot_time(moment: datetime) -> str:
+    """`snapshotTime` as Resource Manager writes it: seven fractional digits (FileShareSnapshotsList.json)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+
+
+def snapshot_directory(moment: datetime) -> str:
+    """The snapshot's directory under `.snapshots`. Azure does not document its NFS name; this is
+    the `@GMT-` token Azure Files gives SMB clients (storage-snapshots-files.md, mount -t cifs
+    snapshot=@GMT-...). The service looks for this name and for the snapshot time itself."""
+    return moment.strftime("@GMT-%Y.%m.%d-%H.%M.%S")
+
+
+def _words(value: object) -> list[str]:
+    return [w.strip().lower() for w in str(value or "").split(",")]
+
+
+def emu_existing(emu: Emulator, rid: ResourceId) -> Resource:
+    found = emu.get(rid)
+    if found is None:
+        raise ArmError(404, "ShareNotFound", "The specified share does not exist.")
+    return found
+
+
 def recommended_iops(quota_gib: int) -> int:
     return min(max(3000 + quota_gib, 3000), V2_IOPS[1])
 
@@ -134,7 +161,10 @@ class StorageAccounts(ResourceKind):
         if created:
             resource.internal["created"] = now()
             file_service = resource.id.child("fileServices", "default")
-            emu.put_internal(file_service, {"properties": {"shareDeleteRetentionPolicy": {"enabled": False}}})
+            # "New storage accounts have soft delete enabled by default", for 7 days (azure-docs
+            # articles/storage/files/storage-files-prevent-file-share-deletion.md).
+            emu.put_internal(file_service, {"properties": {"shareDeleteRetentionPolicy": {"enabled": True,
+                                                                                          "days": 7}}})
 
     def deleted(self, emu: Emulator, resource: Resource) -> None:
         for endpoint in emu.find("Microsoft.Network/privateEndpoints"):
@@ -225,12 +255,91 @@ class FileServices(ResourceKind):
         self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None
     ) -> dict[str, Any]:
         require(rid.name == "default", "InvalidResourceName", "The file service name must be 'default'.")
-        return super().validate(emu, rid, body, existing)
+        stored = super().validate(emu, rid, body, existing)
+        policy = stored["properties"].get("shareDeleteRetentionPolicy")
+        if policy is not None:
+            # DeleteRetentionPolicy.days: "The minimum specified value can be 1 and the maximum
+            # value can be 365" (azure-rest-api-specs Microsoft.Storage stable/2025-01-01/blob.json).
+            require(isinstance(policy, dict) and isinstance(policy.get("enabled"), bool),
+                    "InvalidRequestContent",
+                    "shareDeleteRetentionPolicy.enabled must be true or false.")
+            days = policy.get("days")
+            require(not policy["enabled"] or (isinstance(days, int) and not isinstance(days, bool)
+                                              and 1 <= days <= 365),
+                    "InvalidRequestPropertyValue", "shareDeleteRetentionPolicy.days must be from 1 to 365.")
+        return stored
 
 
 class FileShares(ResourceKind):
+    """File shares and their snapshots. A snapshot is made by a PUT with `$expand=snapshots`,
+    read and deleted with the `x-ms-snapshot` header, listed with `$expand=snapshots` as items
+    of the share's name carrying `snapshotTime` (azure-rest-api-specs Microsoft.Storage
+    stable/2025-01-01/file.json, FileShares_Create/_Get/_Delete/_List, FileShareSnapshotsList.json).
+    NFS clients read one, read-only, under the share's `.snapshots` directory
+    (azure-docs articles/storage/files/storage-snapshots-files.md)."""
+
     type_name = "Microsoft.Storage/storageAccounts/fileServices/shares"
     located = False
+
+    def special(self, emu: Emulator, rid: ResourceId, request: Request) -> Response | None:
+        snapshot = request.headers.get("x-ms-snapshot")
+        if request.method == "PUT" and "snapshots" in _words(request.query.get("$expand")):
+            return self._take_snapshot(emu, emu_existing(emu, rid), request)
+        if snapshot and request.method in ("GET", "DELETE"):
+            share = emu_existing(emu, rid)
+            taken = share.internal.setdefault("snapshots", {})
+            if request.method == "DELETE":
+                found = taken.pop(snapshot, None)
+                if found is not None:
+                    emu.machines.snapshot_dropped(rid.names[0], rid.name, found["directory"])
+                return Response(200 if found else 204)
+            if snapshot not in taken:
+                raise ArmError(404, "ShareSnapshotNotFound", "The specified share snapshot does not exist.")
+            return Response(200, self._snapshot_view(emu, share, snapshot))
+        if request.method == "DELETE":
+            share = emu.get(rid)
+            include = str(request.query.get("$include") or "snapshots").lower()
+            if share is not None and share.internal.get("snapshots") and include == "none":
+                # "For 'none', the file share is deleted if it has no share snapshots" (file.json).
+                raise ArmError(409, "ShareHasSnapshots",
+                               "The share has snapshots and the operation requires no snapshots.")
+        return None
+
+    def _take_snapshot(self, emu: Emulator, share: Resource, request: Request) -> Response:
+        taken = share.internal.setdefault("snapshots", {})
+        if len(taken) >= MAX_SNAPSHOTS:
+            # "Azure Files supports up to 200 share snapshots per share" (storage-snapshots-files.md);
+            # the code is the file service's (file-service-error-codes).
+            raise ArmError(409, "ShareSnapshotCountExceeded",
+                           "The total number of snapshots for the share is over the limit.")
+        moment = datetime.now(UTC).replace(microsecond=0)
+        while snapshot_time(moment) in taken:  # one per second: the directory names hold seconds
+            moment += timedelta(seconds=1)
+        metadata = ((request.body or {}).get("properties") or {}).get("metadata") if isinstance(
+            request.body, dict) else None
+        require(metadata is None or (isinstance(metadata, dict) and all(
+            isinstance(k, str) and METADATA_NAME.match(k) and isinstance(v, str)
+            for k, v in metadata.items())),
+            "InvalidMetadata", "The metadata specified is invalid. It has characters that are not permitted.")
+        name = snapshot_time(moment)
+        taken[name] = {"metadata": dict(metadata or share.properties.get("metadata") or {}),
+                       "directory": snapshot_directory(moment)}
+        emu.machines.snapshot_taken(share.id.names[0], share.id.name, taken[name]["directory"])
+        return Response(201, self._snapshot_view(emu, share, name))
+
+    def _snapshot_view(self, emu: Emulator, share: Resource, name: str) -> dict[str, Any]:
+        body = self.view(emu, share, {})
+        taken = share.internal["snapshots"][name]
+        body["properties"] = {**body["properties"], "snapshotTime": name, "metadata": dict(taken["metadata"])}
+        body["properties"].pop("shareUsageBytes", None)
+        return body
+
+    def listing(self, emu: Emulator, resource: Resource, query: dict[str, Any]) -> list[dict[str, Any]]:
+        items = super().listing(emu, resource, query)
+        if "snapshots" in _words(query.get("$expand")):
+            taken = sorted(resource.internal.get("snapshots", {}))
+            items += [self._snapshot_view(emu, resource, name) for name in taken]
+        return items
 
     def validate(
         self, emu: Emulator, rid: ResourceId, body: dict[str, Any], existing: Resource | None

@@ -122,6 +122,7 @@ class Fabric:
         self.data = directory / "shares"
         self.work = directory / "share-work"
         self.empty = directory / "empty"
+        self.snapshots = directory / "snapshots"
         self._holder: subprocess.Popen[bytes] | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -194,6 +195,43 @@ class Fabric:
             )
             shutil.rmtree(self.data_dir(account, share), ignore_errors=True)
             shutil.rmtree(self.work / account / share, ignore_errors=True)
+        for name in self.snapshot_names(account, share):  # a snapshot cannot outlive its share
+            self.drop_snapshot(account, share, name)
+
+    # -- share snapshots: read-only copies, reached over NFS as <share>/.snapshot/<name> ---------
+
+    def snapshot_dir(self, account: str, share: str, name: str) -> Path:
+        return self.snapshots / account / share / name
+
+    def snapshot_names(self, account: str, share: str) -> list[str]:
+        folder = self.snapshots / account / share
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+    def take_snapshot(self, account: str, share: str, name: str) -> None:
+        """Copy the share's files as they are now (owners, modes, links, devices kept) and mount
+        the copy read-only for the VMs: an overlay without an upper layer cannot be written, by
+        root either, nor remounted writable."""
+        with self._lock:
+            copy = self.snapshot_dir(account, share, name)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            _run(["cp", "-a", "--", f"{self.data_dir(account, share)}/.", str(copy)],
+                 f"copying share {account}/{share} into snapshot {name}")
+            if self._holder is None:
+                return
+            target = self.mounts / account / f"{share}@snapshots" / name
+            script = ('mkdir -p "$1"; mountpoint -q "$1" || mount -t overlay "$2" -o "lowerdir=$3:$4" "$1"')
+            _run(["nsenter", "-t", str(self.pid), "-m", "--", "/bin/bash", "-c", script, "_", str(target),
+                  f"{account}.file.core.windows.net:/{account}/{share}/.snapshot/{name}", str(copy),
+                  str(self.empty)], f"mounting snapshot {name} of {account}/{share}")
+
+    def drop_snapshot(self, account: str, share: str, name: str) -> None:
+        with self._lock:
+            if self._holder is not None:
+                target = self.mounts / account / f"{share}@snapshots" / name
+                script = 'if mountpoint -q "$1"; then umount -l "$1"; fi; rmdir "$1" 2>/dev/null || true'
+                _run(["nsenter", "-t", str(self.pid), "-m", "--", "/bin/bash", "-c", script, "_",
+                      str(target)], f"unmounting snapshot {name} of {account}/{share}")
+            shutil.rmtree(self.snapshot_dir(account, share, name), ignore_errors=True)
 
     def usage_bytes(self, account: str, share: str) -> int:
         """Bytes held by a share's files, each hard-linked file counted once."""

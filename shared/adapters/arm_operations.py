@@ -26,6 +26,11 @@ RESOURCE_GROUP_OPERATIONS: tuple[str, ...] = (
     # ArmStorageCloud.get_share (also with $expand=stats) / put_share
     "Microsoft.Storage/storageAccounts/fileServices/shares/read",
     "Microsoft.Storage/storageAccounts/fileServices/shares/write",
+    # ArmStorageCloud.delete_snapshot: DELETE the share with x-ms-snapshot (its own expired ones)
+    "Microsoft.Storage/storageAccounts/fileServices/shares/delete",
+    # ArmStorageCloud.protect_shares: GET and PUT fileServices/default (share soft delete)
+    "Microsoft.Storage/storageAccounts/fileServices/read",
+    "Microsoft.Storage/storageAccounts/fileServices/write",
     # create_endpoint, linked check on the account: without it the endpoint's connection waits
     # for a manual approval instead of being approved at once
     "Microsoft.Storage/storageAccounts/privateEndpointConnectionsApproval/action",

@@ -9,6 +9,7 @@ the storage client's pipeline (no azure-mgmt-resource needed for one GET)."""
 from __future__ import annotations
 
 from contextlib import suppress
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -23,11 +24,13 @@ from azure.mgmt.network.models import (
 from azure.mgmt.network.models import SecurityRule as ArmSecurityRule
 from azure.mgmt.privatedns.models import PrivateZone, RecordSet, VirtualNetworkLink
 from azure.mgmt.storage.models import (
+    FileServiceProperties,
     FileShare,
     StorageAccountCheckNameAvailabilityParameters,
     StorageAccountCreateParameters,
 )
 
+from shared.domain.data_protection import REASON_KEY, ShareSnapshot, SnapshotReason
 from shared.domain.models import SHARE_NAME
 from shared.domain.network_rules import NSG_NAME, EndpointPlace, SecurityRule, deny_rule
 from shared.domain.private_dns import (
@@ -147,6 +150,16 @@ def _share(share: Any) -> CloudShare:
         iops=share.provisioned_iops,
         throughput_mibps=share.provisioned_bandwidth_mibps,
     )
+
+
+def _snapshot(share: Any) -> ShareSnapshot:
+    # The raw string keeps Azure's seven fractional digits (the SDK's datetime keeps six): it is
+    # the snapshot's name in every later call.
+    raw = str(share["properties"]["snapshotTime"])
+    reason = (share.metadata or {}).get(REASON_KEY)
+    known = {r.value for r in SnapshotReason}
+    return ShareSnapshot(raw, share.snapshot_time.astimezone(UTC),
+                         SnapshotReason(reason) if reason in known else None)
 
 
 class ArmStorageCloud:
@@ -272,6 +285,33 @@ class ArmStorageCloud:
         share = FileShare({"properties": properties})
         with arm_errors(f"set the NFS share of {account} to {quota_gib} GiB"):
             return _share(self.clients.storage.file_shares.create(group, account, SHARE_NAME, share))
+
+    # -- share soft delete and snapshots (data_protection.py) --------------------------------------
+
+    def protect_shares(self, group: str, account: str, days: int, *, fresh: bool = False) -> None:
+        files = self.clients.storage.file_services
+        with arm_errors(f"turn on share soft delete for {account}"):
+            current = files.get_service_properties(group, account).share_delete_retention_policy
+            if current is not None and current.enabled and current.days == days:
+                return
+            files.set_service_properties(group, account, FileServiceProperties(
+                {"properties": {"shareDeleteRetentionPolicy": {"enabled": True, "days": days}}}))
+
+    def take_snapshot(self, group: str, account: str, reason: SnapshotReason) -> ShareSnapshot:
+        share = FileShare({"properties": {"metadata": {REASON_KEY: reason.value}}})
+        with arm_errors(f"take a snapshot of the share of {account}"):
+            return _snapshot(self.clients.storage.file_shares.create(group, account, SHARE_NAME, share,
+                                                                     expand="snapshots"))
+
+    def list_snapshots(self, group: str, account: str) -> list[ShareSnapshot]:
+        with arm_errors(f"list the snapshots of the share of {account}"):
+            items = self.clients.storage.file_shares.list(group, account, expand="snapshots")
+            return sorted((_snapshot(i) for i in items if i.name == SHARE_NAME and i.snapshot_time),
+                          key=lambda s: s.taken_at)
+
+    def delete_snapshot(self, group: str, account: str, snapshot: str) -> None:
+        with arm_errors(f"delete snapshot {snapshot} of the share of {account}"):
+            self.clients.storage.file_shares.delete(group, account, SHARE_NAME, x_ms_snapshot=snapshot)
 
     # -- network ----------------------------------------------------------------------------------
 

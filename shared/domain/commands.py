@@ -104,6 +104,43 @@ class DeleteStorage(_OnStorage):
 
 
 @dataclass(frozen=True)
+class UndeleteStorage(_OnStorage):
+    """Bring a deleted storage back within its window: its endpoint, DNS name and network rule
+    again; its VMs attach again through the API."""
+
+    KIND: ClassVar[OperationKind] = OperationKind.UNDELETE_STORAGE
+    name: str
+    resource_group: str
+
+
+@dataclass(frozen=True)
+class PurgeStorage(_OnStorage):
+    """Delete for good a storage whose window has passed (the purge timer asks for it)."""
+
+    KIND: ClassVar[OperationKind] = OperationKind.PURGE_STORAGE
+    name: str
+    resource_group: str
+
+
+@dataclass(frozen=True)
+class RestoreSnapshot(_OnStorage):
+    """Put back one path of the home from a share snapshot, through an attached VM (an NFS share
+    is reached only over NFS, from the VMs its network rule admits)."""
+
+    KIND: ClassVar[OperationKind] = OperationKind.RESTORE_SNAPSHOT
+    name: str
+    resource_group: str
+    snapshot: str
+    path: str
+    vm: str
+    vm_resource_group: str
+
+    @property
+    def lock_keys(self) -> tuple[str, ...]:
+        return (storage_lock(self.name), vm_lock(self.vm_resource_group, self.vm))
+
+
+@dataclass(frozen=True)
 class AttachVm(_OnVm):
     KIND: ClassVar[OperationKind] = OperationKind.ATTACH_VM
     storage: str
@@ -154,9 +191,11 @@ class VerifyVm(_OnVm):
     resource_group: str
 
 
-Command = CreateStorage | ResizeStorage | DeleteStorage | AttachVm | DetachVm | VerifyVm
+Command = (CreateStorage | ResizeStorage | DeleteStorage | UndeleteStorage | PurgeStorage | RestoreSnapshot
+           | AttachVm | DetachVm | VerifyVm)
 COMMANDS: dict[OperationKind, type[Command]] = {
-    cls.KIND: cls for cls in (CreateStorage, ResizeStorage, DeleteStorage, AttachVm, DetachVm, VerifyVm)
+    cls.KIND: cls for cls in (CreateStorage, ResizeStorage, DeleteStorage, UndeleteStorage, PurgeStorage,
+                              RestoreSnapshot, AttachVm, DetachVm, VerifyVm)
 }
 
 

@@ -45,6 +45,14 @@ class DetachMode(str, Enum):
     RESTORE = "restore"  # unmount and put back the home the VM had before attach
 
 
+class StorageState(str, Enum):
+    ACTIVE = "Active"
+    # Deleted by its owner and kept until `purge_after`: its VMs are detached and its endpoint is
+    # gone, but the account, its share and its snapshots stay (locked) and an undelete brings it
+    # back. The purge timer deletes it for good after the window.
+    DELETED = "Deleted"
+
+
 class AttachmentHealth(str, Enum):
     UNKNOWN = "unknown"  # not verified yet
     HEALTHY = "healthy"
@@ -78,6 +86,16 @@ class StorageInfo:
     billing: Billing = Billing.PROVISIONED_V1  # records made before v2 were v1
     iops: int | None = field(default=None, metadata=OMIT_IF_NONE)  # provisioned v2 only
     throughput_mibps: int | None = field(default=None, metadata=OMIT_IF_NONE)  # provisioned v2 only
+    # Where its private endpoint goes (an undelete puts it back there); None: the service's VNet.
+    vnet: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    subnet: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    state: StorageState = StorageState.ACTIVE
+    deleted_at: datetime | None = field(default=None, metadata=OMIT_IF_NONE)
+    purge_after: datetime | None = field(default=None, metadata=OMIT_IF_NONE)
+
+    @property
+    def deleted(self) -> bool:
+        return self.state is StorageState.DELETED
 
 
 @dataclass(frozen=True)

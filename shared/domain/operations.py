@@ -50,6 +50,9 @@ class OperationKind(str, Enum):
     ATTACH_VM = "AttachVm"
     DETACH_VM = "DetachVm"
     VERIFY_VM = "VerifyVm"
+    UNDELETE_STORAGE = "UndeleteStorage"
+    PURGE_STORAGE = "PurgeStorage"
+    RESTORE_SNAPSHOT = "RestoreSnapshot"
 
 
 _P, _R = OperationStatus.PENDING, OperationStatus.RUNNING

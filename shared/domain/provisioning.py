@@ -40,9 +40,17 @@ CREATE_STEPS = (
 DELETE_STEPS = (
     "Checking attachments (a forced delete detaches them first)",
     "Removing the private endpoint",
+    "Keeping the storage for undelete",
+)
+PURGE_STEPS = (
     "Deleting the storage account",
     "Removing unused DNS and network",
     "Forgetting the storage",
+)
+UNDELETE_STEPS = (
+    "Checking the kept account",
+    "Connecting the private endpoint and DNS",
+    "Recording the storage",
 )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import validation as v
 from .commands import AttachVm, CreateStorage, DetachVm
+from .data_protection import restore_path, snapshot_id
 from .errors import ValidationError
 from .models import Billing, DetachMode, Redundancy, Tier
 
@@ -179,6 +180,26 @@ def attach_vm(storage: object, body: object, defaults: RequestDefaults) -> Attac
     problems.raise_if_any()
     assert name and vm and group
     return AttachVm(name, vm, group, mount)
+
+
+def restore(body: object, defaults: RequestDefaults) -> tuple[str, VmRef | None]:
+    """`{"path": "...", "vm"?: name, "resourceGroup"?: the VM's group}`: what to put back, and
+    through which attached VM (None: one the caller may use)."""
+    data = json_object(body, required={"path"}, optional={"vm", "resourceGroup"})
+    problems = v.Problems()
+    path = problems.check(restore_path, data.get("path"), "path")
+    vm = problems.check(v.vm_name, data["vm"], "vm") if "vm" in data else None
+    group = problems.check(_resource_group, data.get("resourceGroup"), defaults) if vm else None
+    if "resourceGroup" in data and "vm" not in data:
+        problems.errors.append(ValidationError("'resourceGroup' names the VM's group: give 'vm' with it."))
+    problems.raise_if_any()
+    assert path
+    return path, VmRef(vm, group) if vm and group else None
+
+
+def snapshot(value: object) -> str:
+    """A snapshot named in the route."""
+    return snapshot_id(value)
 
 
 def resource_group(value: object) -> str:

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from shared.domain import rbac
 from shared.domain.commands import AttachVm, DetachVm, VerifyVm
+from shared.domain.data_protection import require_active
 from shared.domain.errors import ErrorCode, NotFound
 from shared.domain.identity import Caller
 from shared.domain.models import Attachment, attached_elsewhere
@@ -70,6 +71,7 @@ class AttachmentService:
     def request_attach(self, caller: Caller, command: AttachVm, idempotency_key: str | None) -> Submission:
         storage = self.storage.find(StorageRef(command.storage, None))
         self.access.require_member(caller, storage, "attach a VM to it")
+        require_active(storage, "attach a VM to it")
         vm_scope = self.access.vm(command.resource_group, command.vm)
         self.access.require(caller, rbac.RUN_COMMANDS_WRITE, vm_scope)
         existing = self.attachments.get(command.resource_group, command.vm)

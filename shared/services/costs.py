@@ -23,9 +23,9 @@ from shared.domain.mounting import VmSummary
 from shared.ports import Clock, PriceCache, RetailPrices, StorageRepository, VmCloud
 
 from .access import AccessControl
+from .storage import every_storage
 
 log = logging.getLogger(__name__)
-PAGE = 1000
 _Found = tuple[Decimal, c.PriceSource] | None  # a price per unit and where it came from
 _Prices = dict[str, _Found]  # prices looked up during one report: each meter read (or fetched) once
 
@@ -104,13 +104,7 @@ class CostService:
         return report
 
     def all_storage(self, resource_group: str | None) -> Iterator[StorageInfo]:
-        continuation = None
-        while True:
-            page = self.storages.list(resource_group, PAGE, continuation)
-            yield from page.items
-            if page.continuation is None:
-                return
-            continuation = page.continuation
+        return every_storage(self.storages, resource_group)
 
     def _storage_cost(self, storage: StorageInfo, prices: _Prices) -> c.StorageCost:
         price = self.price_of(storage, prices)

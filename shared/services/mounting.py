@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from shared.domain import provisioning as p
 from shared.domain import untrusted
-from shared.domain.commands import AttachVm, DetachVm, VerifyVm
+from shared.domain.commands import AttachVm, DetachVm, RestoreSnapshot, VerifyVm
+from shared.domain.data_protection import SnapshotReason, require_active, snapshot_directory, snapshot_stamp
 from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, ValidationError
 from shared.domain.models import (
     Attachment,
@@ -58,6 +59,7 @@ ATTACH_STEPS = (
     "Recording the attachment",
 )
 VERIFY_TIMEOUT_SECONDS = 120
+RESTORE_STEPS = ("Reading the attachment", "Running the restore script on the VM")
 DETACH_STEPS = ("Reading the attachment", "Running the detach script on the VM", "Forgetting the attachment")
 
 
@@ -72,8 +74,11 @@ class MountService:
         dns: PrivateDnsPublisher,
         home_roots: tuple[str, ...] = DEFAULT_HOME_ROOTS,
         guard: NetworkGuard | None = None,
+        snapshot: Callable[[StorageInfo, SnapshotReason], object] | None = None,
     ) -> None:
         self.guard = guard or NetworkGuard(cloud)
+        # Before a detach that leaves the share's files behind (DataProtectionService.before).
+        self.snapshot = snapshot
         self.home_roots = home_roots
         self.dns = dns
         self.vms = vms
@@ -88,6 +93,7 @@ class MountService:
         total = len(ATTACH_STEPS)
         context.progress(ATTACH_STEPS[0], 0, total)
         storage = self._storage(command.storage)
+        require_active(storage, "attach a VM to it")
         vm = self._running_vm(command.resource_group, command.vm)
         if command.vm_id is not None and vm.vm_id != command.vm_id:
             raise Conflict(f"VM {vm.name} was recreated since the attach was asked for (another vmId).",
@@ -306,6 +312,9 @@ class MountService:
                     f"VM {vm.name} is {vm.power_state or 'not running'}: its home cannot be moved now.",
                     try_hint="start it, then detach again",
                 )
+            storage = self.storages.get(attachment.storage)
+            if mode is DetachMode.RESTORE and storage is not None and self.snapshot is not None:
+                self.snapshot(storage, SnapshotReason.BEFORE_DETACH)  # what was written on the share
             result = self._run(
                 vm,
                 f"{operation_id}-{vm.name}",
@@ -338,6 +347,38 @@ class MountService:
                 "check it, it may have been built with the shared home"
             )
         return answer
+
+    # -- restore from a snapshot -------------------------------------------------------------------
+
+    def restore(self, command: RestoreSnapshot, context: OperationContext) -> Mapping[str, Any]:
+        """Put back one path from a snapshot, through the attached VM the request chose."""
+        context.progress(RESTORE_STEPS[0], 0, len(RESTORE_STEPS))
+        storage = self._storage(command.name)
+        require_active(storage, "restore files into it")
+        attachment = self.attachments.get(command.vm_resource_group, command.vm)
+        vm = self._running_vm(command.vm_resource_group, command.vm)
+        if attachment is None or attachment.storage != storage.name or attachment.vm_id != vm.vm_id:
+            raise Conflict(f"VM {command.vm} is no longer attached to storage {storage.name}.",
+                           try_hint="ask again: another attached VM is chosen", code=ErrorCode.NO_VM_ATTACHED)
+        context.progress(RESTORE_STEPS[1], 1, len(RESTORE_STEPS))
+        result = self._run(
+            vm,
+            context.operation.id,
+            "restore",
+            {
+                "NFS_ENDPOINT": storage.nfs_endpoint,
+                "SNAPSHOT_DIR": snapshot_directory(command.snapshot),
+                "SNAPSHOT_TIME": command.snapshot,
+                "RESTORE_PATH": command.path,
+                "STAMP": snapshot_stamp(command.snapshot),
+                "OWNER": attachment.owner or home_user(attachment.mount_point),
+                "ENCRYPTION": "tls" if storage.encryption_in_transit else "",
+            },
+            creator=_creator_of(context),
+            nonce=context.operation.nonce,
+        )
+        return {"storage": storage.name, "snapshot": command.snapshot, "path": command.path,
+                "restoredTo": result.get("restoredTo"), "files": result.get("files"), "vm": vm.name}
 
     # -- verify -----------------------------------------------------------------------------------
 

@@ -13,10 +13,11 @@ from dataclasses import replace
 from typing import Any
 
 from shared.domain import provisioning as p
-from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
+from shared.domain.commands import CreateStorage, DeleteStorage, PurgeStorage, ResizeStorage, UndeleteStorage
+from shared.domain.data_protection import DataProtection, SnapshotReason, purge_after, require_active
 from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, PermissionDenied, ValidationError
 from shared.domain.identity import Principal
-from shared.domain.models import Attachment, DetachMode, StorageAccess, StorageInfo
+from shared.domain.models import Attachment, DetachMode, StorageAccess, StorageInfo, StorageState
 from shared.domain.operations import storage_subject
 from shared.domain.private_dns import ZonePlan
 from shared.domain.requests import RequestDefaults
@@ -49,7 +50,11 @@ class StorageProvisioner:
         defaults: RequestDefaults,
         dns: PrivateDnsPublisher,
         detacher: Detacher,
+        protection: DataProtection | None = None,
+        snapshot: Callable[[StorageInfo, SnapshotReason], object] | None = None,
     ) -> None:
+        self.protection = protection or DataProtection()
+        self.snapshot = snapshot  # before a shrink (DataProtectionService.before)
         self.dns = dns
         self.operations = operations
         self.detacher = detacher  # gives an attached VM its home back (MountService.detach_recorded)
@@ -65,7 +70,9 @@ class StorageProvisioner:
     def create(self, command: CreateStorage, context: OperationContext) -> Mapping[str, Any]:
         context.progress(p.CREATE_STEPS[0], 0, len(p.CREATE_STEPS))
         requested_by = context.operation.requested_by
-        if self.storages.get(command.name) is not None:  # a repair: its owners asked (checked then)
+        recorded = self.storages.get(command.name)
+        if recorded is not None:  # a repair: its owners asked (checked then)
+            require_active(recorded, "create it again")
             return self._create(command, context)
         self._claim_ownership(command.name, requested_by)
         try:
@@ -91,7 +98,7 @@ class StorageProvisioner:
             spec = replace(spec, https_only=True)
         fresh = existing is None  # nothing of this account can exist yet: write without reading
         context.progress(steps[1], 1, total)
-        network, zone = self._network(command, spec, creator)
+        network, zone = self._network(command.vnet, command.subnet, spec, creator)
         context.progress(steps[2], 2, total)
         if existing is None or existing.provisioning_state != "Succeeded" or p.drifted(existing, spec):
             existing = self.cloud.create_account(spec)
@@ -103,10 +110,15 @@ class StorageProvisioner:
             quota = max(command.size_gb, share.quota_gib if share else 0)  # never shrunk by a create
             share = self.cloud.put_share(spec.resource_group, spec.name, quota, command.iops,
                                          command.throughput_mibps)
+        # Share soft delete: a share deleted inside the account (a portal click) comes back.
+        self.cloud.protect_shares(spec.resource_group, spec.name, self.protection.share_retention_days,
+                                  fresh=fresh)
         context.progress(steps[4], 4, total)
         self._connect(spec, network, zone, existing.id, fresh=fresh, creator=creator)
         context.progress(steps[5], 5, total)
-        info = p.storage_info(existing, share, self.clock.now())
+        named = bool(command.vnet)  # else the service's own VNet, made again wherever it is needed
+        info = replace(p.storage_info(existing, share, self.clock.now()),
+                       vnet=network.vnet if named else None, subnet=network.subnet if named else None)
         self.storages.save(info)
         return dict(to_json(info))
 
@@ -158,18 +170,18 @@ class StorageProvisioner:
                            try_hint="choose another name, or delete that account if it is not needed")
         return existing
 
-    def _network(self, command: CreateStorage, spec: p.AccountSpec,
+    def _network(self, named_vnet: str | None, named_subnet: str | None, spec: p.AccountSpec,
                  creator: str | None) -> tuple[p.Network, ZonePlan]:
         """The subnet the endpoint goes in (the service's own VNet made when the request names
         none), in the storage's region, and the DNS zone its name goes in: both checked before
         anything is created."""
-        group = command.resource_group
-        vnet, subnet = command.vnet or p.DEFAULT_VNET, command.subnet or (
-            "default" if command.vnet else p.DEFAULT_SUBNET)
+        group = spec.resource_group
+        vnet, subnet = named_vnet or p.DEFAULT_VNET, named_subnet or (
+            "default" if named_vnet else p.DEFAULT_SUBNET)
         found = self.cloud.get_network(group, vnet, subnet)
-        if found is None and command.vnet:
+        if found is None and named_vnet:
             raise NotFound(
-                f"Subnet {subnet} of VNet {command.vnet} does not exist in {group}.",
+                f"Subnet {subnet} of VNet {named_vnet} does not exist in {group}.",
                 try_hint="name an existing VNet and subnet, or leave both out to use the "
                 f"service's own VNet {p.DEFAULT_VNET}",
                 code=ErrorCode.NETWORK_NOT_FOUND,
@@ -201,6 +213,7 @@ class StorageProvisioner:
     def resize(self, command: ResizeStorage, context: OperationContext) -> Mapping[str, Any]:
         context.progress("Checking the share", 0, 2)
         storage = self._recorded(command.name)
+        require_active(storage, "resize it")
         share = self.cloud.get_share(storage.resource_group, storage.name, with_usage=True)
         if share is None:
             raise NotFound(
@@ -211,6 +224,8 @@ class StorageProvisioner:
         size = share.quota_gib if command.size_gb is None else command.size_gb
         if size < share.quota_gib:
             self._check_shrink(storage, share, size)
+            if self.snapshot is not None:
+                self.snapshot(storage, SnapshotReason.BEFORE_SHRINK)
         context.progress("Setting the share size", 1, 2)
         if size != share.quota_gib or _performance_differs(share, command):
             share = self.cloud.put_share(storage.resource_group, storage.name, size, command.iops,
@@ -251,6 +266,9 @@ class StorageProvisioner:
     # -- delete -----------------------------------------------------------------------------------
 
     def delete(self, command: DeleteStorage, context: OperationContext) -> Mapping[str, Any]:
+        """Detach (forced) and cut the storage off at once; keep the account, its share and its
+        snapshots, locked, for the retention window (`purge` ends it). Without a window, or for
+        an account the service has no record of, the purge follows at once."""
         steps, total = p.DELETE_STEPS, len(p.DELETE_STEPS)
         group, name = command.resource_group, command.name
         context.progress(steps[0], 0, total)
@@ -262,24 +280,81 @@ class StorageProvisioner:
                 code=ErrorCode.STORAGE_INCOMPATIBLE,
                 try_hint="delete it in Azure yourself if you mean to",
             )
+        recorded = self.storages.get(name)
+        if recorded is not None and recorded.deleted:  # a repeat: it is kept already
+            return _kept(recorded)
         self._refuse_attached(command, context.operation.id, _creator(context.operation.requested_by),
                              context.operation.nonce)
         context.progress(steps[1], 1, total)
         self.cloud.delete_endpoint(group, p.endpoint_name(name))  # its DNS zone group and A record go too
-        context.progress(steps[2], 2, total)
-        if account is not None:
-            self.cloud.unlock_account(group, name)  # the service's own delete is the only one
-            self.cloud.delete_account(group, name)
-        context.progress(steps[3], 3, total)
+        days = self.protection.delete_retention_days
+        if days and account is not None and recorded is not None:
+            context.progress(steps[2], 2, total)
+            now = self.clock.now()
+            kept = replace(recorded, state=StorageState.DELETED, deleted_at=now,
+                           purge_after=purge_after(now, days))
+            self.storages.save(kept)
+            return _kept(kept)
+        return self._purge(group, name, account is not None, context)
+
+    def purge(self, command: PurgeStorage, context: OperationContext) -> Mapping[str, Any]:
+        """Delete for good a storage whose window is over; one undeleted meanwhile stays."""
+        storage = self.storages.get(command.name)
+        if storage is None:
+            return {"name": command.name, "purged": False, "note": "it is gone already"}
+        if not storage.deleted or storage.purge_after is None or storage.purge_after > self.clock.now():
+            return {"name": storage.name, "purged": False,
+                    "note": "it was undeleted" if not storage.deleted else "its window is not over"}
+        account = self.cloud.get_account(storage.resource_group, storage.name)
+        if account is not None and not account.managed:  # someone else's now: forget ours only
+            account = None
+        return self._purge(storage.resource_group, storage.name, account is not None, context)
+
+    def _purge(self, group: str, name: str, account_exists: bool,
+               context: OperationContext) -> dict[str, Any]:
+        steps, total = p.PURGE_STEPS, len(p.PURGE_STEPS)
+        context.progress(steps[0], 0, total)
+        if account_exists:
+            self.cloud.unlock_account(group, name)  # the service's own purge is the only one
+            self.cloud.delete_account(group, name)  # its share and snapshots go with it
+        context.progress(steps[1], 1, total)
         ours = {a.name for a in self.cloud.list_accounts(None) if a.managed} - {name}
         removed = self.dns.withdraw(name, ours)
         if self.cloud.delete_network_if_unused(group, p.DEFAULT_VNET):
             removed.append(f"VNet {p.DEFAULT_VNET}")
-        context.progress(steps[4], 4, total)
+        context.progress(steps[2], 2, total)
         self.storages.delete(name)
         self.access.delete(name)
         self.operations.forget_about(storage_subject(name))  # the next storage of this name is new
-        return {"name": name, "resourceGroup": group, "deleted": account is not None, "alsoRemoved": removed}
+        return {"name": name, "resourceGroup": group, "deleted": account_exists, "purged": True,
+                "alsoRemoved": removed}
+
+    def undelete(self, command: UndeleteStorage, context: OperationContext) -> Mapping[str, Any]:
+        """The kept account gets its endpoint, DNS name and guarded subnet again, where it had
+        them (the service's VNet is made again if a purge removed it meanwhile)."""
+        steps, total = p.UNDELETE_STEPS, len(p.UNDELETE_STEPS)
+        context.progress(steps[0], 0, total)
+        storage = self._recorded(command.name)
+        if not storage.deleted:
+            return {"storage": to_json(storage), "changed": False}
+        account = self.cloud.get_account(storage.resource_group, storage.name)
+        if account is None or not account.managed:
+            raise NotFound(f"The account of {storage.name} no longer exists in Azure: it cannot come back.",
+                           causes=["it was deleted outside this service"],
+                           try_hint="create the storage again; the files are gone",
+                           code=ErrorCode.STORAGE_NOT_FOUND)
+        creator = _creator(context.operation.requested_by)
+        spec = p.AccountSpec(storage.name, storage.resource_group, account.region, account.sku,
+                             p.managed_tags(creator), https_only=account.https_only)
+        context.progress(steps[1], 1, total)
+        network, zone = self._network(storage.vnet, storage.subnet, spec, creator)
+        if not self.cloud.account_locked(spec.resource_group, spec.name):
+            self.cloud.lock_account(spec.resource_group, spec.name)
+        self._connect(spec, network, zone, account.id, fresh=False, creator=creator)
+        context.progress(steps[2], 2, total)
+        back = replace(storage, state=StorageState.ACTIVE, deleted_at=None, purge_after=None)
+        self.storages.save(back)
+        return {"storage": to_json(back), "changed": True}
 
     def _refuse_attached(self, command: DeleteStorage, operation_id: str, creator: str | None,
                          nonce: str = "") -> None:
@@ -296,6 +371,12 @@ class StorageProvisioner:
             )
         for attachment in attachments:
             self.detacher(attachment, command.detach_mode, operation_id, creator, nonce)
+
+
+def _kept(storage: StorageInfo) -> dict[str, Any]:
+    return {"name": storage.name, "resourceGroup": storage.resource_group, "deleted": True,
+            "state": storage.state.value, "purgeAfter": to_json(storage)["purgeAfter"],
+            "undelete": f"POST /api/storage/{storage.name}/undelete"}
 
 
 def _performance_differs(share: p.CloudShare, command: CreateStorage | ResizeStorage) -> bool:

@@ -5,7 +5,7 @@ and whether they own the storage (`AccessControl`), is checked before anything i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from shared.domain import rbac
@@ -13,6 +13,7 @@ from shared.domain import validation as v
 from shared.domain.cloud_init import cloud_config
 from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
 from shared.domain.costs import FALLBACK_STORAGE_PRICE, StoragePrice, monthly_storage_cost, round_money
+from shared.domain.data_protection import require_active
 from shared.domain.errors import (
     ConcurrentUpdate,
     Conflict,
@@ -32,6 +33,18 @@ from .operations import OperationIntake, Submission
 
 log = logging.getLogger(__name__)
 GIB = 2**30
+PAGE = 1000  # Table Storage answers at most 1,000 entities a page
+
+
+def every_storage(storages: StorageRepository, resource_group: str | None = None) -> Iterator[StorageInfo]:
+    """Every recorded storage (of a group), page by page."""
+    continuation = None
+    while True:
+        page = storages.list(resource_group, PAGE, continuation)
+        yield from page.items
+        if page.continuation is None:
+            return
+        continuation = page.continuation
 
 
 class StorageService:
@@ -112,6 +125,7 @@ class StorageService:
     def cloud_init(self, caller: Caller, ref: StorageRef, user: str, mount_point: str | None) -> str:
         """The cloud-config that gives a new VM this storage as `user`'s home from its first boot."""
         storage = self.get(caller, ref)
+        require_active(storage, "give a new VM its home")
         return cloud_config(storage, user, mount_point or f"/home/{user}", run_command_script("attach"),
                             self.defaults.home_roots)
 
@@ -125,6 +139,7 @@ class StorageService:
         existing = self.storages.get(command.name)
         if existing is not None:
             access.require_owner(caller, existing, "create it again")
+            require_active(existing, "create it again")
         else:
             access.require_name_free_or_owned(caller, group, command.name, "create it")
         access.require(caller, rbac.STORAGE_WRITE, access.group(group))
@@ -149,6 +164,7 @@ class StorageService:
                 "its size.", try_hint="change its size instead")
         command = ResizeStorage(storage.name, storage.resource_group, size_gb, iops, throughput_mibps)
         self.access.require_owner(caller, storage, "resize it")
+        require_active(storage, "resize it")
         self.access.require(caller, rbac.STORAGE_WRITE, self.access.storage_scope(storage))
         return self.intake.submit_for(caller, command, idempotency_key)
 

@@ -45,6 +45,21 @@ class Stack:
         operation: dict[str, Any] = self.api.get("/api" + answer.headers["Location"].split("/api", 1)[1]).json()
         return operation
 
+    def run_queued(self) -> None:
+        """Let the worker run everything queued (a timer's operations)."""
+        for _ in range(10):
+            if not self.pump.drain():
+                break
+
+    def delete_for_good(self, name: str, **query: str) -> dict[str, Any]:
+        """Delete a storage, then let its kept window pass and the purge timer run."""
+        deleted = self.run(self.api.delete(f"/api/storage/{name}", query=query or None))
+        if deleted["status"] == "Succeeded" and deleted["result"].get("purgeAfter"):
+            self.app.clock.advance(self.app.settings.protection.delete_retention_days * 86400 + 1)
+            self.api.index.fire_timer("purge_deleted_storage")
+            self.run_queued()
+        return deleted
+
     def create(self, name: str, **body: Any) -> dict[str, Any]:
         return self.run(self.api.post("/api/storage", {"name": name, "resourceGroup": self.group, **body}))
 

@@ -387,7 +387,7 @@ def test_a_failed_create_frees_its_name_and_a_reused_name_shows_none_of_its_hist
     made = stack.create(name)  # alice takes the name
     assert made["status"] == "Succeeded", made
     assert stack.api.get(f"/api/storage/{name}/access").json()["owners"] == [object_id(ADMIN)]
-    assert stack.run(stack.api.delete(f"/api/storage/{name}"))["status"] == "Succeeded"
+    assert stack.delete_for_good(name)["status"] == "Succeeded"
     again = stack.run(carol.post("/api/storage", {"name": name, "resourceGroup": stack.group}))
     assert again["status"] == "Succeeded", again
     history = carol.get("/api/operations", query={"storage": name}).json()["value"]

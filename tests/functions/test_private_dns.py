@@ -127,8 +127,7 @@ def test_hub_and_spoke_storages_in_two_groups_attach_from_both_spokes(
         assert links == []  # never a link: the spokes resolve through the hub
 
         for group, name in storages.items():
-            gone = stack.run(stack.api.delete(f"/api/storage/{name}", query={"resourceGroup": group,
-                                                                              "force": "true"}))
+            gone = stack.delete_for_good(name, resourceGroup=group, force="true")
             assert gone["status"] == "Succeeded", gone
         assert zone_state(stack, hub["zone"]) == before  # the central zone as it was
     finally:
@@ -151,7 +150,7 @@ def test_a_spoke_resolving_through_nothing_is_linked_to_the_central_zone_and_unl
     own = f"{playground.providers(stack.rest, stack.group)}/Microsoft.Network/privateDnsZones/{FILE_ZONE}"
     assert not playground.exists(stack.rest, own)  # no zone of the service's own beside the central one
 
-    assert stack.run(stack.api.delete(f"/api/storage/{name}"))["status"] == "Succeeded"
+    assert stack.delete_for_good(name)["status"] == "Succeeded"
     assert zone_state(stack, hub["zone"]) == before
 
 
@@ -215,7 +214,7 @@ def test_a_vm_whose_vnet_another_zone_answers_for_gets_the_record_there(stack: S
         asked = {authorization(e.method, e.path)[0] for e in stack.log.snapshot()}
         assert asked | {"Microsoft.Network/privateDnsZones/A/delete"} >= FOREIGN_ZONE_OPERATIONS
 
-        gone = stack.run(stack.api.delete(f"/api/storage/{name}", query={"force": "true"}))
+        gone = stack.delete_for_good(name, force="true")
         assert gone["status"] == "Succeeded", gone
         assert zone_state(stack, zone) == before
         asked = {authorization(e.method, e.path)[0] for e in stack.log.snapshot()}

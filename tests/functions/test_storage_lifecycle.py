@@ -75,12 +75,66 @@ def test_create_list_status_resize_delete_end_to_end(stack: Stack) -> None:
     assert (refused["status"], refused["error"]["code"]) == ("Failed", "QuotaDowngradeNotAllowed")
     assert stack.api.get(f"/api/storage/{name}").json()["sizeGb"] == 300
 
-    deleted = stack.run(stack.api.delete(f"/api/storage/{name}"))
+    deleted = stack.delete_for_good(name)
     assert deleted["status"] == "Succeeded", deleted
     assert stack.ours() == {}
     assert stack.api.get(f"/api/storage/{name}").status == 404
     again = stack.run(stack.api.delete(f"/api/storage/{name}", query={"resourceGroup": stack.group}))
     assert again["status"] == "Succeeded" and again["result"]["deleted"] is False
+
+
+def test_a_delete_is_kept_for_undelete_and_purged_after_its_window(stack: Stack) -> None:
+    """DELETE_RETENTION_DAYS (7 by default): the account, its share and its lock stay, unreachable;
+    undelete brings the endpoint back; the purge timer deletes everything after the window."""
+    name = unique()
+    assert stack.create(name)["status"] == "Succeeded"
+    created = stack.ours()
+    files = stack.azure.machines.share_files(name, "home")
+    (files / "notes.txt").write_bytes(b"keep me\n")
+    soft_delete = stack.arm(f"Microsoft.Storage/storageAccounts/{name}/fileServices/default")
+    assert soft_delete["properties"]["shareDeleteRetentionPolicy"] == {"enabled": True, "days": 7}
+
+    deleted = stack.run(stack.api.delete(f"/api/storage/{name}"))
+    assert deleted["status"] == "Succeeded", deleted
+    purge_at = deleted["result"]["purgeAfter"]
+    assert deleted["result"]["state"] == "Deleted"
+    kept = stack.api.get(f"/api/storage/{name}").json()
+    assert (kept["state"], kept["purgeAfter"]) == ("Deleted", purge_at)
+    held = stack.ours()
+    assert f"Microsoft.Storage/storageAccounts/{name}" in held and "Microsoft.Storage/storageAccounts/fileServices/shares/home" in held
+    assert not [k for k in held if k.startswith("Microsoft.Network/privateEndpoints")]  # unreachable at once
+    assert (files / "notes.txt").read_bytes() == b"keep me\n"
+    # Nothing else is done with it; a repeated delete changes nothing.
+    refused = stack.api.post(f"/api/storage/{name}/attachments", {"vm": "vm1", "resourceGroup": stack.group})
+    assert (refused.status, refused.json()["error"]["code"]) == (409, "StorageDeleted")
+    refused = stack.api.patch(f"/api/storage/{name}", {"size": 200})
+    assert (refused.status, refused.json()["error"]["code"]) == (409, "StorageDeleted")
+    assert stack.run(stack.api.delete(f"/api/storage/{name}"))["result"]["purgeAfter"] == purge_at
+    # Its lock stops a direct delete through Resource Manager.
+    with pytest.raises(ArmRequestError) as locked:
+        stack.rest.delete(f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Storage/storageAccounts/{name}")
+    assert locked.value.status == 409 and "ScopeLocked" in str(locked.value)
+
+    back = stack.run(stack.api.post(f"/api/storage/{name}/undelete", {}))
+    assert back["status"] == "Succeeded", back
+    assert stack.api.get(f"/api/storage/{name}").json()["state"] == "Active"
+    def kinds(held: dict[str, Any]) -> list[str]:  # an endpoint's NIC is named anew each time
+        return sorted(k.split(".nic.")[0] for k in held)
+
+    assert kinds(stack.ours()) == kinds(created)  # its endpoint, DNS record and guarded subnet again
+    not_deleted = stack.api.post(f"/api/storage/{name}/undelete", {})
+    assert (not_deleted.status, not_deleted.json()["error"]["code"]) == (409, "StorageNotDeleted")
+
+    assert stack.run(stack.api.delete(f"/api/storage/{name}"))["status"] == "Succeeded"
+    stack.api.index.fire_timer("purge_deleted_storage")  # within the window: nothing is queued
+    assert stack.pump.drain() == 0
+    stack.app.clock.advance(7 * 86400 + 1)
+    stack.api.index.fire_timer("purge_deleted_storage")
+    stack.api.index.fire_timer("purge_deleted_storage")  # a second run queues nothing more
+    assert stack.pump.drain() == 1
+    assert stack.ours() == {}
+    assert not files.exists()
+    assert stack.api.get(f"/api/storage/{name}").status == 404
 
 
 def test_the_same_create_again_writes_nothing(stack: Stack) -> None:
@@ -229,7 +283,7 @@ def test_delete_refuses_attached_storage_unless_forced(stack: Stack) -> None:
     refused = stack.api.delete(f"/api/storage/{name}")
     assert (refused.status, refused.json()["error"]["code"]) == (409, "StorageInUse")
     # Forced: each attached VM is detached first; this one no longer exists, so only its record goes.
-    forced = stack.run(stack.api.delete(f"/api/storage/{name}", query={"force": "true"}))
+    forced = stack.delete_for_good(name, force="true")
     assert forced["status"] == "Succeeded", forced
     assert stack.app.attachments.list_for_storage(name) == []
     assert stack.ours() == {}

@@ -58,7 +58,8 @@ def test_the_wire_shape_is_camel_case_with_explicit_unknowns() -> None:
     assert status["info"] == {
         "name": "teamhome", "resourceGroup": "rg1", "region": "eastus", "tier": "Premium",
         "redundancy": "ZRS", "sizeGb": 200, "nfsEndpoint": "teamhome.file.core.windows.net:/teamhome/home",
-        "createdAt": "2026-11-27T12:30:15.123456Z", "encryptionInTransit": False, "billing": "provisionedV1"}
+        "createdAt": "2026-11-27T12:30:15.123456Z", "encryptionInTransit": False, "billing": "provisionedV1",
+        "state": "Active"}
 
 
 def test_optional_members_of_the_contract_are_omitted_when_absent() -> None:
