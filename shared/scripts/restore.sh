@@ -85,7 +85,6 @@ valid_relative "${RESTORE_PATH:-}" || fail 64 "RESTORE_PATH must be relative to 
 [[ "${SNAPSHOT_DIR:-}${SNAPSHOT_TIME:-}" =~ ^[A-Za-z0-9@.:T-]+$ ]] || fail 64 "SNAPSHOT_DIR or SNAPSHOT_TIME is not valid"
 [[ "${STAMP:-}" =~ ^[0-9TZ]{1,32}$ ]] || fail 64 "STAMP is not valid"
 [[ -z "${ENCRYPTION:-}" || "$ENCRYPTION" == tls ]] || fail 64 "ENCRYPTION must be tls or unset"
-check_owner || fail 64 "OWNER is not a normal user on this VM"
 FSTYPE=nfs
 [ "${ENCRYPTION:-}" = tls ] && FSTYPE=aznfs
 OPTIONS=$(nfs_options)
@@ -93,6 +92,9 @@ OPTIONS=$(nfs_options)
 mkdir -p /run/azlin || fail 70 "/run/azlin could not be made"
 work=$(mktemp -d /run/azlin/restore.XXXXXX) || fail 70 "no working directory under /run/azlin"
 chmod 0711 "$work" && mkdir -m 0755 "$work/share" "$work/snapshot" || fail 70 "no mount points under $work"
+# shellcheck disable=SC2034 # read by check_owner: the parents it checks are root's own
+MOUNT_POINT=$work/share owner_problem=""
+check_owner || fail "${owner_problem%% *}" "${owner_problem#* }"
 bounded mount -t "$FSTYPE" -o "$OPTIONS" "$NFS_ENDPOINT" "$work/share" \
     || fail 69 "the share could not be mounted"
 found=false

@@ -347,15 +347,47 @@ def test_a_forced_delete_leaves_every_attached_vm_the_shared_files(stack: Stack,
     assert not [k for k in stack.ours() if k.startswith("Microsoft.Storage/")]
 
 
-def test_a_forced_delete_in_restore_mode_gives_every_vm_its_own_home_back(stack: Stack, storage: str) -> None:
+def test_a_forced_delete_keeps_the_share_for_undelete_and_a_snapshot_brings_back_a_deleted_file(
+        stack: Stack, storage: str) -> None:
+    """Restore mode gives the VM its own home back and leaves what was written on the share there:
+    a snapshot is taken first, the account is kept, and an undelete finds every file."""
     home = manifest(stack, "vm1")
     assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    run(stack, "vm1", f"runuser -u azureuser -- sh -c 'echo written-on-the-share > {HOME}/latest'")
+    shared = manifest(stack, "vm1")
     deleted = stack.run(stack.api.delete(f"/api/storage/{storage}", query={"force": "true", "mode": "restore"}))
     assert deleted["status"] == "Succeeded", deleted
     assert manifest(stack, "vm1") == home
     assert run(stack, "vm1", f"mountpoint -q {HOME} || echo local")["output"] == "local\n"
     assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
-    assert not [k for k in stack.ours() if k.startswith("Microsoft.Storage/")]
+    assert [s["reason"] for s in stack.api.get(f"/api/storage/{storage}/snapshots").json()["value"]] == [
+        "beforeDetach"]
+
+    assert stack.run(stack.api.post(f"/api/storage/{storage}/undelete", {}))["status"] == "Succeeded"
+    assert attach(stack, storage, "vm1")["status"] == "Succeeded"
+    assert manifest(stack, "vm1") == shared  # every file written on the share, byte for byte
+
+    stack.api.index.fire_timer("snapshot_shares")  # the daily snapshot
+    run(stack, "vm1", f"runuser -u azureuser -- rm -r {HOME}/latest {HOME}/notes")
+    snapshots = stack.api.get(f"/api/storage/{storage}/snapshots").json()["value"]
+    daily = next(s for s in snapshots if s["reason"] == "daily")
+    restore = f"/api/storage/{storage}/snapshots/{daily['id']}/restore"
+    for path in ("latest", "notes"):  # a file, and a directory of odd names and a hard link
+        restored = stack.run(stack.api.post(restore, {"path": path}))
+        assert restored["status"] == "Succeeded", restored["error"]
+        assert (restored["result"]["restoredTo"], restored["result"]["vm"]) == (path, "vm1")
+    assert manifest(stack, "vm1") == shared
+    # A path that exists is never overwritten: the snapshot's version goes beside it.
+    run(stack, "vm1", f"runuser -u azureuser -- sh -c 'echo changed > {HOME}/latest'")
+    beside = stack.run(stack.api.post(restore, {"path": "latest"}))
+    stamp = daily["id"][:19].replace("-", "").replace(":", "") + "Z"
+    assert beside["result"]["restoredTo"] == f"latest.restored-{stamp}", beside
+    shown = run(stack, "vm1", f"cat {HOME}/latest {HOME}/latest.restored-{stamp}")["output"]
+    assert shown == "changed\nwritten-on-the-share\n"
+    missing = stack.run(stack.api.post(restore, {"path": "never-there"}))
+    assert missing["status"] == "Failed" and missing["error"]["causes"] == ["never-there is not in the snapshot"]
+    refused = stack.api.post(restore, {"path": "../../etc/shadow"})
+    assert (refused.status, refused.json()["error"]["code"]) == (400, "ValidationError")
 
 
 def test_detach_copy_through_the_service_keeps_the_shared_files_locally(stack: Stack, storage: str) -> None:
