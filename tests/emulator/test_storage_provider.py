@@ -3,6 +3,8 @@ availability across subscriptions, NFS rules, shares (synchronous) with real usa
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.mgmt.storage.models import (
@@ -268,3 +270,72 @@ def test_deleting_an_account_removes_its_shares_and_is_idempotent(azure: Azure) 
         if e.kind == "DELETE Microsoft.Storage/storageAccounts"
     ]
     assert deletes == [200, 204]
+
+
+@needs_sandbox
+def test_share_snapshots_are_read_only_copies_listed_beside_the_share(azure: Azure) -> None:
+    storage = azure.clients.storage
+    name = azure.unique("st")
+    storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+    storage.file_shares.create(azure.group, name, "home", nfs_share())
+    files = azure.local.machines.share_files(name, "home")
+    (files / "a").write_bytes(b"x" * 100)
+    (files / "d").mkdir()
+    (files / "d" / "b").write_bytes(b"before")
+
+    taken = storage.file_shares.create(azure.group, name, "home", FileShare(metadata={"azlinreason": "daily"}),
+                                       expand="snapshots")
+    snapshot = taken["properties"]["snapshotTime"]  # Azure's seven fractional digits: the snapshot's name
+    assert snapshot.endswith(".0000000Z") and taken.share_quota == 100
+    (files / "a").unlink()
+    (files / "d" / "b").write_bytes(b"after")
+    listed = list(storage.file_shares.list(azure.group, name, expand="snapshots"))
+    assert [(s.name, s.snapshot_time is not None) for s in listed] == [("home", False), ("home", True)]
+    assert storage.file_shares.get(azure.group, name, "home", x_ms_snapshot=snapshot).metadata == {
+        "azlinreason": "daily"}
+    directory = "@GMT-" + snapshot[:19].replace("-", ".").replace("T", "-").replace(":", ".")
+    kept = azure.local.machines.snapshot_files(name, "home", directory)
+    assert (kept / "a").read_bytes() == b"x" * 100 and (kept / "d" / "b").read_bytes() == b"before"
+    # Snapshots are not the share's usage; and nobody, root included, writes in one.
+    assert storage.file_shares.get(azure.group, name, "home", expand="stats").share_usage_bytes == 5
+    fabric = azure.local.machines.fabric
+    mounted = fabric.mounts / name / "home@snapshots" / directory
+    write = subprocess.run(["nsenter", "-t", str(fabric.pid), "-m", "--", "touch", str(mounted / "new")],
+                           capture_output=True, text=True, check=False)
+    assert write.returncode != 0 and "Read-only file system" in write.stderr
+    with pytest.raises(HttpResponseError) as bad:
+        storage.file_shares.create(azure.group, name, "home", FileShare(metadata={"not-a-name": "x"}),
+                                   expand="snapshots")
+    assert bad.value.error.code == "InvalidMetadata"
+
+    # The account's delete lock keeps its snapshots too (storage-snapshots-files.md).
+    lock = (f"{azure.group_path()}/providers/Microsoft.Storage/storageAccounts/{name}"
+            "/providers/Microsoft.Authorization/locks/keep")
+    azure.rest.put(lock, {"properties": {"level": "CanNotDelete"}})
+    with pytest.raises(HttpResponseError) as locked:
+        storage.file_shares.delete(azure.group, name, "home", x_ms_snapshot=snapshot)
+    assert locked.value.error.code == "ScopeLocked"
+    azure.rest.delete(lock)
+    with pytest.raises(ResourceExistsError) as has:
+        storage.file_shares.delete(azure.group, name, "home", include="none")
+    assert has.value.error.code == "ShareHasSnapshots"
+    storage.file_shares.delete(azure.group, name, "home", x_ms_snapshot=snapshot)
+    assert [s.snapshot_time for s in storage.file_shares.list(azure.group, name, expand="snapshots")] == [None]
+    assert not kept.exists()
+
+
+def test_a_share_keeps_at_most_200_snapshots(azure: Azure) -> None:
+    storage = azure.clients.storage
+    name = azure.unique("st")
+    storage.storage_accounts.begin_create(azure.group, name, nfs_account()).result()
+    storage.file_shares.create(azure.group, name, "home", nfs_share())
+    share = azure.emulator.get(
+        f"{azure.group_path()}/providers/Microsoft.Storage/storageAccounts/{name}/fileServices/default/shares/home")
+    # 199 taken before, recorded as the emulator records them (copying 199 shares only costs time).
+    share.internal["snapshots"] = {f"2020-01-01T00:{i // 60:02d}:{i % 60:02d}.0000000Z":
+                                   {"metadata": {}, "directory": f"@GMT-2020.01.01-00.{i // 60:02d}.{i % 60:02d}"}
+                                   for i in range(199)}
+    storage.file_shares.create(azure.group, name, "home", FileShare(), expand="snapshots")
+    with pytest.raises(ResourceExistsError) as full:
+        storage.file_shares.create(azure.group, name, "home", FileShare(), expand="snapshots")
+    assert full.value.status_code == 409 and full.value.error.code == "ShareSnapshotCountExceeded"

@@ -23,7 +23,7 @@ from shared.domain.data_protection import (
     taken_today,
     with_expiry,
 )
-from shared.domain.errors import Conflict, ConfigurationError, ValidationError
+from shared.domain.errors import ConfigurationError, Conflict, ValidationError
 from shared.domain.models import Redundancy, StorageInfo, StorageState, Tier
 from shared.settings import Settings
 
