@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.domain import validation
 from shared.domain.costs import CostReport, StorageCost, VmCost
+from shared.domain.data_protection import ShareSnapshot
 from shared.domain.digests import AttachmentFinding, CostDigest, GroupDigest, StorageFinding, UnattachedVm
 from shared.domain.errors import ErrorCode
 from shared.domain.identity import Principal
@@ -35,7 +36,7 @@ TITLE = "azlin storage service"
 VERSION = "0.1.0"
 _MODELS = (Operation, Progress, Principal, StorageInfo, StorageAccess, StorageStatus, VmHealth, Attachment,
            MountInfo, VerifiedAttachment, DefaultStorage, CostReport, VmCost, StorageCost, CostDigest,
-           GroupDigest, StorageFinding, AttachmentFinding, UnattachedVm)
+           GroupDigest, StorageFinding, AttachmentFinding, UnattachedVm, ShareSnapshot)
 
 
 def _ref(model: type | str) -> dict[str, str]:
@@ -53,6 +54,8 @@ _FLAG = {"type": "boolean"}
 P_NAME = _param("name", "path", {"type": "string", "pattern": "^[a-z0-9]{3,24}$"},
                 "Storage account name: 3-24 lowercase letters and digits.")
 P_VM = _param("vm", "path", {"type": "string", "maxLength": 64}, "Virtual machine name.")
+P_SNAPSHOT = _param("snapshot", "path", {"type": "string", "examples": ["2026-12-03T02:00:00.0000000Z"]},
+                    "A snapshot's id, as the snapshot list gives it.")
 P_ID = _param("id", "path", {"type": "string", "format": "uuid"}, "Operation id.")
 P_GROUP = _param("resourceGroup", "query", {"type": "string", "maxLength": 90},
                  "Resource group; defaults to the service's DEFAULT_RESOURCE_GROUP.")
@@ -138,6 +141,28 @@ def _paths() -> dict[str, dict[str, Any]]:
                                          "With force, how each VM is detached: copy (default: it keeps "
                                          "the shared files) or restore (its pre-attach home)."),
                                   *mutation)),
+        },
+        "/api/storage/{name}/undelete": {
+            "post": _op("undelete_storage", "Bring back a deleted storage within its window (owners, with "
+                        "what creating it took): its endpoint, DNS name and network rule again.",
+                        {**_ACCEPTED, **not_found, "409": _error("StorageNotDeleted.")},
+                        params=(P_NAME, P_STORAGE_GROUP, *mutation)),
+        },
+        "/api/storage/{name}/snapshots": {
+            "get": _op("list_snapshots", "The share's snapshots, newest first; the service's own say why "
+                       "and when they are removed (SNAPSHOT_RETENTION_DAYS).",
+                       {**_ok(_ref("SnapshotList")), **not_found}, params=(P_NAME, P_STORAGE_GROUP)),
+            "post": _op("take_snapshot", "A snapshot now (owners, with fileServices/shares/write).",
+                        {"201": {"description": "Taken.", **_json(_ref(ShareSnapshot))}, **not_found,
+                         "409": _error("SnapshotLimit: the share has 200; or StorageDeleted.")},
+                        params=(P_NAME, P_STORAGE_GROUP)),
+        },
+        "/api/storage/{name}/snapshots/{snapshot}/restore": {
+            "post": _op("restore_from_snapshot", "Put back one path of the home from a snapshot, through "
+                        "an attached VM the caller may run commands on; a path that exists gets the "
+                        "snapshot's version beside it (<path>.restored-<stamp>).",
+                        {**_ACCEPTED, **not_found, "409": _error("NoVmAttached, or StorageDeleted.")},
+                        params=(P_NAME, P_SNAPSHOT, P_STORAGE_GROUP, *mutation), body=_ref("RestoreRequest")),
         },
         "/api/storage/{name}/access": {
             "get": _op("get_storage_access", "Who may use the storage: its owners and members (owners only).",
@@ -259,6 +284,13 @@ def _request_schemas() -> dict[str, Any]:
                                   "properties": {"storage": P_NAME["schema"]}},
         "ResizeStorageRequest": {"type": "object", "required": ["size"],
                                  "additionalProperties": False, "properties": {"size": size}},
+        "RestoreRequest": {
+            "type": "object", "required": ["path"], "additionalProperties": False,
+            "properties": {"path": {"type": "string", "maxLength": 1024,
+                                    "description": "Relative to the home, no '.' or '..' components."},
+                           "vm": {**P_VM["schema"], "description": "The attached VM to restore through "
+                                  "(default: the first healthy one the caller may use)."},
+                           "resourceGroup": {**P_GROUP["schema"], "description": "The VM's group."}}},
         "AttachRequest": {
             "type": "object", "required": ["vm"], "additionalProperties": False,
             "properties": {"vm": P_VM["schema"], "resourceGroup": P_GROUP["schema"],
@@ -273,6 +305,8 @@ def _response_schemas() -> dict[str, Any]:
         "StorageList": {"type": "object", "required": ["value"], "additionalProperties": False,
                         "properties": {"value": {"type": "array", "items": _ref(StorageInfo)},
                                        "nextLink": {"type": "string", "format": "uri"}}},
+        "SnapshotList": {"type": "object", "required": ["value"], "additionalProperties": False,
+                         "properties": {"value": {"type": "array", "items": _ref(ShareSnapshot)}}},
         "OperationList": {"type": "object", "required": ["value"], "additionalProperties": False,
                           "properties": {"value": {"type": "array", "items": _ref(Operation)},
                                          "nextLink": {"type": "string", "format": "uri"}}},
