@@ -272,7 +272,11 @@ def _request_schemas() -> dict[str, Any]:
                            "size": size,
                            "vnet": {**_TEXT, "description": "VNet (in the resource group) whose subnet holds "
                                     "the private endpoint; default: settings, else the service's azlin-vnet"},
-                           "subnet": {**_TEXT, "description": "subnet of `vnet`; default: default"}}},
+                           "subnet": {**_TEXT, "description": "subnet of `vnet`; default: default"},
+                           "guardSubnet": {**_FLAG, "description": "Let the service put its network "
+                                           "security group on `subnet` (it must hold only private "
+                                           "endpoints and no group of its own): only attached VMs "
+                                           "reach the share. Needs subnets/write on it."}}},
         "StorageAccessRequest": {
             "type": "object", "required": ["owners", "members"], "additionalProperties": False,
             "properties": {role: {"type": "array", "maxItems": validation.MAX_PRINCIPALS,

@@ -19,7 +19,7 @@ from .domain.events import Asked
 from .domain.identity import Caller
 from .domain.models import Attachment, DefaultStorage, StorageAccess, StorageInfo
 from .domain.mounting import ScriptRun, VmFacts, VmSummary
-from .domain.network_rules import EndpointPlace, SecurityRule
+from .domain.network_rules import EndpointPlace, SecurityRule, SubnetFacts
 from .domain.operations import Operation
 from .domain.private_dns import DnsRecord, DnsZone, EndpointDns, VnetDns
 from .domain.provisioning import AccountSpec, CloudAccount, CloudShare, Network
@@ -224,6 +224,8 @@ class StorageCloud(Protocol):
         ...
 
     def get_network(self, group: str, vnet: str, subnet: str) -> Network | None: ...
+
+    def subnet_facts(self, group: str, vnet: str, subnet: str) -> SubnetFacts | None: ...
 
     def create_network(self, group: str, region: str, vnet: str, space: str, subnet: str,
                        prefix: str, tags: dict[str, str]) -> Network: ...

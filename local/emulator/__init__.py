@@ -38,6 +38,7 @@ RESOURCE_KINDS = (
     network.ARecords(),
     network.NetworkSecurityGroups(),
     network.SecurityRules(),
+    network.ApplicationSecurityGroups(),
     compute.VirtualMachines(),
     compute.RunCommands(),
 )

@@ -325,6 +325,7 @@ class NetworkInterfaces(ResourceKind):
                 props.get("privateIPAddress") or previous or allocate_ip(emu, subnet, rid)
             )
             props["privateIPAddressVersion"] = "IPv4"
+            _join_groups(emu, props, rid, stored.get("location"))
         return stored
 
     def check_delete(self, emu: Emulator, resource: Resource) -> None:
@@ -401,6 +402,7 @@ class PrivateEndpoints(ResourceKind):
         stored = super().validate(emu, rid, body, existing)
         props = stored["properties"]
         _referenced(emu, props.get("subnet"), rid, SUBNETS, join=JOIN_SUBNET, region=stored.get("location"))
+        _join_groups(emu, props, rid, stored.get("location"))
         if existing is not None:
             require(
                 str(reference(props.get("subnet"))).lower()
@@ -875,6 +877,66 @@ def _same_priority(rules: list[dict[str, Any]], name: str, props: dict[str, Any]
                               "the same Priority and Direction. To learn more, see aka.ms/nsgrules.")
 
 
+ASGS = f"{NETWORK}/applicationSecurityGroups"
+JOIN_ASG = "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action"
+
+
+class ApplicationSecurityGroups(ResourceKind):
+    """A named set of NICs (and private endpoints) that security rules name instead of addresses
+    (azure-docs articles/virtual-network/application-security-groups.md). A NIC's ip
+    configuration or an endpoint joins one with `applicationSecurityGroups`, which takes
+    `applicationSecurityGroups/joinIpConfiguration/action` on the group."""
+
+    type_name = ASGS
+    put_shape = Shape.ASYNC_OPERATION
+    delete_shape = Shape.ASYNC_OPERATION
+
+
+def _join_groups(emu: Emulator, props: dict[str, Any], by: ResourceId, region: str | None) -> None:
+    """The application security groups an ip configuration (or endpoint) joins: each must exist
+    in the same region, and the caller must be allowed to join it."""
+    for group in props.get("applicationSecurityGroups") or []:
+        found = _referenced(emu, group, by, ASGS, join=JOIN_ASG)
+        if region and str(found.body.get("location", "")).lower() != str(region).lower():
+            raise _not_found(str(found.id), by)
+
+
+def _members(emu: Emulator) -> list[tuple[str, str]]:
+    """(group id, address) of every NIC ip configuration and private endpoint in a group."""
+    found = []
+    for nic in emu.find(NICS):
+        for config in nic.properties.get("ipConfigurations", []):
+            cprops = config.get("properties", {})
+            found += [(str(reference(g)).lower(), str(cprops.get("privateIPAddress", "")))
+                      for g in cprops.get("applicationSecurityGroups") or []]
+    for endpoint in emu.find(PRIVATE_ENDPOINTS):
+        endpoint_nic = emu.get(endpoint.internal.get("nic", ""))
+        if endpoint_nic is not None:
+            found += [(str(reference(g)).lower(), nic_address(endpoint_nic))
+                      for g in endpoint.properties.get("applicationSecurityGroups") or []]
+    return found
+
+
+def _check_rule_groups(emu: Emulator, rid: ResourceId, props: dict[str, Any]) -> None:
+    """A rule's application security groups must exist, and their members be in one VNet ("All
+    ASGs on the Security Rule must be from the same virtual network": the code Azure answers,
+    Azure/azure-sdk-for-java issue 34158; application-security-groups.md)."""
+    named = [_referenced(emu, g, rid, ASGS) for side in ("source", "destination")
+             for g in props.get(f"{side}ApplicationSecurityGroups") or []]
+    keys = {g.id.key for g in named}
+    vnets = set()
+    for nic in emu.find(NICS):
+        for config in nic.properties.get("ipConfigurations", []):
+            cprops = config.get("properties", {})
+            if keys & {str(reference(g)).lower() for g in cprops.get("applicationSecurityGroups") or []}:
+                vnets.add(vnet_of_subnet(str(reference(cprops.get("subnet")))).lower())
+    if len(vnets) > 1:
+        raise bad_request("AllApplicationSecurityGroupsInSecurityRuleMustBeFromSameVnet",
+                          f"Security Rule {rid} has Application Security Groups (ASGs) from multiple "
+                          f"virtual networks ({', '.join(sorted(vnets))}). All ASGs on the Security Rule "
+                          "must be from the same virtual network.")
+
+
 class NetworkSecurityGroups(ResourceKind):
     type_name = NSGS
     put_shape = Shape.ASYNC_OPERATION
@@ -887,6 +949,7 @@ class NetworkSecurityGroups(ResourceKind):
         rules = stored["properties"].setdefault("securityRules", [])
         for rule in rules:
             _check_rule(rid.child("securityRules", str(rule.get("name"))), rule.setdefault("properties", {}))
+            _check_rule_groups(emu, rid.child("securityRules", str(rule.get("name"))), rule["properties"])
             _same_priority(rules, str(rule.get("name")), rule["properties"])
         return stored
 
@@ -925,6 +988,7 @@ class SecurityRules(ResourceKind):
     ) -> dict[str, Any]:
         stored = super().validate(emu, rid, body, existing)
         _check_rule(rid, stored["properties"])
+        _check_rule_groups(emu, rid, stored["properties"])
         nsg = emu.get(rid.parent) if rid.parent else None
         assert nsg is not None
         _same_priority(_rules(emu, nsg), rid.name, stored["properties"])
@@ -957,10 +1021,12 @@ def endpoint_admits(emu: Emulator, endpoint: Resource, address: str, port: int =
 
 
 def _matches(emu: Emulator, vnet: str, address: str, rule: dict[str, Any], side: str) -> bool:
-    """An address against a rule's prefixes; application security groups are not modelled, so a
-    rule naming them matches nothing here."""
-    if rule.get(f"{side}ApplicationSecurityGroups"):
-        return False
+    """An address against a rule's prefixes, or its application security groups: a group matches
+    the addresses of the NICs and private endpoints that joined it."""
+    groups = rule.get(f"{side}ApplicationSecurityGroups")
+    if groups:
+        wanted = {str(reference(g)).lower() for g in groups}
+        return any(member_address == address and group in wanted for group, member_address in _members(emu))
     single = rule.get(f"{side}AddressPrefix")
     for prefix in [single] if single else rule.get(f"{side}AddressPrefixes") or []:
         if prefix in ("*", "Any"):

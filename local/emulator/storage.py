@@ -297,9 +297,9 @@ class FileShares(ResourceKind):
                 raise ArmError(404, "ShareSnapshotNotFound", "The specified share snapshot does not exist.")
             return Response(200, self._snapshot_view(emu, share, snapshot))
         if request.method == "DELETE":
-            share = emu.get(rid)
+            found = emu.get(rid)
             include = str(request.query.get("$include") or "snapshots").lower()
-            if share is not None and share.internal.get("snapshots") and include == "none":
+            if found is not None and found.internal.get("snapshots") and include == "none":
                 # "For 'none', the file share is deleted if it has no share snapshots" (file.json).
                 raise ArmError(409, "ShareHasSnapshots",
                                "The share has snapshots and the operation requires no snapshots.")

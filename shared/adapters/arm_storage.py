@@ -32,7 +32,7 @@ from azure.mgmt.storage.models import (
 
 from shared.domain.data_protection import REASON_KEY, ShareSnapshot, SnapshotReason
 from shared.domain.models import SHARE_NAME
-from shared.domain.network_rules import NSG_NAME, EndpointPlace, SecurityRule, deny_rule
+from shared.domain.network_rules import NSG_NAME, EndpointPlace, SecurityRule, SubnetFacts, deny_rule
 from shared.domain.private_dns import (
     FILE_ZONE,
     DnsRecord,
@@ -438,10 +438,18 @@ class ArmStorageCloud:
             subnet_group, vnet, subnet_name = _subnet_parts(subnet_id)
             subnet = network.subnets.get(subnet_group, vnet, subnet_name)
             owner = network.virtual_networks.get(subnet_group, vnet)
-        prefixes = tuple(subnet.address_prefixes or [p for p in [subnet.address_prefix] if p])
-        return EndpointPlace(subnet_id, address, prefixes, managed=_managed(owner.tags),
+        return EndpointPlace(subnet_id, address, managed=_managed(owner.tags),
                              nsg_id=reference_id(subnet.network_security_group) or None,
                              policies=_value(subnet.private_endpoint_network_policies) or "Disabled")
+
+    def subnet_facts(self, group: str, vnet: str, subnet: str) -> SubnetFacts | None:
+        with arm_errors(f"read subnet {subnet} of VNet {vnet}"):
+            try:
+                found = self.clients.network.subnets.get(group, vnet, subnet)
+            except ResourceNotFoundError:
+                return None
+        return SubnetFacts(str(found.id), reference_id(found.network_security_group) or None,
+                           len(found.ip_configurations or ()), len(found.private_endpoints or ()))
 
     def guard_subnet(self, place: EndpointPlace, region: str, tags: dict[str, str]) -> str:
         """The service's group on the endpoint's subnet, obeyed by its endpoints; returns its id.

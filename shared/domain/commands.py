@@ -79,6 +79,9 @@ class CreateStorage(_OnStorage):
     billing: Billing = Billing.PROVISIONED_V2
     iops: int | None = None  # provisioned v2: None is Azure's recommendation for the size
     throughput_mibps: int | None = None
+    # The caller lets the service put its network security group on their subnet (`vnet`): only
+    # attached VMs then reach the endpoint there too (network_rules.guard_refusal says when not).
+    guard_subnet: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ class ErrorCode(str, Enum):
     NO_VM_ATTACHED = "NoVmAttached"
     RESOURCE_GROUP_NOT_FOUND = "ResourceGroupNotFound"
     NETWORK_NOT_FOUND = "NetworkNotFound"
+    NETWORK_NOT_GUARDABLE = "NetworkNotGuardable"
     REGION_MISMATCH = "RegionMismatch"
     DNS_ZONE_UNKNOWN = "DnsZoneUnknown"
     DNS_ZONE_NOT_WRITABLE = "DnsZoneNotWritable"

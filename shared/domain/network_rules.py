@@ -4,7 +4,8 @@ network security group that the endpoint obeys (privateEndpointNetworkPolicies E
 allow rule per storage listing the private addresses of the VMs attached to it, and below them a
 rule that drops everything else bound for the subnet (Azure's own AllowVnetInBound would let any
 peered VNet in). Only subnets the service made are changed; for a customer's subnet the customer
-adds the same (docs/storage.md)."""
+adds the same (docs/storage.md), or lets the service guard it on create (`guardSubnet`: a
+subnet that holds only private endpoints and no group of its own)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,6 @@ class EndpointPlace:
 
     subnet_id: str
     address: str
-    subnet_prefixes: tuple[str, ...]
     managed: bool  # the subnet's VNet is the service's own
     nsg_id: str | None = None
     policies: str = "Disabled"  # privateEndpointNetworkPolicies
@@ -44,6 +44,44 @@ class EndpointPlace:
     @property
     def guarded(self) -> bool:
         return self.nsg_id is not None and self.policies in ("Enabled", "NetworkSecurityGroupEnabled")
+
+    @property
+    def ours(self) -> bool:
+        """The service keeps the rules here: its own subnet, or a customer's it was let guard."""
+        return self.managed or is_service_group(self.nsg_id)
+
+
+def is_service_group(nsg_id: str | None) -> bool:
+    return bool(nsg_id) and str(nsg_id).rsplit("/", 1)[-1].lower() == NSG_NAME
+
+
+@dataclass(frozen=True)
+class SubnetFacts:
+    """What decides whether the service may guard a customer's subnet (`guardSubnet` on create)."""
+
+    subnet_id: str
+    nsg_id: str | None
+    ip_configurations: int  # every NIC address in it
+    private_endpoints: int
+
+    @property
+    def only_endpoints(self) -> bool:
+        return self.ip_configurations <= self.private_endpoints  # one address per file endpoint
+
+
+def guard_refusal(facts: SubnetFacts) -> str | None:
+    """Why the service may not put its group on this subnet, if it may not. Its deny rule drops
+    every inbound packet to the subnet that no allow rule lets in: on a subnet that holds
+    anything but private endpoints it would cut those off, and a group the customer put there
+    is theirs to change, not the service's."""
+    name = facts.subnet_id.rsplit("/", 1)[-1]
+    if facts.nsg_id and not is_service_group(facts.nsg_id):
+        return (f"subnet {name} already has network security group {facts.nsg_id.rsplit('/', 1)[-1]}, "
+                "which the service does not change")
+    if not facts.only_endpoints:
+        return (f"subnet {name} holds {facts.ip_configurations - facts.private_endpoints} address(es) "
+                "besides private endpoints, which the service's deny rule would cut off")
+    return None
 
 
 def allow_rule_name(storage: str) -> str:

@@ -62,7 +62,8 @@ class OperationsQuery:
 def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
     data = json_object(body, required={"name"},
                        optional={"resourceGroup", "region", "tier", "redundancy", "size", "vnet", "subnet",
-                                 "encryptionInTransit", "billing", "iops", "throughputMibps"})
+                                 "encryptionInTransit", "billing", "iops", "throughputMibps",
+                                 "guardSubnet"})
     problems = v.Problems()
     name = problems.check(v.storage_account_name, data.get("name"), "name")
     group = problems.check(_resource_group, data.get("resourceGroup"), defaults)
@@ -81,13 +82,18 @@ def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
     if subnet and not vnet:
         problems.errors.append(ValidationError("'subnet' needs 'vnet'.",
                                                try_hint="name the VNet the subnet is in"))
+    guard = "guardSubnet" in data and bool(problems.check(v.flag, data["guardSubnet"], "guardSubnet"))
+    if guard and "vnet" not in data:
+        problems.errors.append(ValidationError(
+            "'guardSubnet' applies to a subnet you name with 'vnet'.",
+            causes=["the service's own subnet is always guarded"], try_hint="name 'vnet' (and 'subnet')"))
     problems.raise_if_any()
     assert name and group and tier and redundancy and size  # narrowed: no problems recorded
     if vnet and not subnet:
         subnet = "default"  # the subnet Azure's portal creates with a VNet
     assert billing
     return CreateStorage(name, group, region, tier, redundancy, size, vnet, subnet, bool(encrypted), billing,
-                         iops, throughput)
+                         iops, throughput, guard)
 
 
 def _performance(data: Mapping[str, Any], billing: Billing | None,

@@ -1,6 +1,7 @@
 """Only the VMs attached to a storage reach its private endpoint (shared/domain/network_rules.py).
 Attach lets a VM in before it mounts; detach, and reconcile for a VM that is gone, take it out.
-A subnet the service did not make is left alone: its owner adds the rules (docs/storage.md)."""
+A subnet the service did not make is left alone, unless its owner let the service guard it on
+create (`guardSubnet`); else its owner adds the rules (docs/storage.md)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class NetworkGuard:
     def admit(self, storage: StorageInfo, address: str, creator: str | None = None) -> bool:
         """Let `address` reach the storage's endpoint; False when the service may not guard it."""
         place = self._place(storage)
-        if place is None or not place.managed or not address:
+        if place is None or not place.ours or not address:
             return False
         nsg = place.nsg_id if place.guarded and place.nsg_id else self.cloud.guard_subnet(
             place, storage.region, p.managed_tags(creator))
@@ -48,7 +49,7 @@ class NetworkGuard:
         """Other ways in than the service made: rules someone else added to the service's group,
         addresses in the storage's rule that no attached VM has, a subnet no longer guarded."""
         place = self._place(storage)
-        if place is None or not place.managed:
+        if place is None or not place.ours:
             return []
         if not place.guarded or not place.nsg_id:
             return [f"{storage.name}: the endpoint's subnet no longer obeys {NSG_NAME} "

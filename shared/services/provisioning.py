@@ -18,6 +18,7 @@ from shared.domain.data_protection import DataProtection, SnapshotReason, purge_
 from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, PermissionDenied, ValidationError
 from shared.domain.identity import Principal
 from shared.domain.models import Attachment, DetachMode, StorageAccess, StorageInfo, StorageState
+from shared.domain.network_rules import guard_refusal
 from shared.domain.operations import storage_subject
 from shared.domain.private_dns import ZonePlan
 from shared.domain.requests import RequestDefaults
@@ -99,6 +100,8 @@ class StorageProvisioner:
         fresh = existing is None  # nothing of this account can exist yet: write without reading
         context.progress(steps[1], 1, total)
         network, zone = self._network(command.vnet, command.subnet, spec, creator)
+        if command.guard_subnet:
+            self._check_guardable(network)
         context.progress(steps[2], 2, total)
         if existing is None or existing.provisioning_state != "Succeeded" or p.drifted(existing, spec):
             existing = self.cloud.create_account(spec)
@@ -114,7 +117,8 @@ class StorageProvisioner:
         self.cloud.protect_shares(spec.resource_group, spec.name, self.protection.share_retention_days,
                                   fresh=fresh)
         context.progress(steps[4], 4, total)
-        self._connect(spec, network, zone, existing.id, fresh=fresh, creator=creator)
+        self._connect(spec, network, zone, existing.id, fresh=fresh, creator=creator,
+                      guard=command.guard_subnet)
         context.progress(steps[5], 5, total)
         named = bool(command.vnet)  # else the service's own VNet, made again wherever it is needed
         info = replace(p.storage_info(existing, share, self.clock.now()),
@@ -195,8 +199,19 @@ class StorageProvisioner:
                                          p.DEFAULT_SUBNET_PREFIX, p.managed_tags(creator))
         return made, zone
 
+    def _check_guardable(self, network: p.Network) -> None:
+        """Before anything is made: the customer's subnet can take the service's group."""
+        facts = self.cloud.subnet_facts(network.resource_group, network.vnet, network.subnet)
+        refusal = guard_refusal(facts) if facts is not None else f"subnet {network.subnet} is gone"
+        if refusal is not None:
+            raise Conflict(f"The service cannot guard subnet {network.subnet} of VNet {network.vnet}.",
+                           causes=[refusal],
+                           try_hint="create without guardSubnet and add the rules docs/storage.md lists, "
+                                    "or give the storage a subnet of its own",
+                           code=ErrorCode.NETWORK_NOT_GUARDABLE)
+
     def _connect(self, spec: p.AccountSpec, network: p.Network, zone: ZonePlan, account_id: str, *,
-                 fresh: bool, creator: str | None) -> None:
+                 fresh: bool, creator: str | None, guard: bool = False) -> None:
         """Private endpoint in the subnet, its A record in the zone that answers for the VNet:
         what lets VMs in that VNet resolve and reach the share."""
         group, endpoint, tags = spec.resource_group, p.endpoint_name(spec.name), p.managed_tags(creator)
@@ -204,7 +219,7 @@ class StorageProvisioner:
             self.cloud.create_endpoint(group, endpoint, spec.region, network.subnet_id, account_id, tags)
         # From its first minute, only VMs attached to it reach the endpoint (network_rules.py).
         place = self.cloud.endpoint_place(group, endpoint)
-        if place is not None and place.managed and not place.guarded:
+        if place is not None and (place.managed or guard) and not place.guarded:
             self.cloud.guard_subnet(place, spec.region, tags)
         self.dns.publish(zone, group, endpoint, network.vnet_id, tags, fresh=fresh)
 

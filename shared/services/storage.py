@@ -133,7 +133,9 @@ class StorageService:
                        idempotency_key: str | None) -> Submission:
         """The caller needs `storageAccounts/write` on the group and the right to put the endpoint
         in its network: `subnets/join/action` on the named subnet, or `virtualNetworks/write` on
-        the group when the service makes its own VNet there. The same request for a storage that
+        the group when the service makes its own VNet there; to let the service guard a subnet
+        they name (`guardSubnet`), `subnets/write` on it and the group's right to make and join
+        network security groups. The same request for a storage that
         exists (it repairs it) is its owners' to make."""
         access, group = self.access, command.resource_group
         existing = self.storages.get(command.name)
@@ -146,6 +148,10 @@ class StorageService:
         if command.vnet:
             subnet = access.subnet(group, command.vnet, command.subnet or "default")
             access.require(caller, rbac.SUBNET_JOIN, subnet)
+            if command.guard_subnet:  # the service changes their subnet: only as they could
+                access.require(caller, rbac.SUBNET_WRITE, subnet)
+                access.require(caller, rbac.NSG_WRITE, access.group(group))
+                access.require(caller, rbac.NSG_JOIN, access.group(group))
         else:
             access.require(caller, rbac.VNET_WRITE, access.group(group))
         return self.intake.submit_for(caller, command, idempotency_key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.mgmt.network.models import (
+    ApplicationSecurityGroup,
     AddressSpace,
     DhcpOptions,
     NetworkInterface,
@@ -393,3 +394,35 @@ def test_an_endpoint_obeys_its_subnets_security_group_only_when_its_policies_say
     with pytest.raises(HttpResponseError) as in_use:
         network.network_security_groups.begin_delete(azure.group, "nsg1").result()
     assert in_use.value.error is not None and in_use.value.error.code == "InUseNetworkSecurityGroupCannotBeDeleted"
+
+    # Application security groups (application-security-groups.md): a rule may name a group
+    # instead of addresses, and matches the NICs that joined it.
+    asg = network.application_security_groups.begin_create_or_update(
+        azure.group, "nfs-clients", ApplicationSecurityGroup(location=REGION)).result()
+    member = network.network_interfaces.begin_create_or_update(azure.group, "member", NetworkInterface(
+        location=REGION, ip_configurations=[NetworkInterfaceIPConfiguration(
+            name="ipconfig1", subnet=Subnet(id=net.subnets[0].id),
+            application_security_groups=[ApplicationSecurityGroup(id=asg.id)])])).result()
+    member_ip = member.ip_configurations[0].private_ip_address
+    outsider = nic(azure, "outsider", net.subnets[0].id).ip_configurations[0].private_ip_address
+    by_group = SecurityRule(priority=300, access="Allow", direction="Inbound", protocol="Tcp",
+                            source_application_security_groups=[ApplicationSecurityGroup(id=asg.id)],
+                            source_port_range="*", destination_address_prefix=endpoint_ip,
+                            destination_port_range="2049")
+    network.security_rules.begin_create_or_update(azure.group, "nsg1", "allow-group", by_group).result()
+    assert nfs_reachability(azure.emulator, net.id, member_ip)[host] == "ok"
+    assert nfs_reachability(azure.emulator, net.id, outsider)[host] == "unreachable"
+    by_group.source_application_security_groups = [ApplicationSecurityGroup(id=asg.id + "x")]
+    with pytest.raises(HttpResponseError) as missing:
+        network.security_rules.begin_create_or_update(azure.group, "nsg1", "allow-group", by_group).result()
+    assert missing.value.error is not None and missing.value.error.code == "InvalidResourceReference"
+    elsewhere = vnet(azure, "elsewhere", "10.31.0.0/16", "10.31.0.0/24")
+    network.network_interfaces.begin_create_or_update(azure.group, "far-member", NetworkInterface(
+        location=REGION, ip_configurations=[NetworkInterfaceIPConfiguration(
+            name="ipconfig1", subnet=Subnet(id=elsewhere.subnets[0].id),
+            application_security_groups=[ApplicationSecurityGroup(id=asg.id)])])).result()
+    by_group.source_application_security_groups = [ApplicationSecurityGroup(id=asg.id)]
+    with pytest.raises(HttpResponseError) as spread:
+        network.security_rules.begin_create_or_update(azure.group, "nsg1", "allow-group", by_group).result()
+    assert spread.value.error is not None
+    assert spread.value.error.code == "AllApplicationSecurityGroupsInSecurityRuleMustBeFromSameVnet"

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
+from local import identities, playground
 from local.rest import ArmRequestError
 from shared.domain.models import Redundancy, StorageInfo, Tier, nfs_endpoint
 from shared.domain.network_rules import NSG_NAME
 from shared.domain.private_dns import FILE_ZONE
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
-from tests.conftest import ADMIN, OTHER_SUBSCRIPTION, arm_as, object_id
+from tests.conftest import ADMIN, OTHER_SUBSCRIPTION, Client, arm_as, object_id
 from tests.functions.conftest import REGION, Stack, unique
 
 
@@ -258,9 +259,52 @@ def test_a_named_network_is_used_and_a_missing_one_is_refused(stack: Stack) -> N
     pe = stack.arm(f"Microsoft.Network/privateEndpoints/{name}-file-pe")["properties"]
     assert pe["subnet"]["id"].endswith("/virtualNetworks/corp/subnets/data")
     assert f"Microsoft.Network/virtualNetworks/{DEFAULT_VNET}" not in stack.ours()
+    # A customer's subnet is not changed unless they let the service guard it.
+    assert "networkSecurityGroup" not in stack.arm("Microsoft.Network/virtualNetworks/corp/subnets/data")["properties"]
 
     missing = stack.create(unique(), vnet="corp", subnet="nosuch")
     assert (missing["status"], missing["error"]["code"]) == ("Failed", "NetworkNotFound")
+
+
+def test_a_customer_subnet_is_guarded_only_when_asked_and_only_when_safe(stack: Stack) -> None:
+    base = f"{stack.rest.group_path(stack.group)}/providers/Microsoft.Network"
+    stack.rest.put(f"{base}/networkSecurityGroups/theirs", {"location": REGION, "properties": {}})
+    stack.rest.put(f"{base}/virtualNetworks/team", {"location": REGION, "properties": {
+        "addressSpace": {"addressPrefixes": ["10.50.0.0/16"]},
+        "subnets": [{"name": "endpoints", "properties": {"addressPrefix": "10.50.1.0/24"}},
+                    {"name": "vms", "properties": {"addressPrefix": "10.50.2.0/24"}},
+                    {"name": "locked", "properties": {"addressPrefix": "10.50.3.0/24", "networkSecurityGroup": {
+                        "id": f"{base}/networkSecurityGroups/theirs"}}}]}})
+    playground.vm(stack.rest, stack.group, "web", f"{base}/virtualNetworks/team/subnets/vms", REGION)
+    for subnet, why in (("vms", "holds 1 address(es) besides private endpoints"),
+                        ("locked", "already has network security group theirs")):
+        refused = stack.create(unique(), vnet="team", subnet=subnet, guardSubnet=True)
+        assert (refused["status"], refused["error"]["code"]) == ("Failed", "NetworkNotGuardable"), refused
+        assert why in refused["error"]["causes"][0]
+    assert not [k for k in stack.ours() if k.startswith("Microsoft.Storage/")]  # refused before anything
+
+    # Changing a subnet takes what Azure asks of the caller for it: subnets/write.
+    group = stack.rest.group_path(stack.group)
+    identities.person(stack.azure.emulator, "bob", roles=[("Storage Account Contributor", group),
+                                                          ("Virtual Machine Contributor", group)])
+    bob = Client(stack.api.index, identities.token_source(stack.azure.emulator, "bob"))
+    body = {"name": unique(), "resourceGroup": stack.group, "vnet": "team", "subnet": "endpoints"}
+    assert stack.run(bob.post("/api/storage", body))["status"] == "Succeeded"  # joining is enough
+    denied = bob.post("/api/storage", {**body, "name": unique(), "guardSubnet": True})
+    assert (denied.status, denied.json()["error"]["code"]) == (403, "AuthorizationFailed")
+    assert "virtualNetworks/subnets/write" in denied.json()["error"]["message"]
+
+    name = unique()
+    guarded = stack.create(name, vnet="team", subnet="endpoints", guardSubnet=True)
+    assert guarded["status"] == "Succeeded", guarded
+    props = stack.arm("Microsoft.Network/virtualNetworks/team/subnets/endpoints")["properties"]
+    assert props["networkSecurityGroup"]["id"].endswith(f"/networkSecurityGroups/{NSG_NAME}")
+    assert props["privateEndpointNetworkPolicies"] == "Enabled"
+    info = stack.app.storages.get(name)
+    assert info is not None and stack.app.mounts.guard.admit(info, "10.50.2.4")  # the service keeps its rules
+    rules = stack.arm(f"Microsoft.Network/networkSecurityGroups/{NSG_NAME}")["properties"]["securityRules"]
+    assert {r["name"]: r["properties"]["access"] for r in rules} == {
+        "azlin-deny-endpoints": "Deny", f"azlin-nfs-{name}": "Allow"}
 
 
 def test_missing_permission_ends_the_operation_naming_it(stack: Stack) -> None:
