@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.mgmt.network.models import (
-    ApplicationSecurityGroup,
     AddressSpace,
+    ApplicationSecurityGroup,
     DhcpOptions,
     NetworkInterface,
     NetworkInterfaceIPConfiguration,
