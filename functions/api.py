@@ -72,8 +72,9 @@ def delete_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     ref = core.requests.storage_ref(route(req, "name"), query(req))
     force = core.requests.optional_flag(query(req), "force")
     mode = core.requests.detach_mode(query(req))
+    purge = core.requests.optional_flag(query(req), "purge")
     return accepted(req, core.bootstrap.container().storage.request_delete(caller, ref, force,
-                                                                           idempotency_key(req), mode))
+                                                                           idempotency_key(req), mode, purge))
 
 
 @bp.route(route="storage/{name}/undelete", methods=["POST"])

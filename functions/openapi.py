@@ -140,6 +140,8 @@ def _paths() -> dict[str, dict[str, Any]]:
                                                            "enum": [m.value for m in DetachMode]},
                                          "With force, how each VM is detached: copy (default: it keeps "
                                          "the shared files) or restore (its pre-attach home)."),
+                                  _param("purge", "query", _FLAG, "Delete for good, now, a storage "
+                                         "already deleted (kept until purgeAfter otherwise)."),
                                   *mutation)),
         },
         "/api/storage/{name}/undelete": {

@@ -4,7 +4,8 @@ starts one for the length of the demo.
 
 The plan: create storage; create two VMs tagged for it and wait until events alone attached them;
 write a file on one and read it on the other; attach a third VM through the API; detach one; show
-status, costs and a digest; delete the storage with force; show that nothing is left.
+status, costs and a digest; delete the storage with force (it is kept, unreachable, for undelete);
+purge it; show that nothing is left.
 Only the API, Resource Manager (the emulator) and Run Command are used, as a portal would.
 """
 
@@ -118,7 +119,8 @@ class Demo:
 
     def play(self) -> None:
         steps = (self.create_storage, self.events_attach, self.share_a_file, self.attach_through_api,
-                 self.detach_one, self.show_costs, self.delete_with_force, self.nothing_left, self.clean_up)
+                 self.detach_one, self.show_costs, self.delete_with_force, self.purge, self.nothing_left,
+                 self.clean_up)
         for step in steps:
             step()
         print(f"demo passed: {self.step} steps in {time.monotonic() - self.began:.1f} s", flush=True)
@@ -189,6 +191,16 @@ class Demo:
             for vm in (self.vms[0], self.vms[2]):
                 kept = self.run_on(vm, f"cat {HOME}/shared.txt").strip()
                 out.append(f"{vm}: home is {self.home_of(vm)}; it reads: {kept}")
+            storage = self.api.ok("GET", f"/storage/{self.storage}")
+            if storage.get("state") != "Deleted":
+                raise DemoFailed(f"{self.storage} is {storage.get('state')} after the delete")
+            out.append(f"{self.storage} is kept until {storage['purgeAfter']} (undelete brings it back)")
+
+    def purge(self) -> None:
+        with self.timed(f"Purge {self.storage} now (DELETE ?purge=true: its window ends)"):
+            purged = self.api.finish(self.api.ok("DELETE", f"/storage/{self.storage}?purge=true", status=202))
+            if not purged.get("result", {}).get("purged"):
+                raise DemoFailed(f"the purge did not purge: {purged}")
 
     def nothing_left(self) -> None:
         with self.timed("Nothing is left") as out:

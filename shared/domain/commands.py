@@ -123,6 +123,8 @@ class PurgeStorage(_OnStorage):
     KIND: ClassVar[OperationKind] = OperationKind.PURGE_STORAGE
     name: str
     resource_group: str
+    # An owner's `DELETE ...?purge=true` on a storage already deleted: its window ends now.
+    now: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,13 @@ class DetachVm(_OnVm):
     @property
     def storage_name(self) -> str | None:
         return self.storage
+
+    @property
+    def lock_keys(self) -> tuple[str, ...]:
+        """The VM, and its storage: the storage's network rule is read and written whole, so an
+        attach and a detach on one storage must not change it at once."""
+        keys = (vm_lock(self.resource_group, self.vm),)
+        return keys + ((storage_lock(self.storage),) if self.storage else ())
 
 
 @dataclass(frozen=True)

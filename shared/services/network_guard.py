@@ -47,7 +47,9 @@ class NetworkGuard:
 
     def audit(self, storage: StorageInfo, attached: Iterable[str]) -> list[str]:
         """Other ways in than the service made: rules someone else added to the service's group,
-        addresses in the storage's rule that no attached VM has, a subnet no longer guarded."""
+        addresses in the storage's rule that no attached VM has, a subnet no longer guarded. An
+        attached VM's address the rule lacks is put back (its home would time out otherwise);
+        one no attached VM has is only reported: an attach may have let it in a moment ago."""
         place = self._place(storage)
         if place is None or not place.ours:
             return []
@@ -61,6 +63,11 @@ class NetworkGuard:
         unknown = sorted(set(ours.sources if ours else ()) - set(attached))
         found += [f"{storage.name}: {allow_rule_name(storage.name)} lets in {a}, which no attached VM has"
                   for a in unknown]
+        missing = set(attached) - set(ours.sources if ours else ()) - {""}
+        if missing:  # a write lost to a race, or a hand edit: the attached VM's home would hang
+            self._change(place.nsg_id, storage, place, add=missing)
+            found += [f"{storage.name}: {allow_rule_name(storage.name)} lacked {a}, an attached VM's "
+                      "address: put back" for a in sorted(missing)]
         return found
 
     def _place(self, storage: StorageInfo) -> EndpointPlace | None:

@@ -317,7 +317,8 @@ class StorageProvisioner:
         storage = self.storages.get(command.name)
         if storage is None:
             return {"name": command.name, "purged": False, "note": "it is gone already"}
-        if not storage.deleted or storage.purge_after is None or storage.purge_after > self.clock.now():
+        window_open = storage.purge_after is None or storage.purge_after > self.clock.now()
+        if not storage.deleted or (window_open and not command.now):
             return {"name": storage.name, "purged": False,
                     "note": "it was undeleted" if not storage.deleted else "its window is not over"}
         account = self.cloud.get_account(storage.resource_group, storage.name)

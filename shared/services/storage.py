@@ -11,7 +11,7 @@ from dataclasses import replace
 from shared.domain import rbac
 from shared.domain import validation as v
 from shared.domain.cloud_init import cloud_config
-from shared.domain.commands import CreateStorage, DeleteStorage, ResizeStorage
+from shared.domain.commands import CreateStorage, DeleteStorage, PurgeStorage, ResizeStorage
 from shared.domain.costs import FALLBACK_STORAGE_PRICE, StoragePrice, monthly_storage_cost, round_money
 from shared.domain.data_protection import require_active
 from shared.domain.errors import (
@@ -175,11 +175,14 @@ class StorageService:
         return self.intake.submit_for(caller, command, idempotency_key)
 
     def request_delete(self, caller: Caller, ref: StorageRef, force: bool, idempotency_key: str | None,
-                       detach_mode: DetachMode = DetachMode.COPY) -> Submission:
+                       detach_mode: DetachMode = DetachMode.COPY, purge: bool = False) -> Submission:
         """Deleting what is not recorded is still accepted: deletion is idempotent, and the
         worker decides whether anything of ours is left in Azure. An owner deletes recorded
-        storage; either way the caller needs `storageAccounts/delete` on the account."""
+        storage; either way the caller needs `storageAccounts/delete` on the account. `purge`
+        ends the kept window of a storage deleted already (two steps: never by one stray call)."""
         storage = self.storages.get(ref.name)
+        if purge:
+            return self._request_purge(caller, ref, storage, idempotency_key)
         if storage is not None:
             ref = StorageRef(storage.name, storage.resource_group)
             self.access.require_owner(caller, storage, "delete it")
@@ -205,6 +208,21 @@ class StorageService:
             self.access.require_name_free_or_owned(caller, resource_group, ref.name, "delete it")
             self.access.require(caller, rbac.STORAGE_DELETE, self.access.account(resource_group, ref.name))
         return self.intake.submit_for(caller, command, idempotency_key)
+
+    def _request_purge(self, caller: Caller, ref: StorageRef, storage: StorageInfo | None,
+                       idempotency_key: str | None) -> Submission:
+        if storage is None or (ref.resource_group is not None
+                               and storage.resource_group.lower() != ref.resource_group.lower()):
+            self.find(ref)  # the NotFound
+        assert storage is not None
+        self.access.require_owner(caller, storage, "purge it")
+        self.access.require(caller, rbac.STORAGE_DELETE, self.access.storage_scope(storage))
+        if not storage.deleted:
+            raise Conflict(f"Storage {storage.name} is not deleted: purge ends the window of a deleted one.",
+                           try_hint=f"delete it first (DELETE /api/storage/{storage.name}), then purge",
+                           code=ErrorCode.STORAGE_NOT_DELETED)
+        return self.intake.submit_for(caller, PurgeStorage(storage.name, storage.resource_group, now=True),
+                                      idempotency_key)
 
     # -- owners and members -----------------------------------------------------------------------
 

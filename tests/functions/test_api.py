@@ -74,7 +74,7 @@ class TestCreateStorage:
         assert op["params"] == {"name": "teamhome", "resourceGroup": DEFAULT_GROUP, "region": None,
                                 "tier": "Premium", "redundancy": "ZRS", "sizeGb": 1024, "vnet": None,
                                 "subnet": None, "encryptionInTransit": True, "billing": "provisionedV2",
-                                "iops": None, "throughputMibps": None}
+                                "iops": None, "throughputMibps": None, "guardSubnet": False}
         assert queued() == [op["id"]]
         assert api.get(f"/api/operations/{op['id']}").json() == op
 

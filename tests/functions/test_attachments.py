@@ -344,7 +344,8 @@ def test_a_forced_delete_leaves_every_attached_vm_the_shared_files(stack: Stack,
     assert manifest(stack, "vm1") == shared  # nothing written on the share went with the account
     assert run(stack, "vm1", f"mountpoint -q {HOME} || echo local")["output"] == "local\n"
     assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
-    assert not [k for k in stack.ours() if k.startswith("Microsoft.Storage/")]
+    assert stack.api.get(f"/api/storage/{storage}").json()["state"] == "Deleted"  # kept for undelete
+    assert not [k for k in stack.ours() if k.startswith("Microsoft.Network/privateEndpoints/")]
 
 
 def test_a_forced_delete_keeps_the_share_for_undelete_and_a_snapshot_brings_back_a_deleted_file(

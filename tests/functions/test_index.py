@@ -21,6 +21,9 @@ DESIGN_ROUTES = {
     ("GET", "storage/{name}/access"), ("PUT", "storage/{name}/access"), ("GET", "operations"),
     # issue 13: checking a VM's live mount is an operation, never inside a request
     ("POST", "vms/{vm}/attachment/verify"),
+    # issue 14: a delete is kept for undelete; share snapshots, and a restore from one
+    ("POST", "storage/{name}/undelete"), ("GET", "storage/{name}/snapshots"), ("POST", "storage/{name}/snapshots"),
+    ("POST", "storage/{name}/snapshots/{snapshot}/restore"),
 }
 
 
@@ -39,14 +42,15 @@ def test_the_host_asks_no_function_key_the_app_asks_for_a_token(functions: Funct
 def test_queue_timer_and_event_grid_triggers(functions: FunctionIndex) -> None:
     assert set(functions.queue_triggers) == {"operations", "operations-poison"}
     assert set(functions.timers) == {"requeue_stalled_operations", "reconcile_attachments", "refresh_costs",
-                                     "send_cost_digest"}
+                                     "send_cost_digest", "snapshot_shares", "purge_deleted_storage"}
     assert functions.timers["reconcile_attachments"][0].schedule == "0 */15 * * * *"
+    assert functions.timers["snapshot_shares"][0].schedule == "0 0 2 * * *"
     assert set(functions.event_grid) == {"on_resource_event"}
 
 
 def test_function_names_are_unique_and_bindings_use_the_app_storage_setting() -> None:
     index = FunctionIndex(function_app.app)
-    assert len(index.names) == len(index.http_routes) + 2 + 4 + 1
+    assert len(index.names) == len(index.http_routes) + 2 + 6 + 1
     function_app.app.functions_bindings = None
     for function in function_app.app.get_functions():
         for binding in json.loads(function.get_function_json())["bindings"]:

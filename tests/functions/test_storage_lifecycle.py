@@ -138,6 +138,17 @@ def test_a_delete_is_kept_for_undelete_and_purged_after_its_window(stack: Stack)
     assert stack.api.get(f"/api/storage/{name}").status == 404
 
 
+def test_purge_ends_the_window_of_a_deleted_storage_only(stack: Stack) -> None:
+    name = unique()
+    assert stack.create(name)["status"] == "Succeeded"
+    active = stack.api.delete(f"/api/storage/{name}", query={"purge": "true"})
+    assert (active.status, active.json()["error"]["code"]) == (409, "StorageNotDeleted")
+    assert stack.run(stack.api.delete(f"/api/storage/{name}"))["result"]["state"] == "Deleted"
+    purged = stack.run(stack.api.delete(f"/api/storage/{name}", query={"purge": "true"}))
+    assert (purged["status"], purged["result"]["purged"]) == ("Succeeded", True), purged
+    assert stack.ours() == {} and stack.api.get(f"/api/storage/{name}").status == 404
+
+
 def test_the_same_create_again_writes_nothing(stack: Stack) -> None:
     name = unique()
     assert stack.create(name)["status"] == "Succeeded"
