@@ -209,7 +209,7 @@ class StorageCloud(Protocol):
         """Create the NFS share `home`, or set its quota (and a v2 share's IOPS and throughput)."""
         ...
 
-    def protect_shares(self, group: str, account: str, days: int, *, fresh: bool = False) -> None:
+    def protect_shares(self, group: str, account: str, days: int) -> None:
         """Share soft delete on, keeping a deleted share `days` days (written only when it differs)."""
         ...
 

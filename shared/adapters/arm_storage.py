@@ -288,7 +288,7 @@ class ArmStorageCloud:
 
     # -- share soft delete and snapshots (data_protection.py) --------------------------------------
 
-    def protect_shares(self, group: str, account: str, days: int, *, fresh: bool = False) -> None:
+    def protect_shares(self, group: str, account: str, days: int) -> None:
         files = self.clients.storage.file_services
         with arm_errors(f"turn on share soft delete for {account}"):
             current = files.get_service_properties(group, account).share_delete_retention_policy

@@ -114,8 +114,7 @@ class StorageProvisioner:
             share = self.cloud.put_share(spec.resource_group, spec.name, quota, command.iops,
                                          command.throughput_mibps)
         # Share soft delete: a share deleted inside the account (a portal click) comes back.
-        self.cloud.protect_shares(spec.resource_group, spec.name, self.protection.share_retention_days,
-                                  fresh=fresh)
+        self.cloud.protect_shares(spec.resource_group, spec.name, self.protection.share_retention_days)
         context.progress(steps[4], 4, total)
         self._connect(spec, network, zone, existing.id, fresh=fresh, creator=creator,
                       guard=command.guard_subnet)
@@ -301,8 +300,10 @@ class StorageProvisioner:
         self._refuse_attached(command, context.operation.id, _creator(context.operation.requested_by),
                              context.operation.nonce)
         context.progress(steps[1], 1, total)
-        self.cloud.delete_endpoint(group, p.endpoint_name(name))  # its DNS zone group and A record go too
         days = self.protection.delete_retention_days
+        if days and recorded is not None and recorded.vnet is None:  # a record from before networks were kept
+            recorded = self._with_network(recorded)
+        self.cloud.delete_endpoint(group, p.endpoint_name(name))  # its DNS zone group and A record go too
         if days and account is not None and recorded is not None:
             context.progress(steps[2], 2, total)
             now = self.clock.now()
@@ -311,6 +312,15 @@ class StorageProvisioner:
             self.storages.save(kept)
             return _kept(kept)
         return self._purge(group, name, account is not None, context)
+
+    def _with_network(self, storage: StorageInfo) -> StorageInfo:
+        """The record with the customer's VNet and subnet its endpoint is in (an undelete puts it
+        back there); unchanged when the endpoint is in the service's own VNet, or gone."""
+        place = self.cloud.endpoint_place(storage.resource_group, p.endpoint_name(storage.name))
+        if place is None or place.managed or "/virtualNetworks/" not in place.subnet_id:
+            return storage
+        vnet, _, subnet = place.subnet_id.split("/virtualNetworks/", 1)[1].partition("/subnets/")
+        return replace(storage, vnet=vnet, subnet=subnet)
 
     def purge(self, command: PurgeStorage, context: OperationContext) -> Mapping[str, Any]:
         """Delete for good a storage whose window is over; one undeleted meanwhile stays."""

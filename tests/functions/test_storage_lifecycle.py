@@ -3,6 +3,7 @@ and Resource Manager played by the local emulator through the real azure-mgmt cl
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -272,6 +273,14 @@ def test_a_named_network_is_used_and_a_missing_one_is_refused(stack: Stack) -> N
     assert f"Microsoft.Network/virtualNetworks/{DEFAULT_VNET}" not in stack.ours()
     # A customer's subnet is not changed unless they let the service guard it.
     assert "networkSecurityGroup" not in stack.arm("Microsoft.Network/virtualNetworks/corp/subnets/data")["properties"]
+    # An undelete puts the endpoint back where it was, for a record from before networks were kept too.
+    recorded = stack.app.storages.get(name)
+    assert recorded is not None and (recorded.vnet, recorded.subnet) == ("corp", "data")
+    stack.app.storages.save(replace(recorded, vnet=None, subnet=None))
+    assert stack.run(stack.api.delete(f"/api/storage/{name}"))["status"] == "Succeeded"
+    assert stack.run(stack.api.post(f"/api/storage/{name}/undelete", {}))["status"] == "Succeeded"
+    pe = stack.arm(f"Microsoft.Network/privateEndpoints/{name}-file-pe")["properties"]
+    assert pe["subnet"]["id"].endswith("/virtualNetworks/corp/subnets/data")
 
     missing = stack.create(unique(), vnet="corp", subnet="nosuch")
     assert (missing["status"], missing["error"]["code"]) == ("Failed", "NetworkNotFound")
