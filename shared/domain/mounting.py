@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from .errors import Conflict
+
 RESULT_PREFIX = "RESULT "
 # A large home copies in minutes (Azure's own limit is 90). Below host.json's functionTimeout
 # (30 min) with room for polling: the worker sees the end of the script, never the host's kill.
@@ -122,3 +124,19 @@ def heartbeat_seconds(stall_seconds: float) -> int:
     """How often a script says it is alive: several beats fit in the time that means stalled
     (Azure refreshes a run's output about every 15 s)."""
     return max(1, min(10, int(stall_seconds // 9)))
+
+
+MIN_OWNER_UID, MAX_OWNER_UID = 1000, 60000  # the range of normal users (useradd's defaults)
+
+
+def owner_uid(reported: object, vm: str) -> int:
+    """The UID a first attach found: a VM's word, taken only in the range of normal users (a VM
+    that says 0 would have every later VM's home owned by root)."""
+    in_range = isinstance(reported, int) and MIN_OWNER_UID <= reported <= MAX_OWNER_UID
+    if isinstance(reported, bool) or not isinstance(reported, int) or not in_range:
+        raise Conflict(
+            f"VM {vm} reported an owner UID outside the range of normal users.",
+            causes=[f"ownerUid: {str(reported)[:40]!r}; accepted: {MIN_OWNER_UID}-{MAX_OWNER_UID}"],
+            try_hint="check the VM's user and the attach script on it",
+        )
+    return reported

@@ -36,6 +36,7 @@ from shared.domain.mounting import (
     ScriptRun,
     VmFacts,
     heartbeat_seconds,
+    owner_uid,
     run_command_name,
     run_command_prefix,
     script_budget,
@@ -51,7 +52,6 @@ from .private_dns import PrivateDnsPublisher
 from .worker import OperationContext
 
 log = logging.getLogger(__name__)
-MIN_OWNER_UID, MAX_OWNER_UID = 1000, 60000
 ATTACH_STEPS = (
     "Reading the VM and its network",
     "Linking the storage's DNS to the VM's network",
@@ -137,7 +137,7 @@ class MountService:
         )
         context.progress(ATTACH_STEPS[3], 3, total)
         if storage.owner_uid is None:
-            self.storages.save(replace(storage, owner_uid=_owner_uid(result, vm)))
+            self.storages.save(replace(storage, owner_uid=owner_uid(result.get("ownerUid"), vm.name)))
         if repairing and existing is not None:
             attachment = replace(
                 existing, health=AttachmentHealth.HEALTHY, last_verified_at=self.clock.now(), last_error=None,
@@ -454,19 +454,6 @@ class MountService:
 def _creator_of(context: OperationContext) -> str | None:
     requested_by = context.operation.requested_by
     return requested_by.object_id if requested_by and requested_by.object_id else None
-
-
-def _owner_uid(result: Mapping[str, Any], vm: VmFacts) -> int:
-    """The UID the first attach found: a VM's word, taken only in the range of normal users (a
-    VM that says 0 would have every later VM's home owned by root)."""
-    uid = result.get("ownerUid")
-    if isinstance(uid, bool) or not isinstance(uid, int) or not MIN_OWNER_UID <= uid <= MAX_OWNER_UID:
-        raise Conflict(
-            f"VM {vm.name} reported an owner UID outside the range of normal users.",
-            causes=[f"ownerUid: {str(uid)[:40]!r}; accepted: {MIN_OWNER_UID}-{MAX_OWNER_UID}"],
-            try_hint="check the VM's user and the attach script on it",
-        )
-    return uid
 
 
 def _mount_health(

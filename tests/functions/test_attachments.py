@@ -155,7 +155,7 @@ def test_a_vm_that_lies_about_its_owner_uid_is_refused_and_nothing_is_recorded(s
                             "\\\"ownerUid\\\":$(cat /etc/liar-uid)/\"' > /run/liar && chmod 0755 /run/liar "
                             "&& mv -f /run/liar /usr/bin/bash && echo 0 > /etc/liar-uid && echo lying")
     assert lie["output"] == "lying\n", lie
-    for uid in ("0", "-1"):
+    for uid in ("0",):  # -1, 60001, non-numbers: the same rule, tests/unit/test_untrusted.py
         run(stack, "vm1", f"echo {uid} > /etc/liar-uid")
         operation = attach(stack, storage, "vm1")
         assert operation["status"] == "Failed", operation

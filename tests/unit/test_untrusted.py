@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shared.domain import untrusted
+from shared.domain.errors import Conflict
+from shared.domain.mounting import owner_uid
 
 
 def test_control_characters_are_escaped_so_a_vm_cannot_forge_log_lines() -> None:
@@ -40,3 +44,15 @@ def test_markdown_keeps_no_formatting_link_html_or_mention() -> None:
     assert "@" + untrusted.WORD_JOINER + "channel" in shown
     assert "mail@host.com" in shown.replace("\\", "")  # an address is no mention
     assert shown.startswith(r"\*\*bold\*\* \[click\]\(https://evil.example\) \<b\>x\</b\> \`code\` \#")
+
+
+@pytest.mark.parametrize("reported", [0, -1, 999, 60001, "1000", 1000.0, True, None, [1000]])
+def test_an_owner_uid_outside_the_range_of_normal_users_is_refused(reported: object) -> None:
+    with pytest.raises(Conflict) as refused:
+        owner_uid(reported, "vm1")
+    assert "outside the range of normal users" in refused.value.message and "vm1" in refused.value.message
+
+
+@pytest.mark.parametrize("reported", [1000, 1001, 60000])
+def test_a_normal_users_uid_is_taken(reported: int) -> None:
+    assert owner_uid(reported, "vm1") == reported
