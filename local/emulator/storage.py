@@ -62,6 +62,7 @@ def _words(value: object) -> list[str]:
 
 
 def emu_existing(emu: Emulator, rid: ResourceId) -> Resource:
+    """The share, or the file service's ShareNotFound (file-service-error-codes)."""
     found = emu.get(rid)
     if found is None:
         raise ArmError(404, "ShareNotFound", "The specified share does not exist.")
@@ -293,7 +294,7 @@ class FileShares(ResourceKind):
                 if found is not None:
                     emu.machines.snapshot_dropped(rid.names[0], rid.name, found["directory"])
                 return Response(200 if found else 204)
-            if snapshot not in taken:
+            if snapshot not in taken:  # the file service's code for it (UNCONFIRMED through ARM)
                 raise ArmError(404, "ShareSnapshotNotFound", "The specified share snapshot does not exist.")
             return Response(200, self._snapshot_view(emu, share, snapshot))
         if request.method == "DELETE":
@@ -320,6 +321,7 @@ class FileShares(ResourceKind):
         require(metadata is None or (isinstance(metadata, dict) and all(
             isinstance(k, str) and METADATA_NAME.match(k) and isinstance(v, str)
             for k, v in metadata.items())),
+            # InvalidMetadata: Azure Storage's common REST error codes (common-rest-api-error-codes).
             "InvalidMetadata", "The metadata specified is invalid. It has characters that are not permitted.")
         name = snapshot_time(moment)
         taken[name] = {"metadata": dict(metadata or share.properties.get("metadata") or {}),

@@ -36,7 +36,7 @@ from shared.ports import AttachmentRepository, Clock, StorageCloud, StorageRepos
 
 from .access import AccessControl
 from .operations import OperationIntake, Submission
-from .storage import every_storage
+from .storage import every_storage, find_storage
 
 log = logging.getLogger(__name__)
 SHARE_WRITE = "Microsoft.Storage/storageAccounts/fileServices/shares/write"
@@ -60,7 +60,7 @@ class DataProtectionService:
 
     def snapshots(self, caller: Caller, ref: StorageRef) -> list[ShareSnapshot]:
         """Newest first, the service's own with the moment they will be removed."""
-        storage = self._find(ref)
+        storage = find_storage(self.storages, ref)
         self.access.require_read(caller, storage)
         days = self.protection.snapshot_retention_days
         found = self.cloud().list_snapshots(storage.resource_group, storage.name)
@@ -68,7 +68,7 @@ class DataProtectionService:
 
     def take(self, caller: Caller, ref: StorageRef) -> ShareSnapshot:
         """A snapshot now (an owner's, with the right to write the account's shares)."""
-        storage = self._find(ref)
+        storage = find_storage(self.storages, ref)
         self.access.require_owner(caller, storage, "take a snapshot of it")
         self.access.require(caller, SHARE_WRITE, self.access.storage_scope(storage))
         require_active(storage, "take a snapshot of it")
@@ -79,7 +79,7 @@ class DataProtectionService:
                         idempotency_key: str | None) -> Submission:
         """Put back `path` from `snapshot`, through an attached VM the caller may run commands on
         (named, or the first healthy one they may use): the share is reached only over NFS."""
-        storage = self._find(ref)
+        storage = find_storage(self.storages, ref)
         self.access.require_member(caller, storage, "restore files into it")
         require_active(storage, "restore files into it")
         through = self._restoring_vm(caller, storage, vm)
@@ -94,7 +94,7 @@ class DataProtectionService:
     def request_undelete(self, caller: Caller, ref: StorageRef, idempotency_key: str | None) -> Submission:
         """Its owners, with what creating it took: writing the account, and joining the subnet its
         endpoint goes back into (or making the service's VNet, which a purge may have removed)."""
-        storage = self._find(ref)
+        storage = find_storage(self.storages, ref)
         self.access.require_owner(caller, storage, "undelete it")
         self.access.require(caller, rbac.STORAGE_WRITE, self.access.storage_scope(storage))
         if storage.vnet:
@@ -107,15 +107,6 @@ class DataProtectionService:
                            try_hint=f"read it with GET /api/storage/{storage.name}")
         return self.intake.submit_for(caller, UndeleteStorage(storage.name, storage.resource_group),
                                       idempotency_key)
-
-    def _find(self, ref: StorageRef) -> StorageInfo:
-        storage = self.storages.get(ref.name)
-        if storage is None or (ref.resource_group is not None
-                               and storage.resource_group.lower() != ref.resource_group.lower()):
-            raise NotFound(f"Storage {ref.name} is not known to this service.",
-                           try_hint="list what exists with GET /api/storage",
-                           code=ErrorCode.STORAGE_NOT_FOUND)
-        return storage
 
     def _restoring_vm(self, caller: Caller, storage: StorageInfo, vm: VmRef | None) -> Attachment:
         attached = sorted(self.attachments.list_for_storage(storage.name),

@@ -36,6 +36,21 @@ GIB = 2**30
 PAGE = 1000  # Table Storage answers at most 1,000 entities a page
 
 
+def find_storage(storages: StorageRepository, ref: StorageRef) -> StorageInfo:
+    """The recorded storage `ref` names (in its group, when it names one), or StorageNotFound."""
+    storage = storages.get(ref.name)
+    if storage is None or (ref.resource_group is not None
+                           and storage.resource_group.lower() != ref.resource_group.lower()):
+        where = f" in resource group {ref.resource_group}" if ref.resource_group else ""
+        raise NotFound(
+            f"Storage {ref.name} is not known to this service{where}.",
+            causes=["it was never created through this service, or it was purged"],
+            try_hint="list what exists with GET /api/storage",
+            code=ErrorCode.STORAGE_NOT_FOUND,
+        )
+    return storage
+
+
 def every_storage(storages: StorageRepository, resource_group: str | None = None) -> Iterator[StorageInfo]:
     """Every recorded storage (of a group), page by page."""
     continuation = None
@@ -81,17 +96,7 @@ class StorageService:
 
     def find(self, ref: StorageRef) -> StorageInfo:
         """The recorded storage, whoever asks (the checks are the caller's)."""
-        storage = self.storages.get(ref.name)
-        if storage is None or (ref.resource_group is not None
-                               and storage.resource_group.lower() != ref.resource_group.lower()):
-            where = f" in resource group {ref.resource_group}" if ref.resource_group else ""
-            raise NotFound(
-                f"Storage {ref.name} is not known to this service{where}.",
-                causes=["it was never created through this service, or it was deleted"],
-                try_hint="list what exists with GET /api/storage",
-                code=ErrorCode.STORAGE_NOT_FOUND,
-            )
-        return storage
+        return find_storage(self.storages, ref)
 
     def status(self, caller: Caller, ref: StorageRef) -> StorageStatus:
         storage = self.get(caller, ref)
