@@ -188,7 +188,7 @@ class Container:
         from .services.network_guard import NetworkGuard
 
         return MountService(self.vms, self.cloud, self.storages, self.attachments, self.clock, self.dns,
-                            self.settings.defaults.home_roots, guard=NetworkGuard(self.cloud),
+                            self.settings.defaults.home_roots, guard=NetworkGuard(self.cloud, self.locks),
                             snapshot=self.data_protection.before)
 
     @cached_property

@@ -51,6 +51,7 @@ class Lease:
     holder: str  # for people: which operation holds it
     expires_at: datetime
     etag: str
+    shared: bool = False  # one of many readers; an exclusive holder waits for all of them
 
 
 class Clock(Protocol):
@@ -157,9 +158,10 @@ class DefaultStorageRepository(Protocol):
 
 
 class LockManager(Protocol):
-    def acquire(self, key: str, owner: str, holder: str) -> Lease:
+    def acquire(self, key: str, owner: str, holder: str, *, shared: bool = False) -> Lease:
         """Take the lock, or take over an expired one; raises ResourceBusy while someone else
-        holds it."""
+        holds it. A shared lease is held by many at once (attaches to one storage) and excludes
+        only the exclusive one (what changes the storage itself), and the other way round."""
 
     def renew(self, lease: Lease) -> Lease:
         """Extend a lease still held; raises LeaseLost (a TransientError) if it was taken over."""

@@ -634,7 +634,12 @@ def _digest_row(digest_id: str) -> str:
 
 class TableLockManager(_TableRecords):
     """Per-resource locks: a row per resource with an expiring lease. Every change is conditional
-    on the ETag read, so of two workers racing for one lock exactly one wins."""
+    on the ETag read, so of two workers racing for one lock exactly one wins.
+
+    Shared leases are a row each in the partition `shared|<key>`. A shared holder writes its row
+    and then reads the exclusive one; an exclusive holder writes its row and then reads the
+    shared ones. Of two that race, at least one sees the other and steps back (both may: each
+    is looked at again soon), so a reader and a writer never both hold the key."""
 
     PARTITION = "lock"
     TABLE = "Locks"
@@ -645,7 +650,17 @@ class TableLockManager(_TableRecords):
         self.lease = timedelta(seconds=lease_seconds)
 
     @translated(DEPENDENCY)
-    def acquire(self, key: str, owner: str, holder: str) -> Lease:
+    def acquire(self, key: str, owner: str, holder: str, *, shared: bool = False) -> Lease:
+        if shared:
+            return self._acquire_shared(key, owner, holder)
+        lease = self._acquire_exclusive(key, owner, holder)
+        reader = self._live_reader(key)
+        if reader is not None:
+            self.release(lease)
+            raise self._busy(key, reader["holder"], parse_time(reader["expiresAt"]))
+        return lease
+
+    def _acquire_exclusive(self, key: str, owner: str, holder: str) -> Lease:
         now = self.clock.now()
         entity = self._entity(key, owner, holder, now + self.lease)
         try:
@@ -671,35 +686,64 @@ class TableLockManager(_TableRecords):
         log.warning("lock %s: took over an expired lease of %s", key, current["holder"])
         return self._lease(entity, meta)
 
+    def _acquire_shared(self, key: str, owner: str, holder: str) -> Lease:
+        entity = self._entity(key, owner, holder, self.clock.now() + self.lease, shared=True)
+        lease = self._lease(entity, self.table.create_entity(entity), shared=True)
+        try:
+            writer = self.table.get_entity(self.PARTITION, key)
+        except ResourceNotFoundError:
+            return lease
+        until = parse_time(writer["expiresAt"])
+        if until <= self.clock.now():
+            return lease  # an expired writer: the next exclusive acquire sees this row
+        self.release(lease)
+        raise self._busy(key, writer["holder"], until)
+
+    def _live_reader(self, key: str) -> Mapping[str, Any] | None:
+        """A shared holder whose lease still runs; expired ones are removed on the way."""
+        now = self.clock.now()
+        for row in self.table.query_entities("PartitionKey eq @p", parameters={"p": _shared_partition(key)}):
+            if parse_time(row["expiresAt"]) > now:
+                return row
+            with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
+                self.table.delete_entity(row["PartitionKey"], row["RowKey"], etag=row.metadata["etag"],
+                                         match_condition=MatchConditions.IfNotModified)
+        return None
+
     @translated(DEPENDENCY)
     def renew(self, lease: Lease) -> Lease:
-        entity = self._entity(lease.key, lease.owner, lease.holder, self.clock.now() + self.lease)
+        entity = self._entity(lease.key, lease.owner, lease.holder, self.clock.now() + self.lease,
+                              shared=lease.shared)
         try:
             meta = self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=lease.etag,
                                             match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError) as err:
             raise LeaseLost(f"The lock on {lease.key} was lost after its lease expired.",
                             causes=["another worker took it over"]) from err
-        return self._lease(entity, meta)
+        return self._lease(entity, meta, shared=lease.shared)
 
     @translated(DEPENDENCY)
     def release(self, lease: Lease) -> None:
+        partition, row = ((_shared_partition(lease.key), lease.owner) if lease.shared
+                          else (self.PARTITION, lease.key))
         try:
-            self.table.delete_entity(self.PARTITION, lease.key, etag=lease.etag,
+            self.table.delete_entity(partition, row, etag=lease.etag,
                                      match_condition=MatchConditions.IfNotModified)
         except ResourceNotFoundError:
             pass
         except ResourceModifiedError:
             log.warning("lock %s: not released, it was taken over after its lease expired", lease.key)
 
-    def _entity(self, key: str, owner: str, holder: str, expires_at: datetime) -> dict[str, Any]:
-        return {"PartitionKey": self.PARTITION, "RowKey": key, "owner": owner, "holder": holder,
+    def _entity(self, key: str, owner: str, holder: str, expires_at: datetime, *,
+                shared: bool = False) -> dict[str, Any]:
+        partition, row = (_shared_partition(key), owner) if shared else (self.PARTITION, key)
+        return {"PartitionKey": partition, "RowKey": row, "key": key, "owner": owner, "holder": holder,
                 "expiresAt": format_time(expires_at)}
 
     @staticmethod
-    def _lease(entity: Mapping[str, Any], meta: Mapping[str, Any]) -> Lease:
-        return Lease(entity["RowKey"], entity["owner"], entity["holder"],
-                     parse_time(entity["expiresAt"]), meta["etag"])
+    def _lease(entity: Mapping[str, Any], meta: Mapping[str, Any], *, shared: bool = False) -> Lease:
+        return Lease(entity["key"], entity["owner"], entity["holder"],
+                     parse_time(entity["expiresAt"]), meta["etag"], shared=shared)
 
     @staticmethod
     def _busy(key: str, holder: str | None, until: datetime | None) -> ResourceBusy:
@@ -709,6 +753,10 @@ class TableLockManager(_TableRecords):
                             causes=[f"one mutating operation per resource at a time{lease}"],
                             try_hint="this operation runs when the resource is free",
                             retry_after=15)
+
+
+def _shared_partition(key: str) -> str:
+    return f"shared|{key}"
 
 
 def _detached_row(vm_id: str) -> str:

@@ -1,7 +1,9 @@
 """Commands: validated requests for work, one per operation kind.
 
-A command knows what it acts on (`target`) and which per-resource locks it needs (`lock_keys`):
-one mutating operation per storage account and per VM at a time. Commands travel inside an
+A command knows what it acts on (`target`) and which per-resource locks it needs: `lock_keys`
+for what it changes (one such operation per storage account and per VM at a time), and
+`shared_lock_keys` for what only must not change under it (attaches to one storage run side by
+side; a resize or delete of that storage waits for them, and they for it). Commands travel inside an
 Operation as JSON (`params`) and are rebuilt by the worker with `command_for`.
 """
 
@@ -25,6 +27,11 @@ def vm_lock(resource_group: str, vm: str) -> str:
     return f"vm:{resource_group.lower()}:{vm.lower()}"
 
 
+def network_lock(storage: str) -> str:
+    """A storage's network rule and DNS links: read and written whole, one writer at a time."""
+    return f"network:{storage}"
+
+
 class _OnStorage:
     """Mutates one storage account: locks it."""
 
@@ -42,6 +49,10 @@ class _OnStorage:
     @property
     def lock_keys(self) -> tuple[str, ...]:
         return (storage_lock(self.name),)
+
+    @property
+    def shared_lock_keys(self) -> tuple[str, ...]:
+        return ()
 
 
 class _OnVm:
@@ -61,6 +72,10 @@ class _OnVm:
     @property
     def lock_keys(self) -> tuple[str, ...]:
         return (vm_lock(self.resource_group, self.vm),)
+
+    @property
+    def shared_lock_keys(self) -> tuple[str, ...]:
+        return ()
 
 
 @dataclass(frozen=True)
@@ -165,11 +180,11 @@ class AttachVm(_OnVm):
         return self.storage
 
     @property
-    def lock_keys(self) -> tuple[str, ...]:
-        """The VM, and the storage: attaches to one share run one at a time, so of two new VMs
-        only the first copies its home onto an empty share and each SSH key merge sees the
-        other's (two VMs created together with the auto-attach tag do exactly this)."""
-        return (vm_lock(self.resource_group, self.vm), storage_lock(self.storage))
+    def shared_lock_keys(self) -> tuple[str, ...]:
+        """The storage, shared: a fleet's attaches run side by side. What truly takes turns is
+        serialized where its data is: the first home's publishing and each SSH key merge under
+        the share's own lock (attach.sh), the storage's network rule under its own (NetworkGuard)."""
+        return (storage_lock(self.storage),)
 
 
 @dataclass(frozen=True)
@@ -186,11 +201,9 @@ class DetachVm(_OnVm):
         return self.storage
 
     @property
-    def lock_keys(self) -> tuple[str, ...]:
-        """The VM, and its storage: the storage's network rule is read and written whole, so an
-        attach and a detach on one storage must not change it at once."""
-        keys = (vm_lock(self.resource_group, self.vm),)
-        return keys + ((storage_lock(self.storage),) if self.storage else ())
+    def shared_lock_keys(self) -> tuple[str, ...]:
+        """Its storage, shared, as an attach: the storage must not be deleted or resized under it."""
+        return (storage_lock(self.storage),) if self.storage else ()
 
 
 @dataclass(frozen=True)
@@ -209,6 +222,11 @@ COMMANDS: dict[OperationKind, type[Command]] = {
     cls.KIND: cls for cls in (CreateStorage, ResizeStorage, DeleteStorage, UndeleteStorage, PurgeStorage,
                               RestoreSnapshot, AttachVm, DetachVm, VerifyVm)
 }
+
+
+def locks_of(command: Command) -> dict[str, bool]:
+    """Every lock a command takes, and whether it is shared (exclusive wins when both)."""
+    return dict.fromkeys(command.shared_lock_keys, True) | dict.fromkeys(command.lock_keys, False)
 
 
 def params_of(command: Command) -> dict[str, Any]:

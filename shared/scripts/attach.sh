@@ -36,10 +36,11 @@ FSTYPE=nfs
 FSTAB=${FSTAB:-/etc/fstab}
 errors=() backup="" backed_up=0 copied=0 rolled_back=false already=false owner_uid=""
 stage="" incoming="" moved=false mounted=false fstab_written=false created_keys_dir="" recovering=false
-state_file="" attached_file="" share_top=""
+state_file="" attached_file="" share_top="" share_lock_problem=""
 
 result() {  # print the RESULT line and exit with $1
     local status=$1 list="" e
+    release_share_lock
     for e in "${errors[@]+"${errors[@]}"}"; do list+="${list:+,}$(json_string "$e")"; done
     printf 'RESULT {"success":%s,"mountPoint":%s,"nfsEndpoint":%s,"encrypted":%s,"backedUpFiles":%d,"copiedFiles":%d,"backupPath":%s,"rolledBack":%s,"alreadyAttached":%s,"ownerUid":%s,"nonce":%s,"errors":[%s]}\n' \
         "$([ "$status" -eq 0 ] && echo true || echo false)" "$(json_string "${MOUNT_POINT:-}")" \
@@ -63,6 +64,7 @@ rollback() {
         && errors+=("rollback: the fstab line for $MOUNT_POINT could not be removed")
     discard_incoming
     $mounted && restore_share_top "$MOUNT_POINT"
+    release_share_lock  # the share is as it was
     if $mounted; then
         umount "$MOUNT_POINT" 2>/dev/null || umount -l "$MOUNT_POINT" 2>/dev/null || true
     fi
@@ -84,6 +86,7 @@ rollback() {
 }
 
 unstage() {
+    release_share_lock
     if [ -n "$stage" ] && mountpoint -q "$stage"; then umount "$stage" 2>/dev/null || umount -l "$stage"; fi
     [ -n "$stage" ] && rmdir "$stage" 2>/dev/null
     stage=""
@@ -99,17 +102,20 @@ discard_incoming() {  # only the directory this attempt created on the share, ne
 }
 
 restore_share_top() {  # restore_share_top ROOT: the share's top directory (mounted at ROOT) owned
-    # and moded as before this attempt gave it to the home's owner
+    # and moded as before this attempt gave it to the home's owner, while nobody published on it
     local owner mode
     [ -n "$share_top" ] || return 0
+    share_is_empty "$1" || { share_top=""; return 0; }
     read -r owner mode <<< "$share_top"
     chown "$owner" "$1" && chmod "$mode" "$1" && share_top=""
 }
 
-share_is_empty() {  # $1: where the share is mounted; another attempt's incoming directory does not count
+share_is_empty() {  # $1: where the share is mounted; another attempt's incoming directory and the
+    # service's own directory do not count
     local entry
     for entry in "$1"/.[!.]* "$1"/..?* "$1"/*; do
         [ -e "$entry" ] || [ -L "$entry" ] || continue
+        [ "${entry##*/}" = "$SERVICE_DIR" ] && continue
         is_incoming "$entry" || return 1
     done
     return 0
@@ -138,13 +144,15 @@ owner_move() {  # owner_move FROM TO: one rename (a directory the owner may not 
 }
 
 # shellcheck disable=SC2317 # run through as_owner
-owner_publish() {  # owner_publish INCOMING HOME: the copy's entries moved into place, as the owner (a
-    # rename cannot run out of space). Any failure moves back what was moved: the share as it was.
+owner_publish() {  # owner_publish INCOMING HOME SERVICE_DIR: the copy's entries moved into place, as the
+    # owner (a rename cannot run out of space). Any failure moves back what was moved: the share as it was.
     local entry name done=()
     for entry in "$1"/.[!.]* "$1"/..?* "$1"/*; do
         [ -e "$entry" ] || [ -L "$entry" ] || continue
         name=${entry##*/}
-        if [ -e "$2/$name" ] || [ -L "$2/$name" ]; then
+        if [ "$name" = "$3" ]; then  # a copy of the service's directory (a home once shared): not a file of the home
+            owner_empty "$entry" && rmdir -- "$entry" && continue
+        elif [ -e "$2/$name" ] || [ -L "$2/$name" ]; then
             echo "$name appeared on the share while publishing" >&2
         elif owner_move "$entry" "$2/$name"; then
             done+=("$name")
@@ -167,7 +175,7 @@ owner_unpublish() {  # owner_unpublish INCOMING HOME NAMES...: the published NAM
 }
 
 publish() {
-    as_owner owner_publish "$incoming" "$MOUNT_POINT" 2>"/run/azlin/publish-error.$$" \
+    as_owner owner_publish "$incoming" "$MOUNT_POINT" "$SERVICE_DIR" 2>"/run/azlin/publish-error.$$" \
         || { errors+=("$(tail -1 "/run/azlin/publish-error.$$")"); rm -f "/run/azlin/publish-error.$$"; return 1; }
     rm -f "/run/azlin/publish-error.$$"
 }
@@ -179,7 +187,9 @@ recover_interrupted() {  # finish (publishing) or undo (anything before) an atte
     phase=$(recall phase) backup=$(recall backup) incoming=$(recall incoming) share_top=$(recall sharetop)
     echo "attach: finishing an interrupted attempt (phase $phase)" >&2
     if [ "$phase" = publishing ] && mountpoint -q "$MOUNT_POINT" && [ -d "$incoming" ]; then
+        take_share_lock "$MOUNT_POINT" || fail 75 "the share's lock: $share_lock_problem"
         publish || fail 71 "could not finish publishing the interrupted copy"
+        release_share_lock
         incoming=""
         printf '%s\n' "$backup" > "$attached_file"
         rm -f "$state_file"
@@ -190,11 +200,15 @@ recover_interrupted() {  # finish (publishing) or undo (anything before) an atte
     if [ -n "$incoming" ] && is_incoming "$incoming"; then  # remove it where the share is now
         name=${incoming##*/}
         if mountpoint -q "$MOUNT_POINT"; then incoming="$MOUNT_POINT/$name" && discard_incoming
-        elif stage_share; then incoming="$stage/$name" && discard_incoming; restore_share_top "$stage"; unstage
-        else unstage
+        elif stage_share && take_share_lock "$stage"; then
+            incoming="$stage/$name" && discard_incoming; restore_share_top "$stage"; release_share_lock; unstage
+        else release_share_lock; unstage
         fi
     fi
-    mountpoint -q "$MOUNT_POINT" && restore_share_top "$MOUNT_POINT"
+    if mountpoint -q "$MOUNT_POINT" && [ -n "$share_top" ]; then
+        take_share_lock "$MOUNT_POINT" && restore_share_top "$MOUNT_POINT"
+        release_share_lock
+    fi
     incoming=""
     if mountpoint -q "$MOUNT_POINT"; then umount "$MOUNT_POINT" 2>/dev/null || umount -l "$MOUNT_POINT"; fi
     if [ -n "$backup" ] && [ -d "$backup" ]; then
@@ -291,9 +305,16 @@ fi
 # -- 3. reach the share before touching the home -------------------------------------------------
 stage_share || fail 69 "the share could not be mounted: $(cat "$stage.error" 2>/dev/null)"
 rm -f "$stage.error"
+# Whether the share is empty is asked under its lock, and an empty share stays locked until this
+# home is published on it: of VMs attaching at once, exactly one publishes its home.
+take_share_lock "$stage" || fail 75 "the share's lock: $share_lock_problem"
+top_uid=$(stat -c %u -- "$stage") || fail 69 "could not read the share's top directory"
+if [ "$top_uid" != 0 ] && [ "$top_uid" != "$owner_uid" ]; then
+    fail 65 "the share's files belong to UID $top_uid, but user $OWNER has UID $owner_uid here: a different UID would make every file unreadable"
+fi
 share_empty=false
 share_is_empty "$stage" && share_empty=true
-unstage
+$share_empty || unstage
 
 # -- 4. move the home aside, mount the share on it ------------------------------------------------
 if [ -e "$MOUNT_POINT" ] || [ -L "$MOUNT_POINT" ]; then
@@ -358,8 +379,10 @@ vm_keys="${backup:+$backup/.ssh/authorized_keys}"
 if [ -n "$vm_keys" ] && [ -f "$vm_keys" ] && [ ! -L "$vm_keys" ]; then
     keys_dir="${incoming:-$MOUNT_POINT}/.ssh"
     echo "attach: adding this VM's SSH keys to the shared ones" >&2
+    take_share_lock "$MOUNT_POINT" || fail 75 "the share's lock: $share_lock_problem"
     made=$(as_owner owner_merge_keys "$keys_dir" "$vm_keys" 2>"/run/azlin/keys-error.$$")
     merged=$?
+    $share_empty || release_share_lock
     [ "$made" = created ] && created_keys_dir=$keys_dir
     [ "$merged" -eq 0 ] || fail 72 "could not merge the SSH keys into $keys_dir: $(tail -1 "/run/azlin/keys-error.$$")"
     rm -f "/run/azlin/keys-error.$$"
@@ -372,6 +395,7 @@ if [ -n "$incoming" ]; then
     publish || fail 71 "could not move the copy into place on the share: ${errors[-1]:-}"
     incoming=""
 fi
+unstage
 printf '%s\n' "$backup" > "$attached_file"
 rm -f "$state_file"
 trap - INT TERM

@@ -143,6 +143,9 @@ if ! as_owner cp -a -- "$MOUNT_POINT/." "$local_copy/" 2>"/run/azlin/copy-error.
     errors+=("$specials device files on the share were not copied: a device node from the share is never made on the VM's disk")
 fi
 rm -f "/run/azlin/copy-error.$$"
+if [ -d "$local_copy/$SERVICE_DIR" ] && [ ! -L "$local_copy/$SERVICE_DIR" ]; then  # the share's lock: not the home's
+    discard_dir "$local_copy/$SERVICE_DIR" || fail 71 "could not leave the service's $SERVICE_DIR out of the copy"
+fi
 as_owner find "$local_copy" -xdev -type f -perm /6000 -exec chmod ug-s -- {} + \
     || fail 71 "could not clear setuid and setgid bits in the copy"
 copied=$(count_files "$local_copy")

@@ -177,6 +177,77 @@ owner_merge_keys() {  # owner_merge_keys DIR KEYS: KEYS' lines join DIR/authoriz
     return 1
 }
 
+# -- the share's own lock ------------------------------------------------------------------------
+# What two VMs must not do at once on one share (publish the first home onto an empty share, merge
+# SSH keys into the shared authorized_keys) takes the lock of SERVICE_DIR/share.lock on the share.
+# It is an NFS 4.1 lock: the server frees it when a VM stops renewing its lease (a VM that died), and
+# the holding process ends with the script that asked for it, at its release, or at the end of the
+# run's time budget, so no killed run can keep it. The holder runs as the share's owner: root never
+# opens a path on the share that a user controls.
+SERVICE_DIR=.azlin-storage  # the service's own directory on the share; never a user's file
+share_lock_pid="" share_lock_flag=""
+
+# shellcheck disable=SC2317 # run through as_owner
+owner_hold_share_lock() {  # owner_hold_share_lock DIR WAIT PID FLAG: hold DIR/share.lock (waiting
+    # up to WAIT seconds) while PID runs and FLAG exists; prints "locked" once held, else who holds it
+    if [ -L "$1" ]; then echo "refused: $1 is a symbolic link"; return 2; fi
+    [ -d "$1" ] || mkdir -m 0700 -- "$1" 2>/dev/null || [ -d "$1" ] || { echo "refused: cannot create $1"; return 1; }
+    exec 8>>"$1/share.lock" || { echo "refused: cannot open $1/share.lock"; return 1; }
+    if ! flock -w "$2" 8; then
+        echo "busy: held by $(head -c 200 -- "$1/holder" 2>/dev/null || echo 'an unknown VM')"
+        return 75
+    fi
+    printf '%s since %s\n' "$(hostname 2>/dev/null || echo a VM)" "$(date -u +%FT%TZ)" > "$1/holder"
+    echo locked
+    while [ -d "/proc/$3" ] && [ -e "$4" ]; do sleep 0.2; done
+}
+
+take_share_lock() {  # take_share_lock ROOT: lock the share mounted at ROOT for this run (waits up
+    # to SHARE_LOCK_WAIT_SECONDS, default 600, within the budget); share_lock_problem says why not
+    local dir=$1/$SERVICE_DIR uid mode wait line out
+    # shellcheck disable=SC2034 # read by the script this file is sent with
+    share_lock_problem=""
+    [ -z "$share_lock_pid" ] || return 0
+    read -r uid mode <<< "$(stat -c '%u %a' -- "$1")" || { share_lock_problem="cannot read $1"; return 1; }
+    if [ "$uid" = 0 ] && (( (8#$mode & 8#022) == 0 )) && [ ! -e "$dir" ]; then
+        # An empty share's top belongs to root, and only root writes there: the service's directory
+        # is made for the owner, who takes the lock in it.
+        if ! { mkdir -m 0700 -- "$dir" && chown "$owner_uid:$owner_gid" -- "$dir"; }; then
+            share_lock_problem="cannot create $dir"
+            return 1
+        fi
+    elif [ "$uid" = 0 ] && [ -d "$dir" ] && [ ! -L "$dir" ] && [ "$(stat -c %u -- "$dir")" = 0 ]; then
+        chown "$owner_uid:$owner_gid" -- "$dir" || { share_lock_problem="cannot give $dir to $OWNER"; return 1; }
+    fi
+    wait=$(( DEADLINE - $(date +%s) - 60 ))
+    [ "$wait" -le "${SHARE_LOCK_WAIT_SECONDS:-600}" ] || wait=${SHARE_LOCK_WAIT_SECONDS:-600}
+    [ "$wait" -gt 0 ] || { share_lock_problem="no time left in the budget to wait for the share's lock"; return 1; }
+    mkdir -p /run/azlin
+    share_lock_flag=/run/azlin/share-lock.$$ out=/run/azlin/share-lock-out.$$
+    : > "$share_lock_flag" && : > "$out" || return 1
+    as_owner owner_hold_share_lock "$dir" "$wait" "$$" "$share_lock_flag" > "$out" 2>&1 < /dev/null &
+    share_lock_pid=$!
+    while :; do
+        line=$(head -1 "$out")
+        [ -n "$line" ] && break
+        if ! kill -0 "$share_lock_pid" 2>/dev/null; then line=$(head -1 "$out"); break; fi
+        sleep 0.1
+    done
+    rm -f "$out"
+    [ "$line" = locked ] && return 0
+    # shellcheck disable=SC2034 # read by the script this file is sent with
+    share_lock_problem=${line:-the lock holder ended without a word}
+    release_share_lock
+    return 1
+}
+
+release_share_lock() {  # the holder ends (its lock with it) once the flag is gone
+    [ -n "$share_lock_pid" ] || return 0
+    rm -f "$share_lock_flag"
+    wait "$share_lock_pid" 2>/dev/null
+    share_lock_pid="" share_lock_flag=""
+}
+
 owner_empty() {  # owner_empty DIR: everything in DIR deleted (read-only directories opened first)
     [ -d "$1" ] && [ ! -L "$1" ] || return 0
     find "$1" -xdev -mindepth 1 -type d ! -perm -u+wx -exec chmod u+wx -- {} + 2>/dev/null

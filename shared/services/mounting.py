@@ -136,8 +136,10 @@ class MountService:
             nonce=context.operation.nonce,
         )
         context.progress(ATTACH_STEPS[3], 3, total)
-        if storage.owner_uid is None:
-            self.storages.save(replace(storage, owner_uid=owner_uid(result.get("ownerUid"), vm.name)))
+        if storage.owner_uid is None:  # the first attach: read again, a fleet's attaches run at once
+            current = self.storages.get(storage.name)
+            if current is not None and current.owner_uid is None:
+                self.storages.save(replace(current, owner_uid=owner_uid(result.get("ownerUid"), vm.name)))
         if repairing and existing is not None:
             attachment = replace(
                 existing, health=AttachmentHealth.HEALTHY, last_verified_at=self.clock.now(), last_error=None,
@@ -216,7 +218,8 @@ class MountService:
                 "vnet=<the VM's VNet>",
                 code=ErrorCode.NETWORK_NOT_FOUND,
             )
-        self.dns.reach(storage, vm.vnet_id, creator)
+        with self.guard.exclusive(storage, f"linking DNS for {vm.name}"):  # one link per VNet, made once
+            self.dns.reach(storage, vm.vnet_id, creator)
 
     def _run(
         self,

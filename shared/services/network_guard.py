@@ -6,9 +6,11 @@ create (`guardSubnet`); else its owner adds the rules (docs/storage.md)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 
 from shared.domain import provisioning as p
+from shared.domain.commands import network_lock
 from shared.domain.errors import ServiceError
 from shared.domain.models import StorageInfo
 from shared.domain.network_rules import (
@@ -18,32 +20,50 @@ from shared.domain.network_rules import (
     allow_rule_name,
     foreign_rules,
 )
-from shared.ports import StorageCloud
+from shared.ports import LockManager, StorageCloud
+
+from .locking import held
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 5  # another storage's rule took the same free priority meanwhile
 
 
 class NetworkGuard:
-    def __init__(self, cloud: StorageCloud) -> None:
+    """Attaches to one storage run side by side; its rule is read and written whole, so each
+    change holds the storage's network lock for that moment (`locks`; None: one caller only)."""
+
+    def __init__(self, cloud: StorageCloud, locks: LockManager | None = None) -> None:
         self.cloud = cloud
+        self.locks = locks
+
+    @contextmanager
+    def exclusive(self, storage: StorageInfo, why: str) -> Iterator[None]:
+        """Hold the storage's network lock: its rule, and the DNS links its attaches make."""
+        with held(self.locks, network_lock(storage.name), why) if self.locks else nullcontext():
+            yield
 
     def admit(self, storage: StorageInfo, address: str, creator: str | None = None) -> bool:
         """Let `address` reach the storage's endpoint; False when the service may not guard it."""
-        place = self._place(storage)
-        if place is None or not place.ours or not address:
+        if not address:
             return False
-        nsg = place.nsg_id if place.guarded and place.nsg_id else self.cloud.guard_subnet(
-            place, storage.region, p.managed_tags(creator))
-        self._change(nsg, storage, place, add={address})
+        with self.exclusive(storage, f"admitting {address}"):
+            place = self._place(storage)
+            if place is None or not place.ours:
+                return False
+            nsg = place.nsg_id if place.guarded and place.nsg_id else self.cloud.guard_subnet(
+                place, storage.region, p.managed_tags(creator))
+            self._change(nsg, storage, place, add={address})
         return True
 
     def release(self, storage: StorageInfo, addresses: Iterable[str]) -> None:
         """Take `addresses` out of the storage's rule (the rule goes with its last address)."""
         gone = {a for a in addresses if a}
-        place = self._place(storage)
-        if gone and place is not None and place.guarded and place.nsg_id:
-            self._change(place.nsg_id, storage, place, remove=gone)
+        if not gone:
+            return
+        with self.exclusive(storage, f"releasing {', '.join(sorted(gone))}"):
+            place = self._place(storage)
+            if place is not None and place.guarded and place.nsg_id:
+                self._change(place.nsg_id, storage, place, remove=gone)
 
     def audit(self, storage: StorageInfo, attached: Iterable[str]) -> list[str]:
         """Other ways in than the service made: rules someone else added to the service's group,
@@ -65,7 +85,8 @@ class NetworkGuard:
                   for a in unknown]
         missing = set(attached) - set(ours.sources if ours else ()) - {""}
         if missing:  # a write lost to a race, or a hand edit: the attached VM's home would hang
-            self._change(place.nsg_id, storage, place, add=missing)
+            with self.exclusive(storage, "putting back attached addresses"):
+                self._change(place.nsg_id, storage, place, add=missing)
             found += [f"{storage.name}: {allow_rule_name(storage.name)} lacked {a}, an attached VM's "
                       "address: put back" for a in sorted(missing)]
         return found

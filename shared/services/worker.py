@@ -23,12 +23,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from shared.domain import messages
-from shared.domain.commands import Command, command_for
+from shared.domain.commands import Command, command_for, locks_of
 from shared.domain.errors import (
     DomainError,
     ErrorCode,
@@ -45,9 +46,10 @@ from shared.ports import Clock, Lease, LockManager, OperationQueue, OperationRep
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Command, "OperationContext"], Mapping[str, Any] | None]
-# A resource is usually busy with a short operation (attaches to one storage take turns): looking
-# again every few seconds costs a queue message and a table read each time, nothing more.
-MIN_DEFER_SECONDS = 5
+# A resource is usually busy with a short operation: the first look again comes after a second,
+# later ones after half the time waited so far (so a long holder is not polled needlessly), never
+# more than MAX_DEFER_SECONDS apart. Each look costs a queue message and a few table reads.
+MIN_DEFER_SECONDS = 1
 MAX_DEFER_SECONDS = 10
 
 
@@ -141,7 +143,7 @@ class OperationWorker:
             return
         context = OperationContext(operation, self.operations, self.locks, self.clock)
         try:
-            self._lock(command.lock_keys, context)
+            self._lock(locks_of(command), context)
             context.start()
             with context.heartbeat_every(self.heartbeat_seconds):
                 result = handler(command, context)
@@ -212,16 +214,17 @@ class OperationWorker:
                               code=ErrorCode.UNSUPPORTED_OPERATION)
         return handler
 
-    def _lock(self, keys: Iterable[str], context: OperationContext) -> None:
+    def _lock(self, keys: Mapping[str, bool], context: OperationContext) -> None:
+        """Take every lock (key -> shared) or none: a busy one raises ResourceBusy, and the
+        ones taken are released by the caller."""
         owner = uuid.uuid4().hex  # unique per delivery: a duplicate message cannot share the lock
-        for key in sorted(keys):  # one global order: no two workers deadlock
-            context.leases.append(self.locks.acquire(key, owner, context.operation.id))
+        for key in sorted(keys):  # one global order
+            context.leases.append(self.locks.acquire(key, owner, context.operation.id, shared=keys[key]))
 
     def _defer(self, operation: Operation, busy: ResourceBusy, queue: OperationQueue) -> None:
         """Look again later, without spending a delivery: send the message anew with a delay
         (until the lease would run out, within bounds) and acknowledge this one."""
-        remaining = (busy.until - self.clock.now()).total_seconds() if busy.until else 0
-        delay = int(max(MIN_DEFER_SECONDS, min(MAX_DEFER_SECONDS, remaining + 1)))
+        delay = defer_seconds(operation, busy, self.clock.now())
         oplog = for_operation(log, operation.id)
         if busy.holder == operation.id:
             oplog.info("another delivery of it holds the lock; looking again in %ds", delay)
@@ -263,11 +266,21 @@ class OperationWorker:
                 context.log.warning("lock %s not released: %s", lease.key, err.message)
 
 
-def _lock_keys_of(operation: Operation) -> tuple[str, ...]:
+def defer_seconds(operation: Operation, busy: ResourceBusy, now: datetime) -> int:
+    """When to look again at a busy resource: soon at first, then after half the time waited so
+    far, within bounds, and no later than a second past the holder's lease."""
+    waited = (now - operation.created_at).total_seconds()
+    delay = max(MIN_DEFER_SECONDS, min(MAX_DEFER_SECONDS, waited / 2))
+    if busy.until is not None:
+        delay = min(delay, max(MIN_DEFER_SECONDS, (busy.until - now).total_seconds() + 1))
+    return int(delay)
+
+
+def _lock_keys_of(operation: Operation) -> dict[str, bool]:
     try:
-        return command_for(operation).lock_keys
+        return locks_of(command_for(operation))
     except DomainError:
-        return ()  # unreadable parameters: nothing to lock, nothing can be running it
+        return {}  # unreadable parameters: nothing to lock, nothing can be running it
 
 
 def _waited_too_long(err: NotReadyYet, patience: Patience) -> DomainError:

@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -122,6 +123,36 @@ def test_a_second_vm_sees_the_shared_home_and_keeps_its_own_in_a_backup(
     assert manifest(azure, "vm1", HOME, "vm1-later")[1] == shared[1] + 1
 
 
+def test_vms_attaching_at_once_publish_one_home_and_keep_every_key(
+    azure: Azure, world: dict[str, str]
+) -> None:
+    """Three VMs attach to the empty share at the same moment, as a fleet does: the share's lock
+    lets exactly one publish its home; the others see it published and keep theirs in a backup;
+    every VM's key ends up in the shared authorized_keys."""
+    vms = {"vm1": "ssh-ed25519 AAAAvm own@vm"}
+    for name in ("vm2", "vm3"):
+        vms[name] = f"ssh-ed25519 AAAA{name} {name}@laptop"
+        azure.vm(name, world["subnet"], key=vms[name])
+    for name in vms:
+        azure.run(name, f"echo {name} > {HOME}/{name}-only && chown azureuser: {HOME}/{name}-only\n")
+    before = {name: manifest(azure, name, HOME, f"{name}-before") for name in vms}
+
+    with ThreadPoolExecutor(len(vms)) as pool:
+        runs = dict(zip(vms, pool.map(lambda name: attach(azure, name, world["spec"]), vms), strict=True))
+
+    assert all(view["exitCode"] == 0 and result["success"] for result, view in runs.values()), runs
+    published = [name for name, (result, _) in runs.items() if result["copiedFiles"] > 0]
+    assert len(published) == 1, runs
+    publisher = published[0]
+    for name, (result, _) in runs.items():
+        assert manifest(azure, name, result["backupPath"], f"{name}-backup") == before[name]
+        listing = azure.run(name, f"ls {HOME} | grep -- -only\n")["output"].split()
+        assert listing == [f"{publisher}-only"]  # one home on the share, whichever VM it sees it from
+        keys = azure.run(name, f"cat {HOME}/.ssh/authorized_keys\n")["output"].splitlines()
+        assert sorted(keys) == sorted(set(vms.values())), keys  # nobody's key lost, none twice
+    assert manifest(azure, publisher, HOME, "shared")[1] == before[publisher][1]
+
+
 def test_a_system_account_home_is_never_shared(azure: Azure, world: dict[str, str]) -> None:
     before = manifest(azure, "vm1", HOME, "before")
     azure.run("vm1", "mkdir -p /home/daemon\n")
@@ -220,7 +251,8 @@ def test_a_failure_at_any_step_leaves_the_home_exactly_as_it_was(
     assert manifest(azure, "vm1", HOME, "after") == before
     assert fstab_lines(azure, "vm1") == []
     listing = azure.run(
-        "vm1", f"mkdir -p /mnt/check && mount -t nfs {world['spec']} /mnt/check && ls -A /mnt/check | wc -l\n"
+        "vm1", f"mkdir -p /mnt/check && mount -t nfs {world['spec']} /mnt/check && ls -A /mnt/check "
+            "| grep -cvx .azlin-storage\n"
     )
     assert listing["output"].strip() == "0"  # the share is untouched
 

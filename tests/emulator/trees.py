@@ -47,6 +47,8 @@ root, out = sys.argv[1], sys.argv[2]
 top = os.lstat(root)
 entries, first_path = [{"path": ".", "mode": stat.filemode(top.st_mode), "uid": top.st_uid, "gid": top.st_gid}], {}
 for folder, dirs, files in os.walk(root):
+    if folder == root:  # the service's directory on a share (its lock) is no file of the home
+        dirs[:] = [d for d in dirs if d != ".azlin-storage"]
     for name in sorted(dirs + files):
         path = os.path.join(folder, name)
         rel = os.path.relpath(path, root)

@@ -100,3 +100,58 @@ class TestRaces:
         with pytest.raises(ResourceBusy):
             app.locks.acquire(KEY, "late", "op-late")
         app.locks.release(holder)
+
+
+class TestShared:
+    """Attaches to one storage hold it shared; a resize or delete holds it alone."""
+
+    def test_shared_holders_coexist_and_keep_the_exclusive_one_out(self, app: Container) -> None:
+        first = app.locks.acquire(KEY, "attach-1", "op-1", shared=True)
+        second = app.locks.acquire(KEY, "attach-2", "op-2", shared=True)
+        with pytest.raises(ResourceBusy) as err:
+            app.locks.acquire(KEY, "delete", "op-delete")
+        assert err.value.holder in {"op-1", "op-2"}
+        app.locks.release(first)
+        with pytest.raises(ResourceBusy):
+            app.locks.acquire(KEY, "delete", "op-delete")
+        app.locks.release(second)
+        writer = app.locks.acquire(KEY, "delete", "op-delete")  # the last reader gone
+        with pytest.raises(ResourceBusy) as err:
+            app.locks.acquire(KEY, "attach-3", "op-3", shared=True)
+        assert err.value.holder == "op-delete"
+        app.locks.release(writer)
+        app.locks.release(app.locks.acquire(KEY, "attach-3", "op-3", shared=True))
+
+    def test_a_refused_exclusive_acquire_leaves_nothing_held(self, app: Container) -> None:
+        reader = app.locks.acquire(KEY, "attach-1", "op-1", shared=True)
+        with pytest.raises(ResourceBusy):
+            app.locks.acquire(KEY, "delete", "op-delete")
+        app.locks.release(reader)
+        app.locks.release(app.locks.acquire(KEY, "attach-2", "op-2", shared=True))  # no writer row was left
+
+    def test_an_expired_reader_neither_blocks_a_writer_nor_keeps_its_lease(self, app: Container,
+                                                                          clock: FakeClock) -> None:
+        crashed = app.locks.acquire(KEY, "attach-crashed", "op-crashed", shared=True)
+        renewed = app.locks.renew(app.locks.acquire(KEY, "attach-live", "op-live", shared=True))
+        clock.advance(app.settings.lock_lease_seconds - 5)
+        app.locks.renew(renewed)
+        clock.advance(10)  # the crashed reader's lease ran out, the renewed one still runs
+        with pytest.raises(ResourceBusy) as err:
+            app.locks.acquire(KEY, "delete", "op-delete")
+        assert err.value.holder == "op-live"
+        clock.advance(app.settings.lock_lease_seconds)
+        writer = app.locks.acquire(KEY, "delete", "op-delete")
+        with pytest.raises(TransientError) as lost:
+            app.locks.renew(crashed)
+        assert lost.value.code is ErrorCode.LEASE_LOST
+        app.locks.release(writer)
+
+    def test_readers_and_writers_racing_never_hold_it_together(self, app: Container) -> None:
+        for round_ in range(6):
+            key = f"storage:mixed{round_}"
+            won, lost = race(8, lambda i, key=key: app.locks.acquire(key, f"o-{i}", f"op-{i}", shared=i % 4 != 0))
+            writers = [lease for lease in won if not lease.shared]
+            assert len(writers) <= 1 and not (writers and len(won) > 1), won
+            assert len(won) + len(lost) == 8 and all(isinstance(err, ResourceBusy) for err in lost)
+            for lease in won:
+                app.locks.release(lease)

@@ -113,3 +113,16 @@ def test_waiting_for_a_vm_agent_backs_off_until_the_deadline() -> None:
     operation = Operation.new(OperationKind.ATTACH_VM, "vm/rg/vm1", {}, created)
     assert not patience.expired(operation, created + timedelta(minutes=19, seconds=59))
     assert patience.expired(operation, created + timedelta(minutes=20))
+
+
+def test_a_busy_resource_is_looked_at_soon_then_less_often() -> None:
+    from shared.domain.errors import ResourceBusy
+    from shared.services.worker import MAX_DEFER_SECONDS, defer_seconds
+
+    operation = Operation.new(OperationKind.ATTACH_VM, "vm/rg/vm1", {}, NOW)
+    busy = ResourceBusy("storage:x is busy")
+    assert defer_seconds(operation, busy, NOW) == 1  # a short first look
+    assert defer_seconds(operation, busy, NOW + timedelta(seconds=8)) == 4  # half the time waited
+    assert defer_seconds(operation, busy, NOW + timedelta(minutes=5)) == MAX_DEFER_SECONDS
+    ending = ResourceBusy("busy", holder="op-2", until=NOW + timedelta(minutes=5, seconds=2))
+    assert defer_seconds(operation, ending, NOW + timedelta(minutes=5)) == 3  # the holder's lease ends first

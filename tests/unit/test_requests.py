@@ -8,6 +8,7 @@ from shared.domain.commands import (
     CreateStorage,
     DetachVm,
     command_for,
+    locks_of,
     params_of,
     storage_lock,
     vm_lock,
@@ -71,7 +72,7 @@ class TestOtherRequests:
     def test_attach(self) -> None:
         command = requests.attach_vm("teamhome", {"vm": "vm1", "mountPoint": "/home/dev"}, DEFAULTS)
         assert command == AttachVm("teamhome", "vm1", "rg-default", "/home/dev")
-        assert command.lock_keys == (vm_lock("rg-default", "vm1"), storage_lock("teamhome"))
+        assert locks_of(command) == {vm_lock("rg-default", "vm1"): False, storage_lock("teamhome"): True}
 
     def test_attach_reports_route_and_body_problems_together(self) -> None:
         with pytest.raises(ValidationError) as err:
