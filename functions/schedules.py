@@ -27,8 +27,10 @@ def requeue_stalled_operations(timer: func.TimerRequest) -> None:
 @bp.schedule(arg_name="timer", schedule=timer_schedule(os.environ, "RECONCILE_SCHEDULE"),
              run_on_startup=False, use_monitor=True)
 def reconcile_attachments(timer: func.TimerRequest) -> None:
-    """Check every attachment on its VM; heal, forget or report; attach VMs whose event was missed."""
-    core.bootstrap.container().reconcile.run()
+    """Queue this occurrence's reconcile run: a check per VM due (each its own operation), then
+    VMs whose event was missed and other ways in; the run's operation reports it all."""
+    operation = core.bootstrap.container().reconcile.start()
+    log.info("reconcile: run %s queued", operation.id)
 
 
 @bp.schedule(arg_name="timer", schedule=timer_schedule(os.environ, "COST_REFRESH_SCHEDULE"),

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         TableIdempotencyStore,
         TableLockManager,
         TableOperationRepository,
+        TablePendingAdmissions,
         TablePriceCache,
         TableReconcileFindings,
         TableState,
@@ -136,6 +137,12 @@ class Container:
         return TableHandledEvents(self.state)
 
     @cached_property
+    def admissions(self) -> TablePendingAdmissions:
+        from .adapters.tables import TablePendingAdmissions
+
+        return TablePendingAdmissions(self.state, self.clock)
+
+    @cached_property
     def locks(self) -> TableLockManager:
         from .adapters.tables import TableLockManager
 
@@ -188,7 +195,8 @@ class Container:
         from .services.network_guard import NetworkGuard
 
         return MountService(self.vms, self.cloud, self.storages, self.attachments, self.clock, self.dns,
-                            self.settings.defaults.home_roots, guard=NetworkGuard(self.cloud, self.locks),
+                            self.settings.defaults.home_roots,
+                            guard=NetworkGuard(self.cloud, self.locks, self.admissions),
                             snapshot=self.data_protection.before)
 
     @cached_property
@@ -210,7 +218,10 @@ class Container:
         from .services.reconcile import ReconcileService
 
         return ReconcileService(self.attachments, self.vms, self.cloud, self.mounts, self.auto_attach,
-                                self.intake, self.findings, self.clock, auto_heal=self.settings.auto_heal)
+                                self.intake, self.operations, self.findings, self.clock,
+                                auto_heal=self.settings.auto_heal,
+                                interval=timedelta(minutes=self.settings.reconcile_interval_minutes),
+                                schedule=self.settings.reconcile_schedule)
 
     @cached_property
     def price_cache(self) -> TablePriceCache:
@@ -299,28 +310,24 @@ class Container:
 
     def _operation_handlers(self) -> dict[OperationKind, Handler]:
         """The service that runs each operation kind; kinds without one end Failed with
-        UnsupportedOperation. The provisioner (and the SDKs it imports) is built on first use."""
+        UnsupportedOperation. Each service (and the SDKs it imports) is built on first use."""
         return {
-            OperationKind.CREATE_STORAGE: self._provisioning("create"),
-            OperationKind.RESIZE_STORAGE: self._provisioning("resize"),
-            OperationKind.DELETE_STORAGE: self._provisioning("delete"),
-            OperationKind.UNDELETE_STORAGE: self._provisioning("undelete"),
-            OperationKind.PURGE_STORAGE: self._provisioning("purge"),
-            OperationKind.RESTORE_SNAPSHOT: self._mounting("restore"),
-            OperationKind.ATTACH_VM: self._mounting("attach"),
-            OperationKind.DETACH_VM: self._mounting("detach"),
-            OperationKind.VERIFY_VM: self._mounting("verify_operation"),
+            OperationKind.CREATE_STORAGE: self._step("provisioner", "create"),
+            OperationKind.RESIZE_STORAGE: self._step("provisioner", "resize"),
+            OperationKind.DELETE_STORAGE: self._step("provisioner", "delete"),
+            OperationKind.UNDELETE_STORAGE: self._step("provisioner", "undelete"),
+            OperationKind.PURGE_STORAGE: self._step("provisioner", "purge"),
+            OperationKind.RESTORE_SNAPSHOT: self._step("mounts", "restore"),
+            OperationKind.ATTACH_VM: self._step("mounts", "attach"),
+            OperationKind.DETACH_VM: self._step("mounts", "detach"),
+            OperationKind.VERIFY_VM: self._step("mounts", "verify_operation"),
+            OperationKind.RECONCILE: self._step("reconcile", "run"),
+            OperationKind.RECONCILE_VM: self._step("reconcile", "check_one"),
         }
 
-    def _provisioning(self, step: str) -> Handler:
+    def _step(self, service: str, step: str) -> Handler:
         def run(command: Any, context: Any) -> Any:
-            return getattr(self.provisioner, step)(command, context)  # built here, on first use
-
-        return run
-
-    def _mounting(self, step: str) -> Handler:
-        def run(command: Any, context: Any) -> Any:
-            return getattr(self.mounts, step)(command, context)  # built here, on first use
+            return getattr(getattr(self, service), step)(command, context)  # built here, on first use
 
         return run
 

@@ -68,7 +68,14 @@ class OperationRepository(Protocol):
         """Replace the record, only if unchanged since it was read (raises ConcurrentUpdate)."""
 
     def list_stalled(self, updated_before: datetime) -> list[Operation]:
-        """Pending operations never started and untouched since `updated_before`."""
+        """Pending operations never started and untouched since `updated_before` (read through
+        an index of the operations recorded Pending, never by scanning every operation)."""
+
+    def children_running(self, parent: str) -> bool:
+        """Whether a child operation of `parent` has not ended yet."""
+
+    def children(self, parent: str) -> list[Operation]:
+        """Every child operation of `parent`."""
 
     def list_about(self, subject: str, page_size: int, continuation: str | None) -> Page[Operation]:
         """Operations about `subject` (`operation_subjects`: a storage, or a VM), newest first."""
@@ -167,6 +174,19 @@ class LockManager(Protocol):
         """Extend a lease still held; raises LeaseLost (a TransientError) if it was taken over."""
 
     def release(self, lease: Lease) -> None: ...
+
+
+class PendingAdmissions(Protocol):
+    """Addresses waiting to be let into a storage's network rule: the attach that holds the rule
+    next writes them all at once (a fleet's attaches share a few writes, not one each)."""
+
+    def add(self, storage: str, address: str) -> None: ...
+
+    def waiting(self, storage: str) -> set[str]:
+        """Addresses added within the last few minutes (older ones belong to attaches that died)."""
+        ...
+
+    def remove(self, storage: str, addresses: set[str]) -> None: ...
 
 
 class OperationQueue(Protocol):

@@ -19,6 +19,7 @@ from .domain import validation as v
 from .domain.data_protection import DataProtection
 from .domain.errors import ConfigurationError, ValidationError
 from .domain.requests import RequestDefaults
+from .schedules import DEFAULTS, timer_schedule
 
 STORAGE_SETTING = "AzureWebJobsStorage"
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
@@ -86,6 +87,10 @@ class Settings:
     # under it): the script runs again. Azure refreshes a run's output about every 15 s.
     run_stall_seconds: int = 90
     auto_heal: bool = True  # the reconcile timer re-attaches unmounted attachments
+    # Each VM's mount is verified about once per interval, spread over the reconcile timer's runs
+    # (shared.domain.reconciling); 0: every VM on every run.
+    reconcile_interval_minutes: int = 60
+    reconcile_schedule: str = DEFAULTS["RECONCILE_SCHEDULE"]
     # The privatelink.file.core.windows.net zone every storage's name is published in (a hub's
     # central zone); None: the zone linked to the endpoint's VNet, else one of the service's own.
     private_dns_zone_id: str | None = None
@@ -116,6 +121,8 @@ class Settings:
             vm_agent_wait_minutes=reader.whole("VM_AGENT_WAIT_MINUTES", 20, 1, 240),
             run_stall_seconds=reader.whole("RUN_STALL_SECONDS", 90, 2, 3600),
             auto_heal=reader.flag("AUTO_HEAL", True),
+            reconcile_interval_minutes=reader.whole("RECONCILE_INTERVAL", 60, 0, 7 * 24 * 60),
+            reconcile_schedule=timer_schedule(env, "RECONCILE_SCHEDULE"),
             private_dns_zone_id=reader.optional("PRIVATE_DNS_ZONE_ID", v.private_dns_zone_id),
             identity=reader.identity(),
             protection=DataProtection(

@@ -136,12 +136,19 @@ class TableOperationRepository(_TableRecords):
     TABLE = "Operations"
     INDEX = "OperationIndex"
 
+    PENDING = "pending"  # index partition: operations recorded Pending, oldest first
+
     @translated(DEPENDENCY)
     def add(self, operation: Operation) -> Operation:
         index = self.state.table(self.INDEX)
         row = _newest_first(operation.created_at, operation.id)
         for subject in operation_subjects(operation):
             index.upsert_entity({"PartitionKey": subject, "RowKey": row, "operationId": operation.id})
+        if operation.status is OperationStatus.PENDING:
+            index.upsert_entity({"PartitionKey": self.PENDING, "RowKey": _oldest_first(operation),
+                                 "operationId": operation.id})
+        if operation.parent:
+            self._child_row(operation)
         try:
             entity = encode(operation, operation.id, self.ROW, nonce=operation.nonce or None)
             meta = self.table.create_entity(entity)
@@ -171,15 +178,48 @@ class TableOperationRepository(_TableRecords):
         except (ResourceModifiedError, ResourceNotFoundError) as err:
             raise ConcurrentUpdate(f"Operation {operation.id} was changed by someone else.",
                                    try_hint="the queue will retry with the current record") from err
+        if operation.parent and operation.is_terminal:
+            self._child_row(operation)
         return replace(operation, etag=meta["etag"])
+
+    def _child_row(self, operation: Operation) -> None:
+        """The parent's index of its children, each row saying whether that child has ended."""
+        self.state.table(self.INDEX).upsert_entity(
+            {"PartitionKey": f"children|{operation.parent}", "RowKey": operation.id,
+             "operationId": operation.id, "ended": operation.is_terminal})
 
     @translated(DEPENDENCY)
     def list_stalled(self, updated_before: datetime) -> list[Operation]:
-        # Timestamps are fixed-width ISO text, so they compare as strings.
-        entities = self.table.query_entities(
-            "status eq @status and attempts eq 0 and updatedAt lt @before",
-            parameters={"status": OperationStatus.PENDING.value, "before": format_time(updated_before)})
-        return [replace(decode(Operation, e), etag=e.metadata["etag"]) for e in entities]
+        """Reads only the Pending index's rows older than `updated_before`; a row whose operation
+        has started (or ended) is removed on the way, so each is read at most once after that."""
+        index = self.state.table(self.INDEX)
+        rows = index.query_entities("PartitionKey eq @p and RowKey lt @before",
+                                    parameters={"p": self.PENDING, "before": format_time(updated_before)})
+        stalled = []
+        for row in rows:
+            operation = self.get(row["operationId"])
+            waiting = operation is not None and operation.status is OperationStatus.PENDING
+            if operation is not None and waiting and operation.attempts == 0:
+                if operation.updated_at < updated_before:
+                    stalled.append(operation)
+                continue
+            with contextlib.suppress(ResourceNotFoundError):
+                index.delete_entity(self.PENDING, row["RowKey"])
+        return stalled
+
+    @translated(DEPENDENCY)
+    def children_running(self, parent: str) -> bool:
+        rows = self.state.table(self.INDEX).query_entities(
+            "PartitionKey eq @p and ended eq false", parameters={"p": f"children|{parent}"},
+            select=["RowKey"], results_per_page=1)
+        return next(iter(rows), None) is not None
+
+    @translated(DEPENDENCY)
+    def children(self, parent: str) -> list[Operation]:
+        rows = self.state.table(self.INDEX).query_entities("PartitionKey eq @p",
+                                                           parameters={"p": f"children|{parent}"})
+        found = [self.get(row["operationId"]) for row in rows]
+        return [o for o in found if o is not None]
 
     @translated(DEPENDENCY)
     def list_about(self, subject: str, page_size: int, continuation: str | None) -> Page[Operation]:
@@ -211,6 +251,10 @@ def _forget(index: TableClient, subject: str) -> None:
             batch = []
     if batch:
         index.submit_transaction(batch)
+
+
+def _oldest_first(operation: Operation) -> str:
+    return f"{format_time(operation.created_at)}|{operation.id}"
 
 
 def _newest_first(moment: datetime, operation_id: str) -> str:
@@ -753,6 +797,34 @@ class TableLockManager(_TableRecords):
                             causes=[f"one mutating operation per resource at a time{lease}"],
                             try_hint="this operation runs when the resource is free",
                             retry_after=15)
+
+
+class TablePendingAdmissions(_TableRecords):
+    """A row per address waiting for a storage's network rule, in the storage's partition."""
+
+    TABLE = "Admissions"
+    FRESH = timedelta(minutes=10)
+
+    def __init__(self, state: TableState, clock: Clock) -> None:
+        super().__init__(state)
+        self.clock = clock
+
+    @translated(DEPENDENCY)
+    def add(self, storage: str, address: str) -> None:
+        self.table.upsert_entity({"PartitionKey": storage, "RowKey": address,
+                                  "addedAt": format_time(self.clock.now())})
+
+    @translated(DEPENDENCY)
+    def waiting(self, storage: str) -> set[str]:
+        oldest = self.clock.now() - self.FRESH
+        rows = self.table.query_entities("PartitionKey eq @p", parameters={"p": storage})
+        return {row["RowKey"] for row in rows if parse_time(row["addedAt"]) > oldest}
+
+    @translated(DEPENDENCY)
+    def remove(self, storage: str, addresses: set[str]) -> None:
+        for address in addresses:
+            with contextlib.suppress(ResourceNotFoundError):
+                self.table.delete_entity(storage, address)
 
 
 def _shared_partition(key: str) -> str:

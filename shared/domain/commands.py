@@ -216,11 +216,49 @@ class VerifyVm(_OnVm):
     resource_group: str
 
 
+@dataclass(frozen=True)
+class Reconcile:
+    """One run of the reconcile timer, a parent operation: a ReconcileVm child for each VM due,
+    then (once they all ended) VMs whose event was missed, other ways in, and the run's report."""
+
+    KIND: ClassVar[OperationKind] = OperationKind.RECONCILE
+    run: str  # the timer's occurrence (UTC, ISO): one run per occurrence, however often fired
+
+    @property
+    def target(self) -> str:
+        return f"reconcile/{self.run}"
+
+    @property
+    def storage_name(self) -> str | None:
+        return None
+
+    @property
+    def lock_keys(self) -> tuple[str, ...]:
+        """One run at a time, one delivery of it at a time; its children lock what they touch."""
+        return ("reconcile",)
+
+    @property
+    def shared_lock_keys(self) -> tuple[str, ...]:
+        return ()
+
+
+@dataclass(frozen=True)
+class ReconcileVm(_OnVm):
+    """A reconcile run's check of one attachment: verify the live mount, then act on its health
+    (a repair queued, a gone VM's record removed). Locks the VM: never beside its attach."""
+
+    KIND: ClassVar[OperationKind] = OperationKind.RECONCILE_VM
+    vm: str
+    resource_group: str
+    vm_id: str | None  # the recorded VM's: a VM recreated under the name is not acted on
+    run: str  # the parent run's occurrence: one repair per VM and run
+
+
 Command = (CreateStorage | ResizeStorage | DeleteStorage | UndeleteStorage | PurgeStorage | RestoreSnapshot
-           | AttachVm | DetachVm | VerifyVm)
+           | AttachVm | DetachVm | VerifyVm | Reconcile | ReconcileVm)
 COMMANDS: dict[OperationKind, type[Command]] = {
     cls.KIND: cls for cls in (CreateStorage, ResizeStorage, DeleteStorage, UndeleteStorage, PurgeStorage,
-                              RestoreSnapshot, AttachVm, DetachVm, VerifyVm)
+                              RestoreSnapshot, AttachVm, DetachVm, VerifyVm, Reconcile, ReconcileVm)
 }
 
 

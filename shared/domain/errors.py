@@ -20,6 +20,7 @@ from typing import Any
 class ErrorCode(str, Enum):
     """Every code a client can see. Stable: clients branch on these, never on messages."""
 
+    WAITING_FOR_CHILDREN = "WaitingForChildren"
     VALIDATION_ERROR = "ValidationError"
     UNSUPPORTED_TIER = "UnsupportedTier"
     NOT_FOUND = "NotFound"
@@ -172,6 +173,18 @@ class NotReadyYet(TransientError):
     with growing delays, until the operation's deadline, without spending queue deliveries."""
 
     default_code = ErrorCode.VM_AGENT_NOT_READY
+
+
+class WaitingForChildren(TransientError):
+    """A parent operation (a reconcile run, a forced delete) whose child operations, one per VM,
+    are still running: the worker looks again after `delay_seconds`, with no deadline of its own
+    (each child ends by its own rules), its locks released meanwhile."""
+
+    default_code = ErrorCode.WAITING_FOR_CHILDREN
+
+    def __init__(self, message: str, *, delay_seconds: int) -> None:
+        super().__init__(message, retry_after=delay_seconds)
+        self.delay_seconds = delay_seconds
 
 
 class LeaseLost(TransientError):

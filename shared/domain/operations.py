@@ -53,6 +53,8 @@ class OperationKind(str, Enum):
     UNDELETE_STORAGE = "UndeleteStorage"
     PURGE_STORAGE = "PurgeStorage"
     RESTORE_SNAPSHOT = "RestoreSnapshot"
+    RECONCILE = "Reconcile"  # a parent: one ReconcileVm per VM due, then the run's report
+    RECONCILE_VM = "ReconcileVm"
 
 
 _P, _R = OperationStatus.PENDING, OperationStatus.RUNNING
@@ -105,6 +107,9 @@ class Operation:
     # (its own, or the one a VM is attached to): the storage's owners see it in its listing.
     requested_by: Principal | None = field(default=None, metadata=OMIT_IF_NONE)
     storage: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    # The operation that queued this one as its child (a reconcile run, a forced delete): the
+    # parent ends once all its children have ended, and reports their results.
+    parent: str | None = field(default=None, metadata=OMIT_IF_NONE)
     etag: str | None = field(default=None, compare=False, metadata={"json": False})
     # A secret of this operation, handed to its VM scripts in a protected parameter (never shown
     # by Azure) and echoed in their RESULT: a run command's output is this operation's only if it
@@ -114,10 +119,10 @@ class Operation:
     @classmethod
     def new(cls, kind: OperationKind, target: str, params: Mapping[str, Any], now: datetime,
             operation_id: str | None = None, *, requested_by: Principal | None = None,
-            storage: str | None = None) -> Operation:
+            storage: str | None = None, parent: str | None = None) -> Operation:
         return cls(id=operation_id or str(uuid.uuid4()), kind=kind, target=target, params=params,
                    status=OperationStatus.PENDING, created_at=now, updated_at=now,
-                   requested_by=requested_by, storage=storage, nonce=secrets.token_hex(16))
+                   requested_by=requested_by, storage=storage, parent=parent, nonce=secrets.token_hex(16))
 
     @property
     def is_terminal(self) -> bool:

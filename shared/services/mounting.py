@@ -161,6 +161,8 @@ class MountService:
                 owner=home_user(mount_point),
                 backup_path=result.get("backupPath"),
                 address=vm.private_ip or None,
+                health=AttachmentHealth.HEALTHY,  # the script checked the live mount's source
+                last_verified_at=self.clock.now(),
             )
         )
         self.attachments.clear_detached(vm.vm_id)  # attached on request: auto-attach may act again
@@ -218,8 +220,8 @@ class MountService:
                 "vnet=<the VM's VNet>",
                 code=ErrorCode.NETWORK_NOT_FOUND,
             )
-        with self.guard.exclusive(storage, f"linking DNS for {vm.name}"):  # one link per VNet, made once
-            self.dns.reach(storage, vm.vnet_id, creator)
+        self.dns.reach(storage, vm.vnet_id, creator,
+                       lambda: self.guard.exclusive(storage, f"linking DNS for {vm.name}"))
 
     def _run(
         self,

@@ -70,21 +70,23 @@ class OperationIntake:
         return self.submit(command, key, requested_by=caller.principal, storage=storage)
 
     def submit(self, command: Command, idempotency_key: str | None = None, *,
-               requested_by: Principal | None = None, storage: str | None = None) -> Submission:
+               requested_by: Principal | None = None, storage: str | None = None,
+               parent: str | None = None) -> Submission:
         """Record and queue the operation `command` asks for, once per `idempotency_key` (a key
         the service makes, such as an event's, or a caller's scoped by `submit_for`)."""
         params = params_of(command)
         now = self.clock.now()
         concerns = storage or command.storage_name
         operation = Operation.new(command.KIND, command.target, params, now, requested_by=requested_by,
-                                  storage=concerns)
+                                  storage=concerns, parent=parent)
         if idempotency_key is None:
             return Submission(self._record_and_queue(operation, None), replayed=False)
         holder = self._claim(operation, idempotency_key)
         if holder.operation_id == operation.id:
             return Submission(self._record_and_queue(operation, holder), replayed=False)
         earlier = Operation.new(command.KIND, command.target, params, holder.created_at,
-                                operation_id=holder.operation_id, requested_by=requested_by, storage=concerns)
+                                operation_id=holder.operation_id, requested_by=requested_by, storage=concerns,
+                                parent=parent)
         return Submission(self._record_and_queue(earlier, holder), replayed=True)
 
     def refuse(self, command: Command, error: DomainError, idempotency_key: str | None = None, *,

@@ -10,6 +10,8 @@ service did not create it checks its own permissions first, and refuses with wha
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from shared.domain import private_dns as d
 from shared.domain.errors import Conflict
@@ -49,10 +51,22 @@ class PrivateDnsPublisher:
         if fresh or not self.cloud.has_zone_group(group, endpoint):
             self.cloud.create_zone_group(group, endpoint, zone_id)
 
-    def reach(self, storage: StorageInfo, vnet_id: str, creator: str | None) -> None:
+    def reach(self, storage: StorageInfo, vnet_id: str, creator: str | None,
+              serialized: Callable[[], AbstractContextManager[object]] = nullcontext) -> None:
         """The storage's name resolves from `vnet_id`: through the zone that answers there (its
         record written into it when it is another zone than the endpoint's), or the endpoint's
-        zone linked to a VNet that nothing answers for."""
+        zone linked to a VNet that nothing answers for. What is missing is written inside
+        `serialized` (the storage's network lock) after looking again: of a fleet attaching at
+        once, one makes the link and the others find it."""
+        if self._missing(storage, vnet_id) is None:
+            return
+        with serialized():
+            write = self._missing(storage, vnet_id)
+            if write is not None:
+                write(creator)
+
+    def _missing(self, storage: StorageInfo, vnet_id: str) -> Callable[[str | None], None] | None:
+        """What `reach` must still write, or None when the name already resolves from `vnet_id`."""
         published = self.cloud.endpoint_dns(storage.resource_group, endpoint_name(storage.name))
         if published is None:
             raise Conflict(
@@ -62,16 +76,22 @@ class PrivateDnsPublisher:
         zones = self.cloud.file_zones(self.configured_zone)
         plan = d.zone_for(self.cloud.vnet_dns(vnet_id), zones, self.configured_zone)
         target = plan.zone_id or published.zone_id
-        elsewhere = not d.same_id(target, published.zone_id)
+        elsewhere = not d.same_id(target, published.zone_id) and not any(
+            r.name == storage.name and published.address in r.addresses
+            for r in self.cloud.zone_records(target))
+        if not plan.link and not elsewhere:
+            return None
         needed = ((d.LINK_ACTION,) if plan.link else ()) + ((d.RECORD_ACTION,) if elsewhere else ())
-        if needed:
-            self._require(target, zones, needed, storage.name)
-        if plan.link:
-            self.cloud.link_zone(target, vnet_id, managed_tags(creator))
-        if elsewhere and not any(r.name == storage.name and published.address in r.addresses
-                                 for r in self.cloud.zone_records(target)):
-            self.cloud.put_record(target, storage.name, published.address, managed_tags(creator))
-            log.info("wrote the A record %s in %s", storage.name, target)
+        self._require(target, zones, needed, storage.name)
+
+        def write(creator: str | None) -> None:
+            if plan.link:
+                self.cloud.link_zone(target, vnet_id, managed_tags(creator))
+            if elsewhere:
+                self.cloud.put_record(target, storage.name, published.address, managed_tags(creator))
+                log.info("wrote the A record %s in %s", storage.name, target)
+
+        return write
 
     def withdraw(self, account: str, still_ours: set[str]) -> list[str]:
         """After the endpoint is gone (its own record with it): the records the service wrote for

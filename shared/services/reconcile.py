@@ -1,8 +1,12 @@
-"""The reconcile timer's work: check every recorded attachment against the VM, act on what it
+"""The reconcile timer's work: check recorded attachments against their VMs, act on what it
 finds, and attach tagged VMs whose creation event was missed.
 
-One read-only Run Command per attached VM (the verify script), up to eight VMs at a time. Then,
-per health:
+Each occurrence of the timer queues one `Reconcile` operation, a parent: it queues a child
+`ReconcileVm` operation per attachment due (`shared.domain.reconciling`: each VM about once per
+RECONCILE_INTERVAL, spread over the runs), and ends once they all ended, with their results in its
+report. The work flows through the queue, so any number of instances share it and nothing
+depends on one function run living for N Run Commands. A child runs the VM's read-only verify
+script, then, per health:
 - healthy, or not checkable now (VM stopped, agent busy): recorded, nothing else;
 - unmounted: re-attached (an AttachVm with `repair`) when auto-heal is on;
 - wrong source: recorded and reported, never healed: something else was mounted on the home on
@@ -11,52 +15,57 @@ per health:
   with it, and the share keeps every file;
 - storage gone: recorded and reported; the VM keeps whatever its fstab's `nofail` line allows.
 
-VMs that ask for a storage (tag or group default) but have no attachment follow auto-attach's
-rule: attached only when the principal that wrote them (remembered from their event) is an owner
-or member of the storage. A VM whose writer is unknown (its event was missed) is never attached:
-it is listed in the run's findings, which the daily digest reports.
+When its children have ended, the parent attaches VMs that ask for a storage (tag or group
+default) but have no attachment, as auto-attach would: only when the principal that wrote them
+(remembered from their event) is an owner or member of the storage. A VM whose writer is unknown
+(its event was missed) is never attached: it is listed in the run's findings, which the daily
+digest reports. Then it looks for other ways into each share than the service made.
 
-Safe to repeat: a run only reads, records health and findings, and queues idempotent operations.
+Safe to repeat: children have idempotency keys (a parent redelivered mid fan-out finds the ones it
+queued), each child only reads, records health and queues idempotent operations.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
 
-from shared.domain.commands import AttachVm
+from shared.domain.commands import AttachVm, Reconcile, ReconcileVm
 from shared.domain.digests import UnattachedVm
-from shared.domain.errors import ServiceError
+from shared.domain.errors import ServiceError, WaitingForChildren
 from shared.domain.identity import Principal
-from shared.domain.models import Attachment, AttachmentHealth, VerifiedAttachment
+from shared.domain.models import Attachment, AttachmentHealth
+from shared.domain.ncrontab import Schedule
+from shared.domain.operations import Operation, OperationStatus
 from shared.domain.provisioning import CloudAccount
+from shared.domain.reconciling import due_for_check
 from shared.domain.serialization import format_time
-from shared.ports import AttachmentRepository, Clock, ReconcileFindings, StorageCloud, VmCloud
+from shared.ports import (
+    AttachmentRepository,
+    Clock,
+    OperationRepository,
+    ReconcileFindings,
+    StorageCloud,
+    VmCloud,
+)
 
 from .auto_attach import AutoAttachService
 from .mounting import MountService
 from .operations import OperationIntake
+from .worker import OperationContext
 
 log = logging.getLogger(__name__)
-PARALLEL_CHECKS = 8
 WRITER_UNKNOWN = ("who wrote it is unknown (its creation event was missed), so it was not attached; "
                   "an owner or member of the storage can attach it through the API")
-
-
-@dataclass(frozen=True)
-class ReconcileReport:
-    started_at: datetime
-    checked: int
-    health: dict[str, int]  # attachments per health
-    healed: tuple[str, ...] = ()  # repair operations queued
-    removed: tuple[str, ...] = ()  # "resourceGroup/vm" of records removed (VM gone)
-    attach_queued: tuple[str, ...] = ()  # attaches queued (or refused) for VMs asking for a storage
-    not_attached: tuple[UnattachedVm, ...] = ()  # VMs asking for a storage whose writer is unknown
-    errors: tuple[str, ...] = ()
-    other_access: tuple[str, ...] = ()  # ways to a share's endpoint the service did not make
+RUN_STEPS = ("Queuing a check per VM due", "Waiting for the checks", "Attaching VMs whose event was missed",
+             "Looking for other ways in")
+TIMER = Principal.service("reconcile timer")
+# How soon a parent looks at its children again, by look: a fallback, since the last child to end
+# wakes its parent at once.
+CHILD_LOOK_SECONDS = (30, 60, 120, 300)
 
 
 class ReconcileService:
@@ -68,10 +77,13 @@ class ReconcileService:
         mounts: MountService,
         auto_attach: AutoAttachService,
         intake: OperationIntake,
+        operations: OperationRepository,
         findings: ReconcileFindings,
         clock: Clock,
         *,
         auto_heal: bool,
+        interval: timedelta = timedelta(hours=1),
+        schedule: str = "0 */15 * * * *",
     ) -> None:
         self.findings = findings
         self.attachments = attachments
@@ -80,74 +92,119 @@ class ReconcileService:
         self.mounts = mounts
         self.auto_attach = auto_attach
         self.intake = intake
+        self.operations = operations
         self.clock = clock
         self.auto_heal = auto_heal
+        self.interval = interval
+        self.schedule = Schedule.parse(schedule)
 
-    def run(self) -> ReconcileReport:
-        started = self.clock.now()
-        listed = [a for a in self.cloud.list_accounts(None) if a.managed]  # one listing
-        accounts = {a.name for a in listed}
+    # -- the timer ---------------------------------------------------------------------------------
+
+    def start(self) -> Operation:
+        """Queue this occurrence's run: one per occurrence, however often the timer fires."""
+        now = self.clock.now()
+        occurrence = format_time(now.replace(second=0, microsecond=0))
+        submission = self.intake.submit(Reconcile(occurrence), f"reconcile:{occurrence}", requested_by=TIMER)
+        return submission.operation
+
+    def period(self, now: datetime) -> timedelta:
+        first = self.schedule.next_after(now)
+        return self.schedule.next_after(first) - first
+
+    # -- the parent --------------------------------------------------------------------------------
+
+    def run(self, command: Reconcile, context: OperationContext) -> Mapping[str, Any]:
+        operation = context.operation
+        done = operation.progress.done if operation.progress else 0
+        if done == 0:
+            context.progress(RUN_STEPS[0], 0, len(RUN_STEPS))
+            due = due_for_check(self.attachments.list_all(), operation.created_at, self.interval,
+                                self.period(operation.created_at))
+            for attachment in due:
+                self._queue_check(attachment, command, operation)
+            context.progress(RUN_STEPS[1], 1, len(RUN_STEPS))
+        if self.operations.children_running(operation.id):
+            look = min(max(0, operation.attempts - 1), len(CHILD_LOOK_SECONDS) - 1)
+            raise WaitingForChildren("Checks of this run's VMs are still running.",
+                                     delay_seconds=CHILD_LOOK_SECONDS[look])
+        return self._report(command, context)
+
+    def _queue_check(self, attachment: Attachment, command: Reconcile, operation: Operation) -> None:
+        child = ReconcileVm(attachment.vm, attachment.resource_group, attachment.vm_id, command.run)
+        key = f"reconcile:{command.run}:{attachment.vm_id or attachment.resource_group + '/' + attachment.vm}"
+        self.intake.submit(child, key, requested_by=TIMER, storage=attachment.storage, parent=operation.id)
+
+    def _report(self, command: Reconcile, context: OperationContext) -> dict[str, Any]:
+        children = self.operations.children(context.operation.id)
         health: Counter[str] = Counter()
         healed: list[str] = []
         removed: list[str] = []
         errors: list[str] = []
-        attachments = self.attachments.list_all()
-
-        def check(attachment: Attachment) -> VerifiedAttachment | ServiceError:
-            try:
-                return self.mounts.check(attachment, storage_exists=attachment.storage in accounts)
-            except ServiceError as err:  # this VM could not be asked now; the others still are
-                return err
-
-        # Each check waits on a Run Command for seconds: ask the VMs side by side.
-        with ThreadPoolExecutor(max_workers=PARALLEL_CHECKS, thread_name_prefix="reconcile") as pool:
-            results = list(pool.map(check, attachments))
-        for attachment, checked in zip(attachments, results, strict=True):
-            if isinstance(checked, ServiceError):
-                errors.append(f"{attachment.resource_group}/{attachment.vm}: {checked.message}")
+        for child in children:
+            if child.status is not OperationStatus.SUCCEEDED or child.result is None:
                 health[AttachmentHealth.UNKNOWN.value] += 1
+                errors.append(f"{child.target.removeprefix('vm/')}: {(child.error or {}).get('message')}")
                 continue
-            health[checked.health.value] += 1
-            if checked.health is AttachmentHealth.VM_GONE:
-                try:  # only this VM's record: not one written meanwhile for a recreated VM
-                    self.mounts.release_network(attachment)  # its address may go to another VM
-                    self.attachments.remove(attachment.resource_group, attachment.vm, vm_id=attachment.vm_id)
-                except ServiceError as err:
-                    errors.append(f"{attachment.resource_group}/{attachment.vm}: {err.message}")
-                    continue
-                removed.append(f"{attachment.resource_group}/{attachment.vm}")
-            elif checked.health is AttachmentHealth.UNMOUNTED and self.auto_heal:
-                healed.append(self._heal(checked.attachment, started))
+            health[str(child.result.get("health"))] += 1
+            if child.result.get("repair"):
+                healed.append(str(child.result["repair"]))
+            if child.result.get("removed"):
+                removed.append(child.target.removeprefix("vm/"))
+        context.progress(RUN_STEPS[2], 2, len(RUN_STEPS))
+        started = context.operation.created_at
         queued, waiting = self._attach_missed(started, errors)
+        context.progress(RUN_STEPS[3], 3, len(RUN_STEPS))
+        listed = [a for a in self.cloud.list_accounts(None) if a.managed]
         other_access = self._other_access(listed, self.attachments.list_all(), errors)
-        report = ReconcileReport(
-            started,
-            len(attachments),
-            dict(health),
-            tuple(healed),
-            tuple(removed),
-            tuple(queued),
-            tuple(waiting),
-            tuple(errors),
-            tuple(other_access),
-        )
         try:
             self.findings.save(list(waiting), started)
         except ServiceError as err:
             errors.append(f"recording the findings: {err.message}")
-        log.info(
-            "reconcile: %d attachment(s) checked %s; healed %d, removed %d, attach queued %d, "
-            "not attached (writer unknown) %d, errors %d",
-            report.checked,
-            dict(health),
-            len(healed),
-            len(removed),
-            len(queued),
-            len(waiting),
-            len(errors),
-        )
-        return report
+        log.info("reconcile %s: %d attachment(s) checked %s; healed %d, removed %d, attach queued %d, "
+                 "not attached (writer unknown) %d, errors %d", command.run, len(children), dict(health),
+                 len(healed), len(removed), len(queued), len(waiting), len(errors))
+        return {"run": command.run, "checked": len(children), "health": dict(health), "healed": healed,
+                "removed": removed, "attachQueued": queued,
+                "notAttached": [{"vm": w.vm, "resourceGroup": w.resource_group, "storage": w.storage}
+                                for w in waiting],
+                "errors": errors, "otherAccess": other_access}
 
+    # -- a child -----------------------------------------------------------------------------------
+
+    def check_one(self, command: ReconcileVm, context: OperationContext) -> Mapping[str, Any]:
+        """Verify one attachment and act on its health."""
+        context.progress("Checking the live mount on the VM", 0, 1)
+        attachment = self.attachments.get(command.resource_group, command.vm)
+        answer: dict[str, Any] = {"vm": command.vm, "resourceGroup": command.resource_group}
+        if attachment is None or attachment.vm_id != command.vm_id:
+            return answer | {"health": "detached", "note": "no longer attached: nothing to check"}
+        checked = self.mounts.check(attachment, run_key=context.operation.id, nonce=context.operation.nonce)
+        answer |= {"storage": attachment.storage, "health": checked.health.value,
+                   "error": checked.attachment.last_error}
+        if checked.health is AttachmentHealth.VM_GONE:
+            # Only this VM's record: not one written meanwhile for a recreated VM.
+            self.mounts.release_network(attachment)  # its address may go to another VM
+            self.attachments.remove(attachment.resource_group, attachment.vm, vm_id=attachment.vm_id)
+            answer["removed"] = True
+        elif checked.health is AttachmentHealth.UNMOUNTED and self.auto_heal:
+            answer["repair"] = self._heal(checked.attachment, command.run)
+        return answer
+
+    def _heal(self, attachment: Attachment, run: str) -> str:
+        command = AttachVm(
+            attachment.storage, attachment.vm, attachment.resource_group, attachment.mount_point, repair=True,
+            vm_id=attachment.vm_id,
+        )
+        key = f"reconcile-repair:{attachment.vm_id}:{run}"  # one per run and VM
+        operation = self.intake.submit(command, key, requested_by=TIMER).operation
+        log.warning(
+            "VM %s: %s on the share of %s; repair %s queued",
+            attachment.vm,
+            attachment.last_error,
+            attachment.storage,
+            operation.id,
+        )
+        return operation.id
 
     def _other_access(self, accounts: list[CloudAccount], attachments: list[Attachment],
                       errors: list[str]) -> list[str]:
@@ -165,23 +222,6 @@ class ReconcileService:
         for finding in found:
             log.warning("reconcile: another way in: %s", finding)
         return found
-    def _heal(self, attachment: Attachment, started: datetime) -> str:
-        command = AttachVm(
-            attachment.storage, attachment.vm, attachment.resource_group, attachment.mount_point, repair=True,
-            vm_id=attachment.vm_id,
-        )
-        key = f"reconcile-repair:{attachment.vm_id}:{format_time(started)}"  # one per run and VM
-        timer = Principal.service("reconcile timer")
-        operation = self.intake.submit(command, key, requested_by=timer).operation
-        log.warning(
-            "VM %s: %s on the share of %s; repair %s queued",
-            attachment.vm,
-            attachment.last_error,
-            attachment.storage,
-            operation.id,
-        )
-        return operation.id
-
     def _attach_missed(self, started: datetime, errors: list[str]) -> tuple[list[str], list[UnattachedVm]]:
         """VMs asking for a storage (tag or group default) that have no attachment: attached (or
         refused) as their writer may; listed when the writer is unknown."""

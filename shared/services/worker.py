@@ -11,6 +11,8 @@ keeps the locks, and end it Succeeded or Failed.
   holder writes the operation.
 - Something not ready yet (`NotReadyYet`: a new VM's agent) is looked at again after growing
   delays, again without spending deliveries, until the `Patience` deadline; then it ends Failed.
+- A parent whose children still run (`WaitingForChildren`) is looked at again after the delay it
+  names, its locks released meanwhile; it has no deadline: each child ends by its own rules.
 - Any other `TransientError`, or an unexpected exception, is recorded as `lastError` and
   re-raised, so the host delivers the message again; after the last delivery the poison handler
   (`give_up`) ends it Failed with the reason, unless a live delivery of it is still running.
@@ -38,6 +40,7 @@ from shared.domain.errors import (
     ResourceBusy,
     ServiceError,
     TransientError,
+    WaitingForChildren,
 )
 from shared.domain.operations import Operation, OperationKind, Patience
 from shared.logs import OperationLog, for_operation
@@ -160,6 +163,10 @@ class OperationWorker:
         except NotReadyYet as err:
             context.heartbeat()
             self._wait(context.operation, err)
+        except WaitingForChildren as err:
+            context.heartbeat()
+            context.log.info("%s Looking again in %ds.", err.message, err.delay_seconds)
+            self.queue.send(context.operation.id, delay_seconds=err.delay_seconds)
         except TransientError as err:
             self._note_retry(context.operation, err)
             raise
@@ -246,9 +253,21 @@ class OperationWorker:
     def _finish(self, operation: Operation) -> None:
         self.operations.save(operation)
         error = operation.error or {}
-        for_operation(log, operation.id).log(
-            logging.INFO if not error else logging.WARNING, "%s %s",
-            operation.status.value, f"[{error.get('code')}] {error.get('message')}" if error else "")
+        oplog = for_operation(log, operation.id)
+        oplog.log(logging.INFO if not error else logging.WARNING, "%s %s",
+                  operation.status.value, f"[{error.get('code')}] {error.get('message')}" if error else "")
+        if operation.parent:
+            self._wake(operation.parent, oplog)
+
+    def _wake(self, parent: str, oplog: OperationLog) -> None:
+        """The last child to end sends its parent's message at once (its own delayed look is the
+        fallback, should this fail)."""
+        try:
+            if not self.operations.children_running(parent):
+                self.queue.send(parent)
+                oplog.info("the last child of %s: its parent looks again now", parent)
+        except ServiceError as err:
+            oplog.warning("could not wake the parent %s: %s", parent, err.message)
 
     def _note_retry(self, operation: Operation, err: ServiceError) -> None:
         oplog = for_operation(log, operation.id)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shared.domain.commands import AttachVm
 from shared.domain.models import Attachment
 from shared.domain.operations import Operation
 from shared.settings import Settings
@@ -38,14 +39,26 @@ def health(stack: Stack, vm_name: str) -> dict[str, Any]:
     return body
 
 
-def reconcile(stack: Stack) -> None:
+def reconcile(stack: Stack) -> dict[str, Any]:
+    """The timer's next run, a RECONCILE_INTERVAL after the last (each VM is checked once in an
+    interval), with every operation it queues run to its end; returns the run's report."""
+    stack.app.clock.advance(stack.app.settings.reconcile_interval_minutes * 60)
     stack.api.index.fire_timer("reconcile_attachments")
+    drain(stack)
+    parents = [o for o in operations_of(stack) if o.kind.value == "Reconcile"]
+    latest = max(parents, key=lambda o: o.created_at)
+    assert latest.status.value == "Succeeded", latest
+    return dict(latest.result or {}) | {"checks": {
+        o.target.rsplit("/", 1)[-1]: o.result for o in operations_of(stack) if o.parent == latest.id}}
+
+
+def operations_of(stack: Stack) -> list[Operation]:
+    ids = [entity["PartitionKey"] for entity in stack.app.state.table("Operations").list_entities()]
+    return [o for o in (stack.app.operations.get(operation_id) for operation_id in ids) if o is not None]
 
 
 def queued_repairs(stack: Stack) -> list[Operation]:
-    ids = [entity["PartitionKey"] for entity in stack.app.state.table("Operations").list_entities()]
-    operations = [stack.app.operations.get(operation_id) for operation_id in ids]
-    return [o for o in operations if o is not None and o.params.get("repair")]
+    return [o for o in operations_of(stack) if o.params.get("repair")]
 
 
 def drain(stack: Stack) -> None:
@@ -80,14 +93,14 @@ def test_reconcile_checks_every_attachment_heals_forgets_and_catches_missed_even
     # vm3: tagged for the storage, but its creation event never arrived.
     vm(stack, "vm3", tags={"azlin-storage": storage})
     clock.advance(900)
-    reconcile(stack)
-    unmounted, wrong = health(stack, "vm1"), health(stack, "vm2")
-    assert (unmounted["health"], unmounted["lastError"]) == ("unmounted", f"nothing is mounted on {HOME}")
-    assert wrong["health"] == "wrongSource" and "mounted from scratch" in wrong["lastError"]
+    report = reconcile(stack)
+    unmounted, wrong = report["checks"]["vm1"], report["checks"]["vm2"]
+    assert (unmounted["health"], unmounted["error"]) == ("unmounted", f"nothing is mounted on {HOME}")
+    assert wrong["health"] == "wrongSource" and "mounted from scratch" in wrong["error"]
+    assert report["health"] == {"unmounted": 1, "wrongSource": 1, "storageGone": 1}
     repairs = queued_repairs(stack)
     assert [op.target for op in repairs] == [f"vm/{stack.group}/vm1"]  # never the wrong source
-
-    drain(stack)
+    assert report["healed"] == [repairs[0].id] and unmounted["repair"] == repairs[0].id
     assert [op.status.value for op in queued_repairs(stack)] == ["Succeeded"]
     assert run(stack, "vm1", f"findmnt -n -o SOURCE {HOME}")["output"].strip().endswith(f"/{storage}/home")
     assert manifest(stack, "vm1") == shared  # the share's files, untouched
@@ -174,8 +187,12 @@ def test_a_vm_recreated_under_the_same_name_gets_a_record_of_its_own(
 def test_a_repair_queued_before_a_detach_does_not_undo_it(stack: Stack, storage: str) -> None:
     assert attach(stack, storage, "vm1")["status"] == "Succeeded"
     assert run(stack, "vm1", f"umount {HOME}")["exitCode"] == 0
+    record = stack.app.attachments.get(stack.group, "vm1")
+    assert record is not None
     answer = stack.api.delete("/api/vms/vm1/attachment", query={"resourceGroup": stack.group, "mode": "restore"})
-    reconcile(stack)  # finds it unmounted before the worker reached the detach: a repair is queued
+    # A reconcile check found it unmounted before the worker reached the detach: it queued a repair.
+    stack.app.intake.submit(AttachVm(storage, "vm1", stack.group, record.mount_point, repair=True,
+                                     vm_id=record.vm_id))
     assert len(queued_repairs(stack)) == 1
     drain(stack)
     (repair,) = queued_repairs(stack)

@@ -1,0 +1,127 @@
+"""A fleet joining one share: one VM attached alone, then N at once, through the API of the local
+stack (`make dev`: the one running, else one started for the run).
+
+    python bench/fleet.py [N]        (default 8)
+
+Creates a storage and N+1 VMs (each agent answering a Run Command first, as a scale set's VMs are
+ready before their tags bring them), attaches vm 0 alone, then POSTs N attaches at the same moment.
+Prints each VM's time from request to Succeeded, the fleet's wall time and the ratio fleet / single
+(goal: at most 1.5 for N = 8), and checks what must hold: every attach Succeeded, each VM's key is
+in the shared authorized_keys, and exactly one attach published its home onto the share.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from local import dev, playground
+from local.demo import Demo, DemoFailed, _running_stack
+from local.rest import ArmRequestError
+
+HOME = "/home/azureuser"
+
+
+def attach(demo: Demo, vm: str) -> tuple[float, dict[str, Any]]:
+    """POST the attach and wait for its end; (seconds from request to end, the operation)."""
+    began = time.monotonic()
+    body = {"vm": vm, "resourceGroup": demo.group}
+    status, operation = demo.api.call("POST", f"/storage/{demo.storage}/attachments", body)
+    if status != 202:
+        raise DemoFailed(f"attach {vm} answered {status}: {operation}")
+    while operation["status"] not in ("Succeeded", "Failed"):
+        time.sleep(0.1)
+        operation = demo.api.ok("GET", f"/operations/{operation['id']}")
+    return time.monotonic() - began, operation
+
+
+def wait_for_agent(demo: Demo, vm: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            demo.run_on(vm, "true")
+            return
+        except ArmRequestError as err:
+            if "VMAgentNotReady" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def main(count: int) -> int:
+    log_file = Path(__file__).resolve().parents[1] / ".local" / "logs" / "fleet.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(filename=log_file, filemode="w", level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    settings = _running_stack()
+    parts = None
+    if settings is None:
+        print("no running `make dev` stack answers; starting one", flush=True)
+        parts, settings = dev.start(0)
+    try:
+        return measure(Demo(settings), count, log_file)
+    finally:
+        if parts is not None:
+            parts.close()
+
+
+def measure(demo: Demo, count: int, log_file: Path) -> int:
+    tag = uuid.uuid4().hex[:4]
+    vms = [f"fleet-{tag}-{n}" for n in range(count + 1)]
+    keys = {vm: f"ssh-ed25519 AAAAfleet{n}{tag} {vm}@bench" for n, vm in enumerate(vms)}
+    demo.api.finish(demo.api.ok("POST", "/storage", {"name": demo.storage, "resourceGroup": demo.group}, 202))
+    threads = [threading.Thread(target=playground.vm, args=(demo.rest, demo.group, vm, demo.subnet, demo.region),
+                                kwargs={"key": keys[vm]}) for vm in vms]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for vm in vms:
+        wait_for_agent(demo, vm)
+
+    single, first = attach(demo, vms[0])
+    results: dict[str, tuple[float, dict[str, Any]]] = {}
+    start = threading.Barrier(count)
+
+    def one(vm: str) -> None:
+        start.wait()
+        results[vm] = attach(demo, vm)
+
+    began = time.monotonic()
+    workers = [threading.Thread(target=one, args=(vm,)) for vm in vms[1:]]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    fleet = time.monotonic() - began
+
+    print(f"storage {demo.storage}; {count} VMs attached at once after one alone")
+    print(f"  {vms[0]:<18} {single:6.1f} s  {first['status']} (alone)")
+    for vm in vms[1:]:
+        seconds, operation = results[vm]
+        print(f"  {vm:<18} {seconds:6.1f} s  {operation['status']}")
+    print(f"single attach            {single:6.1f} s")
+    print(f"fleet of {count} wall time     {fleet:6.1f} s")
+    print(f"ratio fleet / single     {fleet / single:6.2f}  (goal: at most 1.5)")
+
+    operations = [first] + [operation for _, operation in results.values()]
+    failed = [o for o in operations if o["status"] != "Succeeded"]
+    shared_keys = set(demo.run_on(vms[0], f"cat {HOME}/.ssh/authorized_keys").splitlines())
+    missing = [vm for vm in vms if keys[vm] not in shared_keys]
+    publishers = [o for o in operations if o["status"] == "Succeeded" and o["result"]["mount"]["copiedFiles"] > 0]
+    print(f"every attach Succeeded:  {not failed}")
+    print(f"every key shared:        {not missing}{'' if not missing else f' (missing: {missing})'}")
+    print(f"homes published:         {len(publishers)}  (must be 1)")
+    print(f"(the stack's log, when the bench started it: {log_file})")
+    return 0 if not failed and not missing and len(publishers) == 1 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 8))
