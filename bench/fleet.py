@@ -77,8 +77,8 @@ def measure(demo: Demo, count: int, log_file: Path) -> int:
     vms = [f"fleet-{tag}-{n}" for n in range(count + 1)]
     keys = {vm: f"ssh-ed25519 AAAAfleet{n}{tag} {vm}@bench" for n, vm in enumerate(vms)}
     demo.api.finish(demo.api.ok("POST", "/storage", {"name": demo.storage, "resourceGroup": demo.group}, 202))
-    threads = [threading.Thread(target=playground.vm, args=(demo.rest, demo.group, vm, demo.subnet, demo.region),
-                                kwargs={"key": keys[vm]}) for vm in vms]
+    threads = [threading.Thread(target=playground.vm, kwargs={"key": keys[vm]},
+                                args=(demo.rest, demo.group, vm, demo.subnet, demo.region)) for vm in vms]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -115,7 +115,8 @@ def measure(demo: Demo, count: int, log_file: Path) -> int:
     failed = [o for o in operations if o["status"] != "Succeeded"]
     shared_keys = set(demo.run_on(vms[0], f"cat {HOME}/.ssh/authorized_keys").splitlines())
     missing = [vm for vm in vms if keys[vm] not in shared_keys]
-    publishers = [o for o in operations if o["status"] == "Succeeded" and o["result"]["mount"]["copiedFiles"] > 0]
+    publishers = [o for o in operations
+                  if o["status"] == "Succeeded" and o["result"]["mount"]["copiedFiles"] > 0]
     print(f"every attach Succeeded:  {not failed}")
     print(f"every key shared:        {not missing}{'' if not missing else f' (missing: {missing})'}")
     print(f"homes published:         {len(publishers)}  (must be 1)")

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .adapters.tables import (
         TableAccessRepository,
         TableAttachmentRepository,
+        TableCallBudget,
         TableDefaultStorageRepository,
         TableDigestRepository,
         TableHandledEvents,
@@ -164,7 +165,21 @@ class Container:
     def arm(self) -> ArmClients:
         from .adapters.arm import ArmClients
 
-        return ArmClients(self.settings, **self._arm_options)
+        return ArmClients(self.settings, budget=self.call_budget, **self._arm_options)
+
+    @cached_property
+    def call_budget(self) -> TableCallBudget:
+        from .adapters.clock import SystemClock
+        from .adapters.tables import TableCallBudget
+        from .domain.budget import Bucket
+
+        def per_minute(calls: int) -> Bucket:  # a minute's calls may go at once, then an even pace
+            return Bucket(capacity=calls, per_second=calls / 60)
+
+        # Real time always: the budget paces real calls, whatever clock the services are given.
+        return TableCallBudget(self.state, SystemClock(), {
+            "runCommandWrite": per_minute(self.settings.run_command_writes_per_minute),
+            "runCommandRead": per_minute(self.settings.run_command_reads_per_minute)})
 
     @cached_property
     def tokens(self) -> EntraTokenValidator:
@@ -284,12 +299,9 @@ class Container:
 
     @cached_property
     def provisioner(self) -> StorageProvisioner:
-        def detach(*args: Any) -> Any:
-            return self.mounts.detach_recorded(*args)  # the VM SDK is imported only if a VM is attached
-
         return StorageProvisioner(self.cloud, self.storages, self.attachments, self.access_records,
                                   self.operations, self.clock, self.settings.defaults, self.dns,
-                                  detacher=detach, protection=self.settings.protection,
+                                  intake=self.intake, protection=self.settings.protection,
                                   snapshot=self.data_protection.before)
 
     @cached_property

@@ -189,6 +189,17 @@ class PendingAdmissions(Protocol):
     def remove(self, storage: str, addresses: set[str]) -> None: ...
 
 
+class CallBudget(Protocol):
+    """Token buckets for kinds of Resource Manager calls, shared by every instance of the app."""
+
+    def take(self, kind: str) -> float:
+        """Take a token: 0 when the call may go now, else the seconds until one is there."""
+        ...
+
+    def hold_off(self, kind: str, seconds: float) -> None:
+        """Azure said to wait (a 429's Retry-After): no call of this kind for `seconds`."""
+
+
 class OperationQueue(Protocol):
     def send(self, operation_id: str, delay_seconds: int = 0) -> None: ...
 

@@ -165,7 +165,9 @@ class Emulator:
         kind = "unknown"
         try:
             kind = self._kind_label(request)
+            throttled = self.faults.count(request.method, request.path)
             response = self._answer(request)
+            response.headers.update(throttled)
         except ArmError as error:
             response = Response(error.status, error.body(), dict(error.headers))
         except Exception as error:  # the emulator's own bug: answer as ARM would, keep serving

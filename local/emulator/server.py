@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -114,6 +115,14 @@ def control(emu: Emulator, request: Request) -> Response:
         except (KeyError, TypeError, ValueError) as error:
             return Response(400, {"error": {"code": "InvalidFault", "message": str(error)}})
         return Response(201, {"pathPattern": fault.path_pattern, "remaining": fault.count})
+    if route == "throttles" and method == "POST":
+        try:
+            throttle = emu.faults.throttle(
+                str(body.get("method", "*")), str(body["pathPattern"]), limit=int(body["limit"]),
+                window_seconds=float(body["windowSeconds"]), policy=str(body.get("policy", "Throttled")))
+        except (KeyError, TypeError, ValueError, re.error) as error:
+            return Response(400, {"error": {"code": "InvalidThrottle", "message": str(error)}})
+        return Response(201, {"pathPattern": throttle.path_pattern, "limit": throttle.limit})
     if route == "faults" and method in ("GET", "DELETE"):
         if method == "DELETE":
             emu.faults.clear()

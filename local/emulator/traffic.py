@@ -81,9 +81,54 @@ class RunInterrupt:
         self._pattern = re.compile(self.name_pattern)
 
 
+@dataclass
+class Throttle:
+    """Azure's throttling of one kind of request, per subscription: at most `limit` matching
+    requests in any `window_seconds`. Every matching answer carries
+    `x-ms-ratelimit-remaining-resource: <policy>;<left>`; one over the limit is refused with 429,
+    `Retry-After` (the seconds until the oldest counted request leaves the window) and the error
+    Compute sends. Sources: MicrosoftDocs/azure-compute-docs
+    articles/virtual-machines/troubleshooting-throttling-errors.md (429, the header, the error's
+    code OperationNotAllowed with a TooManyRequests detail naming the policy) and
+    compute-throttling-limits.md (policies are counted per subscription, region and minute)."""
+
+    method: str
+    path_pattern: str
+    limit: int
+    window_seconds: float
+    policy: str
+    refused: int = 0
+    _times: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._pattern = re.compile(self.path_pattern, re.IGNORECASE)
+
+    def count(self, method: str, path: str, now: float) -> dict[str, str]:
+        """Count a request: the headers of its answer, or ArmError 429 when over the limit."""
+        if self.method not in ("*", method.upper()) or not self._pattern.search(path):
+            return {}
+        self._times[:] = [t for t in self._times if t > now - self.window_seconds]
+        if len(self._times) >= self.limit:
+            self.refused += 1
+            retry_after = max(1, int(self._times[0] + self.window_seconds - now + 0.999))
+            raise ArmError(
+                429, "OperationNotAllowed",
+                "The server rejected the request because too many requests have been received for this "
+                "subscription.",
+                headers={"Retry-After": str(retry_after),
+                         "x-ms-ratelimit-remaining-resource": f"Microsoft.Compute/{self.policy};0"},
+                details=[{"code": "TooManyRequests", "target": self.policy,
+                          "message": f'{{"operationGroup":"{self.policy}","allowedRequestCount":{self.limit},'
+                                     f'"measuredRequestCount":{len(self._times) + 1}}}'}])
+        self._times.append(now)
+        left = self.limit - len(self._times)
+        return {"x-ms-ratelimit-remaining-resource": f"Microsoft.Compute/{self.policy};{left}"}
+
+
 class Faults:
     def __init__(self) -> None:
         self._rules: list[Fault] = []
+        self._throttles: list[Throttle] = []
         self._interrupts: list[RunInterrupt] = []
         self._lock = threading.Lock()
 
@@ -123,10 +168,26 @@ class Faults:
             self._rules.append(fault)
         return fault
 
+    def throttle(self, method: str, path_pattern: str, *, limit: int, window_seconds: float,
+                 policy: str) -> Throttle:
+        throttle = Throttle(method.upper(), path_pattern, limit, window_seconds, policy)
+        with self._lock:
+            self._throttles.append(throttle)
+        return throttle
+
+    def count(self, method: str, path: str) -> dict[str, str]:
+        """Throttles' headers for an answer to this request; ArmError 429 when one is over."""
+        headers: dict[str, str] = {}
+        with self._lock:
+            for throttle in self._throttles:
+                headers |= throttle.count(method, path, time.monotonic())
+        return headers
+
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
             self._interrupts.clear()
+            self._throttles.clear()
 
     def take(self, method: str, path: str) -> Fault | None:
         """The first rule with deliveries left that matches, with one delivery spent."""

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from azure.mgmt.privatedns import PrivateDnsManagementClient
     from azure.mgmt.storage import StorageManagementClient
 
+    from shared.ports import CallBudget
     from shared.settings import Settings
 
 
@@ -26,8 +27,9 @@ AUTHORIZATION_API_VERSION = "2022-04-01"
 
 class ArmClients:
     def __init__(self, settings: Settings, *, credential: TokenCredential | None = None,
-                 **client_options: Any) -> None:
+                 budget: CallBudget | None = None, **client_options: Any) -> None:
         self.settings = settings
+        self.budget = budget  # Run Command calls draw on it (arm_budget.CallBudgetPolicy)
         self.credential = credential  # None: the app's identity (tools and tests may act as others)
         # Tests pass polling_interval=0 so long-running operations poll without sleeping.
         self.client_options = client_options
@@ -89,7 +91,12 @@ class ArmClients:
     def compute(self) -> ComputeManagementClient:
         from azure.mgmt.compute import ComputeManagementClient
 
-        return ComputeManagementClient(self._credential, self.settings.subscription_id, **self._options())
+        options = self._options()
+        if self.budget is not None:
+            from .arm_budget import CallBudgetPolicy
+
+            options["per_retry_policies"] = [CallBudgetPolicy(self.budget)]
+        return ComputeManagementClient(self._credential, self.settings.subscription_id, **options)
 
     @cached_property
     def authorization(self) -> AuthorizationManagementClient:

@@ -260,7 +260,9 @@ def agent_errors(vm: VmFacts) -> Iterator[None]:
                 retry_after=15,
                 try_hint="the operation is retried; a new VM's agent is ready within minutes",
             ) from error
-        if code == "OperationNotAllowed":
+        # Compute's throttling is OperationNotAllowed too, with 429 (troubleshooting-throttling-errors.md):
+        # that one is left to arm_errors, which makes it Throttled with its Retry-After.
+        if code == "OperationNotAllowed" and error.status_code != 429:
             raise Conflict(
                 f"VM {vm.name} is not running.",
                 causes=[str(error.message)],

@@ -33,6 +33,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
+from shared.domain.budget import Bucket, BucketState
 from shared.domain.costs import CachedPrice
 from shared.domain.digests import CostDigest, Delivery, UnattachedVm
 from shared.domain.errors import ConcurrentUpdate, LeaseLost, ResourceBusy, ValidationError
@@ -147,14 +148,17 @@ class TableOperationRepository(_TableRecords):
         if operation.status is OperationStatus.PENDING:
             index.upsert_entity({"PartitionKey": self.PENDING, "RowKey": _oldest_first(operation),
                                  "operationId": operation.id})
-        if operation.parent:
-            self._child_row(operation)
+        if operation.parent:  # a repeated submit must not mark a child that ended as running again
+            with contextlib.suppress(ResourceExistsError):
+                index.create_entity(self._child_entity(operation))
         try:
             entity = encode(operation, operation.id, self.ROW, nonce=operation.nonce or None)
             meta = self.table.create_entity(entity)
         except ResourceExistsError:
             existing = self.get(operation.id)
             assert existing is not None
+            if existing.parent and existing.is_terminal:
+                self._child_row(existing)
             return existing
         return replace(operation, etag=meta["etag"])
 
@@ -184,9 +188,12 @@ class TableOperationRepository(_TableRecords):
 
     def _child_row(self, operation: Operation) -> None:
         """The parent's index of its children, each row saying whether that child has ended."""
-        self.state.table(self.INDEX).upsert_entity(
-            {"PartitionKey": f"children|{operation.parent}", "RowKey": operation.id,
-             "operationId": operation.id, "ended": operation.is_terminal})
+        self.state.table(self.INDEX).upsert_entity(self._child_entity(operation))
+
+    @staticmethod
+    def _child_entity(operation: Operation) -> dict[str, Any]:
+        return {"PartitionKey": f"children|{operation.parent}", "RowKey": operation.id,
+                "operationId": operation.id, "ended": operation.is_terminal}
 
     @translated(DEPENDENCY)
     def list_stalled(self, updated_before: datetime) -> list[Operation]:
@@ -825,6 +832,69 @@ class TablePendingAdmissions(_TableRecords):
         for address in addresses:
             with contextlib.suppress(ResourceNotFoundError):
                 self.table.delete_entity(storage, address)
+
+
+class TableCallBudget(_TableRecords):
+    """Token buckets per kind of Resource Manager call (shared.domain.budget), one row each, every
+    change conditional on the ETag read: instances racing for the last token, one gets it."""
+
+    TABLE = "Budgets"
+    PARTITION = "arm"
+    CONFLICT_RETRIES = 8
+
+    def __init__(self, state: TableState, clock: Clock, buckets: Mapping[str, Bucket]) -> None:
+        super().__init__(state)
+        self.clock = clock
+        self.buckets = dict(buckets)
+
+    @translated(DEPENDENCY)
+    def take(self, kind: str) -> float:
+        bucket = self.buckets.get(kind)
+        if bucket is None:
+            return 0.0
+        for _ in range(self.CONFLICT_RETRIES):
+            now = self.clock.now()
+            current, etag = self._read(kind, bucket, now)
+            after, wait = current.take(bucket, now)
+            if wait > 0:
+                return wait
+            if self._write(kind, after, etag):
+                return 0.0
+        return 1 / bucket.per_second  # a crowd at the bucket: look again in one token's time
+
+    @translated(DEPENDENCY)
+    def hold_off(self, kind: str, seconds: float) -> None:
+        bucket = self.buckets.get(kind)
+        if bucket is None:
+            return
+        for _ in range(self.CONFLICT_RETRIES):
+            now = self.clock.now()
+            current, etag = self._read(kind, bucket, now)
+            if self._write(kind, current.hold_off(now, seconds), etag):
+                return
+
+    def _read(self, kind: str, bucket: Bucket, now: datetime) -> tuple[BucketState, str | None]:
+        try:
+            row = self.table.get_entity(self.PARTITION, kind)
+        except ResourceNotFoundError:
+            return BucketState.full(bucket, now), None
+        blocked = row.get("blockedUntil")
+        return (BucketState(float(row["tokens"]), parse_time(row["updatedAt"]),
+                            parse_time(blocked) if blocked else None), row.metadata["etag"])
+
+    def _write(self, kind: str, state: BucketState, etag: str | None) -> bool:
+        entity = {"PartitionKey": self.PARTITION, "RowKey": kind, "tokens": float(state.tokens),
+                  "updatedAt": format_time(state.updated_at),
+                  "blockedUntil": format_time(state.blocked_until) if state.blocked_until else ""}
+        try:
+            if etag is None:
+                self.table.create_entity(entity)
+            else:
+                self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                         match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
 
 
 def _shared_partition(key: str) -> str:

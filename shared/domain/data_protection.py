@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from .errors import Conflict, ErrorCode, ValidationError
-from .models import StorageInfo
+from .models import StorageInfo, StorageState
 from .serialization import OMIT_IF_NONE
 
 # "The maximum number of share snapshots that Azure Files allows today is 200" (azure-docs
@@ -69,6 +69,10 @@ def purge_after(deleted_at: datetime, retention_days: int) -> datetime:
 
 def require_active(storage: StorageInfo, doing: str) -> None:
     """A deleted storage is kept only to be brought back: nothing else is done with it."""
+    if storage.state is StorageState.DELETING:
+        raise Conflict(f"Storage {storage.name} is being deleted: cannot {doing}.",
+                       try_hint="wait for the delete to end; a failed one leaves it Active again",
+                       code=ErrorCode.STORAGE_DELETED)
     if storage.deleted:
         when = f" until {storage.purge_after:%Y-%m-%d %H:%M} UTC" if storage.purge_after else ""
         raise Conflict(f"Storage {storage.name} is deleted (kept{when}): cannot {doing}.",

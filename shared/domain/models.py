@@ -47,6 +47,8 @@ class DetachMode(str, Enum):
 
 class StorageState(str, Enum):
     ACTIVE = "Active"
+    # A forced delete is detaching its VMs: no new attach starts. Active again if one fails.
+    DELETING = "Deleting"
     # Deleted by its owner and kept until `purge_after`: its VMs are detached and its endpoint is
     # gone, but the account, its share and its snapshots stay (locked) and an undelete brings it
     # back. The purge timer deletes it for good after the window.

@@ -188,17 +188,19 @@ SERVICE_DIR=.azlin-storage  # the service's own directory on the share; never a 
 share_lock_pid="" share_lock_flag=""
 
 # shellcheck disable=SC2317 # run through as_owner
-owner_hold_share_lock() {  # owner_hold_share_lock DIR WAIT PID FLAG: hold DIR/share.lock (waiting
-    # up to WAIT seconds) while PID runs and FLAG exists; prints "locked" once held, else who holds it
-    if [ -L "$1" ]; then echo "refused: $1 is a symbolic link"; return 2; fi
-    [ -d "$1" ] || mkdir -m 0700 -- "$1" 2>/dev/null || [ -d "$1" ] || { echo "refused: cannot create $1"; return 1; }
-    exec 8>>"$1/share.lock" || { echo "refused: cannot open $1/share.lock"; return 1; }
+owner_hold_share_lock() {  # owner_hold_share_lock DIR WAIT PID FLAG SAID: hold DIR/share.lock (waiting
+    # up to WAIT seconds) while PID runs and FLAG exists; writes "locked" to SAID once held (a file
+    # root made for it: no pipe can hold the word back), else why not
+    if [ -L "$1" ]; then echo "refused: $1 is a symbolic link" > "$5"; return 2; fi
+    [ -d "$1" ] || mkdir -m 0700 -- "$1" 2>/dev/null || [ -d "$1" ] \
+        || { echo "refused: cannot create $1" > "$5"; return 1; }
+    exec 8>>"$1/share.lock" || { echo "refused: cannot open $1/share.lock" > "$5"; return 1; }
     if ! flock -w "$2" 8; then
-        echo "busy: held by $(head -c 200 -- "$1/holder" 2>/dev/null || echo 'an unknown VM')"
+        echo "busy: held by $(head -c 200 -- "$1/holder" 2>/dev/null || echo 'an unknown VM')" > "$5"
         return 75
     fi
     printf '%s since %s\n' "$(hostname 2>/dev/null || echo a VM)" "$(date -u +%FT%TZ)" > "$1/holder"
-    echo locked
+    echo locked > "$5"
     while [ -d "/proc/$3" ] && [ -e "$4" ]; do sleep 0.2; done
 }
 
@@ -224,8 +226,8 @@ take_share_lock() {  # take_share_lock ROOT: lock the share mounted at ROOT for 
     [ "$wait" -gt 0 ] || { share_lock_problem="no time left in the budget to wait for the share's lock"; return 1; }
     mkdir -p /run/azlin
     share_lock_flag=/run/azlin/share-lock.$$ out=/run/azlin/share-lock-out.$$
-    : > "$share_lock_flag" && : > "$out" || return 1
-    as_owner owner_hold_share_lock "$dir" "$wait" "$$" "$share_lock_flag" > "$out" 2>&1 < /dev/null &
+    { : > "$share_lock_flag" && rm -f "$out" && : > "$out" && chown "$owner_uid" "$out"; } || return 1
+    as_owner owner_hold_share_lock "$dir" "$wait" "$$" "$share_lock_flag" "$out" > /dev/null 2>&1 < /dev/null &
     share_lock_pid=$!
     while :; do
         line=$(head -1 "$out")

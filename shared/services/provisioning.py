@@ -13,13 +13,28 @@ from dataclasses import replace
 from typing import Any
 
 from shared.domain import provisioning as p
-from shared.domain.commands import CreateStorage, DeleteStorage, PurgeStorage, ResizeStorage, UndeleteStorage
+from shared.domain.commands import (
+    CreateStorage,
+    DeleteStorage,
+    DetachVm,
+    PurgeStorage,
+    ResizeStorage,
+    UndeleteStorage,
+)
 from shared.domain.data_protection import DataProtection, SnapshotReason, purge_after, require_active
-from shared.domain.errors import Conflict, DomainError, ErrorCode, NotFound, PermissionDenied, ValidationError
+from shared.domain.errors import (
+    Conflict,
+    DomainError,
+    ErrorCode,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    WaitingForChildren,
+)
 from shared.domain.identity import Principal
-from shared.domain.models import Attachment, DetachMode, StorageAccess, StorageInfo, StorageState
+from shared.domain.models import StorageAccess, StorageInfo, StorageState
 from shared.domain.network_rules import guard_refusal
-from shared.domain.operations import storage_subject
+from shared.domain.operations import Operation, OperationStatus, storage_subject
 from shared.domain.private_dns import ZonePlan
 from shared.domain.requests import RequestDefaults
 from shared.domain.serialization import to_json
@@ -33,10 +48,9 @@ from shared.ports import (
     StorageRepository,
 )
 
+from .operations import OperationIntake
 from .private_dns import PrivateDnsPublisher
 from .worker import OperationContext
-
-Detacher = Callable[[Attachment, DetachMode, str, str | None, str], Mapping[str, Any]]
 
 
 class StorageProvisioner:
@@ -50,7 +64,7 @@ class StorageProvisioner:
         clock: Clock,
         defaults: RequestDefaults,
         dns: PrivateDnsPublisher,
-        detacher: Detacher,
+        intake: OperationIntake,
         protection: DataProtection | None = None,
         snapshot: Callable[[StorageInfo, SnapshotReason], object] | None = None,
     ) -> None:
@@ -58,7 +72,7 @@ class StorageProvisioner:
         self.snapshot = snapshot  # before a shrink (DataProtectionService.before)
         self.dns = dns
         self.operations = operations
-        self.detacher = detacher  # gives an attached VM its home back (MountService.detach_recorded)
+        self.intake = intake  # a forced delete queues a detach per attached VM
         self.access = access
         self.cloud = cloud
         self.storages = storages
@@ -297,9 +311,9 @@ class StorageProvisioner:
         recorded = self.storages.get(name)
         if recorded is not None and recorded.deleted:  # a repeat: it is kept already
             return _kept(recorded)
-        self._refuse_attached(command, context.operation.id, _creator(context.operation.requested_by),
-                             context.operation.nonce)
+        self._detach_all(command, context.operation)
         context.progress(steps[1], 1, total)
+        recorded = self.storages.get(name)
         days = self.protection.delete_retention_days
         if days and recorded is not None and recorded.vnet is None:  # a record from before networks were kept
             recorded = self._with_network(recorded)
@@ -382,10 +396,11 @@ class StorageProvisioner:
         self.storages.save(back)
         return {"storage": to_json(back), "changed": True}
 
-    def _refuse_attached(self, command: DeleteStorage, operation_id: str, creator: str | None,
-                         nonce: str = "") -> None:
-        """Attached VMs stop a delete, unless forced: then each is detached first, in the
-        command's mode (copy by default: no VM loses the files it had on the share)."""
+    def _detach_all(self, command: DeleteStorage, operation: Operation) -> None:
+        """Attached VMs stop a delete, unless forced: then each is detached first by a DetachVm
+        child operation, in the command's mode (copy by default: no VM loses the files it had on
+        the share), side by side through the queue. The storage says Deleting meanwhile, so no
+        new attach starts; if a VM could not be detached, it is Active again and the delete fails."""
         attachments = self.attachments.list_for_storage(command.name)
         if attachments and not command.force:
             attached = sorted(a.vm for a in attachments)
@@ -395,8 +410,31 @@ class StorageProvisioner:
                 code=ErrorCode.STORAGE_IN_USE,
                 try_hint="detach them first, or delete with force=true",
             )
+        if not attachments:
+            return
+        self._set_state(command.name, StorageState.DELETING)
         for attachment in attachments:
-            self.detacher(attachment, command.detach_mode, operation_id, creator, nonce)
+            key = attachment.vm_id or f"{attachment.resource_group}/{attachment.vm}"
+            self.intake.submit(DetachVm(attachment.vm, attachment.resource_group, command.detach_mode,
+                                        storage=command.name),
+                               f"delete:{operation.id}:{key}", requested_by=operation.requested_by,
+                               parent=operation.id)
+        if self.operations.children_running(operation.id):
+            raise WaitingForChildren(f"Detaching {len(attachments)} VM(s) first.", delay_seconds=30)
+        left = sorted(a.vm for a in self.attachments.list_for_storage(command.name))
+        if left:
+            self._set_state(command.name, StorageState.ACTIVE)
+            failed = [f"{c.target.removeprefix('vm/')}: {(c.error or {}).get('message')}"
+                      for c in self.operations.children(operation.id) if c.status is OperationStatus.FAILED]
+            raise Conflict(f"{len(left)} VM(s) could not be detached, so storage {command.name} stays.",
+                           causes=[f"still attached: {', '.join(left)}", *failed],
+                           code=ErrorCode.STORAGE_IN_USE,
+                           try_hint="fix the causes above, then delete with force=true again")
+
+    def _set_state(self, name: str, state: StorageState) -> None:
+        recorded = self.storages.get(name)
+        if recorded is not None and recorded.state is not state and not recorded.deleted:
+            self.storages.save(replace(recorded, state=state))
 
 
 def _kept(storage: StorageInfo) -> dict[str, Any]:

@@ -120,8 +120,7 @@ class ReconcileService:
             context.progress(RUN_STEPS[0], 0, len(RUN_STEPS))
             due = due_for_check(self.attachments.list_all(), operation.created_at, self.interval,
                                 self.period(operation.created_at))
-            for attachment in due:
-                self._queue_check(attachment, command, operation)
+            self.fan_out(command, operation, due)
             context.progress(RUN_STEPS[1], 1, len(RUN_STEPS))
         if self.operations.children_running(operation.id):
             look = min(max(0, operation.attempts - 1), len(CHILD_LOOK_SECONDS) - 1)
@@ -129,10 +128,14 @@ class ReconcileService:
                                      delay_seconds=CHILD_LOOK_SECONDS[look])
         return self._report(command, context)
 
-    def _queue_check(self, attachment: Attachment, command: Reconcile, operation: Operation) -> None:
-        child = ReconcileVm(attachment.vm, attachment.resource_group, attachment.vm_id, command.run)
-        key = f"reconcile:{command.run}:{attachment.vm_id or attachment.resource_group + '/' + attachment.vm}"
-        self.intake.submit(child, key, requested_by=TIMER, storage=attachment.storage, parent=operation.id)
+    def fan_out(self, command: Reconcile, parent: Operation, attachments: list[Attachment]) -> None:
+        """Queue a check per attachment, each once per run whoever queues it: a delivery that
+        died midway and the one after it queue the same children, never a second of any."""
+        for attachment in attachments:
+            child = ReconcileVm(attachment.vm, attachment.resource_group, attachment.vm_id, command.run)
+            vm = attachment.vm_id or f"{attachment.resource_group}/{attachment.vm}"
+            key = f"reconcile:{command.run}:{vm}"
+            self.intake.submit(child, key, requested_by=TIMER, storage=attachment.storage, parent=parent.id)
 
     def _report(self, command: Reconcile, context: OperationContext) -> dict[str, Any]:
         children = self.operations.children(context.operation.id)

@@ -13,6 +13,8 @@ keeps the locks, and end it Succeeded or Failed.
   delays, again without spending deliveries, until the `Patience` deadline; then it ends Failed.
 - A parent whose children still run (`WaitingForChildren`) is looked at again after the delay it
   names, its locks released meanwhile; it has no deadline: each child ends by its own rules.
+- Throttling with a Retry-After (Azure's 429, or the app's own call budget) sends the message again
+  after it, again without spending a delivery: a fleet slows down instead of failing.
 - Any other `TransientError`, or an unexpected exception, is recorded as `lastError` and
   re-raised, so the host delivers the message again; after the last delivery the poison handler
   (`give_up`) ends it Failed with the reason, unless a live delivery of it is still running.
@@ -54,6 +56,7 @@ Handler = Callable[[Command, "OperationContext"], Mapping[str, Any] | None]
 # more than MAX_DEFER_SECONDS apart. Each look costs a queue message and a few table reads.
 MIN_DEFER_SECONDS = 1
 MAX_DEFER_SECONDS = 10
+MAX_THROTTLED_SECONDS = 300  # a throttled call is tried again after its Retry-After, at most this
 
 
 class OperationContext:
@@ -169,6 +172,10 @@ class OperationWorker:
             self.queue.send(context.operation.id, delay_seconds=err.delay_seconds)
         except TransientError as err:
             self._note_retry(context.operation, err)
+            if err.code is ErrorCode.THROTTLED and err.retry_after:  # told when: no delivery spent
+                delay = min(err.retry_after, MAX_THROTTLED_SECONDS)
+                self.queue.send(context.operation.id, delay_seconds=delay)
+                return
             raise
         except Exception as err:
             context.log.exception("failed unexpectedly; the queue will retry")

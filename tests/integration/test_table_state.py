@@ -47,6 +47,32 @@ class TestOperations:
         again = app.operations.add(replace(op, target="storage/other"))
         assert again.target == "storage/x"
 
+    def test_a_parent_sees_its_children_end_even_when_one_is_submitted_again(
+        self, app: Container, clock: FakeClock
+    ) -> None:
+        parent = app.operations.add(Operation.new(OperationKind.RECONCILE, "reconcile/x", {"run": "x"}, clock.now()))
+        children = [app.operations.add(Operation.new(OperationKind.RECONCILE_VM, f"vm/rg/vm{n}", {}, clock.now(),
+                                                     parent=parent.id)) for n in range(3)]
+        assert app.operations.children_running(parent.id)
+        for child in children:
+            app.operations.save(child.start(clock.now()).succeed({}, clock.now()))
+        assert not app.operations.children_running(parent.id)
+        app.operations.add(replace(children[0], etag=None))  # a redelivered parent submits it again
+        assert not app.operations.children_running(parent.id)
+        assert sorted(c.id for c in app.operations.children(parent.id)) == sorted(c.id for c in children)
+
+    def test_the_stall_sweep_reads_only_operations_never_started(self, app: Container, clock: FakeClock) -> None:
+        waiting = app.operations.add(Operation.new(OperationKind.VERIFY_VM, "vm/rg/a", {}, clock.now()))
+        started = app.operations.add(Operation.new(OperationKind.VERIFY_VM, "vm/rg/b", {}, clock.now()))
+        app.operations.save(started.start(clock.now()))
+        clock.advance(600)
+        fresh = app.operations.add(Operation.new(OperationKind.VERIFY_VM, "vm/rg/c", {}, clock.now()))
+        stalled = {o.id for o in app.operations.list_stalled(clock.now() - timedelta(minutes=5))}
+        assert waiting.id in stalled and started.id not in stalled and fresh.id not in stalled
+        index = app.state.table("OperationIndex")
+        left = {row["operationId"] for row in index.query_entities("PartitionKey eq 'pending'")}
+        assert started.id not in left and {waiting.id, fresh.id} <= left  # the started one's row is gone
+
     def test_unknown_id_is_none(self, app: Container) -> None:
         assert app.operations.get("6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11") is None
 
