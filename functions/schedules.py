@@ -66,3 +66,10 @@ def purge_deleted_storage(timer: func.TimerRequest) -> None:
     """Deleted storage whose DELETE_RETENTION_DAYS are over is deleted for good (an operation each)."""
     queued = core.bootstrap.container().data_protection.purge_due()
     log.info("purge: %d deleted storage(s) past their window queued", len(queued))
+
+
+@bp.schedule(arg_name="timer", schedule=timer_schedule(os.environ, "RETENTION_SCHEDULE"),
+             run_on_startup=False, use_monitor=True)
+def remove_old_records(timer: func.TimerRequest) -> None:
+    """Ended operations, idempotency keys, handled events and digests past RETENTION_DAYS go."""
+    core.bootstrap.container().retention.run()

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from .services.mounting import MountService
     from .services.private_dns import PrivateDnsPublisher
     from .services.reconcile import ReconcileService
+    from .services.retention import RetentionService
 
 
 
@@ -166,6 +167,14 @@ class Container:
         from .adapters.arm import ArmClients
 
         return ArmClients(self.settings, budget=self.call_budget, **self._arm_options)
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        from .adapters.tables import TableRetention
+        from .services.retention import RetentionService
+
+        return RetentionService(TableRetention(self.state, self.operations, self.clock), self.clock,
+                                self.settings.retention_days)
 
     @cached_property
     def call_budget(self) -> TableCallBudget:

@@ -189,6 +189,12 @@ class PendingAdmissions(Protocol):
     def remove(self, storage: str, addresses: set[str]) -> None: ...
 
 
+class Retention(Protocol):
+    def sweep(self, before: datetime, limit: int) -> dict[str, int]:
+        """Remove records made before `before` (at most `limit`); how many of each kind went."""
+        ...
+
+
 class CallBudget(Protocol):
     """Token buckets for kinds of Resource Manager calls, shared by every instance of the app."""
 

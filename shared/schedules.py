@@ -14,6 +14,7 @@ DEFAULTS = {
     "COST_DIGEST_SCHEDULE": "0 0 7 * * *",  # daily at 07:00 UTC
     "SNAPSHOT_SCHEDULE": "0 0 2 * * *",  # daily at 02:00 UTC
     "PURGE_SCHEDULE": "0 35 * * * *",  # hourly, at minute 35
+    "RETENTION_SCHEDULE": "0 20 3 * * *",  # daily at 03:20 UTC
 }
 
 

@@ -94,6 +94,7 @@ class Settings:
     # (shared/adapters/arm_budget.py); docs/scale.md says where the defaults come from.
     # Compute refills 500 writes and 8,000 reads a minute per subscription and region
     # (compute-throttling-limits.md); the app keeps to 80% and 75%, leaving the rest to others.
+    retention_days: int = 30  # ended operations, idempotency keys, handled events, digests
     run_command_writes_per_minute: int = 400
     run_command_reads_per_minute: int = 6000
     reconcile_schedule: str = DEFAULTS["RECONCILE_SCHEDULE"]
@@ -129,6 +130,7 @@ class Settings:
             auto_heal=reader.flag("AUTO_HEAL", True),
             reconcile_interval_minutes=reader.whole("RECONCILE_INTERVAL", 60, 0, 7 * 24 * 60),
             reconcile_schedule=timer_schedule(env, "RECONCILE_SCHEDULE"),
+            retention_days=reader.whole("RETENTION_DAYS", 30, 1, 3650),
             run_command_writes_per_minute=reader.whole("RUN_COMMAND_WRITES_PER_MINUTE", 400, 1, 10_000),
             run_command_reads_per_minute=reader.whole("RUN_COMMAND_READS_PER_MINUTE", 6000, 1, 100_000),
             private_dns_zone_id=reader.optional("PRIVATE_DNS_ZONE_ID", v.private_dns_zone_id),

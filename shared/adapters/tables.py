@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -154,6 +155,7 @@ class TableOperationRepository(_TableRecords):
         try:
             entity = encode(operation, operation.id, self.ROW, nonce=operation.nonce or None)
             meta = self.table.create_entity(entity)
+            _expires(self.state, operation.created_at, "op", operation.id)
         except ResourceExistsError:
             existing = self.get(operation.id)
             assert existing is not None
@@ -246,6 +248,22 @@ class TableOperationRepository(_TableRecords):
     def forget_about(self, subject: str) -> None:
         _forget(self.state.table(self.INDEX), subject)
 
+    @translated(DEPENDENCY)
+    def remove(self, operation: Operation) -> None:
+        """An ended operation goes, with every index row naming it (retention)."""
+        index = self.state.table(self.INDEX)
+        rows = [(subject, _newest_first(operation.created_at, operation.id))
+                for subject in operation_subjects(operation)]
+        rows.append((self.PENDING, _oldest_first(operation)))
+        if operation.parent:
+            rows.append((f"children|{operation.parent}", operation.id))
+        for partition, row in rows:
+            with contextlib.suppress(ResourceNotFoundError):
+                index.delete_entity(partition, row)
+        _forget(index, f"children|{operation.id}")
+        with contextlib.suppress(ResourceNotFoundError):
+            self.table.delete_entity(operation.id, self.ROW)
+
 
 @translated(DEPENDENCY)
 def _forget(index: TableClient, subject: str) -> None:
@@ -258,6 +276,76 @@ def _forget(index: TableClient, subject: str) -> None:
             batch = []
     if batch:
         index.submit_transaction(batch)
+
+
+EXPIRY_TABLE = "Expiry"
+
+
+def _expires(state: TableState, created_at: datetime, kind: str, key: str) -> None:
+    """Note a record for retention, under the day it was made: the sweep reads old days only."""
+    row = {"PartitionKey": f"{created_at:%Y%m%d}", "RowKey": f"{kind}|{key}"}
+    state.table(EXPIRY_TABLE).upsert_entity(row)
+
+
+class TableRetention:
+    """Removes what is older than the window: ended operations (with their index rows),
+    idempotency keys, handled events (each noted in the Expiry table under the day it was made),
+    and digests (their row keys sort by date). Reads only the days before the window, and at most
+    `limit` records a run; an operation still running is noted again under today."""
+
+    name = "retention"
+
+    def __init__(self, state: TableState, operations: TableOperationRepository, clock: Clock) -> None:
+        self.state = state
+        self.operations = operations
+        self.clock = clock
+
+    @translated(DEPENDENCY)
+    def sweep(self, before: datetime, limit: int) -> dict[str, int]:
+        expiry = self.state.table(EXPIRY_TABLE)
+        removed: Counter[str] = Counter()
+        rows = expiry.query_entities("PartitionKey lt @day", parameters={"day": f"{before:%Y%m%d}"},
+                                     results_per_page=min(limit, 1000))
+        for row in rows:
+            if sum(removed.values()) >= limit:
+                break
+            kind, _, key = str(row["RowKey"]).partition("|")
+            removed[self._remove(kind, key)] += 1
+            expiry.delete_entity(row["PartitionKey"], row["RowKey"])
+        removed["digest"] += self._old_digests(before, limit)
+        removed.pop("kept", None)
+        return dict(removed)
+
+    def _remove(self, kind: str, key: str) -> str:
+        if kind == "op":
+            operation = self.operations.get(key)
+            if operation is not None and not operation.is_terminal:
+                _expires(self.state, self.clock.now(), "op", key)  # looked at again a window later
+                return "kept"
+            if operation is not None:
+                self.operations.remove(operation)
+            return "operation"
+        table = {"key": TableIdempotencyStore.TABLE, "event": TableHandledEvents.TABLE}.get(kind)
+        if table is not None:
+            partition, _, row = key.partition("|")
+            with contextlib.suppress(ResourceNotFoundError):
+                self.state.table(table).delete_entity(partition, row)
+            return {"key": "idempotencyKey", "event": "handledEvent"}[kind]
+        return "kept"
+
+    def _old_digests(self, before: datetime, limit: int) -> int:
+        digests = self.state.table(TableDigestRepository.TABLE)
+        old = digests.query_entities("PartitionKey eq @p and RowKey gt @row",
+                                     parameters={"p": TableDigestRepository.PARTITION,
+                                                 "row": _digest_row(f"{before:%Y-%m-%d}")},
+                                     select=["PartitionKey", "RowKey"], results_per_page=min(limit, 1000))
+        count = 0
+        for entity in old:
+            if count >= limit:
+                break
+            digests.delete_entity(entity["PartitionKey"], entity["RowKey"])
+            count += 1
+        return count
 
 
 def _oldest_first(operation: Operation) -> str:
@@ -279,7 +367,9 @@ class TableIdempotencyStore(_TableRecords):
                   "operationId": record.operation_id, "createdAt": format_time(record.created_at),
                   "queued": record.queued}
         try:
-            return replace(record, etag=self.table.create_entity(entity)["etag"])
+            claimed = replace(record, etag=self.table.create_entity(entity)["etag"])
+            _expires(self.state, record.created_at, "key", f"{partition}|{row}")
+            return claimed
         except ResourceExistsError:
             pass
         held = self.table.get_entity(partition, row)
@@ -556,6 +646,7 @@ class TableHandledEvents(_TableRecords):
     def remember(self, event_id: str, at: datetime) -> None:
         partition, row = _key_row(event_id)  # ids are the sender's text: hashed
         self.table.upsert_entity({"PartitionKey": partition, "RowKey": row, "handledAt": format_time(at)})
+        _expires(self.state, at, "event", f"{partition}|{row}")
 
 
 class TablePriceCache(_TableRecords):

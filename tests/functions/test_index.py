@@ -42,7 +42,8 @@ def test_the_host_asks_no_function_key_the_app_asks_for_a_token(functions: Funct
 def test_queue_timer_and_event_grid_triggers(functions: FunctionIndex) -> None:
     assert set(functions.queue_triggers) == {"operations", "operations-poison"}
     assert set(functions.timers) == {"requeue_stalled_operations", "reconcile_attachments", "refresh_costs",
-                                     "send_cost_digest", "snapshot_shares", "purge_deleted_storage"}
+                                     "send_cost_digest", "snapshot_shares", "purge_deleted_storage",
+                                     "remove_old_records"}
     assert functions.timers["reconcile_attachments"][0].schedule == "0 */15 * * * *"
     assert functions.timers["snapshot_shares"][0].schedule == "0 0 2 * * *"
     assert set(functions.event_grid) == {"on_resource_event"}
