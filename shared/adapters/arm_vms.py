@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 FINISHED = {"Succeeded", "Failed", "TimedOut", "Canceled"}
 POLL_SECONDS = 2
+# A run still going after 30 s is read every 5 s: Azure refreshes its output about every 15 s, and
+# each read spends the subscription's Compute reads (docs/scale.md).
+LONG_RUN_SECONDS, LONG_POLL_SECONDS = 30, 5
 MAX_RUN_COMMANDS = 25  # per VM (azure-compute-docs run-command-overview.md)
 LEFTOVER_AGE = timedelta(hours=1)
 
@@ -183,8 +186,9 @@ class ArmVmCloud:
                     ) from error
 
     def _await(self, vm: VmFacts, name: str, timeout_seconds: int) -> ScriptRun:
-        deadline = time.monotonic() + timeout_seconds + 60
-        seen, changed_at, pause = "", time.monotonic(), 0.2
+        started = time.monotonic()
+        deadline = started + timeout_seconds + 60
+        seen, changed_at, pause = "", started, 0.2
         while True:
             run = self._read(vm, name)
             if run is None:
@@ -197,7 +201,7 @@ class ArmVmCloud:
             if now - changed_at > self.stall_seconds or now > deadline:
                 return replace(run, stalled=True)
             time.sleep(pause)
-            pause = min(pause * 2, POLL_SECONDS)  # a run's reads back off to every 2 s
+            pause = min(pause * 2, POLL_SECONDS if now - started < LONG_RUN_SECONDS else LONG_POLL_SECONDS)
 
     def sweep(self, vm: VmFacts) -> int:
         """Delete the service's run commands (`azlin-*`) that ended, or started, over an hour ago:
