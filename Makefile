@@ -29,9 +29,10 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-# pytest exits 5 when it collects nothing; make treats that as the failure it is.
+# pytest exits 5 when it collects nothing; make treats that as the failure it is. Two workers
+# (pytest-xdist), each with its own Azurite, emulator and sandbox VMs; a file's tests stay on one.
 test: lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 unit: setup
 	$(PY) -m pytest tests/unit

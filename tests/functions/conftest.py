@@ -3,6 +3,7 @@ Azurite, the worker, and Resource Manager played by the local emulator (with san
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +44,16 @@ class Stack:
                 break
         self.poison.drain()
         operation: dict[str, Any] = self.api.get("/api" + answer.headers["Location"].split("/api", 1)[1]).json()
+        return operation
+
+    def settle(self, operation: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        """Run the queue until the operation ends, waiting for messages sent with a delay (a
+        throttled operation comes back after its Retry-After)."""
+        deadline = time.monotonic() + timeout
+        while operation["status"] not in ("Succeeded", "Failed") and time.monotonic() < deadline:
+            time.sleep(0.25)
+            self.run_queued()
+            operation = self.api.get(f"/api/operations/{operation['id']}").json()
         return operation
 
     def run_queued(self) -> None:

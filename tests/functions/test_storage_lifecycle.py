@@ -173,7 +173,7 @@ def test_the_same_create_again_writes_nothing(stack: Stack) -> None:
 def test_a_failing_step_is_retried_and_converges(stack: Stack, step: str, status: int, code: str) -> None:
     stack.azure.emulator.faults.add("PUT", step, status=status, code=code, retry_after=1, count=2)
     name = unique()
-    operation = stack.create(name)
+    operation = stack.settle(stack.create(name))  # a 429 sends it back after its Retry-After
     assert operation["status"] == "Succeeded", operation
     assert operation["attempts"] == 3
     assert len(stack.writes()) == 9  # each resource written once, whatever failed on the way

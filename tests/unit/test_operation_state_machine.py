@@ -107,7 +107,7 @@ def test_waiting_for_a_vm_agent_backs_off_until_the_deadline() -> None:
     from shared.domain.operations import Patience
 
     patience = Patience()
-    assert [patience.delay(attempt) for attempt in range(1, 8)] == [15, 30, 60, 120, 240, 240, 240]
+    assert [patience.delay(attempt) for attempt in range(1, 9)] == [5, 10, 20, 40, 80, 160, 240, 240]
     assert patience.delay(10_000) == 240
     created = datetime(2026, 1, 1, tzinfo=UTC)
     operation = Operation.new(OperationKind.ATTACH_VM, "vm/rg/vm1", {}, created)
