@@ -126,7 +126,7 @@ def test_options_come_from_host_json() -> None:
     with open("host.json") as file:
         options = QueueOptions.from_host_json(json.load(file))
     assert options == QueueOptions(message_encoding="base64", max_dequeue_count=5, visibility_timeout=30,
-                                   max_polling_interval=2, batch_size=8, new_batch_threshold=4)
+                                   max_polling_interval=1, batch_size=8, new_batch_threshold=4)
     defaults = QueueOptions.from_host_json({})
     assert (defaults.max_dequeue_count, defaults.visibility_timeout, defaults.batch_size) == (5, 0, 16)
     assert defaults.max_polling_interval == 2  # the host's local default; 1 minute in Azure
