@@ -51,7 +51,7 @@ def test_queue_timer_and_event_grid_triggers(functions: FunctionIndex) -> None:
 
 def test_function_names_are_unique_and_bindings_use_the_app_storage_setting() -> None:
     index = FunctionIndex(function_app.app)
-    assert len(index.names) == len(index.http_routes) + 2 + 6 + 1
+    assert len(index.names) == len(index.http_routes) + 2 + 7 + 1  # routes, queues, timers, Event Grid
     function_app.app.functions_bindings = None
     for function in function_app.app.get_functions():
         for binding in json.loads(function.get_function_json())["bindings"]:
