@@ -33,6 +33,7 @@ from local.control import Control
 from local.demo import Demo, DemoFailed, _running_stack
 from local.rest import ArmRequestError
 from shared import bootstrap
+from shared.settings import Settings
 
 HOME = "/home/azureuser"
 
@@ -80,7 +81,7 @@ def main(count: int, reconcile: bool) -> int:
         demo = Demo(settings)
         status = measure(demo, control, count, log_file)
         if reconcile and status == 0:
-            status = measure_reconcile(control, count + 1)
+            status = measure_reconcile(control, settings, count + 1)
         return status
     finally:
         if parts is not None:
@@ -145,10 +146,10 @@ def measure(demo: Demo, control: Control, count: int, log_file: Path) -> int:
     return 0 if not failed and not missing and len(publishers) == 1 else 1
 
 
-def measure_reconcile(control: Control, attached: int) -> int:
+def measure_reconcile(control: Control, settings: dict[str, str], attached: int) -> int:
     """One reconcile run over every attached VM, through its child operations: what the timer
     does (the same call, on the stack this process started)."""
-    app = bootstrap.container()
+    app = bootstrap.Container(Settings.from_environ(settings))  # the host's tables, from this process
     control.call("DELETE", "requests")
     began = time.monotonic()
     run = app.reconcile.start()

@@ -17,15 +17,16 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from local import identities
+from local import identities, processes
 from local.azurite import Azurite
 from local.emulator import Config, LocalAzure
-from local.host import FunctionsHost
 from local.inbox import Inbox
 from local.prices import RetailPricesStandIn
 from local.rest import ArmRest
@@ -97,7 +98,7 @@ def start(port: int, *, serve_app: bool = True, emulator_port: int = 0) -> tuple
         write_settings(settings)
         os.environ.update(settings)
         if serve_app:
-            parts.callback(_serve(port).stop)
+            parts.callback(_serve(port, settings).stop)
         return parts.pop_all(), settings
     raise AssertionError("unreachable")
 
@@ -129,14 +130,38 @@ def _create_playground(rest: ArmRest) -> None:
     )
 
 
-def _serve(port: int) -> FunctionsHost:
-    # Imported only when serving: `python -m local vm ...` has no use for the app.
-    import function_app  # noqa: PLC0415
+class HostProcess:
+    """The Functions host in a process of its own (`python -m local.host`), as `func start` runs
+    the app apart from Azure: the app's workers and the emulator do not share one interpreter."""
 
-    host_json = json.loads((ROOT / "host.json").read_text())
-    host = FunctionsHost(function_app.app, port=port, host_config=host_json)
-    host.start()
-    return host
+    def __init__(self, port: int, settings: dict[str, str]) -> None:
+        env = {**os.environ, **settings, "PYTHONUNBUFFERED": "1"}
+        self.process = processes.spawn([sys.executable, "-m", "local.host", "--port", str(port)],
+                                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=None)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().decode(errors="replace")  # its one ready line
+        if "listening on" not in line:
+            self.stop()
+            raise SystemExit(f"the Functions host did not start: {line.strip() or 'it exited'}")
+        threading.Thread(target=self._forward, name="host-output", daemon=True).start()
+
+    def _forward(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            sys.stdout.write(line.decode(errors="replace"))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _serve(port: int, settings: dict[str, str]) -> HostProcess:
+    return HostProcess(port, settings)
 
 
 def write_settings(settings: dict[str, str]) -> None:

@@ -24,6 +24,7 @@ DEFAULT_PORT = 7071  # as Core Tools
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every request at INFO
     host = FunctionsHost(_load_app(args.app), port=args.port, host_config=_read_host_json(args.host_json))
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
