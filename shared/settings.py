@@ -92,11 +92,12 @@ class Settings:
     reconcile_interval_minutes: int = 60
     # The app's budget of Run Command calls to Resource Manager, shared by its instances
     # (shared/adapters/arm_budget.py); docs/scale.md says where the defaults come from.
-    # Compute refills 500 writes and 8,000 reads a minute per subscription and region
-    # (compute-throttling-limits.md); the app keeps to 80% and 75%, leaving the rest to others.
+    # Compute refills 500 Run Command writes a minute per subscription and region
+    # (compute-throttling-limits.md), and Resource Manager 1,500 reads a minute per principal
+    # (request-limits-and-throttling.md): the app keeps to 80% of each, leaving room to the rest.
     retention_days: int = 30  # ended operations, idempotency keys, handled events, digests
     run_command_writes_per_minute: int = 400
-    run_command_reads_per_minute: int = 6000
+    run_command_reads_per_minute: int = 1200
     reconcile_schedule: str = DEFAULTS["RECONCILE_SCHEDULE"]
     # The privatelink.file.core.windows.net zone every storage's name is published in (a hub's
     # central zone); None: the zone linked to the endpoint's VNet, else one of the service's own.
@@ -132,7 +133,7 @@ class Settings:
             reconcile_schedule=timer_schedule(env, "RECONCILE_SCHEDULE"),
             retention_days=reader.whole("RETENTION_DAYS", 30, 1, 3650),
             run_command_writes_per_minute=reader.whole("RUN_COMMAND_WRITES_PER_MINUTE", 400, 1, 10_000),
-            run_command_reads_per_minute=reader.whole("RUN_COMMAND_READS_PER_MINUTE", 6000, 1, 100_000),
+            run_command_reads_per_minute=reader.whole("RUN_COMMAND_READS_PER_MINUTE", 1200, 1, 100_000),
             private_dns_zone_id=reader.optional("PRIVATE_DNS_ZONE_ID", v.private_dns_zone_id),
             identity=reader.identity(),
             protection=DataProtection(
