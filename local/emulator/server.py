@@ -28,6 +28,7 @@ MAX_BODY = 4 * 1024 * 1024
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # as Resource Manager, many clients at once (the default backlog is 5)
     emulator: Emulator
 
 

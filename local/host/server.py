@@ -55,6 +55,7 @@ class Reply:
 
 class HostServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # a fleet's requests at once are queued, not reset (the default is 5)
 
     def __init__(self, port: int, index: FunctionIndex,
                  run_later: Callable[[Callable[[], None]], None]) -> None:
