@@ -308,7 +308,7 @@ class MountService:
     def detach_recorded(self, attachment: Attachment, mode: DetachMode, operation_id: str,
                         creator: str | None = None, nonce: str = "") -> dict[str, Any]:
         """Give a recorded VM its home back (on a VM that no longer exists there is nothing to
-        move), then forget the attachment. Also used by a forced storage delete."""
+        move), then forget the attachment."""
         vm = self.vms.get_vm(attachment.resource_group, attachment.vm)
         result: dict[str, Any] | None = None
         if vm is not None and vm.vm_id == attachment.vm_id:
