@@ -21,6 +21,7 @@ from .http import (
     page_response,
     query,
     read_json,
+    resource_json,
     route,
     to_json,
 )
@@ -54,7 +55,7 @@ def list_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
 @authenticated
 def get_storage(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     ref = core.requests.storage_ref(route(req, "name"), query(req))
-    return json_response(to_json(core.bootstrap.container().storage.get(caller, ref)))
+    return json_response(resource_json(req, core.bootstrap.container().storage.get_or_creating(caller, ref)))
 
 
 @bp.route(route="storage/{name}", methods=["PATCH"])
@@ -159,7 +160,7 @@ def get_attachment(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     if core.requests.optional_flag(query(req), "verify"):  # the last check, and a new one queued
         attachment, submission = app.attachment.verifying(caller, ref)
         return json_response({**to_json(attachment), "verifying": operation_link(req, submission)})
-    return json_response(to_json(app.attachment.get(caller, ref)))
+    return json_response(resource_json(req, app.attachment.get_or_attaching(caller, ref)))
 
 
 @bp.route(route="vms/{vm}/attachment/verify", methods=["POST"])
@@ -212,15 +213,17 @@ def get_operation(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
 def list_operations(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     app = core.bootstrap.container()
     wanted = core.requests.operations_query(query(req), app.settings.defaults)
-    reads = app.operation_reads
+    reads, only = app.operation_reads, wanted.only
+    filters = {name: value for name, value in query(req).items() if name in ("status", "kind")}
     if wanted.vm is not None:
         vm = wanted.vm
-        page = reads.about_vm(caller, vm.resource_group, vm.vm, wanted.page_size, wanted.continuation)
-        filters = {"vm": wanted.vm.vm, "resourceGroup": wanted.vm.resource_group}
+        page = reads.about_vm(caller, vm.resource_group, vm.vm, wanted.page_size, wanted.continuation, only)
+        filters |= {"vm": vm.vm, "resourceGroup": vm.resource_group}
+    elif wanted.storage is not None:
+        page = reads.about_storage(caller, wanted.storage, wanted.page_size, wanted.continuation, only)
+        filters |= {"storage": wanted.storage}
     else:
-        assert wanted.storage is not None
-        page = reads.about_storage(caller, wanted.storage, wanted.page_size, wanted.continuation)
-        filters = {"storage": wanted.storage}
+        page = reads.asked_by(caller, wanted.page_size, wanted.continuation, only)
     return page_response(req, "/api/operations", page, filters, wanted.page_size)
 
 

@@ -17,6 +17,7 @@ _MODULES = {
     "errors": "shared.domain.errors",
     "events": "shared.domain.events",
     "openapi": "functions.openapi",
+    "operations": "shared.domain.operations",
     "requests": "shared.domain.requests",
     "serialization": "shared.domain.serialization",
     "validation": "shared.domain.validation",
@@ -25,10 +26,11 @@ _MODULES = {
 if TYPE_CHECKING:
     from functions import openapi
     from shared import bootstrap
-    from shared.domain import digests, errors, events, requests, serialization, validation
+    from shared.domain import digests, errors, events, operations, requests, serialization, validation
 
     __all__ = [
-        "bootstrap", "digests", "errors", "events", "openapi", "requests", "serialization", "validation"
+        "bootstrap", "digests", "errors", "events", "openapi", "operations", "requests", "serialization",
+        "validation",
     ]
 else:
 

@@ -19,6 +19,7 @@ from . import core
 if TYPE_CHECKING:
     from shared.domain.errors import ServiceError
     from shared.domain.identity import Caller
+    from shared.domain.operations import Operation
     from shared.ports import Page
     from shared.services.operations import Submission
 
@@ -125,9 +126,19 @@ def accepted(req: func.HttpRequest, submission: Submission) -> func.HttpResponse
 
 def operation_link(req: func.HttpRequest, submission: Submission) -> dict[str, str]:
     """Where a queued operation is polled, for answers that are not the operation itself."""
-    operation = submission.operation
+    return link(req, submission.operation)
+
+
+def link(req: func.HttpRequest, operation: Operation) -> dict[str, str]:
     return {"operationId": operation.id, "status": operation.status.value,
             "location": absolute(req, f"/api/operations/{operation.id}")}
+
+
+def resource_json(req: func.HttpRequest, resource: object) -> Any:
+    """A resource as JSON; one an operation is still making says so (`state`) and links it."""
+    if isinstance(resource, core.operations.InFlight):
+        return {**resource.subject, "state": resource.state, "operation": link(req, resource.operation)}
+    return to_json(resource)
 
 
 def absolute(req: func.HttpRequest, path: str, query: Mapping[str, str] | None = None) -> str:

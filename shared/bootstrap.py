@@ -299,7 +299,7 @@ class Container:
     def storage(self) -> StorageService:
         return StorageService(self.storages, self.attachments, self.intake, self.access,
                               self.settings.defaults, self.clock, cloud=lambda: self.cloud,
-                              price=self.costs.price_of)
+                              reads=self.operation_reads, price=self.costs.price_of)
 
     @cached_property
     def data_protection(self) -> DataProtectionService:
@@ -315,7 +315,8 @@ class Container:
 
     @cached_property
     def attachment(self) -> AttachmentService:
-        return AttachmentService(self.attachments, self.storage, self.intake, self.access)
+        return AttachmentService(self.attachments, self.storage, self.intake, self.access,
+                                 self.operation_reads)
 
     @cached_property
     def default_storage(self) -> DefaultStorageService:

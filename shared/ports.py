@@ -20,7 +20,7 @@ from .domain.identity import Caller
 from .domain.models import Attachment, DefaultStorage, StorageAccess, StorageInfo
 from .domain.mounting import ScriptRun, VmFacts, VmSummary
 from .domain.network_rules import EndpointPlace, SecurityRule, SubnetFacts
-from .domain.operations import Operation
+from .domain.operations import ANY_OPERATION, Operation, OperationFilter
 from .domain.private_dns import DnsRecord, DnsZone, EndpointDns, VnetDns
 from .domain.provisioning import AccountSpec, CloudAccount, CloudShare, Network
 from .domain.rbac import Access
@@ -77,8 +77,10 @@ class OperationRepository(Protocol):
     def children(self, parent: str) -> list[Operation]:
         """Every child operation of `parent`."""
 
-    def list_about(self, subject: str, page_size: int, continuation: str | None) -> Page[Operation]:
-        """Operations about `subject` (`operation_subjects`: a storage, or a VM), newest first."""
+    def list_about(self, subject: str, page_size: int, continuation: str | None,
+                   only: OperationFilter = ANY_OPERATION) -> Page[Operation]:
+        """Operations about `subject` (`operation_subjects`: a storage, a VM, who asked) that
+        `only` matches, newest first."""
 
     def forget_about(self, subject: str) -> None:
         """Stop listing operations under `subject` (a deleted storage: the next storage of that

@@ -40,7 +40,13 @@ from shared.domain.digests import CostDigest, Delivery, UnattachedVm
 from shared.domain.errors import ConcurrentUpdate, LeaseLost, ResourceBusy, ValidationError
 from shared.domain.events import Asked
 from shared.domain.models import Attachment, DefaultStorage, StorageAccess, StorageInfo, attached_elsewhere
-from shared.domain.operations import Operation, OperationStatus, operation_subjects
+from shared.domain.operations import (
+    ANY_OPERATION,
+    Operation,
+    OperationFilter,
+    OperationStatus,
+    operation_subjects,
+)
 from shared.domain.serialization import format_time, from_json, parse_time, to_json
 from shared.ports import Clock, IdempotencyRecord, Lease, Page
 from shared.settings import StorageConnection
@@ -230,20 +236,29 @@ class TableOperationRepository(_TableRecords):
         found = [self.get(row["operationId"]) for row in rows]
         return [o for o in found if o is not None]
 
+    # A filtered listing reads at most this many index rows per page; a page may then hold fewer
+    # than asked, with a nextLink to read on (as OData allows: follow nextLink until it is absent).
+    MAX_ROWS_PER_PAGE = 500
+
     @translated(DEPENDENCY)
-    def list_about(self, subject: str, page_size: int, continuation: str | None) -> Page[Operation]:
-        pages = self.state.table(self.INDEX).query_entities(
-            "PartitionKey eq @p", parameters={"p": subject}, results_per_page=page_size)
-        pager = pages.by_page(continuation_token=_decode_token(continuation))  # type: ignore[arg-type]
-        try:
-            rows = list(next(pager, []))
-        except HttpResponseError as err:
-            if continuation is None or err.status_code != 400:
-                raise
-            raise _forged_token() from err
-        found = [self.get(row["operationId"]) for row in rows]
-        return Page([o for o in found if o is not None],
-                    _encode_token(pager.continuation_token))  # type: ignore[attr-defined]
+    def list_about(self, subject: str, page_size: int, continuation: str | None,
+                   only: OperationFilter = ANY_OPERATION) -> Page[Operation]:
+        """Newest first. The token is the last index row read, so a filter never skips a match."""
+        after = _decode_token(continuation)
+        row_after = after.get("RowKey", "") if after else ""
+        rows = self.state.table(self.INDEX).query_entities(
+            "PartitionKey eq @p and RowKey gt @after", parameters={"p": subject, "after": row_after},
+            select=["RowKey", "operationId"], results_per_page=min(page_size, self.MAX_ROWS_PER_PAGE))
+        found: list[Operation] = []
+        last, read = row_after, 0
+        for row in rows:
+            if len(found) == page_size or read == self.MAX_ROWS_PER_PAGE:
+                return Page(found, _encode_token({"RowKey": last}))
+            last, read = row["RowKey"], read + 1
+            operation = self.get(row["operationId"])
+            if operation is not None and only.matches(operation):
+                found.append(operation)
+        return Page(found, None)
 
     def forget_about(self, subject: str) -> None:
         _forget(self.state.table(self.INDEX), subject)

@@ -29,6 +29,7 @@ class ErrorCode(str, Enum):
     ATTACHMENT_NOT_FOUND = "AttachmentNotFound"
     CONFLICT = "Conflict"
     STORAGE_IN_USE = "StorageInUse"
+    STORAGE_EXISTS = "StorageExists"
     STORAGE_NAME_TAKEN = "StorageNameTaken"
     STORAGE_INCOMPATIBLE = "StorageIncompatible"
     STORAGE_DELETED = "StorageDeleted"

@@ -22,7 +22,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import InvalidTransition, ServiceError
-from .identity import Principal
+from .identity import Principal, PrincipalKind
 from .serialization import OMIT_IF_NONE
 
 _STORAGE_NAME = re.compile(r"[a-z0-9]{3,24}")
@@ -176,9 +176,19 @@ def vm_subject(resource_group: str, vm: str) -> str:
     return f"vm|{resource_group.lower()}|{vm.lower()}"
 
 
+# Callers who asked through the API list "their" operations; the service's own work (reconcile,
+# events whose writer is unknown) is listed under its targets only.
+ASKING_KINDS = frozenset({PrincipalKind.USER, PrincipalKind.SERVICE_PRINCIPAL})
+
+
+def requester_subject(object_id: str) -> str:
+    return f"requester|{object_id.lower()}"
+
+
 def operation_subjects(operation: Operation) -> list[str]:
-    """What an operation is listed under: its target, and the storage it concerns. A name that
-    cannot be a storage account's (a refused tag value) is listed under nothing but its VM."""
+    """What an operation is listed under: its target, the storage it concerns, and who asked for
+    it. A name that cannot be a storage account's (a refused tag value) is listed under nothing
+    but its VM."""
     kind, _, rest = operation.target.partition("/")
     names = [rest] if kind == "storage" else []
     names += [operation.storage] if operation.storage else []
@@ -189,4 +199,32 @@ def operation_subjects(operation: Operation) -> list[str]:
     for name in names:
         if _STORAGE_NAME.fullmatch(name) and storage_subject(name) not in subjects:
             subjects.append(storage_subject(name))
+    if operation.requested_by is not None and operation.requested_by.kind in ASKING_KINDS:
+        subjects.append(requester_subject(operation.requested_by.object_id))
     return subjects
+
+
+@dataclass(frozen=True)
+class OperationFilter:
+    """Which operations a listing shows: any of these statuses, any of these kinds (empty: all)."""
+
+    statuses: frozenset[OperationStatus] = frozenset()
+    kinds: frozenset[OperationKind] = frozenset()
+
+    def matches(self, operation: Operation) -> bool:
+        return ((not self.statuses or operation.status in self.statuses)
+                and (not self.kinds or operation.kind in self.kinds))
+
+
+ANY_OPERATION = OperationFilter()
+UNDER_WAY = frozenset({OperationStatus.PENDING, OperationStatus.RUNNING})
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A resource an operation is still making: what a GET of it answers until it exists (its
+    state, what it will be, and the operation to follow), instead of "not found"."""
+
+    state: str  # "Creating", "Attaching"
+    subject: Mapping[str, Any]  # what it will be, in the API's names
+    operation: Operation

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .commands import CreateStorage
 from .models import Billing, Redundancy, StorageInfo, Tier, nfs_endpoint
 
 MANAGED_BY_TAG, MANAGED_BY = "managed-by", "azlin"
@@ -178,6 +179,38 @@ def drifted(existing: CloudAccount, spec: AccountSpec) -> list[str]:
     if existing.minimum_tls != "TLS1_2":
         found.append("the minimum TLS version is not 1.2")
     return found
+
+
+def differences(storage: StorageInfo, asked: CreateStorage) -> list[str]:
+    """How a create request differs from the storage of that name: each as "field: is X, asked Y".
+    A setting the request leaves to a default counts too, so a repeat of the first request after a
+    resize is told, never resizes it back. Region, network and performance count only when named."""
+    def show(value: object) -> str:
+        return str(getattr(value, "value", value))
+
+    pairs: list[tuple[str, object, object]] = [
+        ("resourceGroup", storage.resource_group.lower(), asked.resource_group.lower()),
+        ("tier", storage.tier, asked.tier),
+        ("redundancy", storage.redundancy, asked.redundancy),
+        ("billing", storage.billing, asked.billing),
+        ("size", storage.size_gb, asked.size_gb),
+        ("encryptionInTransit", _required_or_off(storage.encryption_in_transit),
+         _required_or_off(asked.encryption_in_transit)),
+    ]
+    if asked.region is not None:
+        pairs.append(("region", storage.region.lower(), asked.region.lower()))
+    if asked.vnet is not None and storage.vnet is not None:  # None: the service's own network
+        pairs.append(("vnet", (storage.vnet or "").lower(), asked.vnet.lower()))
+        pairs.append(("subnet", (storage.subnet or "").lower(), (asked.subnet or "").lower()))
+    if asked.iops is not None:
+        pairs.append(("iops", storage.iops, asked.iops))
+    if asked.throughput_mibps is not None:
+        pairs.append(("throughputMibps", storage.throughput_mibps, asked.throughput_mibps))
+    return [f"{field}: is {show(now)}, asked {show(wanted)}" for field, now, wanted in pairs if now != wanted]
+
+
+def _required_or_off(encrypted: bool) -> str:
+    return "required" if encrypted else "off"
 
 
 def storage_info(account: CloudAccount, share: CloudShare, now: datetime) -> StorageInfo:

@@ -17,6 +17,7 @@ from .commands import AttachVm, CreateStorage, DetachVm
 from .data_protection import restore_path, snapshot_id
 from .errors import ValidationError
 from .models import Billing, DetachMode, Redundancy, Tier
+from .operations import ANY_OPERATION, OperationFilter, OperationKind, OperationStatus
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,14 @@ class VmRef:
 
 @dataclass(frozen=True)
 class OperationsQuery:
-    """`GET /api/operations?storage=NAME` or `?vm=NAME&resourceGroup=GROUP`, paged."""
+    """`GET /api/operations`: about a storage (`storage=NAME`), a VM (`vm=NAME&resourceGroup=`),
+    or else the caller's own requests; `status` and `kind` narrow it (comma-separated); paged."""
 
     storage: str | None
     vm: VmRef | None
     page_size: int
     continuation: str | None
+    only: OperationFilter = ANY_OPERATION
 
 
 def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
@@ -245,18 +248,23 @@ DEFAULT_OPERATIONS_PAGE = 20
 
 def operations_query(query: Mapping[str, str], defaults: RequestDefaults) -> OperationsQuery:
     problems = v.Problems()
-    if bool(query.get("storage")) == bool(query.get("vm")):
-        raise ValidationError("Name one target: 'storage', or 'vm' with 'resourceGroup'.",
-                              try_hint="GET /api/operations?storage=<name>, or "
-                                       "?vm=<name>&resourceGroup=<group>")
+    if query.get("storage") and query.get("vm"):
+        raise ValidationError("Name at most one target: 'storage', or 'vm' with 'resourceGroup'.",
+                              try_hint="GET /api/operations?storage=<name>, ?vm=<name>&resourceGroup="
+                                       "<group>, or neither for the operations you asked for")
     storage = (problems.check(v.storage_account_name, query["storage"], "storage")
                if query.get("storage") else None)
     vm = problems.check(vm_ref, query["vm"], query, defaults) if query.get("vm") else None
     size = (problems.check(v.page_size, query["$top"], "$top", 100) if "$top" in query
             else DEFAULT_OPERATIONS_PAGE)
+    statuses = problems.check(v.one_of_each, query["status"], "status", OperationStatus) \
+        if "status" in query else frozenset()
+    kinds = problems.check(v.one_of_each, query["kind"], "kind", OperationKind) \
+        if "kind" in query else frozenset()
     problems.raise_if_any()
     assert size
-    return OperationsQuery(storage, vm, size, query.get("$skipToken") or None)
+    return OperationsQuery(storage, vm, size, query.get("$skipToken") or None,
+                           OperationFilter(frozenset(statuses or ()), frozenset(kinds or ())))
 
 
 def detach_mode(query: Mapping[str, str]) -> DetachMode:

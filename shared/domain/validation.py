@@ -12,12 +12,14 @@ import posixpath
 import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
+from enum import Enum
 from typing import TypeVar
 
 from .errors import ErrorCode, ValidationError
 from .models import Billing, DetachMode, Redundancy, Tier
 
 T = TypeVar("T")
+E = TypeVar("E", bound=Enum)
 
 MIN_SHARE_GIB = 100  # provisioned v1
 MAX_SHARE_GIB = 102_400
@@ -330,6 +332,21 @@ def detach_mode(value: object, field: str = "mode") -> DetachMode:
                     "'restore' puts back the home the VM had before it was attached"],
             try_hint="use mode=copy (the default) or mode=restore",
         ) from None
+
+
+def one_of_each(value: object, field: str, choices: type[E]) -> frozenset[E]:
+    """Comma-separated values of an enum, matched without regard to case: `status=Pending,Running`."""
+    text = _require_text(value, field)
+    by_name = {str(choice.value).lower(): choice for choice in choices}
+    parts = [part.strip() for part in text.split(",")]
+    unknown = [part for part in parts if part.lower() not in by_name]
+    if unknown or not text.strip():
+        raise ValidationError(
+            f"'{field}' names a value this service does not know.",
+            causes=[f"got {_show(part)}" for part in (unknown or [text])][:5],
+            try_hint=f"use one or more of {', '.join(str(c.value) for c in choices)}, comma-separated",
+        )
+    return frozenset(by_name[part.lower()] for part in parts)
 
 
 def flag(value: object, field: str) -> bool:

@@ -29,7 +29,17 @@ from shared.domain.errors import (
 )
 from shared.domain.identity import Caller, Principal
 from shared.domain.messages import canonical_operation_id
-from shared.domain.operations import Operation, OperationStatus, storage_subject, vm_subject
+from shared.domain.operations import (
+    ANY_OPERATION,
+    UNDER_WAY,
+    Operation,
+    OperationFilter,
+    OperationKind,
+    OperationStatus,
+    requester_subject,
+    storage_subject,
+    vm_subject,
+)
 from shared.logs import for_operation
 from shared.ports import (
     Clock,
@@ -105,8 +115,9 @@ class OperationIntake:
             return Submission(self.get(holder.operation_id), replayed=True)
         return Submission(self.operations.add(operation), replayed=False)
 
-    def list_about(self, subject: str, page_size: int, continuation: str | None) -> Page[Operation]:
-        return self.operations.list_about(subject, page_size, continuation)
+    def list_about(self, subject: str, page_size: int, continuation: str | None,
+                   only: OperationFilter = ANY_OPERATION) -> Page[Operation]:
+        return self.operations.list_about(subject, page_size, continuation, only)
 
     def get(self, operation_id: str) -> Operation:
         canonical = canonical_operation_id(operation_id)
@@ -205,8 +216,14 @@ class OperationReads:
                 code=ErrorCode.AUTHORIZATION_FAILED)
         return operation
 
-    def about_storage(self, caller: Caller, name: str, page_size: int,
-                      continuation: str | None) -> Page[Operation]:
+    def in_flight(self, caller: Caller, subject: str, kind: OperationKind) -> Operation | None:
+        """The newest operation of `kind` about `subject` still under way, if the caller may read it."""
+        page = self.intake.list_about(subject, 1, None, OperationFilter(UNDER_WAY, frozenset({kind})))
+        operation = next(iter(page.items), None)
+        return operation if operation is not None and self._readable(caller, operation) else None
+
+    def about_storage(self, caller: Caller, name: str, page_size: int, continuation: str | None,
+                      only: OperationFilter = ANY_OPERATION) -> Page[Operation]:
         """Everything asked of a storage and of the VMs on it, the auto-attaches it refused
         included: its owners see who asked for what."""
         storage = self.storages.get(name)
@@ -215,12 +232,17 @@ class OperationReads:
                            try_hint="list what exists with GET /api/storage",
                            code=ErrorCode.STORAGE_NOT_FOUND)
         self.access.require_read(caller, storage)
-        return self.intake.list_about(storage_subject(name), page_size, continuation)
+        return self.intake.list_about(storage_subject(name), page_size, continuation, only)
 
     def about_vm(self, caller: Caller, group: str, vm: str, page_size: int,
-                 continuation: str | None) -> Page[Operation]:
+                 continuation: str | None, only: OperationFilter = ANY_OPERATION) -> Page[Operation]:
         self.access.require(caller, rbac.VM_READ, self.access.vm(group, vm))
-        return self.intake.list_about(vm_subject(group, vm), page_size, continuation)
+        return self.intake.list_about(vm_subject(group, vm), page_size, continuation, only)
+
+    def asked_by(self, caller: Caller, page_size: int, continuation: str | None,
+                 only: OperationFilter = ANY_OPERATION) -> Page[Operation]:
+        """What the caller asked for, whatever it was about: anyone may list their own."""
+        return self.intake.list_about(requester_subject(caller.object_id), page_size, continuation, only)
 
     def _readable(self, caller: Caller, operation: Operation) -> bool:
         if operation.requested_by is not None and operation.requested_by.object_id == caller.object_id:

@@ -24,12 +24,14 @@ from shared.domain.errors import (
 )
 from shared.domain.identity import Caller
 from shared.domain.models import Billing, DetachMode, StorageAccess, StorageInfo, StorageStatus, VmHealth
+from shared.domain.operations import InFlight, OperationKind, storage_subject
+from shared.domain.provisioning import differences
 from shared.domain.requests import RequestDefaults, StorageRef
 from shared.ports import AttachmentRepository, Clock, Page, StorageCloud, StorageRepository
 from shared.scripts import run_command_script
 
 from .access import AccessControl
-from .operations import OperationIntake, Submission
+from .operations import OperationIntake, OperationReads, Submission
 
 log = logging.getLogger(__name__)
 GIB = 2**30
@@ -62,13 +64,29 @@ def every_storage(storages: StorageRepository, resource_group: str | None = None
         continuation = page.continuation
 
 
+def _require_same_settings(existing: StorageInfo, command: CreateStorage) -> None:
+    """The same create again repairs a storage; one with other settings is a mistake to say, never
+    a silent resize (a size changes through PATCH; the rest is fixed at creation)."""
+    differing = differences(existing, command)
+    if differing:
+        raise Conflict(
+            f"Storage {existing.name} exists with other settings.",
+            causes=differing,
+            try_hint=f'change its size with PATCH /api/storage/{existing.name} {{"size": <GiB>}}; '
+                     "the other settings are fixed at creation: create a storage with another name",
+            code=ErrorCode.STORAGE_EXISTS,
+        )
+
+
 class StorageService:
     """`cloud` is called on first need: building the service imports no Resource Manager SDK."""
 
     def __init__(self, storages: StorageRepository, attachments: AttachmentRepository,
                  intake: OperationIntake, access: AccessControl, defaults: RequestDefaults, clock: Clock,
                  *, cloud: Callable[[], StorageCloud],
+                 reads: OperationReads,
                  price: Callable[[StorageInfo], StoragePrice] | None = None) -> None:
+        self.reads = reads
         self.storages = storages
         self.attachments = attachments
         self.intake = intake
@@ -93,6 +111,19 @@ class StorageService:
         storage = self.find(ref)
         self.access.require_read(caller, storage)
         return storage
+
+    def get_or_creating(self, caller: Caller, ref: StorageRef) -> StorageInfo | InFlight:
+        """The storage, or the create still under way that will make it."""
+        try:
+            return self.get(caller, ref)
+        except NotFound:
+            creating = self.reads.in_flight(caller, storage_subject(ref.name), OperationKind.CREATE_STORAGE)
+            group = str(creating.params.get("resourceGroup", "")) if creating is not None else ""
+            elsewhere = ref.resource_group is not None and group.lower() != ref.resource_group.lower()
+            if creating is None or elsewhere:
+                raise
+            return InFlight("Creating", {"name": ref.name, "resourceGroup": group},
+                            creating)
 
     def find(self, ref: StorageRef) -> StorageInfo:
         """The recorded storage, whoever asks (the checks are the caller's)."""
@@ -147,6 +178,7 @@ class StorageService:
         if existing is not None:
             access.require_owner(caller, existing, "create it again")
             require_active(existing, "create it again")
+            _require_same_settings(existing, command)
         else:
             access.require_name_free_or_owned(caller, group, command.name, "create it")
         access.require(caller, rbac.STORAGE_WRITE, access.group(group))
@@ -181,13 +213,17 @@ class StorageService:
 
     def request_delete(self, caller: Caller, ref: StorageRef, force: bool, idempotency_key: str | None,
                        detach_mode: DetachMode = DetachMode.COPY, purge: bool = False) -> Submission:
-        """Deleting what is not recorded is still accepted: deletion is idempotent, and the
-        worker decides whether anything of ours is left in Azure. An owner deletes recorded
-        storage; either way the caller needs `storageAccounts/delete` on the account. `purge`
-        ends the kept window of a storage deleted already (two steps: never by one stray call)."""
+        """A name this service never made is not found (a typo is told, never a bare success).
+        One whose creation left owners but no record (a create under way, or one whose worker
+        died) is accepted: the worker decides what of ours is left in Azure. An owner deletes
+        recorded storage; either way the caller needs `storageAccounts/delete` on the account.
+        `purge` ends the kept window of a storage deleted already (two steps: never by one stray
+        call)."""
         storage = self.storages.get(ref.name)
         if purge:
             return self._request_purge(caller, ref, storage, idempotency_key)
+        if storage is None and not self.access.record(ref.name).owners:
+            self.find(ref)  # the NotFound, with its hints
         if storage is not None:
             ref = StorageRef(storage.name, storage.resource_group)
             self.access.require_owner(caller, storage, "delete it")

@@ -226,10 +226,29 @@ class TestStorageMutations:
         forced = api.delete("/api/storage/teamhome", query={"force": "true"})
         assert forced.status == 202 and forced.json()["params"]["force"] is True
 
-    def test_delete_of_unrecorded_storage_is_accepted(self, api: Client, queued: Queued) -> None:
-        answer = api.delete("/api/storage/gonestore")
-        assert answer.status == 202 and answer.json()["params"]["resourceGroup"] == DEFAULT_GROUP
+    def test_delete_of_a_storage_never_made_says_so(self, api: Client, app: Container, queued: Queued) -> None:
+        error = assert_error(api.delete("/api/storage/gonestore"), 404, "StorageNotFound")
+        assert "gonestore" in error["message"] and queued() == []
         assert_error(api.delete("/api/storage/gonestore", query={"force": "perhaps"}), 400, "ValidationError")
+        # Owners recorded without a storage: a create under way, or one whose worker died. The
+        # worker decides what of it is left in Azure.
+        app.access_records.add(StorageAccess("halfmade", owners=(object_id(ADMIN),)))
+        answer = api.delete("/api/storage/halfmade")
+        assert answer.status == 202 and answer.json()["params"]["resourceGroup"] == DEFAULT_GROUP
+        assert queued() == [answer.json()["id"]]
+
+    def test_create_again_with_other_settings_is_a_conflict_never_a_resize(
+            self, api: Client, app: Container, clock: FakeClock, queued: Queued) -> None:
+        record_storage(app, clock)  # 200 GiB, Premium LRS, provisioned v1, plain NFS
+        same = {"name": "teamhome", "size": 200, "billing": "provisionedV1", "encryptionInTransit": "off"}
+        again = api.post("/api/storage", same)
+        assert again.status == 202 and queued() == [again.json()["id"]]  # the same request repairs
+        error = assert_error(api.post("/api/storage", {**same, "size": 300}), 409, "StorageExists")
+        assert error["causes"] == ["size: is 200, asked 300"] and "PATCH /api/storage/teamhome" in error["try"]
+        error = assert_error(api.post("/api/storage", {"name": "teamhome"}), 409, "StorageExists")
+        assert error["causes"] == ["billing: is provisionedV1, asked provisionedV2", "size: is 200, asked 100",
+                                   "encryptionInTransit: is off, asked required"]
+        assert len(queued()) == 1 and app.storages.get("teamhome").size_gb == 200
 
 
 class TestAttachments:
@@ -278,12 +297,39 @@ class TestAttachments:
         assert recorded["health"] == "storageGone" and recorded["lastVerifiedAt"] == verified["verifiedAt"]
         assert recorded["lastError"] == "storage teamhome no longer exists"
 
-    def test_detach_is_accepted_even_when_not_attached(self, api: Client, queued: Queued) -> None:
-        answer = api.delete("/api/vms/vm1/attachment", query={"mode": "restore"})
-        assert answer.status == 202 and answer.json()["params"]["mode"] == "restore"
+    def test_detach_of_a_vm_never_attached_says_so(self, api: Client, app: Container, clock: FakeClock,
+                                                   queued: Queued) -> None:
+        error = assert_error(api.delete("/api/vms/vm1/attachment", query={"mode": "restore"}), 404,
+                             "AttachmentNotFound")
+        assert "vm1" in error["message"] and DEFAULT_GROUP in error["message"]
         assert_error(api.delete("/api/vms/vm1/attachment", query={"mode": "wipe"}), 400, "ValidationError")
         assert_error(api.delete("/api/vms/-vm1/attachment"), 400, "ValidationError")
-        assert len(queued()) == 1
+        record_attachment(app, clock, "vm1")
+        answer = api.delete("/api/vms/vm1/attachment", query={"mode": "restore"})
+        assert answer.status == 202 and answer.json()["params"]["mode"] == "restore"
+        assert queued() == [answer.json()["id"]]
+
+    def test_an_attach_under_way_is_what_the_attachment_answers(self, api: Client, app: Container,
+                                                                clock: FakeClock, queued: Queued) -> None:
+        record_storage(app, clock)
+        attaching = api.post("/api/storage/teamhome/attachments", {"vm": "vm1"}).json()
+        got = api.get("/api/vms/vm1/attachment")
+        assert got.status == 200
+        assert got.json() == {"vm": "vm1", "resourceGroup": DEFAULT_GROUP, "storage": "teamhome",
+                              "state": "Attaching",
+                              "operation": {"operationId": attaching["id"], "status": "Pending",
+                                            "location": f"https://azlin.test/api/operations/{attaching['id']}"}}
+        # A detach now is accepted: it runs after the attach (the VM's lock orders them).
+        assert api.delete("/api/vms/vm1/attachment").status == 202
+        assert_error(api.get("/api/vms/vm2/attachment"), 404, "AttachmentNotFound")
+
+    def test_a_storage_being_created_answers_creating(self, api: Client, queued: Queued) -> None:
+        creating = api.post("/api/storage", {"name": "newhome"}).json()
+        got = api.get("/api/storage/newhome")
+        assert got.status == 200 and got.json()["state"] == "Creating"
+        assert got.json()["operation"]["operationId"] == creating["id"]
+        assert got.json()["resourceGroup"] == DEFAULT_GROUP
+        assert_error(api.get("/api/storage/newhome", query={"resourceGroup": "elsewhere"}), 404, "StorageNotFound")
 
 
 class TestOtherRoutes:
@@ -414,3 +460,50 @@ class TestDependencyDown:
             assert Client(functions).get("/api/health").status == 200  # liveness needs no settings
         finally:
             bootstrap.use(None)
+
+
+class TestListingOperations:
+    def test_the_callers_own_newest_first_narrowed_by_status_and_kind(
+            self, api: Client, app: Container, clock: FakeClock, queued: Queued) -> None:
+        from shared.domain.identity import Principal, PrincipalKind
+        from shared.domain.operations import Operation, OperationKind
+
+        record_storage(app, clock)
+        mine = []
+        for body in ({"name": "homea"}, {"name": "homeb"}):
+            mine.append(api.post("/api/storage", body).json()["id"])
+            clock.advance(1)
+        mine.append(api.post("/api/storage/teamhome/attachments", {"vm": "vm1"}).json()["id"])
+        someone = Principal("0f0f0f0f-0000-4000-8000-000000000001", "someone", PrincipalKind.USER)
+        app.operations.add(Operation.new(OperationKind.CREATE_STORAGE, "storage/theirs", {}, clock.now(),
+                                         requested_by=someone))
+        listed = api.get("/api/operations").json()
+        assert [o["id"] for o in listed["value"]] == mine[::-1] and "nextLink" not in listed
+        creates = api.get("/api/operations", query={"kind": "createstorage"}).json()["value"]
+        assert [o["id"] for o in creates] == mine[1::-1]
+        assert api.get("/api/operations", query={"status": "Succeeded,Failed"}).json()["value"] == []
+        pending = api.get("/api/operations", query={"status": "Pending", "kind": "AttachVm,CreateStorage"})
+        assert len(pending.json()["value"]) == 3
+        about = api.get("/api/operations", query={"storage": "teamhome", "kind": "AttachVm"}).json()["value"]
+        assert [o["id"] for o in about] == [mine[2]]
+
+    def test_a_filtered_page_never_skips_a_match(self, api: Client, app: Container, clock: FakeClock,
+                                                 queued: Queued) -> None:
+        asked = []
+        for n in range(5):
+            asked.append(api.post("/api/storage", {"name": f"home{n}"}).json()["id"])
+            clock.advance(1)
+            api.post(f"/api/storage/home{n}/attachments", {"vm": "vm1"})  # 404: not recorded, nothing added
+        seen, link = [], "/api/operations?kind=CreateStorage&$top=2"
+        while link:
+            page = api.get(link.replace("https://azlin.test", "")).json()
+            seen += [o["id"] for o in page["value"]]
+            link = page.get("nextLink", "")
+            assert "kind=CreateStorage" in link or not link
+        assert seen == asked[::-1]
+
+    @pytest.mark.parametrize("query", [{"status": "Done"}, {"kind": "Attach"}, {"status": ""},
+                                       {"storage": "teamhome", "vm": "vm1"}, {"status": "Pending,,"}])
+    def test_unknown_filters_are_400(self, api: Client, query: dict[str, str]) -> None:
+        error = assert_error(api.get("/api/operations", query=query), 400, "ValidationError")
+        assert error["try"]
