@@ -102,14 +102,12 @@ class AttachmentService:
         success); one with an attach under way is detached after it (the VM's lock orders them)."""
         existing = self.attachments.get(command.resource_group, command.vm)
         scope = self.access.vm(command.resource_group, command.vm)
-        if existing is None:
-            self.access.require(caller, rbac.VM_READ, scope)  # never tell what the caller may not see
-            subject = vm_subject(command.resource_group, command.vm)
-            if self.reads.in_flight(caller, subject, OperationKind.ATTACH_VM) is None:
-                raise _not_attached(command.vm, command.resource_group)
         evicting = existing is not None and self.access.is_owner(caller, existing.storage)
-        if not evicting:
+        if not evicting:  # first: never tell what the caller may not see
             self.access.require(caller, rbac.RUN_COMMANDS_WRITE, scope)
+        subject = vm_subject(command.resource_group, command.vm)
+        if existing is None and self.reads.in_flight(caller, subject, OperationKind.ATTACH_VM) is None:
+            raise _not_attached(command.vm, command.resource_group)
         pinned = replace(command, storage=existing.storage if existing else None)  # evicted from it only
         return self.intake.submit_for(caller, pinned, idempotency_key)
 

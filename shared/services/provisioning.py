@@ -199,8 +199,7 @@ class StorageProvisioner:
         if found is None and named_vnet:
             raise NotFound(
                 f"Subnet {subnet} of VNet {named_vnet} does not exist in {group}.",
-                try_hint="name an existing VNet and subnet, or leave both out to use the "
-                f"service's own VNet {p.DEFAULT_VNET}",
+                try_hint=self._network_hint(named_vnet),
                 code=ErrorCode.NETWORK_NOT_FOUND,
             )
         if found is not None:
@@ -211,6 +210,18 @@ class StorageProvisioner:
         made = self.cloud.create_network(group, spec.region, vnet, p.DEFAULT_VNET_SPACE, subnet,
                                          p.DEFAULT_SUBNET_PREFIX, p.managed_tags(creator))
         return made, zone
+
+    def _network_hint(self, missing_vnet: str) -> str:
+        """What to do about a missing network; never a VNet the request would not get."""
+        setting = self.defaults.vnet
+        if setting is None:
+            return ("name an existing VNet and subnet, or leave both out to use the service's own "
+                    f"VNet {p.DEFAULT_VNET}")
+        if setting.lower() == missing_vnet.lower():
+            return (f"the setting DEFAULT_VNET names {setting}, which is not in this resource group: "
+                    "name an existing VNet and subnet in the request, or fix the setting")
+        return (f"name an existing VNet and subnet, or leave both out to use {setting} "
+                "(the setting DEFAULT_VNET)")
 
     def _check_guardable(self, network: p.Network) -> None:
         """Before anything is made: the customer's subnet can take the service's group."""

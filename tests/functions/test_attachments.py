@@ -103,8 +103,8 @@ def test_attach_share_and_detach_through_the_service(stack: Stack, storage: str)
     assert detached["status"] == "Succeeded" and detached["result"]["unmount"]["success"] is True, detached
     assert manifest(stack, "vm1") == home
     assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
-    again = stack.run(stack.api.delete("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}))
-    assert again["status"] == "Succeeded" and again["result"]["changed"] is False
+    again = stack.api.delete("/api/vms/vm1/attachment", query={"resourceGroup": stack.group})
+    assert (again.status, again.json()["error"]["code"]) == (404, "AttachmentNotFound")  # said, not a bare Succeeded
 
 
 def test_attaching_twice_runs_the_script_once(stack: Stack, storage: str) -> None:

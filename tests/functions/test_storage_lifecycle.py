@@ -81,8 +81,8 @@ def test_create_list_status_resize_delete_end_to_end(stack: Stack) -> None:
     assert deleted["status"] == "Succeeded", deleted
     assert stack.ours() == {}
     assert stack.api.get(f"/api/storage/{name}").status == 404
-    again = stack.run(stack.api.delete(f"/api/storage/{name}", query={"resourceGroup": stack.group}))
-    assert again["status"] == "Succeeded" and again["result"]["deleted"] is False
+    again = stack.api.delete(f"/api/storage/{name}", query={"resourceGroup": stack.group})
+    assert (again.status, again.json()["error"]["code"]) == (404, "StorageNotFound")  # gone, and said so
 
 
 def test_a_delete_is_kept_for_undelete_and_purged_after_its_window(stack: Stack) -> None:
@@ -231,10 +231,14 @@ def test_a_name_taken_elsewhere_in_azure_fails_clearly_without_writes(stack: Sta
     other.delete(other.group_path("theirs"))
 
 
-def test_a_missing_resource_group_is_refused_before_anything_is_recorded(stack: Stack) -> None:
-    answer = stack.api.post("/api/storage", {"name": unique(), "resourceGroup": "rg-nosuch"})
-    assert (answer.status, answer.json()["error"]["code"]) == (404, "ResourceGroupNotFound")
+@pytest.mark.parametrize("network", [{}, {"vnet": "vnet-nosuch"}, {"vnet": "vnet-nosuch", "subnet": "apps"},
+                                     {"vnet": "vnet-nosuch", "guardSubnet": True}])
+def test_a_missing_resource_group_is_refused_before_anything_is_recorded(stack: Stack,
+                                                                         network: dict[str, Any]) -> None:
+    answer = stack.api.post("/api/storage", {"name": unique(), "resourceGroup": "rg-nosuch", **network})
+    assert (answer.status, answer.json()["error"]["code"]) == (404, "ResourceGroupNotFound"), answer.json()
     assert "rg-nosuch" in answer.json()["error"]["causes"][0]
+    assert "vnet" not in answer.json()["error"]["try"].lower()
     assert stack.writes() == [] and list(stack.app.state.table("Operations").list_entities()) == []
 
 
@@ -257,6 +261,10 @@ def test_an_existing_account_is_reused_only_when_it_is_ours_and_fits(stack: Stac
     assert reused["status"] == "Succeeded", reused
     assert "PUT Microsoft.Storage/storageAccounts" not in stack.writes()
 
+    other = stack.api.post("/api/storage", {"name": ours, "resourceGroup": stack.group, "redundancy": "ZRS"})
+    assert (other.status, other.json()["error"]["code"]) == (409, "StorageExists")
+    assert "redundancy: is LRS, asked ZRS" in other.json()["error"]["causes"]
+    stack.app.storages.delete(ours)  # its record lost: the worker finds the account in Azure
     wrong_sku = stack.create(ours, redundancy="ZRS")
     assert (wrong_sku["status"], wrong_sku["error"]["code"]) == ("Failed", "StorageIncompatible")
 
@@ -284,6 +292,23 @@ def test_a_named_network_is_used_and_a_missing_one_is_refused(stack: Stack) -> N
 
     missing = stack.create(unique(), vnet="corp", subnet="nosuch")
     assert (missing["status"], missing["error"]["code"]) == ("Failed", "NetworkNotFound")
+    assert f"the service's own VNet {DEFAULT_VNET}" in missing["error"]["try"]
+
+
+def test_a_missing_network_hint_names_only_the_network_a_request_would_get(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The deployment's setting DEFAULT_VNET: leaving the network out means that one, not the
+    # service's own VNet.
+    monkeypatch.setattr(stack.app.provisioner, "defaults", replace(stack.app.settings.defaults, vnet="corpnet"))
+    stack.log.clear()
+    other = stack.create(unique(), vnet="typo")
+    assert (other["status"], other["error"]["code"]) == ("Failed", "NetworkNotFound")
+    assert "leave both out to use corpnet (the setting DEFAULT_VNET)" in other["error"]["try"]
+    assert DEFAULT_VNET not in other["error"]["try"]
+    setting = stack.create(unique(), vnet="corpnet")
+    assert (setting["status"], setting["error"]["code"]) == ("Failed", "NetworkNotFound")
+    assert "the setting DEFAULT_VNET names corpnet" in setting["error"]["try"]
+    assert not [w for w in stack.writes() if "storageAccounts" in w]  # refused before anything is made
 
 
 def test_a_customer_subnet_is_guarded_only_when_asked_and_only_when_safe(stack: Stack) -> None:
