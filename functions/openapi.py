@@ -7,6 +7,7 @@ registered routes.
 
 from __future__ import annotations
 
+from enum import Enum
 from functools import cache
 from typing import Any
 
@@ -29,7 +30,7 @@ from shared.domain.models import (
     VerifiedAttachment,
     VmHealth,
 )
-from shared.domain.operations import Operation, Progress
+from shared.domain.operations import Operation, OperationKind, OperationStatus, Progress
 from shared.domain.serialization import json_schema
 
 TITLE = "azlin storage service"
@@ -65,6 +66,13 @@ P_RG = _param("group", "path", {"type": "string", "maxLength": 90}, "Resource gr
 P_KEY = _param("Idempotency-Key", "header",
                {"type": "string", "maxLength": validation.MAX_IDEMPOTENCY_KEY_LENGTH},
                "Repeat a request safely: the same key and body return the same operation (24 h).")
+
+
+def _enum_list(choices: type[Enum]) -> dict[str, Any]:
+    """A comma-separated list of an enum's values (the service matches them without regard to case)."""
+    names = "|".join(str(c.value) for c in choices)
+    return {"type": "string", "pattern": f"^({names})(,({names}))*$",
+            "examples": [",".join(str(c.value) for c in list(choices)[:2])]}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +125,9 @@ def _paths() -> dict[str, dict[str, Any]]:
     return {
         "/api/storage": {
             "post": _op("create_storage", "Create NFS storage (a premium FileStorage account with "
-                        "share 'home' behind a private endpoint).", _ACCEPTED,
+                        "share 'home' behind a private endpoint). The same request again repairs it.",
+                        {**_ACCEPTED, "409": _error("StorageExists: it exists with other settings (the "
+                                                    "causes name them; PATCH changes the size).")},
                         params=mutation, body=_ref("CreateStorageRequest")),
             "get": _op("list_storage", "List storage recorded by the service.",
                        _ok(_ref("StorageList")), params=(
@@ -127,13 +137,17 @@ def _paths() -> dict[str, dict[str, Any]]:
                            _param("$skipToken", "query", _TEXT, "Continuation from nextLink."))),
         },
         "/api/storage/{name}": {
-            "get": _op("get_storage", "Get one storage.", {**_ok(_ref(StorageInfo)), **not_found},
+            "get": _op("get_storage", "Get one storage; while its create is under way, state Creating "
+                       "and the operation to follow.",
+                       {**_ok({"oneOf": [_ref(StorageInfo), _ref("InFlight")]}), **not_found},
                        params=(P_NAME, P_STORAGE_GROUP)),
             "patch": _op("resize_storage", "Grow, or shrink where Azure allows it.",
                          {**_ACCEPTED, **not_found}, params=(P_NAME, P_STORAGE_GROUP, *mutation),
                          body=_ref("ResizeStorageRequest")),
             "delete": _op("delete_storage", "Delete storage; refused while VMs are attached "
-                          "unless force.", {**_ACCEPTED, "409": _error("StorageInUse: VMs are attached.")},
+                          "unless force.", {**_ACCEPTED, "409": _error("StorageInUse: VMs are attached."),
+                                            "404": _error("StorageNotFound: this service never made it "
+                                                          "(or purged it).")},
                           params=(P_NAME, P_STORAGE_GROUP,
                                   _param("force", "query", _FLAG, "Detach attached VMs safely first."),
                                   _param("mode", "query", {"type": "string",
@@ -202,12 +216,15 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/api/vms/{vm}/attachment": {
             "get": _op("get_attachment", "The VM's recorded attachment (its health as last checked); with "
                        "verify=true, a new check is queued and `verifying` links to its operation.", {
-                **_ok({"allOf": [_ref(Attachment), {"type": "object", "properties": {"verifying": {
-                    "type": "object", "description": "The queued check (verify=true only).",
-                    "properties": {"operationId": _TEXT, "status": _TEXT, "location": _TEXT}}}}]}),
+                **_ok({"oneOf": [{"allOf": [_ref(Attachment), {"type": "object", "properties": {
+                    "verifying": {**_ref("OperationLink"), "description": "The queued check (verify=true "
+                                                                          "only)."}}}]},
+                    _ref("InFlight")]}),
                 **not_found},
                 params=(P_VM, P_GROUP, _param("verify", "query", _FLAG, "Queue a check of the live mount."))),
-            "delete": _op("detach_vm", "Give the VM a local home directory again.", _ACCEPTED,
+            "delete": _op("detach_vm", "Give the VM a local home directory again.",
+                          {**_ACCEPTED, "404": _error("AttachmentNotFound: neither attached nor being "
+                                                      "attached.")},
                           params=(P_VM, P_GROUP, _param(
                               "mode", "query", {"type": "string", "enum": [m.value for m in DetachMode]},
                               "copy (default): copy the shared home to the VM; restore: put back "
@@ -219,11 +236,17 @@ def _paths() -> dict[str, dict[str, Any]]:
         },
         "/api/operations": {
             "get": _op("list_operations", "The operations asked of a storage (and of the VMs on it, the "
-                       "auto-attaches it refused included) or of a VM, newest first.",
+                       "auto-attaches it refused included) or of a VM, or else the ones the caller "
+                       "asked for; newest first. A filtered page may hold fewer than $top: follow "
+                       "nextLink until it is absent.",
                        {**_ok(_ref("OperationList")), **not_found},
                        params=(_param("storage", "query", P_NAME["schema"], "A storage: its operations."),
                                _param("vm", "query", P_VM["schema"], "A VM (with resourceGroup)."),
                                P_GROUP,
+                               _param("status", "query", _enum_list(OperationStatus),
+                                      "Only these statuses (comma-separated)."),
+                               _param("kind", "query", _enum_list(OperationKind),
+                                      "Only these kinds (comma-separated)."),
                                _param("$top", "query", {"type": "integer", "minimum": 1, "maximum": 100},
                                       "Page size (default 20)."),
                                _param("$skipToken", "query", _TEXT, "Continuation from nextLink."))),
@@ -316,6 +339,19 @@ def _response_schemas() -> dict[str, Any]:
         "OperationList": {"type": "object", "required": ["value"], "additionalProperties": False,
                           "properties": {"value": {"type": "array", "items": _ref(Operation)},
                                          "nextLink": {"type": "string", "format": "uri"}}},
+        "OperationLink": {"type": "object", "required": ["operationId", "status", "location"],
+                          "additionalProperties": False,
+                          "properties": {"operationId": {"type": "string", "format": "uuid"},
+                                         "status": {"type": "string",
+                                                    "enum": [s.value for s in OperationStatus]},
+                                         "location": {"type": "string", "format": "uri"}}},
+        "InFlight": {"type": "object", "required": ["state", "operation"],
+                     "description": "A resource an operation is still making: what it will be, and the "
+                                    "operation to follow.",
+                     "properties": {"state": {"type": "string", "enum": ["Creating", "Attaching"]},
+                                    "name": _TEXT, "vm": _TEXT, "resourceGroup": _TEXT,
+                                    "storage": {"type": ["string", "null"]},
+                                    "operation": _ref("OperationLink")}},
         "DigestDocument": {"type": "object", "required": ["digest", "markdown"],
                            "additionalProperties": False,
                            "properties": {"digest": _ref(CostDigest), "markdown": _TEXT}},
