@@ -18,6 +18,8 @@ from typing import Any
 
 import azure.functions as func
 
+from . import cors
+from .bodies import body_limit
 from .index import Binding, FunctionIndex
 from .queues import QueueOptions, QueuePoller, QueuePump
 from .server import HostServer
@@ -51,7 +53,10 @@ class FunctionsHost:
     def start(self) -> None:
         self._pollers = [poller for binding in self.index.queue_triggers.values()
                          if (poller := self._poller(binding)) is not None]
-        self._server = HostServer(self._port, self.index, self._run_later)  # binds: the port is ours
+        # Binds: the port is ours. The platform's settings (CORS, the body limit) come with the app's.
+        self._server = HostServer(self._port, self.index, self._run_later,
+                                  body_limit=body_limit(self._environ),
+                                  cors=cors.Cors.from_setting(self._environ.get(cors.SETTING)))
         for poller in self._pollers:
             poller.start()
         self._scheduler.start()
