@@ -131,7 +131,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             reply = Reply(500)
         cors = self.server.cors
         if cors is not None and not is_preflight(self.command, self.headers):
-            reply.headers.update(cors.response_headers(self.headers))
+            _add_headers(reply.headers, cors.response_headers(self.headers))
         complete = self._body_complete()
         if not complete:
             self.close_connection = True  # what is left of the body must not be read as a request
@@ -242,6 +242,16 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         assert self.body is not None  # _checked made it
         return self.body.read()
+
+
+def _add_headers(headers: dict[str, str], added: dict[str, str]) -> None:
+    """Add headers to a function's response; a Vary it set is extended, not replaced."""
+    for name, value in added.items():
+        existing = next((key for key in headers if key.lower() == name.lower()), None)
+        if existing is not None and name.lower() == "vary":
+            headers[existing] = f"{headers[existing]}, {value}"
+        else:
+            headers[existing or name] = value
 
 
 def _bad_input(cause: str) -> Refused:

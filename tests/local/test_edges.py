@@ -40,7 +40,7 @@ def edge_app() -> func.FunctionApp:
 
     @app.route(route="ping", methods=["GET"])
     def ping(req: func.HttpRequest) -> func.HttpResponse:
-        return func.HttpResponse("pong")
+        return func.HttpResponse("pong", headers={"Vary": "Accept-Encoding"})
 
     return app
 
@@ -194,6 +194,8 @@ def test_cors_preflights_and_responses_for_allowed_origins_only(serve: Serve) ->
     answered = call(f"{host.url}/api/items/a", headers={"Origin": PORTAL})
     assert answered.status == 200
     assert answered.headers["Access-Control-Allow-Origin"] == PORTAL and answered.headers["Vary"] == "Origin"
+    pinged = call(f"{host.url}/api/ping", headers={"Origin": PORTAL})  # the function's own Vary is kept
+    assert pinged.headers["Vary"] == "Accept-Encoding, Origin"
     errors_too = call(f"{host.url}/api/nothing", headers={"Origin": PORTAL})  # a browser may read the 404
     assert errors_too.status == 404 and errors_too.headers["Access-Control-Allow-Origin"] == PORTAL
     other = call(f"{host.url}/api/items/a", headers={"Origin": "https://evil.example.com"})
