@@ -54,25 +54,24 @@ STOP_WAIT_SECONDS = 2.0  # what running ARM operations get at a stop: Ctrl-C mus
 log = logging.getLogger(__name__)
 
 
-def prepare(keep: bool) -> bool:
-    """Whether a kept state is there to go on from (`keep`, and both Azurite's data and the
-    emulator's saved state exist); otherwise both are removed, so the start is fresh: kept
-    records without their Azure (or the reverse) would contradict each other."""
-    if keep and AZURITE.is_dir() and persistence.saved(AZURE):
-        return True
-    shutil.rmtree(AZURE, ignore_errors=True)
-    shutil.rmtree(AZURITE, ignore_errors=True)
-    return False
+def kept_state() -> bool:
+    """Whether a kept state is there to go on from: both Azurite's data and the emulator's saved
+    state (kept records without their Azure, or the reverse, would contradict each other)."""
+    return AZURITE.is_dir() and persistence.saved(AZURE)
 
 
 def start(port: int, *, serve_app: bool = True, emulator_port: int = 0,
           keep: bool = False) -> tuple[ExitStack, dict[str, str]]:
     """Start every part, in dependency order; returns what stops them (in reverse order) and the
     settings written. A part that fails to start stops the ones already running. `keep`: go on
-    from the state kept under STATE when there is one (`prepare`), and keep it for the next start."""
+    from the state kept under STATE when there is one (`kept_state`), and keep it for the next
+    start; otherwise whatever is there is removed first."""
     if serve_app:
         port = _free_port(port)
-    kept = prepare(keep)
+    kept = keep and kept_state()
+    if not kept:
+        shutil.rmtree(AZURE, ignore_errors=True)
+        shutil.rmtree(AZURITE, ignore_errors=True)
     (STATE / "logs").mkdir(parents=True, exist_ok=True)
     with ExitStack() as parts:
         azurite = Azurite(STATE / "logs" / "azurite.log", location=AZURITE if keep else None)
@@ -225,7 +224,7 @@ def run(port: int | None = None, *, serve_app: bool = True, keep: bool = False) 
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    kept = keep and prepare(keep)
+    kept = keep and kept_state()  # as start() finds it
     parts, settings = start(chosen, serve_app=serve_app, keep=keep)
     try:
         served = f"API {settings['API_URL']}" if serve_app else "no app host (run `func start`)"
