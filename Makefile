@@ -41,9 +41,10 @@ integration: setup
 	$(PY) -m pytest tests/integration tests/functions
 
 # The whole service on this machine (Azurite, the Azure emulator, the Functions host); PORT picks
-# the host's port (default 7071). Ctrl-C stops it. Needs root for the sandbox VMs.
+# the host's port (default 7071); KEEP=1 keeps storage, VMs and records across restarts (under
+# .local/; without it every start is empty). Ctrl-C stops it. Needs root for the sandbox VMs.
 dev: setup
-	$(PY) -m local dev
+	$(PY) -m local dev $(if $(filter 1 yes true,$(KEEP)),--keep)
 
 # The seed's manual test plan against the `make dev` stack (started for the demo when none runs),
 # every step timed. Needs root, like `make dev`.

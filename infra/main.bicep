@@ -46,6 +46,9 @@ param apiClientId string
 @description('Key Vault secret URI holding COST_DIGEST_WEBHOOK_URL (such URLs carry a token); empty: no digests. The app identity needs Key Vault Secrets User on that vault.')
 param costDigestWebhookSecretUri string = ''
 
+@description('CORS_ALLOWED_ORIGINS: comma-separated origins of portals whose browser pages call the API (e.g. https://portal.example.com), * for any; empty: no cross-origin calls. Set on the Function App\'s CORS (siteConfig.cors), answered by the platform.')
+param corsAllowedOrigins string = ''
+
 @allowed([
   512
   2048
@@ -197,6 +200,7 @@ module app 'modules/app.bicep' = {
     autoAttachTag: autoAttachTag
     apiClientId: apiClientId
     costDigestWebhookSecretUri: costDigestWebhookSecretUri
+    corsAllowedOrigins: corsAllowedOrigins
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
   }

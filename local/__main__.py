@@ -1,6 +1,6 @@
 """`python -m local`: the local stack and its emulated VMs, by hand.
 
-    python -m local dev [--port N] [--no-host]      start everything (what `make dev` runs)
+    python -m local dev [--port N] [--no-host] [--keep]   start everything (what `make dev` runs)
     python -m local demo                            the manual test plan, timed (what `make demo` runs)
     python -m local user add NAME [--group GROUP ...]      a person of the tenant (in groups)
     python -m local token NAME [--for arm]          an access token of NAME: for the API, or Resource Manager
@@ -59,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     run_dev = commands.add_parser("dev", help="start Azurite, the Azure emulator and the Functions host")
     run_dev.add_argument("--port", type=int, help="the Functions host's port (default: $PORT, else 7071)")
     run_dev.add_argument("--no-host", action="store_true", help="leave serving the app to `func start`")
-    run_dev.set_defaults(handler=lambda a: dev.run(a.port, serve_app=not a.no_host))
+    run_dev.add_argument("--keep", action="store_true",
+                         help="go on from the storage, VMs and records of the last --keep run, and keep them "
+                              "(default: start empty)")
+    run_dev.set_defaults(handler=lambda a: dev.run(a.port, serve_app=not a.no_host, keep=a.keep))
     commands.add_parser("demo", help="play the manual test plan against the local stack").set_defaults(
         handler=lambda a: demo.run()
     )

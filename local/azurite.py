@@ -1,5 +1,5 @@
 """Azurite, the Azure Storage emulator (queues and tables), started from the project's pinned npm
-install on free loopback ports, in memory, for tests and `make dev`."""
+install on free loopback ports, in memory (tests, `make dev`) or on disk (`make dev KEEP=1`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ LISTENING = re.compile(
 
 
 class Azurite:
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, location: Path | None = None) -> None:
+        """`location`: keep the data in that directory (across restarts), else in memory."""
         if not AZURITE.exists():
             raise FileNotFoundError(f"{AZURITE} is missing: run `make setup` (npm ci) first")
         self.log = log
@@ -29,7 +30,7 @@ class Azurite:
             self.process = spawn(
                 [
                     str(AZURITE),
-                    "--inMemoryPersistence",
+                    *(["--location", str(location)] if location else ["--inMemoryPersistence"]),
                     "--skipApiVersionCheck",
                     "--disableTelemetry",
                     "--silent",
@@ -48,6 +49,8 @@ class Azurite:
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                # Its own session: a terminal's Ctrl-C must not stop it before the host that uses it.
+                start_new_session=True,
             )
         try:
             self.ports = self._wait_for_ports()

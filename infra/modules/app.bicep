@@ -16,6 +16,8 @@ param autoAttachTag string
 @description('Client id of the API\'s app registration (AUTH_AUDIENCE): callers\' tokens are for it.')
 param apiClientId string
 param costDigestWebhookSecretUri string
+@description('Comma-separated origins allowed to call the API from a browser (* for any); empty: none.')
+param corsAllowedOrigins string
 param instanceMemoryMB int
 param maximumInstanceCount int
 
@@ -269,6 +271,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       http20Enabled: true
+      // The platform answers CORS preflights and adds Access-Control-Allow-Origin for these
+      // origins before the app runs (the local host does the same from CORS_ALLOWED_ORIGINS).
+      cors: {
+        allowedOrigins: empty(corsAllowedOrigins) ? [] : split(replace(corsAllowedOrigins, ' ', ''), ',')
+      }
       appSettings: concat(baseSettings, networkSettings, dnsSettings, digestSettings)
     }
     functionAppConfig: {

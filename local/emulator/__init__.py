@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
-from local.emulator import compute, network, storage
+from local.emulator import compute, network, persistence, storage
 from local.emulator.core import Config, Emulator
 from local.emulator.machines import Machines
 from local.emulator.server import EmulatorServer
@@ -47,8 +47,13 @@ RESOURCE_KINDS = (
 class LocalAzure:
     """The emulator, its machines and its HTTPS server, started and stopped together."""
 
-    def __init__(self, directory: Path, config: Config | None = None, *, port: int = 0) -> None:
+    def __init__(self, directory: Path, config: Config | None = None, *, port: int = 0,
+                 keep: bool = False) -> None:
+        """`keep`: start from the state saved in `directory` (when there is one) and save it there
+        on stop (persistence.py)."""
         self.directory = directory.resolve()
+        self.keep = keep
+        self.loaded: persistence.Loaded | None = None  # what was kept, once started
         self.emulator = Emulator(self.directory, config)
         self.machines = Machines(self.directory / "machines")
         self.emulator.machines = self.machines
@@ -69,13 +74,19 @@ class LocalAzure:
 
     def start(self) -> LocalAzure:
         self.machines.start()
+        if self.keep and persistence.saved(self.directory):
+            self.loaded = persistence.load(self.emulator)
         self.server.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 10) -> None:
+        """Stop serving, give running operations `wait` seconds, save the state when kept, stop
+        the machines."""
         self.server.stop()
-        self.emulator.wait_for_operations(timeout=10)
+        self.emulator.wait_for_operations(timeout=wait)
         self.emulator.close()
+        if self.keep:
+            persistence.save(self.emulator)
         self.machines.close()
 
     def __enter__(self) -> LocalAzure:

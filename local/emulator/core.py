@@ -100,6 +100,7 @@ class Emulator:
         self.tenant = Tenant()
         self.authorization = Authorization(self)
         self.machines: Machines  # set by LocalAzure before serving
+        self.closing = False  # set when it stops: operations cut off then are no bugs of its own
 
     # -- registry and store ---------------------------------------------------------------------
 
@@ -521,7 +522,10 @@ class Emulator:
                 if resource is not None and self.get(resource.id) is resource:
                     resource.properties["provisioningState"] = "Failed"
             except Exception as error:  # the emulator's own bug: fail the operation, keep serving
-                log.exception("long-running operation %s failed", operation.id)
+                if self.closing:  # its machines went away under it
+                    log.warning("long-running operation %s cut off by the stop: %s", operation.id, error)
+                else:
+                    log.exception("long-running operation %s failed", operation.id)
                 operation.status = "Failed"
                 operation.error = ArmError(500, "InternalServerError", str(error))
                 if resource is not None and self.get(resource.id) is resource:
@@ -657,6 +661,7 @@ class Emulator:
         )
 
     def close(self) -> None:
+        self.closing = True
         self.events.close()
 
 

@@ -93,6 +93,7 @@ class EventPublisher:
         self.attempts = attempts
         self.published: list[dict[str, Any]] = []
         self._queue: queue.Queue[tuple[dict[str, Any], str] | None] = queue.Queue()
+        self._closing = threading.Event()  # no more retries: the stack is stopping
         self._thread = threading.Thread(target=self._run, name="emulator-events", daemon=True)
         self._thread.start()
 
@@ -112,6 +113,8 @@ class EventPublisher:
         return False
 
     def close(self) -> None:
+        """Stop delivering: an event whose webhook does not answer now is dropped, not retried."""
+        self._closing.set()
         self._queue.put(None)
         self._thread.join(5)
 
@@ -146,5 +149,7 @@ class EventPublisher:
                     return
             except (urllib.error.URLError, OSError) as error:
                 log.debug("event %s not delivered yet: %s", event["id"], error)
-            time.sleep(min(0.2 * 2**attempt, 5))
+            if self._closing.wait(min(0.2 * 2**attempt, 5)):
+                log.warning("event %s dropped: the emulator stopped before it was delivered", event["id"])
+                return
         log.warning("event %s dropped after %d attempts", event["id"], self.attempts)

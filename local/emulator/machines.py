@@ -60,6 +60,10 @@ class Machines:
                             self.fabric.snapshot_dir(account, share, name),
                             symlinks=True)
 
+    def snapshot_restored(self, account: str, share: str, name: str) -> None:
+        if self.unavailable is None:
+            self.fabric.mount_snapshot(account, share, name)
+
     def snapshot_dropped(self, account: str, share: str, name: str) -> None:
         self.fabric.drop_snapshot(account, share, name)
 

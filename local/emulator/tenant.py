@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local.emulator.arm import TENANT_ID
@@ -195,6 +196,36 @@ class Tenant:
     def principals(self) -> list[Principal]:
         with self._lock:
             return list(self._principals.values())
+
+    # -- kept across restarts (persistence.py) ----------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """The directory and the signing key, as JSON values (the key of a local test tenant)."""
+        with self._lock:
+            key = self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()).decode()
+            principals = [
+                {"object_id": p.object_id, "kind": p.kind, "name": p.name, "app_id": p.app_id,
+                 "secret": p.secret, "scope": p.scope, "members": sorted(p.members),
+                 "federated": [[f.issuer, f.subject, list(f.audiences)] for f in p.federated]}
+                for p in self._principals.values()
+            ]
+        return {"key": key, "kid": self._kid, "principals": principals}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        key = serialization.load_pem_private_key(saved["key"].encode(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("the saved tenant key is not an RSA key")
+        with self._lock:
+            self._key, self._kid = key, saved["kid"]
+            self._principals = {
+                p["object_id"]: Principal(
+                    p["object_id"], p["kind"], p["name"], app_id=p["app_id"], secret=p["secret"],
+                    scope=p["scope"], members=set(p["members"]),
+                    federated=[FederatedCredential(issuer, subject, tuple(audiences))
+                               for issuer, subject, audiences in p["federated"]])
+                for p in saved["principals"]
+            }
 
     # -- tokens -----------------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """`python -m local.host [--port N] [--app module:attribute] [--host-json path]`: serve a function
 app as `func start` would, with the app settings taken from the environment. Prints one line,
-`Functions host listening on http://127.0.0.1:PORT`, once it serves; SIGTERM or Ctrl-C stop it."""
+`Functions host listening on http://127.0.0.1:PORT`, once it serves; SIGTERM or Ctrl-C stop it
+within a few seconds: as with Core Tools, functions still running then end with the process (their
+queue messages are released for another delivery, so the work runs again: at least once)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ import azure.functions as func
 from .host import FunctionsHost
 
 DEFAULT_PORT = 7071  # as Core Tools
+SHUTDOWN_GRACE_SECONDS = 3.0  # how long running functions get to finish once asked to stop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,9 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    with host:
-        print(f"Functions host listening on {host.url}", flush=True)
-        stopping.wait()
+    host.start()
+    print(f"Functions host listening on {host.url}", flush=True)
+    stopping.wait()
+    if not host.stop(grace=SHUTDOWN_GRACE_SECONDS):
+        # The interpreter would wait for the threads still running functions: end them now.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

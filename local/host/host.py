@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.functions as func
 
+from . import cors
+from .bodies import body_limit
 from .index import Binding, FunctionIndex
 from .queues import QueueOptions, QueuePoller, QueuePump
 from .server import HostServer
@@ -26,6 +29,31 @@ from .timers import TimerScheduler
 log = logging.getLogger(__name__)
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"  # what a trigger naming no connection uses
+T = TypeVar("T")
+
+
+class InvocationPool(ThreadPoolExecutor):
+    """The host's pool for timer and on-demand runs, knowing whether any is still going."""
+
+    def __init__(self) -> None:
+        super().__init__(thread_name_prefix="invoke")
+        self._going: set[Future[Any]] = set()
+        self._going_lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future = super().submit(fn, *args, **kwargs)
+        with self._going_lock:
+            self._going.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[Any]) -> None:
+        with self._going_lock:
+            self._going.discard(future)
+
+    def busy(self) -> bool:
+        with self._going_lock:
+            return bool(self._going)
 
 
 class FunctionsHost:
@@ -37,7 +65,7 @@ class FunctionsHost:
         self._port = port
         self._environ = os.environ if environ is None else environ
         self._queue_options = QueueOptions.from_host_json(host_config or {})
-        self._pool = ThreadPoolExecutor(thread_name_prefix="invoke")  # timers and admin runs
+        self._pool = InvocationPool()  # timers and admin runs
         self._scheduler = TimerScheduler(self.index, self._pool)
         self._pollers: list[QueuePoller] = []
         self._server: HostServer | None = None
@@ -51,7 +79,10 @@ class FunctionsHost:
     def start(self) -> None:
         self._pollers = [poller for binding in self.index.queue_triggers.values()
                          if (poller := self._poller(binding)) is not None]
-        self._server = HostServer(self._port, self.index, self._run_later)  # binds: the port is ours
+        # Binds: the port is ours. The platform's settings (CORS, the body limit) come with the app's.
+        self._server = HostServer(self._port, self.index, self._run_later,
+                                  body_limit=body_limit(self._environ),
+                                  cors=cors.Cors.from_setting(self._environ.get(cors.SETTING)))
         for poller in self._pollers:
             poller.start()
         self._scheduler.start()
@@ -60,15 +91,27 @@ class FunctionsHost:
                          daemon=True).start()
         log.info("serving %d function(s) at %s", len(self.index.names), self.url)
 
-    def stop(self) -> None:
-        """Stop taking work (HTTP, timers, queues), then let the runs already going finish."""
+    def stop(self, grace: float | None = None) -> bool:
+        """Stop taking work (HTTP, timers, queues), then let the runs already going finish: all of
+        them, or those that do within `grace` seconds (the queue messages of the others are
+        released for another delivery; their threads are left running). True when none was left."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
         self._scheduler.stop()
+        deadline = None if grace is None else time.monotonic() + grace
+        released = []
         for poller in self._pollers:
-            poller.stop()
-        self._pool.shutdown(wait=True)
+            released += poller.stop(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._pool.shutdown(wait=grace is None, cancel_futures=grace is not None)
+        if deadline is not None:
+            while self._pool.busy() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self._pool.busy():
+                log.warning("timer or on-demand runs were still going at shutdown; they end with the host")
+                return False
+        return not released
+
 
     def __enter__(self) -> FunctionsHost:
         self.start()

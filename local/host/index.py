@@ -131,6 +131,14 @@ class FunctionIndex:
                 return route, {k: unquote(v) for k, v in found.groupdict().items()}
         return None
 
+    def methods_for(self, path: str) -> frozenset[str]:
+        """Every method taken by the functions whose route matches `path`; empty when none does."""
+        prefix = f"/{ROUTE_PREFIX}/"
+        if not path.lower().startswith(prefix):
+            return frozenset()
+        relative = path[len(prefix):]
+        return frozenset(m for r in self.http_routes if r.pattern.fullmatch(relative) for m in r.methods)
+
     def http(self, method: str, url: str, *, body: bytes = b"",
              headers: Mapping[str, str] | None = None) -> func.HttpResponse:
         """Invoke the function a request routes to; 404 like the host when none does."""

@@ -177,6 +177,11 @@ def _trigger_message(message: StoredMessage, body: bytes) -> QueueMessage:
                         time_next_visible=message.next_visible_on, pop_receipt=message.pop_receipt)
 
 
+class Released(Exception):
+    """The host released the message while its function ran (it stopped): the delivery that
+    ends later does not settle it."""
+
+
 class Lease:
     """A received message not settled yet. The poller renews its invisibility while the function
     runs; settling holds the lease so no renewal changes the pop receipt meanwhile, and ends it
@@ -187,9 +192,13 @@ class Lease:
         self.renewed_at = time.monotonic()
         self._lock = threading.Lock()
         self._settled = False
+        self._released = False
 
     def __enter__(self) -> Lease:
         self._lock.acquire()
+        if self._released:
+            self._lock.release()
+            raise Released(self.message.id)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -200,6 +209,15 @@ class Lease:
         with self._lock:
             if not self._settled:
                 self._take(queue.update_message(self.message, visibility_timeout=seconds).pop_receipt)
+
+    def release(self, queue: QueueClient, seconds: int) -> None:
+        """Make the message visible again after `seconds`, as a failed delivery is, instead of
+        at the end of its lease: its function did not finish."""
+        with self._lock:
+            if self._settled:
+                return
+            self._settled = self._released = True
+            queue.update_message(self.message, visibility_timeout=seconds)
 
     def adopt(self, again: StoredMessage) -> None:
         """The message was received again (this lease lapsed): only the new pop receipt settles it."""
@@ -231,11 +249,34 @@ class QueuePoller:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop fetching and let the running deliveries finish and settle."""
+    def stop(self, grace: float | None = None) -> list[str]:
+        """Stop fetching and let the running deliveries finish and settle, for at most `grace`
+        seconds when given: the messages still running then are released (see Lease.release) and
+        left to their threads. Returns the ids of the messages released."""
         self._stopping.set()
         self._thread.join()
-        self._pool.shutdown(wait=True)
+        if grace is None:
+            self._pool.shutdown(wait=True)
+            return []
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
+        while self._running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._leases_lock:
+            left = list(self._leases.values())
+        for lease in left:
+            try:
+                lease.release(self.pump.queue, int(self.options.visibility_timeout))
+            except Exception as err:  # storage unreachable: the message comes back when its lease ends
+                log.warning("%s: message %s not released: %s", self.pump.queue_name, lease.message.id, err)
+            else:
+                log.warning("%s: message %s was still running at shutdown; released for another delivery",
+                            self.pump.queue_name, lease.message.id)
+        return [lease.message.id for lease in left]
+
+    def _running(self) -> int:
+        with self._leases_lock:
+            return len(self._leases)
 
     def _poll(self) -> None:
         delay = 0.0
@@ -274,6 +315,8 @@ class QueuePoller:
     def _deliver(self, lease: Lease) -> None:
         try:
             self.pump.process(lease.message, settling=lease)
+        except Released:  # the host stopped meanwhile; another delivery settles it
+            log.info("%s: message %s ended after it was released", self.pump.queue_name, lease.message.id)
         except Exception:  # settling failed (storage down, or a lapsed lease): it will come back
             log.exception("%s: settling message %s failed", self.pump.queue_name, lease.message.id)
         finally:

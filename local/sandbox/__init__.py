@@ -216,13 +216,22 @@ class Fabric:
             copy.parent.mkdir(parents=True, exist_ok=True)
             _run(["cp", "-a", "--", f"{self.data_dir(account, share)}/.", str(copy)],
                  f"copying share {account}/{share} into snapshot {name}")
-            if self._holder is None:
-                return
-            target = self.mounts / account / f"{share}@snapshots" / name
-            script = ('mkdir -p "$1"; mountpoint -q "$1" || mount -t overlay "$2" -o "lowerdir=$3:$4" "$1"')
-            _run(["nsenter", "-t", str(self.pid), "-m", "--", "/bin/bash", "-c", script, "_", str(target),
-                  f"{account}.file.core.windows.net:/{account}/{share}/.snapshot/{name}", str(copy),
-                  str(self.empty)], f"mounting snapshot {name} of {account}/{share}")
+            self._mount_snapshot(account, share, name)
+
+    def mount_snapshot(self, account: str, share: str, name: str) -> None:
+        """Mount a snapshot copied before (the emulator started again on its files)."""
+        with self._lock:
+            self._mount_snapshot(account, share, name)
+
+    def _mount_snapshot(self, account: str, share: str, name: str) -> None:
+        copy = self.snapshot_dir(account, share, name)
+        if self._holder is None:
+            return
+        target = self.mounts / account / f"{share}@snapshots" / name
+        script = ('mkdir -p "$1"; mountpoint -q "$1" || mount -t overlay "$2" -o "lowerdir=$3:$4" "$1"')
+        _run(["nsenter", "-t", str(self.pid), "-m", "--", "/bin/bash", "-c", script, "_", str(target),
+              f"{account}.file.core.windows.net:/{account}/{share}/.snapshot/{name}", str(copy),
+              str(self.empty)], f"mounting snapshot {name} of {account}/{share}")
 
     def drop_snapshot(self, account: str, share: str, name: str) -> None:
         with self._lock:
@@ -309,7 +318,9 @@ class SandboxVm:
         self.emulator_dir = emulator_dir
         self._holder: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
-        self._runs = 0
+        # Run outputs are numbered on from those already there (a VM kept across restarts).
+        outputs = (directory / "runs").glob("*.out")
+        self._runs = max((int(p.stem) for p in outputs if p.stem.isdigit()), default=0)
         self._lock = threading.Lock()
         self._executions: list[Execution] = []
 

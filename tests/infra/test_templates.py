@@ -170,6 +170,24 @@ def test_the_settings_are_ones_the_service_reads() -> None:
     assert read.storage.client_id == sample["AzureWebJobsStorage__clientId"]
 
 
+def test_cors_origins_reach_the_platforms_cors_setting() -> None:
+    """CORS is the Function App's platform setting on Azure (the local host reads
+    CORS_ALLOWED_ORIGINS instead): comma-separated origins, split into siteConfig.cors."""
+    cors = one("modules/app.bicep", "Microsoft.Web/sites")["properties"]["siteConfig"]["cors"]["allowedOrigins"]
+    choice = cors["operator"]["operands"]
+    assert choice["condition"]["function"] == {"type": "empty", "parameters": {"item_to_test": "corsAllowedOrigins"}}
+    assert choice["true_value"] == []
+    split = choice["false_value"]["function"]
+    assert split["type"] == "split" and split["parameters"]["delimiter"] == ","
+    assert split["parameters"]["input_string"]["function"]["parameters"]["original_string"] == "corsAllowedOrigins"
+    main = parsed("main.bicep")
+    assert main["parameters"]["corsAllowedOrigins"] == {**main["parameters"]["corsAllowedOrigins"], "default": ""}
+    assert main["modules"]["app"]["config"]["params"]["corsAllowedOrigins"] == "corsAllowedOrigins"
+    parameters = json.loads(text("main.parameters.json"))["parameters"]
+    assert parameters["corsAllowedOrigins"]["value"] == "${AZLIN_CORS_ALLOWED_ORIGINS=}"
+    assert "CORS_ALLOWED_ORIGINS" not in app_settings()  # the app itself never reads it
+
+
 def test_no_setting_holds_a_secret() -> None:
     secret_name = re.compile(r"(KEY|SECRET|PASSWORD|CONNECTION_STRING|TOKEN)$", re.IGNORECASE)
     for name, value in app_settings().items():
