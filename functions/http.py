@@ -92,8 +92,8 @@ def caller_of(req: func.HttpRequest) -> Caller:
 def status_for(err: ServiceError) -> int:
     e = core.errors
     statuses: list[tuple[type[ServiceError], int]] = [
-        (e.ValidationError, 400), (e.Unauthenticated, 401), (e.PermissionDenied, 403), (e.NotFound, 404),
-        (e.Conflict, 409), (e.InvalidTransition, 409), (e.TransientError, 503)]
+        (e.ValidationError, 400), (e.TooLarge, 413), (e.Unauthenticated, 401), (e.PermissionDenied, 403),
+        (e.NotFound, 404), (e.Conflict, 409), (e.InvalidTransition, 409), (e.TransientError, 503)]
     return next((status for kind, status in statuses if isinstance(err, kind)), 500)
 
 
@@ -160,8 +160,9 @@ def read_json(req: func.HttpRequest) -> object:
     """The body as JSON; None when empty. Ambiguous JSON (duplicate members, NaN) is refused."""
     raw = req.get_body() or b""
     if len(raw) > MAX_BODY_BYTES:
-        raise core.errors.ValidationError("The request body is too large.",
-                              causes=[f"{len(raw)} bytes; the limit is {MAX_BODY_BYTES}"])
+        raise core.errors.TooLarge("The request body is too large.",
+                                   causes=[f"{len(raw)} bytes; the limit is {MAX_BODY_BYTES}"],
+                                   try_hint="every request of this API fits in a few kilobytes")
     if not raw.strip():
         return None
     try:

@@ -114,6 +114,7 @@ def _op(operation_id: str, summary: str, responses: dict[str, Any], *, params: t
                           "responses": {**errors, **responses}}
     if body is not None:
         op["requestBody"] = {"required": True, **_json(body)}
+        op["responses"]["413"] = _error("RequestBodyTooLarge: the body is over 64 KB; nothing was changed.")
     if anonymous:
         op["security"] = []
     return op

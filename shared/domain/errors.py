@@ -22,6 +22,7 @@ class ErrorCode(str, Enum):
 
     WAITING_FOR_CHILDREN = "WaitingForChildren"
     VALIDATION_ERROR = "ValidationError"
+    REQUEST_BODY_TOO_LARGE = "RequestBodyTooLarge"
     UNSUPPORTED_TIER = "UnsupportedTier"
     NOT_FOUND = "NotFound"
     STORAGE_NOT_FOUND = "StorageNotFound"
@@ -110,6 +111,12 @@ class DomainError(ServiceError):
 
 class ValidationError(DomainError):
     default_code = ErrorCode.VALIDATION_ERROR
+
+
+class TooLarge(DomainError):
+    """A request body past the service's limit: 413, nothing read further, nothing changed."""
+
+    default_code = ErrorCode.REQUEST_BODY_TOO_LARGE
 
 
 class NotFound(DomainError):

@@ -95,8 +95,9 @@ class TestCreateStorage:
     def test_malformed_bodies_are_400(self, api: Client, raw: bytes) -> None:
         assert_error(api.post("/api/storage", raw=raw), 400, "ValidationError")
 
-    def test_oversized_bodies_are_400(self, api: Client) -> None:
-        assert_error(api.post("/api/storage", {"name": "teamhome", "pad": "x" * 70_000}), 400, "ValidationError")
+    def test_oversized_bodies_are_413(self, api: Client, queued: Queued) -> None:
+        assert_error(api.post("/api/storage", {"name": "teamhome", "pad": "x" * 70_000}), 413, "RequestBodyTooLarge")
+        assert queued() == []
 
 
 class TestIdempotencyKey:
