@@ -10,10 +10,12 @@ STAMPS := .stamps
 
 setup: $(STAMPS)/venv $(STAMPS)/node
 
-$(STAMPS)/venv: requirements.txt requirements-dev.txt
+# The CLI (`azlin-storage`) is installed into the venv too, editable: .venv/bin/azlin-storage.
+$(STAMPS)/venv: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/node: package.json package-lock.json

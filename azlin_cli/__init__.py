@@ -1,0 +1,1 @@
+"""The command line client of the azlin storage service: `azlin-storage` (see docs/cli.md)."""

@@ -1,0 +1,5 @@
+"""python -m azlin_cli: the same as azlin-storage."""
+
+from .main import main
+
+main()
