@@ -63,6 +63,17 @@ RESERVED_USERS = {
     "nobody",
     "sshd",
 }
+# A Linux VM's host name (osProfile.computerName, the VM's name when none is given): Compute refuses
+# one over 64 characters or with any of these characters, 400 InvalidParameter in these words
+# (hashicorp/terraform#15913, MicrosoftDocs/azure-docs#5601). resource-name-rules.md
+# (Microsoft.Compute, virtualMachines) adds spaces and control characters, and no period or hyphen at
+# the end (the words of that refusal are the emulator's: Azure's are not documented).
+LINUX_HOST_NAME_MAX = 64
+HOST_NAME_FORBIDDEN = frozenset("`~!@#$%^&*()=+_[]{}\\|;:'\",<>/?")
+HOST_NAME_REFUSED = (
+    "Linux host name cannot exceed 64 characters in length or contain the following characters: "
+    "` ~ ! @ # $ % ^ & * ( ) = + _ [ ] { } \\ | ; : ' \" , < > / ?."
+)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_TIMEOUT_SECONDS = 90 * 60
 MAX_RUN_COMMANDS = 25
@@ -71,6 +82,17 @@ NOT_RUNNING = ("OperationNotAllowed", "The operation requires the VM to be runni
 
 def _iso(moment: float | None) -> str | None:
     return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+
+def linux_host_name_problem(name: str) -> str | None:
+    """Why Azure refuses `name` as a Linux VM's host name, or None when it takes it."""
+    if len(name) > LINUX_HOST_NAME_MAX or any(
+        c in HOST_NAME_FORBIDDEN or c.isspace() or not c.isprintable() for c in name
+    ):
+        return HOST_NAME_REFUSED
+    if name.endswith((".", "-")):
+        return "Linux host name cannot end with a period or a hyphen."
+    return None
 
 
 class VirtualMachines(ResourceKind):
@@ -100,11 +122,11 @@ class VirtualMachines(ResourceKind):
                     )
             props["osProfile"] = before
         else:
-            self._validate_os_profile(rid, os_profile)
             props["osProfile"] = {
                 k: v for k, v in os_profile.items() if k not in ("adminPassword", "customData")
             }
             props["osProfile"].setdefault("computerName", rid.name)
+            self._validate_os_profile(rid, props["osProfile"])
         nics = (props.get("networkProfile") or {}).get("networkInterfaces") or []
         require(
             bool(nics),
@@ -122,6 +144,8 @@ class VirtualMachines(ResourceKind):
 
     @staticmethod
     def _validate_os_profile(rid: ResourceId, os_profile: dict[str, Any]) -> None:
+        problem = linux_host_name_problem(str(os_profile["computerName"]))
+        require(problem is None, "InvalidParameter", str(problem))
         admin = str(os_profile.get("adminUsername") or "")
         require(
             bool(admin), "InvalidParameter", "Required parameter 'osProfile.adminUsername' is missing (null)."
