@@ -9,6 +9,7 @@ import copy
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -309,7 +310,10 @@ def _require_agent(emu: Emulator, vm: Resource) -> None:
         )
 
 
-def _power(state: str, boot: bool) -> Any:
+PowerAction = Callable[["Emulator", Resource, dict[str, Any]], dict[str, Any] | None]
+
+
+def _power(state: str, boot: bool) -> PowerAction:
     def run(emu: Emulator, vm: Resource, body: dict[str, Any]) -> dict[str, Any] | None:
         sandbox = sandbox_of(emu, vm)
         sandbox.shutdown()
@@ -327,10 +331,31 @@ def _restart_check(emu: Emulator, vm: Resource, body: dict[str, Any]) -> None:
     _require_running(vm)
 
 
+def _start(emu: Emulator, vm: Resource, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Start powers on a stopped or deallocated VM; a running one is left running, not rebooted
+    (a reboot is Restart; VirtualMachines_Start in the Compute REST spec: "start a virtual machine")."""
+    if vm.internal.get("power") == "running":
+        return None
+    return _power("running", boot=True)(emu, vm, body)
+
+
+def _power_off_check(emu: Emulator, vm: Resource, body: dict[str, Any]) -> None:
+    # Compute's PowerOff: "not allowed on a virtual machine that is being deallocated or has already
+    # been deallocated" (REST spec, 2024-07-01 and later); Azure's answer is a 409 in these words
+    # (microsoft/AzureTRE#4135, hashicorp/terraform-provider-azurerm#28218).
+    if vm.internal.get("power") == "deallocated":
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Operation 'powerOff' is not allowed on VM '{vm.id.name}' since the VM is either deallocated "
+            "or marked to be deallocated.",
+        )
+
+
 VirtualMachines.actions = {
-    "start": Action(Shape.ASYNC_OPERATION, _power("running", boot=True)),
+    "start": Action(Shape.ASYNC_OPERATION, _start),
     "restart": Action(Shape.ASYNC_OPERATION, _power("running", boot=True), _restart_check),
-    "poweroff": Action(Shape.ASYNC_OPERATION, _power("stopped", boot=False)),
+    "poweroff": Action(Shape.ASYNC_OPERATION, _power("stopped", boot=False), _power_off_check),
     "deallocate": Action(Shape.ASYNC_OPERATION, _power("deallocated", boot=False)),
 }
 

@@ -285,6 +285,27 @@ def test_stopped_vm_refuses_run_commands_until_started(azure: Azure) -> None:
     assert run_command(azure, "echo up\n").instance_view.output == "up\n"
 
 
+def test_start_leaves_a_running_vm_running_and_power_off_refuses_a_deallocated_one(azure: Azure) -> None:
+    create_vm(azure)
+    vms = azure.clients.compute.virtual_machines
+    run_command(azure, "sleep 299 >/dev/null 2>&1 &\n")  # a process of this boot
+    vms.begin_start(azure.group, "vm1").result()
+    assert run_command(azure, "pgrep -fx 'sleep 299'\n", name="rc2").instance_view.exit_code == 0  # no reboot
+    vms.begin_deallocate(azure.group, "vm1").result()
+    power = vms.instance_view(azure.group, "vm1").statuses[1]
+    assert (power.code, power.display_status) == ("PowerState/deallocated", "VM deallocated")
+    with pytest.raises(ResourceExistsError) as refused:
+        vms.begin_power_off(azure.group, "vm1").result()
+    assert refused.value.error.code == "OperationNotAllowed"
+    assert refused.value.error.message == (
+        "Operation 'powerOff' is not allowed on VM 'vm1' since the VM is either deallocated or marked to be "
+        "deallocated."
+    )
+    vms.begin_start(azure.group, "vm1").result()
+    assert vms.instance_view(azure.group, "vm1").statuses[1].code == "PowerState/running"
+    assert run_command(azure, "pgrep -fx 'sleep 299' || echo gone\n", name="rc3").instance_view.output == "gone\n"
+
+
 def test_run_command_action_reports_output_but_not_the_exit_code(azure: Azure) -> None:
     create_vm(azure)
     result = azure.clients.compute.virtual_machines.begin_run_command(
