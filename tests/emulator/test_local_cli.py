@@ -71,7 +71,7 @@ def test_deleting_a_vm_that_does_not_exist_says_so(azure: Azure, cli: Cli) -> No
 
 def test_run_after_restart_waits_for_the_agent(azure: Azure, cli: Cli) -> None:
     assert cli("vm", "create", "vm1").returncode == 0
-    azure.emulator.config.agent_ready_seconds = 1.5  # as `make dev` has it (3 s): each boot
+    azure.emulator.config.agent_ready_seconds = 3  # as `make dev` has it: after each boot
     restarted = cli("vm", "restart", "vm1")
     assert restarted.returncode == 0, restarted.stderr
     ran = cli("vm", "run", "vm1", "--", "echo", "up")
