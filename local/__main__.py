@@ -8,13 +8,15 @@
     python -m local vm create NAME [--vnet V] [--subnet S] [--tag K=V ...] [--admin-user U] [--ssh-key KEY]
     python -m local vm list
     python -m local vm run NAME [--param K=V ...] [--script FILE] [-- COMMAND ...]
-    python -m local vm restart NAME | vm delete NAME
+    python -m local vm stop|start|deallocate|restart|delete NAME
 
 Commands other than `dev` talk to the emulator named in `.local/dev.env`, in its resource group
 unless `--group` says otherwise, as alice unless `--as` names another person: the emulator allows
 each only what that person's roles allow, as Azure does. VM creation posts the Event Grid event a
 real VM creation posts, naming who wrote the VM, so a VM tagged for auto-attach is attached by
-the running app on its own when its writer may join that storage.
+the running app on its own when its writer may join that storage. `vm run` waits while the VM's
+agent is not ready (the first seconds after each boot), and says so on stderr when Run Command
+kept only the end of the output.
 """
 
 from __future__ import annotations
@@ -22,15 +24,26 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 import urllib.error
 import uuid
 from pathlib import Path
+from typing import Any
 
 from local import demo, dev, playground
 from local.control import Control, ControlError
+from local.emulator.compute import linux_host_name_problem
 from local.rest import ArmRequestError, ArmRest
 
 DEFAULT_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAzlinLocalDevelopmentKeyOnlyForTheEmulator azlin@local"
+AGENT_WAIT_SECONDS = 300  # an Azure VM's agent is ready within minutes of a boot
+AGENT_POLL_SECONDS = 0.5
+# The power actions of Compute (POST .../virtualMachines/{vm}/<action>), by command.
+POWER_ACTIONS = {"stop": "powerOff", "start": "start", "deallocate": "deallocate"}
+
+
+class CliError(Exception):
+    """A mistake of the person at the keyboard, told in one line."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args.command = command
     try:
         return int(args.handler(args))
-    except (ArmRequestError, ControlError) as error:
+    except (ArmRequestError, ControlError, CliError, TimeoutError) as error:
         print(f"error: {error}", file=sys.stderr)
     except urllib.error.URLError as error:
         print(
@@ -110,10 +123,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--script", type=Path, help="a script file to run instead of COMMAND")
     run.set_defaults(handler=run_in_vm)
-    for action, handler in (("restart", restart_vm), ("delete", delete_vm)):
-        sub = vm.add_parser(action, help=f"{action} a VM")
+    for action, handler, what in (
+        ("stop", change_power, "power off a VM (Compute's powerOff: still allocated, still billed in Azure)"),
+        ("start", change_power, "start a stopped or deallocated VM"),
+        ("deallocate", change_power, "stop a VM and release its hardware (Compute's deallocate)"),
+        ("restart", restart_vm, "restart a VM"),
+        ("delete", delete_vm, "delete a VM and its NIC"),
+    ):
+        sub = vm.add_parser(action, help=what)
         sub.add_argument("name")
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, action=action)
     for sub in vm.choices.values():
         sub.add_argument("--group", default=None, help="resource group (default: the dev one)")
         sub.add_argument("--as", dest="actor", default=dev.ALICE, help="who acts (default alice)")
@@ -172,12 +191,34 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     for value in values:
         key, sep, text = value.partition("=")
         if not sep or not key:
-            raise SystemExit(f"{what} {value!r} must be KEY=VALUE")
+            raise CliError(f"{what} {value!r} must be KEY=VALUE")
         pairs[key] = text
     return pairs
 
 
+def _vm_path(rest: ArmRest, group: str, base: str, name: str) -> str:
+    """The path of an existing VM; a missing one is the caller's mistake, said plainly."""
+    path = f"{base}/Microsoft.Compute/virtualMachines/{name}"
+    try:
+        rest.get(path)
+    except ArmRequestError as error:
+        if error.code == "ResourceNotFound":
+            raise CliError(f"VM {name} does not exist in resource group {group}") from None
+        raise
+    return path
+
+
+def _power_state(rest: ArmRest, vm_path: str) -> str:
+    """The PowerState status Azure reports in the instance view: "VM running", "VM stopped", ..."""
+    statuses = rest.get(f"{vm_path}/instanceView")["statuses"]
+    return str(next((s["displayStatus"] for s in statuses if s["code"].startswith("PowerState/")), "unknown"))
+
+
 def create_vm(args: argparse.Namespace) -> int:
+    # The VM's name is its host name too: refused before its NIC is made, not after.
+    problem = linux_host_name_problem(args.name)
+    if problem is not None:
+        raise CliError(f"VM name {args.name!r} is not valid: {problem}")
     rest, group, base = _client(args)
     key = Path(args.ssh_key).read_text().strip() if Path(args.ssh_key).is_file() else args.ssh_key
     subnet = f"{base}/Microsoft.Network/virtualNetworks/{args.vnet}/subnets/{args.subnet}"
@@ -197,39 +238,84 @@ def create_vm(args: argparse.Namespace) -> int:
 def list_vms(args: argparse.Namespace) -> int:
     rest, _group, base = _client(args)
     for vm in rest.get(f"{base}/Microsoft.Compute/virtualMachines")["value"]:
-        view = rest.get(
-            f"{base}/Microsoft.Compute/virtualMachines/{vm['name']}/instanceView"
-        )
-        power = view["statuses"][-1]["displayStatus"]
+        power = _power_state(rest, f"{base}/Microsoft.Compute/virtualMachines/{vm['name']}")
         print(f"{vm['name']:<20} {power:<14} vmId {vm['properties']['vmId']}  tags {vm.get('tags') or {}}")
     return 0
 
 
-def run_in_vm(args: argparse.Namespace) -> int:
-    rest, group, _base = _client(args)
-    command = args.command
+def _script(args: argparse.Namespace) -> str:
     if args.script is not None:
-        script = args.script.read_text()
-    elif command:
-        script = shlex.join(command) + "\n"
-    else:
-        raise SystemExit("give a COMMAND after -- or --script FILE")
-    view = playground.run(rest, group, args.name, script, _pairs(args.param, "--param"))
+        try:
+            return str(args.script.read_text())
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise CliError(f"cannot read the script {args.script}: {reason}") from None
+    if args.command:
+        return shlex.join(args.command) + "\n"
+    raise CliError("give a COMMAND after -- or --script FILE")
+
+
+def _run_when_agent_ready(rest: ArmRest, group: str, vm_path: str, script: str,
+                          parameters: dict[str, str]) -> dict[str, Any]:
+    """Run Command answers VMAgentNotReady for the first seconds after each boot (a new VM, a
+    start, a restart): wait for the agent as a person would, not fail."""
+    name = vm_path.rsplit("/", 1)[1]
+    deadline = time.monotonic() + AGENT_WAIT_SECONDS
+    told = False
+    while True:
+        try:
+            return playground.run(rest, group, name, script, parameters)
+        except ArmRequestError as error:
+            if error.code == "OperationNotAllowed":  # how Compute refuses a VM that is not running
+                power = _power_state(rest, vm_path).removeprefix("VM ")
+                if power != "running":
+                    raise CliError(
+                        f"{error} {name} is {power}: start it with `python -m local vm start {name}`"
+                    ) from None
+            if error.code != "VMAgentNotReady" or time.monotonic() > deadline:
+                raise
+        if not told:
+            print(f"waiting for the VM agent of {name} to be ready...", file=sys.stderr, flush=True)
+            told = True
+        time.sleep(AGENT_POLL_SECONDS)
+
+
+def run_in_vm(args: argparse.Namespace) -> int:
+    script = _script(args)
+    parameters = _pairs(args.param, "--param")
+    rest, group, base = _client(args)
+    view = _run_when_agent_ready(rest, group, _vm_path(rest, group, base, args.name), script, parameters)
     sys.stdout.write(view.get("output") or "")
     sys.stderr.write(view.get("error") or "")
+    # "Output is limited to the last 4,096 bytes" (azure-compute-docs virtual-machines/linux/
+    # run-command.md, Restrictions); the emulator's limit is its config. A stream that fills it (but
+    # for a character cut in two) has lost its beginning.
+    limit = int(_control()[0].call("GET", "config")["run_command_output_bytes"])
+    for stream, text in (("output", view.get("output") or ""), ("error output", view.get("error") or "")):
+        if len(text.encode()) >= limit - 3:
+            print(f"({stream} truncated to the last {limit} bytes by Run Command)", file=sys.stderr)
     return int(view.get("exitCode") or 0) if view["executionState"] in ("Succeeded", "Failed") else 124
 
 
+def change_power(args: argparse.Namespace) -> int:
+    """stop, start, deallocate: Compute's power actions, then the power state Azure reports."""
+    rest, group, base = _client(args)
+    path = _vm_path(rest, group, base, args.name)
+    rest.post(f"{path}/{POWER_ACTIONS[args.action]}")
+    print(f"{args.name}: {_power_state(rest, path)}")
+    return 0
+
+
 def restart_vm(args: argparse.Namespace) -> int:
-    rest, _group, base = _client(args)
-    rest.post(f"{base}/Microsoft.Compute/virtualMachines/{args.name}/restart")
+    rest, group, base = _client(args)
+    rest.post(f"{_vm_path(rest, group, base, args.name)}/restart")
     print(f"{args.name} restarted; fstab entries were mounted again")
     return 0
 
 
 def delete_vm(args: argparse.Namespace) -> int:
-    rest, _group, base = _client(args)
-    rest.delete(f"{base}/Microsoft.Compute/virtualMachines/{args.name}")
+    rest, group, base = _client(args)
+    rest.delete(_vm_path(rest, group, base, args.name))
     rest.delete(f"{base}/Microsoft.Network/networkInterfaces/{args.name}-nic")
     print(f"{args.name} deleted")
     return 0

@@ -4,6 +4,7 @@ Command. Used by `python -m local`, the benchmarks and the tests (the product us
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -181,17 +182,23 @@ def run(
     """Run a script through a managed Run Command, then delete it; returns its instance view."""
     vm_path = f"{providers(rest, group)}/Microsoft.Compute/virtualMachines/{vm_name}"
     path = f"{vm_path}/runCommands/local-{uuid.uuid4().hex[:10]}"
-    rest.put(
-        path,
-        {
-            "location": rest.get(vm_path)["location"],
-            "properties": {
-                "source": {"script": script},
-                "timeoutInSeconds": timeout,
-                "parameters": [{"name": k, "value": v} for k, v in (parameters or {}).items()],
+    try:
+        rest.put(
+            path,
+            {
+                "location": rest.get(vm_path)["location"],
+                "properties": {
+                    "source": {"script": script},
+                    "timeoutInSeconds": timeout,
+                    "parameters": [{"name": k, "value": v} for k, v in (parameters or {}).items()],
+                },
             },
-        },
-    )
+        )
+    except ArmRequestError:
+        # Azure keeps a refused Run Command (Failed): callers that retry would fill the VM's 25.
+        with contextlib.suppress(ArmRequestError):
+            rest.delete(path)
+        raise
     view: dict[str, Any] = rest.get(f"{path}?$expand=instanceView")["properties"]["instanceView"]
     rest.delete(path)
     return view

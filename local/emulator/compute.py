@@ -9,6 +9,7 @@ import copy
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -63,6 +64,17 @@ RESERVED_USERS = {
     "nobody",
     "sshd",
 }
+# A Linux VM's host name (osProfile.computerName, the VM's name when none is given): Compute refuses
+# one over 64 characters or with any of these characters, 400 InvalidParameter in these words
+# (hashicorp/terraform#15913, MicrosoftDocs/azure-docs#5601). resource-name-rules.md
+# (Microsoft.Compute, virtualMachines) adds spaces and control characters, and no period or hyphen at
+# the end (the words of that refusal are the emulator's: Azure's are not documented).
+LINUX_HOST_NAME_MAX = 64
+HOST_NAME_FORBIDDEN = frozenset("`~!@#$%^&*()=+_[]{}\\|;:'\",<>/?")
+HOST_NAME_REFUSED = (
+    "Linux host name cannot exceed 64 characters in length or contain the following characters: "
+    "` ~ ! @ # $ % ^ & * ( ) = + _ [ ] { } \\ | ; : ' \" , < > / ?."
+)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_TIMEOUT_SECONDS = 90 * 60
 MAX_RUN_COMMANDS = 25
@@ -71,6 +83,17 @@ NOT_RUNNING = ("OperationNotAllowed", "The operation requires the VM to be runni
 
 def _iso(moment: float | None) -> str | None:
     return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+
+def linux_host_name_problem(name: str) -> str | None:
+    """Why Azure refuses `name` as a Linux VM's host name, or None when it takes it."""
+    if len(name) > LINUX_HOST_NAME_MAX or any(
+        c in HOST_NAME_FORBIDDEN or c.isspace() or not c.isprintable() for c in name
+    ):
+        return HOST_NAME_REFUSED
+    if name.endswith((".", "-")):
+        return "Linux host name cannot end with a period or a hyphen."
+    return None
 
 
 class VirtualMachines(ResourceKind):
@@ -100,11 +123,11 @@ class VirtualMachines(ResourceKind):
                     )
             props["osProfile"] = before
         else:
-            self._validate_os_profile(rid, os_profile)
             props["osProfile"] = {
                 k: v for k, v in os_profile.items() if k not in ("adminPassword", "customData")
             }
             props["osProfile"].setdefault("computerName", rid.name)
+            self._validate_os_profile(rid, props["osProfile"])
         nics = (props.get("networkProfile") or {}).get("networkInterfaces") or []
         require(
             bool(nics),
@@ -122,6 +145,8 @@ class VirtualMachines(ResourceKind):
 
     @staticmethod
     def _validate_os_profile(rid: ResourceId, os_profile: dict[str, Any]) -> None:
+        problem = linux_host_name_problem(str(os_profile["computerName"]))
+        require(problem is None, "InvalidParameter", str(problem))
         admin = str(os_profile.get("adminUsername") or "")
         require(
             bool(admin), "InvalidParameter", "Required parameter 'osProfile.adminUsername' is missing (null)."
@@ -285,7 +310,10 @@ def _require_agent(emu: Emulator, vm: Resource) -> None:
         )
 
 
-def _power(state: str, boot: bool) -> Any:
+PowerAction = Callable[["Emulator", Resource, dict[str, Any]], dict[str, Any] | None]
+
+
+def _power(state: str, boot: bool) -> PowerAction:
     def run(emu: Emulator, vm: Resource, body: dict[str, Any]) -> dict[str, Any] | None:
         sandbox = sandbox_of(emu, vm)
         sandbox.shutdown()
@@ -303,10 +331,31 @@ def _restart_check(emu: Emulator, vm: Resource, body: dict[str, Any]) -> None:
     _require_running(vm)
 
 
+def _start(emu: Emulator, vm: Resource, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Start powers on a stopped or deallocated VM; a running one is left running, not rebooted
+    (a reboot is Restart; VirtualMachines_Start in the Compute REST spec: "start a virtual machine")."""
+    if vm.internal.get("power") == "running":
+        return None
+    return _power("running", boot=True)(emu, vm, body)
+
+
+def _power_off_check(emu: Emulator, vm: Resource, body: dict[str, Any]) -> None:
+    # Compute's PowerOff: "not allowed on a virtual machine that is being deallocated or has already
+    # been deallocated" (REST spec, 2024-07-01 and later); Azure's answer is a 409 in these words
+    # (microsoft/AzureTRE#4135, hashicorp/terraform-provider-azurerm#28218).
+    if vm.internal.get("power") == "deallocated":
+        raise ArmError(
+            409,
+            "OperationNotAllowed",
+            f"Operation 'powerOff' is not allowed on VM '{vm.id.name}' since the VM is either deallocated "
+            "or marked to be deallocated.",
+        )
+
+
 VirtualMachines.actions = {
-    "start": Action(Shape.ASYNC_OPERATION, _power("running", boot=True)),
+    "start": Action(Shape.ASYNC_OPERATION, _start),
     "restart": Action(Shape.ASYNC_OPERATION, _power("running", boot=True), _restart_check),
-    "poweroff": Action(Shape.ASYNC_OPERATION, _power("stopped", boot=False)),
+    "poweroff": Action(Shape.ASYNC_OPERATION, _power("stopped", boot=False), _power_off_check),
     "deallocate": Action(Shape.ASYNC_OPERATION, _power("deallocated", boot=False)),
 }
 

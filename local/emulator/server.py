@@ -12,7 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import trustme
 
@@ -41,6 +41,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)
+        # Clients percent-encode each name in the path (azure-core quotes every path argument, so
+        # `(` arrives as %28): Resource Manager names a resource by the decoded text (RFC 3986 2.1).
+        path = unquote(parts.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if 0 < length <= MAX_BODY else b""
         if length > MAX_BODY:
@@ -53,20 +56,20 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = ValueError  # distinguishable from "no body": answered as InvalidRequestContent
         tenant = self.server.emulator.tenant
-        if parts.path.startswith(f"/{tenant.tenant_id}/"):
-            self._send(sign_in(self.server.emulator, self.command, parts.path, raw))
+        if path.startswith(f"/{tenant.tenant_id}/"):
+            self._send(sign_in(self.server.emulator, self.command, path, raw))
             return
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
         request = Request(
             self.command,
-            parts.path,
+            path,
             dict(parse_qsl(parts.query, keep_blank_values=True)),
             {k.lower(): v for k, v in self.headers.items()},
             body,
             f"https://{host}",
             raw=raw,
         )
-        if parts.path.startswith(CONTROL):
+        if path.startswith(CONTROL):
             self._send(control(self.server.emulator, request))
         else:
             self._send(self.server.emulator.handle(request))

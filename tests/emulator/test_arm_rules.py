@@ -88,6 +88,13 @@ def test_missing_resources_and_parents_are_404_with_arms_wording(azure: Azure) -
     assert (status, body["error"]["code"]) == (400, "InvalidRequestContent")
 
 
+def test_names_are_read_from_the_percent_decoded_path(azure: Azure) -> None:
+    group = azure.unique("rg-(decoded)")  # parentheses: clients send them as %28 and %29
+    made = azure.rest.put(azure.group_path(group), {"location": REGION})
+    assert made["name"] == group and made["id"].endswith(f"/resourceGroups/{group}")
+    azure.rest.delete(azure.group_path(group))
+
+
 def test_injected_throttling_reaches_the_sdk_with_retry_after_then_stops(azure: Azure) -> None:
     check = StorageAccountCheckNameAvailabilityParameters(
         name="someacct", type="Microsoft.Storage/storageAccounts"

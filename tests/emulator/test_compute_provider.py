@@ -30,7 +30,9 @@ pytestmark = needs_sandbox
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOb laptop@example"
 
 
-def create_vm(azure: Azure, name: str = "vm1", admin: str = "azureuser") -> VirtualMachine:
+def create_vm(
+    azure: Azure, name: str = "vm1", admin: str = "azureuser", computer_name: str | None = None
+) -> VirtualMachine:
     subnet = azure.network("vnet1")
     nic = azure.rest.put(
         f"{azure.group_path()}/providers/Microsoft.Network/networkInterfaces/{name}-nic",
@@ -47,6 +49,7 @@ def create_vm(azure: Azure, name: str = "vm1", admin: str = "azureuser") -> Virt
             tags={"azlin-storage": "st1"},
             hardware_profile=HardwareProfile(vm_size="Standard_B2s"),
             os_profile=OSProfile(
+                computer_name=computer_name,
                 admin_username=admin,
                 admin_password="never-echoed",
                 linux_configuration=LinuxConfiguration(
@@ -119,6 +122,18 @@ def test_reserved_admin_names_and_wrong_key_paths_are_refused(azure: Azure) -> N
         with pytest.raises(HttpResponseError) as refused:
             create_vm(azure, name=f"vm-{admin}", admin=admin)
         assert refused.value.error.code == "InvalidParameter"
+
+
+def test_a_host_name_linux_refuses_is_refused_and_the_vm_name_is_the_default_one(azure: Azure) -> None:
+    for name in ("Bad_Name!", "a" * 65, "ends-with-"):
+        with pytest.raises(HttpResponseError) as refused:
+            create_vm(azure, name=name)
+        assert (refused.value.status_code, refused.value.error.code) == (400, "InvalidParameter")
+        assert "Linux host name cannot" in refused.value.error.message
+    # The rule is the host name's: a resource name with an underscore and a host name without one
+    # is a VM.
+    made = create_vm(azure, name="with_underscore", computer_name="with-hyphen")
+    assert made.os_profile.computer_name == "with-hyphen"
 
 
 def test_run_command_reports_exit_code_output_and_error(azure: Azure) -> None:
@@ -268,6 +283,27 @@ def test_stopped_vm_refuses_run_commands_until_started(azure: Azure) -> None:
         azure.clients.compute.virtual_machines.begin_restart(azure.group, "vm1").result()
     azure.clients.compute.virtual_machines.begin_start(azure.group, "vm1").result()
     assert run_command(azure, "echo up\n").instance_view.output == "up\n"
+
+
+def test_start_leaves_a_running_vm_running_and_power_off_refuses_a_deallocated_one(azure: Azure) -> None:
+    create_vm(azure)
+    vms = azure.clients.compute.virtual_machines
+    run_command(azure, "sleep 299 >/dev/null 2>&1 &\n")  # a process of this boot
+    vms.begin_start(azure.group, "vm1").result()
+    assert run_command(azure, "pgrep -fx 'sleep 299'\n", name="rc2").instance_view.exit_code == 0  # no reboot
+    vms.begin_deallocate(azure.group, "vm1").result()
+    power = vms.instance_view(azure.group, "vm1").statuses[1]
+    assert (power.code, power.display_status) == ("PowerState/deallocated", "VM deallocated")
+    with pytest.raises(ResourceExistsError) as refused:
+        vms.begin_power_off(azure.group, "vm1").result()
+    assert refused.value.error.code == "OperationNotAllowed"
+    assert refused.value.error.message == (
+        "Operation 'powerOff' is not allowed on VM 'vm1' since the VM is either deallocated or marked to be "
+        "deallocated."
+    )
+    vms.begin_start(azure.group, "vm1").result()
+    assert vms.instance_view(azure.group, "vm1").statuses[1].code == "PowerState/running"
+    assert run_command(azure, "pgrep -fx 'sleep 299' || echo gone\n", name="rc3").instance_view.output == "gone\n"
 
 
 def test_run_command_action_reports_output_but_not_the_exit_code(azure: Azure) -> None:

@@ -98,7 +98,7 @@ def test_dev_stack_serves_the_api_runs_vms_and_stops_cleanly(
     created = cli(env, "vm", "create", "dev1", "--tag", "azlin-storage=home1")
     assert created.returncode == 0, created.stderr
     assert "dev1: vmId " in created.stdout and "10.40.0.4" in created.stdout
-    time.sleep(3.1)  # the agent of a new VM is not ready for its first seconds under `make dev`
+    # The agent of a new VM is not ready for its first seconds under `make dev`: `vm run` waits.
     ran = cli(env, "vm", "run", "dev1", "--param", "WHO=dev", "--", "sh", "-c", 'id -un 1000; echo "$WHO"; exit 3')
     assert (ran.returncode, ran.stdout) == (3, "azureuser\ndev\n"), ran.stderr
 
