@@ -114,8 +114,8 @@ class Demo:
         return str(view.get("output") or "")
 
     def attached(self, vm: str) -> bool:
-        status, _ = self.api.call("GET", f"/vms/{vm}/attachment?resourceGroup={self.group}")
-        return status == 200
+        status, answer = self.api.call("GET", f"/vms/{vm}/attachment?resourceGroup={self.group}")
+        return status == 200 and "state" not in answer  # not the attach still under way ("Attaching")
 
     def play(self) -> None:
         steps = (self.create_storage, self.events_attach, self.share_a_file, self.attach_through_api,
