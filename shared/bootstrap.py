@@ -105,6 +105,10 @@ class Container:
 
         return self._clock or SystemClock()
 
+    def _trace_context(self) -> dict[str, str]:
+        """What each queue message carries; tracing is built at the first send, not before."""
+        return self.tracing.carrier()
+
     # State and queue (adapters) -------------------------------------------------------------
 
     @cached_property
@@ -177,13 +181,13 @@ class Container:
     def queue(self) -> StorageQueue:
         from .adapters.queues import StorageQueue
 
-        return StorageQueue(self.settings.storage, OPERATIONS_QUEUE)
+        return StorageQueue(self.settings.storage, OPERATIONS_QUEUE, trace=self._trace_context)
 
     @cached_property
     def poison_queue(self) -> StorageQueue:
         from .adapters.queues import StorageQueue
 
-        return StorageQueue(self.settings.storage, POISON_QUEUE)
+        return StorageQueue(self.settings.storage, POISON_QUEUE, trace=self._trace_context)
 
     @cached_property
     def arm(self) -> ArmClients:
@@ -312,7 +316,7 @@ class Container:
 
     @cached_property
     def intake(self) -> OperationIntake:
-        return OperationIntake(self.operations, self.idempotency, self.queue, self.clock)
+        return OperationIntake(self.operations, self.idempotency, self.queue, self.clock, self.tracing)
 
     @cached_property
     def operation_reads(self) -> OperationReads:
@@ -351,7 +355,8 @@ class Container:
         handlers = self._handlers if self._handlers is not None else self._operation_handlers()
         return OperationWorker(self.operations, self.locks, self.queue, self.poison_queue, self.clock,
                                handlers, heartbeat_seconds=self._heartbeat_seconds
-                               or self.settings.lock_lease_seconds / 3, patience=self._patience)
+                               or self.settings.lock_lease_seconds / 3, patience=self._patience,
+                               tracing=self.tracing)
 
     def _operation_handlers(self) -> dict[OperationKind, Handler]:
         """The service that runs each operation kind; kinds without one end Failed with
