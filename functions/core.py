@@ -20,17 +20,18 @@ _MODULES = {
     "operations": "shared.domain.operations",
     "requests": "shared.domain.requests",
     "serialization": "shared.domain.serialization",
+    "tracing": "shared.tracing",
     "validation": "shared.domain.validation",
 }
 
 if TYPE_CHECKING:
     from functions import openapi
-    from shared import bootstrap
+    from shared import bootstrap, tracing
     from shared.domain import digests, errors, events, operations, requests, serialization, validation
 
     __all__ = [
         "bootstrap", "digests", "errors", "events", "openapi", "operations", "requests", "serialization",
-        "validation",
+        "tracing", "validation",
     ]
 else:
 

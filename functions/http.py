@@ -1,6 +1,6 @@
 """HTTP plumbing for the API functions: who calls (the bearer token), reading requests, JSON
 answers, the error shape, and the guard that turns every failure into that shape (never a stack
-trace)."""
+trace) and makes each request a span (continuing the caller's W3C `traceparent`, if sent)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from shared.domain.errors import ServiceError
     from shared.domain.identity import Caller
     from shared.domain.operations import Operation
-    from shared.ports import Page
+    from shared.ports import Page, Span, Tracing
     from shared.services.operations import Submission
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,10 @@ REALM = "azlin-storage"
 
 def guarded(handler: Handler) -> Handler:
     """Answer every ServiceError in the contract's error shape; anything else is our bug: log it
-    and answer a 500 in the same shape, without internals."""
+    and answer a 500 in the same shape, without internals. Each request is a span."""
 
     @functools.wraps(handler)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+    def answer(req: func.HttpRequest) -> func.HttpResponse:
         try:
             return handler(req)
         except core.errors.ServiceError as err:
@@ -57,7 +58,32 @@ def guarded(handler: Handler) -> Handler:
                 "The service failed unexpectedly.", try_hint="try again; if it persists, report it",
                 code=core.errors.ErrorCode.INTERNAL_ERROR))
 
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        with _request_span(req, handler.__name__) as span:
+            response = answer(req)
+            span.note({"http.response.status_code": response.status_code})
+            if response.status_code >= 500:
+                span.fail(f"answered {response.status_code}")
+            return response
+
     return wrapper
+
+
+def _request_span(req: func.HttpRequest, function: str) -> AbstractContextManager[Span]:
+    """The request's server span: a child of the caller's span when it sent a W3C traceparent."""
+    parts = urlsplit(req.url)
+    parent = {name: value for name in ("traceparent", "tracestate") if (value := req.headers.get(name))}
+    return _tracing().span(f"{req.method} {function}", kind="server", parent=parent, attributes={
+        "http.request.method": req.method, "url.path": parts.path, "url.scheme": parts.scheme,
+        "faas.trigger": "http", "faas.name": function})
+
+
+def _tracing() -> Tracing:
+    try:
+        return core.bootstrap.container().tracing
+    except core.errors.ServiceError:  # settings unusable: the handler answers that, untraced
+        return core.tracing.NO_TRACING
 
 
 def authenticated(handler: CallerHandler) -> Handler:

@@ -7,6 +7,7 @@ own settings, clock or handlers and install it with `use`.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from .domain.operations import OperationKind, Patience
-from .ports import Clock, Probe
+from .ports import Clock, Probe, Tracing
 from .services.access import AccessControl
 from .services.attachments import AttachmentService
 from .services.data_protection import DataProtectionService
@@ -26,6 +27,7 @@ from .services.provisioning import StorageProvisioner
 from .services.storage import StorageService
 from .services.worker import Handler, OperationWorker
 from .settings import Settings
+from .tracing import NO_TRACING
 
 if TYPE_CHECKING:
     from .adapters.arm import ArmClients
@@ -59,13 +61,15 @@ if TYPE_CHECKING:
     from .services.retention import RetentionService
 
 
+log = logging.getLogger(__name__)
+
 
 class Container:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  handlers: Mapping[OperationKind, Handler] | None = None,
                  heartbeat_seconds: float | None = None,
                  arm_options: Mapping[str, Any] | None = None,
-                 patience: Patience | None = None) -> None:
+                 patience: Patience | None = None, tracing: Tracing | None = None) -> None:
         self.settings = settings
         self._clock = clock
         self._handlers = handlers
@@ -75,12 +79,35 @@ class Container:
         self._arm_options = dict(arm_options) if arm_options is not None else {"retry_total": 3}
         self._patience = patience or Patience(
             deadline=timedelta(minutes=settings.vm_agent_wait_minutes))
+        self._tracing = tracing  # a test's own (an in-memory exporter); else from settings
+
+    @cached_property
+    def tracing(self) -> Tracing:
+        """Spans exported to Application Insights when its connection string is set; else none,
+        and OpenTelemetry is never imported. Configured on first use, not at cold start."""
+        if self._tracing is not None:
+            return self._tracing
+        connection_string = self.settings.applicationinsights_connection_string
+        if not connection_string:
+            return NO_TRACING
+        from .adapters.tracing import OpenTelemetryTracing, export_to_application_insights
+
+        try:
+            export_to_application_insights(connection_string)
+        except Exception:  # a bad connection string must not take the service down with it
+            log.exception("traces are off: APPLICATIONINSIGHTS_CONNECTION_STRING could not be used")
+            return NO_TRACING
+        return OpenTelemetryTracing()
 
     @cached_property
     def clock(self) -> Clock:
         from .adapters.clock import SystemClock
 
         return self._clock or SystemClock()
+
+    def _trace_context(self) -> dict[str, str]:
+        """What each queue message carries; tracing is built at the first send, not before."""
+        return self.tracing.carrier()
 
     # State and queue (adapters) -------------------------------------------------------------
 
@@ -154,13 +181,13 @@ class Container:
     def queue(self) -> StorageQueue:
         from .adapters.queues import StorageQueue
 
-        return StorageQueue(self.settings.storage, OPERATIONS_QUEUE)
+        return StorageQueue(self.settings.storage, OPERATIONS_QUEUE, trace=self._trace_context)
 
     @cached_property
     def poison_queue(self) -> StorageQueue:
         from .adapters.queues import StorageQueue
 
-        return StorageQueue(self.settings.storage, POISON_QUEUE)
+        return StorageQueue(self.settings.storage, POISON_QUEUE, trace=self._trace_context)
 
     @cached_property
     def arm(self) -> ArmClients:
@@ -289,7 +316,7 @@ class Container:
 
     @cached_property
     def intake(self) -> OperationIntake:
-        return OperationIntake(self.operations, self.idempotency, self.queue, self.clock)
+        return OperationIntake(self.operations, self.idempotency, self.queue, self.clock, self.tracing)
 
     @cached_property
     def operation_reads(self) -> OperationReads:
@@ -328,7 +355,8 @@ class Container:
         handlers = self._handlers if self._handlers is not None else self._operation_handlers()
         return OperationWorker(self.operations, self.locks, self.queue, self.poison_queue, self.clock,
                                handlers, heartbeat_seconds=self._heartbeat_seconds
-                               or self.settings.lock_lease_seconds / 3, patience=self._patience)
+                               or self.settings.lock_lease_seconds / 3, patience=self._patience,
+                               tracing=self.tracing)
 
     def _operation_handlers(self) -> dict[OperationKind, Handler]:
         """The service that runs each operation kind; kinds without one end Failed with

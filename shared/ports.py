@@ -8,6 +8,7 @@ page (possibly empty), `delete`/`remove`/`release` succeed when the thing is alr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -209,7 +210,34 @@ class CallBudget(Protocol):
 
 
 class OperationQueue(Protocol):
-    def send(self, operation_id: str, delay_seconds: int = 0) -> None: ...
+    def send(self, operation_id: str, delay_seconds: int = 0) -> None:
+        """Queue a message naming the operation, with the trace context of the current span."""
+
+
+SpanAttributes = Mapping[str, str | int | bool]
+
+
+class Span(Protocol):
+    def note(self, attributes: SpanAttributes) -> None: ...
+
+    def fail(self, description: str) -> None:
+        """Mark it an error (an exception leaving the span does so on its own)."""
+
+
+class Tracing(Protocol):
+    """OpenTelemetry, as the app needs it: spans that continue a trace whose W3C context
+    (`traceparent`, `tracestate`) travelled in a request or a queue message."""
+
+    def carrier(self) -> dict[str, str]:
+        """The current span's trace context as W3C headers; {} outside any span."""
+
+    def span(self, name: str, *, kind: str, parent: Mapping[str, str],
+             attributes: SpanAttributes) -> AbstractContextManager[Span]:
+        """A span (`kind`: server, consumer, internal), current while the block runs: a child of
+        the context `parent` names, or the root of a new trace when it names none."""
+
+    def current(self) -> Span:
+        """The current span (one that ignores everything outside a span)."""
 
 
 class StorageCloud(Protocol):

@@ -104,6 +104,8 @@ class Settings:
     private_dns_zone_id: str | None = None
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     protection: DataProtection = field(default_factory=DataProtection)
+    # Traces go to Application Insights when set; else the app makes no spans at all.
+    applicationinsights_connection_string: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
@@ -140,6 +142,7 @@ class Settings:
                 delete_retention_days=reader.whole("DELETE_RETENTION_DAYS", 7, 0, 365),
                 snapshot_retention_days=reader.whole("SNAPSHOT_RETENTION_DAYS", 7, 1, 365),
             ),
+            applicationinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING") or None,
         )
         reader.raise_if_any()
         return settings

@@ -168,13 +168,14 @@ def make_app(settings: Settings, clock: FakeClock) -> Iterator[Callable[..., Con
     """Build and install the process-wide container, with test handlers if given. The shared
     `operations` queue is emptied so each test sees only its own messages."""
     def build(handlers: Mapping[Any, Any] | None = None, app_settings: Settings | None = None,
-              heartbeat_seconds: float | None = None) -> Container:
+              heartbeat_seconds: float | None = None, tracing: Any = None) -> Container:
         # A VM agent that is not ready is looked at again at once (the fake clock decides the
         # deadline); the growth of the real delays is a unit test.
         container = Container(app_settings or settings, clock=clock, handlers=handlers,
                               heartbeat_seconds=heartbeat_seconds,
                               arm_options={"polling_interval": 0, "retry_total": 0},
-                              patience=Patience(first_delay_seconds=0, max_delay_seconds=0))
+                              patience=Patience(first_delay_seconds=0, max_delay_seconds=0),
+                              tracing=tracing)
         container.queue.check()  # creates the queue
         container.queue.client.clear_messages()
         poison = QueueClient.from_connection_string(container.settings.storage.connection_string or "",

@@ -218,6 +218,16 @@ var baseSettings = [
     name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
     value: 'ClientId=${identity.properties.clientId};Authorization=AAD'
   }
+  {
+    // The app sends traces (Azure Monitor OpenTelemetry distro); the Functions host already sends
+    // its logs and metrics, which the distro would send a second time
+    name: 'OTEL_LOGS_EXPORTER'
+    value: 'none'
+  }
+  {
+    name: 'OTEL_METRICS_EXPORTER'
+    value: 'none'
+  }
 ]
 var networkSettings = empty(defaultVnet) ? [] : [
   {

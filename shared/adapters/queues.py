@@ -3,6 +3,9 @@
 The Functions queue trigger expects base64 message text (host.json `messageEncoding: base64`),
 while the azure-storage-queue client sends plain text unless told otherwise: an unencoded message
 would fail to decode in the host and end in the poison queue.
+
+Each message carries the trace context current when it is sent (`trace`, the tracing's carrier):
+the worker's span for it continues the trace of the request, or delivery, that sent it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -33,9 +37,11 @@ def _retry() -> ExponentialRetry:
 
 
 class StorageQueue:
-    def __init__(self, connection: StorageConnection, queue_name: str) -> None:
+    def __init__(self, connection: StorageConnection, queue_name: str, *,
+                 trace: Callable[[], Mapping[str, str]] = dict) -> None:
         self.connection = connection
         self.queue_name = queue_name
+        self.trace = trace
         self.name = f"queue {queue_name}"
         self._created = False
         self._lock = threading.Lock()
@@ -55,7 +61,7 @@ class StorageQueue:
     @translated(DEPENDENCY)
     def send(self, operation_id: str, delay_seconds: int = 0) -> None:
         self._ensure_exists()
-        self.client.send_message(messages.encode(operation_id),
+        self.client.send_message(messages.encode(operation_id, self.trace()),
                                  visibility_timeout=delay_seconds or None)
         log.info("op=%s queued on %s (delay %ss)", operation_id, self.queue_name, delay_seconds)
 

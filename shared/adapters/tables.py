@@ -159,7 +159,7 @@ class TableOperationRepository(_TableRecords):
             with contextlib.suppress(ResourceExistsError):
                 index.create_entity(self._child_entity(operation))
         try:
-            entity = encode(operation, operation.id, self.ROW, nonce=operation.nonce or None)
+            entity = self._entity(operation)
             meta = self.table.create_entity(entity)
             _expires(self.state, operation.created_at, "op", operation.id)
         except ResourceExistsError:
@@ -180,7 +180,7 @@ class TableOperationRepository(_TableRecords):
 
     @translated(DEPENDENCY)
     def save(self, operation: Operation) -> Operation:
-        entity = encode(operation, operation.id, self.ROW, nonce=operation.nonce or None)
+        entity = self._entity(operation)
         try:
             if operation.etag is None:
                 meta = self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
@@ -193,6 +193,11 @@ class TableOperationRepository(_TableRecords):
         if operation.parent and operation.is_terminal:
             self._child_row(operation)
         return replace(operation, etag=meta["etag"])
+
+    def _entity(self, operation: Operation) -> dict[str, Any]:
+        """The record, with what callers never see: the nonce and the trace context."""
+        return encode(operation, operation.id, self.ROW, nonce=operation.nonce or None,
+                      trace=dict(operation.trace) or None)
 
     def _child_row(self, operation: Operation) -> None:
         """The parent's index of its children, each row saying whether that child has ended."""

@@ -115,14 +115,20 @@ class Operation:
     # by Azure) and echoed in their RESULT: a run command's output is this operation's only if it
     # carries it. Stored, never serialised for callers ("" on records from before it existed).
     nonce: str = field(default="", compare=False, repr=False, metadata={"json": False})
+    # The W3C trace context of the request that recorded it: every delivery continues that trace,
+    # even one sent again by the stall sweep. Stored, never serialised ({} on older records).
+    trace: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False,
+                                     metadata={"json": False})
 
     @classmethod
     def new(cls, kind: OperationKind, target: str, params: Mapping[str, Any], now: datetime,
             operation_id: str | None = None, *, requested_by: Principal | None = None,
-            storage: str | None = None, parent: str | None = None) -> Operation:
+            storage: str | None = None, parent: str | None = None,
+            trace: Mapping[str, str] | None = None) -> Operation:
         return cls(id=operation_id or str(uuid.uuid4()), kind=kind, target=target, params=params,
                    status=OperationStatus.PENDING, created_at=now, updated_at=now,
-                   requested_by=requested_by, storage=storage, parent=parent, nonce=secrets.token_hex(16))
+                   requested_by=requested_by, storage=storage, parent=parent, nonce=secrets.token_hex(16),
+                   trace=dict(trace or {}))
 
     @property
     def is_terminal(self) -> bool:

@@ -49,7 +49,9 @@ from shared.ports import (
     OperationRepository,
     Page,
     StorageRepository,
+    Tracing,
 )
+from shared.tracing import NO_TRACING
 
 from .access import AccessControl
 
@@ -66,11 +68,12 @@ class Submission:
 
 class OperationIntake:
     def __init__(self, operations: OperationRepository, idempotency: IdempotencyStore,
-                 queue: OperationQueue, clock: Clock) -> None:
+                 queue: OperationQueue, clock: Clock, tracing: Tracing = NO_TRACING) -> None:
         self.operations = operations
         self.idempotency = idempotency
         self.queue = queue
         self.clock = clock
+        self.tracing = tracing
 
     def submit_for(self, caller: Caller, command: Command, idempotency_key: str | None, *,
                    storage: str | None = None) -> Submission:
@@ -87,8 +90,9 @@ class OperationIntake:
         params = params_of(command)
         now = self.clock.now()
         concerns = storage or command.storage_name
+        trace = self.tracing.carrier()  # kept on the record: every delivery continues this trace
         operation = Operation.new(command.KIND, command.target, params, now, requested_by=requested_by,
-                                  storage=concerns, parent=parent)
+                                  storage=concerns, parent=parent, trace=trace)
         if idempotency_key is None:
             return Submission(self._record_and_queue(operation, None), replayed=False)
         holder = self._claim(operation, idempotency_key)
@@ -96,7 +100,7 @@ class OperationIntake:
             return Submission(self._record_and_queue(operation, holder), replayed=False)
         earlier = Operation.new(command.KIND, command.target, params, holder.created_at,
                                 operation_id=holder.operation_id, requested_by=requested_by, storage=concerns,
-                                parent=parent)
+                                parent=parent, trace=trace)
         return Submission(self._record_and_queue(earlier, holder), replayed=True)
 
     def refuse(self, command: Command, error: DomainError, idempotency_key: str | None = None, *,

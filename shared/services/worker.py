@@ -24,6 +24,7 @@ Handlers must make every step safe to run twice.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
@@ -46,7 +47,8 @@ from shared.domain.errors import (
 )
 from shared.domain.operations import Operation, OperationKind, Patience
 from shared.logs import OperationLog, for_operation
-from shared.ports import Clock, Lease, LockManager, OperationQueue, OperationRepository
+from shared.ports import Clock, Lease, LockManager, OperationQueue, OperationRepository, Tracing
+from shared.tracing import NO_TRACING, record
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,9 @@ class OperationContext:
                 except ServiceError as err:
                     self.log.warning("heartbeat missed, trying again: %s", err.message)
 
-        thread = threading.Thread(target=beat, name=f"heartbeat-{self.operation.id}", daemon=True)
+        # In the delivery's context: its lease renewals belong to its trace.
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(beat,),
+                                  name=f"heartbeat-{self.operation.id}", daemon=True)
         thread.start()
         try:
             yield
@@ -127,7 +131,8 @@ class OperationContext:
 class OperationWorker:
     def __init__(self, operations: OperationRepository, locks: LockManager, queue: OperationQueue,
                  poison_queue: OperationQueue, clock: Clock, handlers: Mapping[OperationKind, Handler],
-                 *, heartbeat_seconds: float, patience: Patience | None = None) -> None:
+                 *, heartbeat_seconds: float, patience: Patience | None = None,
+                 tracing: Tracing = NO_TRACING) -> None:
         self.operations = operations
         self.locks = locks
         self.queue = queue
@@ -136,11 +141,16 @@ class OperationWorker:
         self.handlers = handlers
         self.heartbeat_seconds = heartbeat_seconds
         self.patience = patience or Patience()
+        self.tracing = tracing
 
     def process(self, body: bytes | str) -> None:
         operation = self._load(body)
         if operation is None:
             return
+        with self._delivery(messages.OPERATIONS_QUEUE, body, operation):
+            self._run(operation)
+
+    def _run(self, operation: Operation) -> None:
         try:
             command = command_for(operation)
             handler = self._handler(operation.kind)
@@ -193,6 +203,10 @@ class OperationWorker:
         operation = self._load(body)
         if operation is None:
             return
+        with self._delivery(messages.POISON_QUEUE, body, operation):
+            self._give_up(operation)
+
+    def _give_up(self, operation: Operation) -> None:
         context = OperationContext(operation, self.operations, self.locks, self.clock)
         try:
             self._lock(_lock_keys_of(operation), context)
@@ -205,6 +219,16 @@ class OperationWorker:
             self._finish(context.operation.fail(_retries_exhausted(operation), self.clock.now()))
         finally:
             self._release(context)
+
+    @contextmanager
+    def _delivery(self, queue: str, body: bytes | str, operation: Operation) -> Iterator[None]:
+        """A span for this delivery, in the operation's trace (`messages.continued_trace`)."""
+        message = messages.read(body)
+        parent = messages.continued_trace(message.trace if message else {}, operation.trace)
+        with self.tracing.span(f"process {queue}", kind="consumer", parent=parent,
+                               attributes={"messaging.destination.name": queue}) as span:
+            record(span, operation)
+            yield
 
     def _load(self, body: bytes | str) -> Operation | None:
         operation_id = messages.decode(body)
@@ -259,6 +283,7 @@ class OperationWorker:
 
     def _finish(self, operation: Operation) -> None:
         self.operations.save(operation)
+        record(self.tracing.current(), operation)
         error = operation.error or {}
         oplog = for_operation(log, operation.id)
         oplog.log(logging.INFO if not error else logging.WARNING, "%s %s",
@@ -280,7 +305,9 @@ class OperationWorker:
         oplog = for_operation(log, operation.id)
         oplog.warning("will be retried: [%s] %s", err.code.value, err.message)
         try:
-            self.operations.save(operation.note_retry(err, self.clock.now()))
+            retried = operation.note_retry(err, self.clock.now())
+            record(self.tracing.current(), retried)
+            self.operations.save(retried)
         except ServiceError as save_err:  # the retry must not depend on this record
             oplog.warning("could not record the retry: %s", save_err.message)
 

@@ -138,7 +138,10 @@ def test_the_app_storage_is_reached_through_identity_only() -> None:
 def test_the_settings_are_ones_the_service_reads() -> None:
     settings = app_settings()
     platform = {"AzureWebJobsStorage__credential", "AZURE_CLIENT_ID",
-                "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
+                "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+                "OTEL_LOGS_EXPORTER", "OTEL_METRICS_EXPORTER"}  # read by the Azure Monitor distro
+    # Traces only: the Functions host sends the logs and metrics already.
+    assert (settings["OTEL_LOGS_EXPORTER"], settings["OTEL_METRICS_EXPORTER"]) == ("'none'", "'none'")
     code = (ROOT / "shared" / "settings.py").read_text()
     for name in set(settings) - platform:
         key = name.removeprefix("AzureWebJobsStorage__")
