@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -122,3 +123,23 @@ def test_the_cli_says_the_services_error_and_exits_non_zero(workdir: Path) -> No
     assert status == 1 and answer["error"]["code"] == "ValidationError" and "name" in stderr
     status, answer, _ = cli(workdir, "storage", "show", "nosuchhome")
     assert status == 1 and answer["error"]["code"] == "StorageNotFound"
+
+
+def test_ctrl_c_stops_the_wait_never_the_operation(workdir: Path) -> None:
+    waiting = subprocess.Popen([sys.executable, "-m", "azlin_cli", "storage", "create", "ctrlchome"], cwd=workdir,
+                               env=environment(workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # accepted, and waiting: a create takes seconds (4 ARM writes)
+        listed = cli(workdir, "operations", "list", "--kind", "CreateStorage", "--status", "Pending,Running")[1]
+        if any(o["target"] == "storage/ctrlchome" for o in listed["value"]):
+            break
+        time.sleep(0.2)
+    waiting.send_signal(signal.SIGINT)
+    _, stderr = waiting.communicate(timeout=30)
+    assert waiting.returncode == 130, stderr
+    operation_id = re.search(r"Stopped waiting; operation ([0-9a-f-]{36}) goes on", stderr)
+    assert operation_id, stderr
+    status, ended, _ = cli(workdir, "operations", "show", operation_id.group(1), "--wait")
+    assert status == 0 and (ended["kind"], ended["status"]) == ("CreateStorage", "Succeeded"), ended
+    assert cli(workdir, "storage", "delete", "ctrlchome", "--purge")[0] == 1  # not deleted yet: purge refused
+    assert cli(workdir, "storage", "delete", "ctrlchome")[0] == 0
