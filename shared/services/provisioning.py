@@ -67,7 +67,11 @@ class StorageProvisioner:
         intake: OperationIntake,
         protection: DataProtection | None = None,
         snapshot: Callable[[StorageInfo, SnapshotReason], object] | None = None,
+        waiting: Callable[[str], list[str]] | None = None,
     ) -> None:
+        # After a new storage is recorded: queue the attaches of VMs tagged for it before it
+        # existed (AutoAttachService.attach_waiting); the ids of the attaches queued.
+        self.waiting = waiting
         self.protection = protection or DataProtection()
         self.snapshot = snapshot  # before a shrink (DataProtectionService.before)
         self.dns = dns
@@ -91,10 +95,14 @@ class StorageProvisioner:
             return self._create(command, context)
         self._claim_ownership(command.name, requested_by)
         try:
-            return self._create(command, context)
+            created = self._create(command, context)
         except DomainError:  # it will not exist: the name is free again
             self._release_claim(command.name, requested_by)
             raise
+        # Only a new storage can have VMs waiting for it. A redelivery after the record was saved
+        # takes the repair path above and skips this: the reconcile timer attaches them then.
+        queued = self.waiting(command.name) if self.waiting is not None else []
+        return {**created, "attachQueued": queued} if queued else created
 
     def _create(self, command: CreateStorage, context: OperationContext) -> Mapping[str, Any]:
         steps, total = p.CREATE_STEPS, len(p.CREATE_STEPS)
