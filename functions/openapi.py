@@ -30,14 +30,14 @@ from shared.domain.models import (
     VerifiedAttachment,
     VmHealth,
 )
-from shared.domain.operations import Operation, OperationKind, OperationStatus, Progress
+from shared.domain.operations import Operation, OperationKind, OperationStatus, Progress, Waiting
 from shared.domain.serialization import json_schema
 
 TITLE = "azlin storage service"
 VERSION = "0.1.0"
 _MODELS = (Operation, Progress, Principal, StorageInfo, StorageAccess, StorageStatus, VmHealth, Attachment,
            MountInfo, VerifiedAttachment, DefaultStorage, CostReport, VmCost, StorageCost, CostDigest,
-           GroupDigest, StorageFinding, AttachmentFinding, UnattachedVm, ShareSnapshot)
+           GroupDigest, StorageFinding, AttachmentFinding, UnattachedVm, ShareSnapshot, Waiting)
 
 
 def _ref(model: type | str) -> dict[str, str]:
