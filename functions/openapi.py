@@ -267,6 +267,14 @@ def _paths() -> dict[str, dict[str, Any]]:
                        params=(_param("resourceGroup", "query", {"type": "string", "maxLength": 90},
                                       "Only this resource group (default: all)."),)),
         },
+        "/api/digests": {
+            "post": _op("make_digest", "Today's cost digest on demand: the stored one (200), else made "
+                        "now (201); with force=true made again from the figures now, replacing "
+                        "today's, and posted again. Only for whoever may read every resource group.",
+                        {**_ok(_ref("DigestDocument")),
+                         "201": {"description": "Made now.", **_json(_ref("DigestDocument"))}},
+                        params=(_param("force", "query", _FLAG, "Make it again even if today's exists."),)),
+        },
         "/api/digests/latest": {
             "get": _op("latest_digest", "The latest daily cost digest, and its Markdown rendering.",
                        {**_ok(_ref("DigestDocument")), **not_found}),
