@@ -86,8 +86,11 @@ def test_attach_share_and_detach_through_the_service(stack: Stack, storage: str)
         mount["backupPath"],
     )
     assert record["vmId"] and record["owner"] == "azureuser"
+    # The attach script checked the live mount's source: healthy and verified now, never "unknown".
+    assert (record["health"], record["lastVerifiedAt"]) == ("healthy", operation["updatedAt"]), record
     assert stack.api.get(f"/api/storage/{storage}").json()["ownerUid"] == 1000
-    assert stack.api.get(f"/api/storage/{storage}/status").json()["connectedVms"] == ["vm1"]
+    status = stack.api.get(f"/api/storage/{storage}/status").json()
+    assert status["connectedVms"] == ["vm1"] and [a["health"] for a in status["attachments"]] == ["healthy"]
     assert script_runs(stack, "attach") == 1
 
     vm(stack, "vm2", key="ssh-ed25519 AAAAsecond me@desktop")
