@@ -294,7 +294,8 @@ def _request_schemas() -> dict[str, Any]:
     size = {"oneOf": [{"type": "integer", "minimum": validation.MIN_SHARE_GIB,
                        "maximum": validation.MAX_SHARE_GIB},
                       {"type": "string", "examples": ["100", "100GiB", "1TiB"]}],
-            "description": "GiB; GB and TB are read as GiB and TiB. Premium NFS: 100-102400 GiB."}
+            "description": "GiB; GB and TB are read as GiB and TiB. Premium NFS: 100-102400 GiB. "
+                           "Storage is answered as sizeGb (a number of GiB)."}
     return {
         "CreateStorageRequest": {
             "type": "object", "required": ["name"], "additionalProperties": False,
