@@ -241,6 +241,16 @@ def latest_digest(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     return json_response({"digest": to_json(digest), "markdown": core.digests.render_markdown(digest)})
 
 
+@bp.route(route="digests", methods=["POST"])
+@authenticated
+def make_digest(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    """Today's digest: 200 the stored one; 201 when made now (none yet, or `force=true`)."""
+    force = core.requests.optional_flag(query(req), "force")
+    digest, made = core.bootstrap.container().digests.make_today(caller, force=force)
+    return json_response({"digest": to_json(digest), "markdown": core.digests.render_markdown(digest)},
+                         201 if made else 200)
+
+
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded
 def health(req: func.HttpRequest) -> func.HttpResponse:

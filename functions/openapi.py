@@ -30,14 +30,14 @@ from shared.domain.models import (
     VerifiedAttachment,
     VmHealth,
 )
-from shared.domain.operations import Operation, OperationKind, OperationStatus, Progress
+from shared.domain.operations import Operation, OperationKind, OperationStatus, Progress, Waiting
 from shared.domain.serialization import json_schema
 
 TITLE = "azlin storage service"
 VERSION = "0.1.0"
 _MODELS = (Operation, Progress, Principal, StorageInfo, StorageAccess, StorageStatus, VmHealth, Attachment,
            MountInfo, VerifiedAttachment, DefaultStorage, CostReport, VmCost, StorageCost, CostDigest,
-           GroupDigest, StorageFinding, AttachmentFinding, UnattachedVm, ShareSnapshot)
+           GroupDigest, StorageFinding, AttachmentFinding, UnattachedVm, ShareSnapshot, Waiting)
 
 
 def _ref(model: type | str) -> dict[str, str]:
@@ -267,6 +267,14 @@ def _paths() -> dict[str, dict[str, Any]]:
                        params=(_param("resourceGroup", "query", {"type": "string", "maxLength": 90},
                                       "Only this resource group (default: all)."),)),
         },
+        "/api/digests": {
+            "post": _op("make_digest", "Today's cost digest on demand: the stored one (200), else made "
+                        "now (201); with force=true made again from the figures now, replacing "
+                        "today's, and posted again. Only for whoever may read every resource group.",
+                        {**_ok(_ref("DigestDocument")),
+                         "201": {"description": "Made now.", **_json(_ref("DigestDocument"))}},
+                        params=(_param("force", "query", _FLAG, "Make it again even if today's exists."),)),
+        },
         "/api/digests/latest": {
             "get": _op("latest_digest", "The latest daily cost digest, and its Markdown rendering.",
                        {**_ok(_ref("DigestDocument")), **not_found}),
@@ -286,7 +294,8 @@ def _request_schemas() -> dict[str, Any]:
     size = {"oneOf": [{"type": "integer", "minimum": validation.MIN_SHARE_GIB,
                        "maximum": validation.MAX_SHARE_GIB},
                       {"type": "string", "examples": ["100", "100GiB", "1TiB"]}],
-            "description": "GiB; GB and TB are read as GiB and TiB. Premium NFS: 100-102400 GiB."}
+            "description": "GiB; GB and TB are read as GiB and TiB. Premium NFS: 100-102400 GiB. "
+                           "Storage is answered as sizeGb (a number of GiB)."}
     return {
         "CreateStorageRequest": {
             "type": "object", "required": ["name"], "additionalProperties": False,

@@ -338,7 +338,8 @@ class Container:
         return StorageProvisioner(self.cloud, self.storages, self.attachments, self.access_records,
                                   self.operations, self.clock, self.settings.defaults, self.dns,
                                   intake=self.intake, protection=self.settings.protection,
-                                  snapshot=self.data_protection.before)
+                                  snapshot=self.data_protection.before,
+                                  waiting=self.auto_attach.attach_waiting)
 
     @cached_property
     def attachment(self) -> AttachmentService:

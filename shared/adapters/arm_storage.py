@@ -9,7 +9,7 @@ the storage client's pipeline (no azure-mgmt-resource needed for one GET)."""
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -149,7 +149,14 @@ def _share(share: Any) -> CloudShare:
         usage_bytes=share.share_usage_bytes,
         iops=share.provisioned_iops,
         throughput_mibps=share.provisioned_bandwidth_mibps,
+        next_quota_downgrade=_utc(share.next_allowed_quota_downgrade_time),
+        next_iops_downgrade=_utc(share.next_allowed_provisioned_iops_downgrade_time),
+        next_throughput_downgrade=_utc(share.next_allowed_provisioned_bandwidth_downgrade_time),
     )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(UTC) if moment is not None else None
 
 
 def _snapshot(share: Any) -> ShareSnapshot:

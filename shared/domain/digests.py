@@ -114,6 +114,9 @@ class CostDigest:
     delivered_at: datetime | None = field(default=None, metadata=OMIT_IF_NONE)
     delivery_error: str | None = field(default=None, metadata=OMIT_IF_NONE)
     claimed_at: datetime | None = field(default=None, metadata=OMIT_IF_NONE)
+    # 1 for the day's digest, then one more each time it is made again on demand (its figures
+    # taken anew); each revision is posted under its own Idempotency-Key.
+    revision: int = 1
     etag: str | None = field(default=None, compare=False, metadata={"json": False})
 
     def claim(self, now: datetime) -> CostDigest:
@@ -122,6 +125,11 @@ class CostDigest:
     def delivered(self, now: datetime) -> CostDigest:
         return replace(self, delivery=Delivery.DELIVERED, delivered_at=now,
                        delivery_attempts=self.delivery_attempts + 1, delivery_error=None)
+
+    @property
+    def delivery_key(self) -> str:
+        """The Idempotency-Key of its post: the day's, and each revision's its own."""
+        return f"azlin-digest-{self.id}" + (f"-r{self.revision}" if self.revision > 1 else "")
 
     def post_failed(self, error: str) -> CostDigest:
         attempts = self.delivery_attempts + 1
@@ -209,7 +217,8 @@ def _finding(use: StorageUse) -> StorageFinding:
 def render_markdown(digest: CostDigest) -> str:
     """The digest for people (a chat message or an email body)."""
     money = _money_in(digest.currency)
-    lines = [f"# Cost digest {digest.id}", "",
+    again = f" (made again at {digest.created_at:%H:%M} UTC)" if digest.revision > 1 else ""
+    lines = [f"# Cost digest {digest.id}{again}", "",
              f"**Monthly total: {money(digest.total)}**" + _change(digest.change), ""]
     if any(s is not PriceSource.RETAIL for s in digest.price_sources):
         lines += ["_Some prices are estimates (sources: "

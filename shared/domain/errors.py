@@ -49,6 +49,7 @@ class ErrorCode(str, Enum):
     AZURE_REJECTED = "AzureRejected"
     VM_ATTACHED_ELSEWHERE = "VmAttachedElsewhere"
     VM_AGENT_NOT_READY = "VmAgentNotReady"
+    SCRIPT_FAILED = "ScriptFailed"  # a VM script (attach, detach, verify, restore) exited non-zero
     DEFAULT_STORAGE_NOT_SET = "DefaultStorageNotSet"
     IDEMPOTENCY_KEY_REUSED = "IdempotencyKeyReused"
     INVALID_TRANSITION = "InvalidTransition"

@@ -106,3 +106,10 @@ def _guid(value: Any) -> str | None:
 def auto_attach_key(vm_id: str, storage: str) -> str:
     """One attach per VM and storage, whatever the number of events about it."""
     return f"auto-attach:{vm_id}:{storage}"
+
+
+def refusal_key(vm_id: str, storage: str, code: str) -> str:
+    """One refusal per VM, storage and reason, kept apart from the attach's key: a refusal is
+    about the moment (no such storage yet, a writer not a member yet), so once its reason is gone
+    a later attempt must find the attach's key free, not this Failed operation."""
+    return f"{auto_attach_key(vm_id, storage)}:refused:{code}"

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from .errors import InvalidTransition, ServiceError
+from .errors import InvalidTransition, NotReadyYet, ResourceBusy, ServiceError, WaitingForChildren
 from .identity import Principal, PrincipalKind
 from .serialization import OMIT_IF_NONE
 
@@ -89,6 +89,34 @@ class Progress:
     total: int
 
 
+class WaitReason(str, Enum):
+    LOCK = "lock"  # another operation holds a lock on what this one changes (`operation`)
+    VM_AGENT = "vmAgent"  # the VM's agent is not ready yet (a new VM)
+    RETRY = "retry"  # an error worth trying again (`errorCode`)
+    CHILDREN = "children"  # a parent whose child operations still run
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Why an operation that is not finished is not running now, and when the worker looks at
+    it again: set when the worker defers or retries it, cleared when it runs on."""
+
+    reason: WaitReason
+    next_look_at: datetime
+    message: str
+    operation: str | None = field(default=None, metadata=OMIT_IF_NONE)  # the lock's holder
+    error_code: str | None = field(default=None, metadata=OMIT_IF_NONE)
+
+    @classmethod
+    def on(cls, error: ServiceError, next_look_at: datetime) -> Waiting:
+        if isinstance(error, ResourceBusy):
+            return cls(WaitReason.LOCK, next_look_at, error.message, operation=error.holder)
+        if isinstance(error, WaitingForChildren):
+            return cls(WaitReason.CHILDREN, next_look_at, error.message)
+        reason = WaitReason.VM_AGENT if isinstance(error, NotReadyYet) else WaitReason.RETRY
+        return cls(reason, next_look_at, error.message, error_code=error.code.value)
+
+
 @dataclass(frozen=True)
 class Operation:
     id: str
@@ -110,6 +138,7 @@ class Operation:
     # The operation that queued this one as its child (a reconcile run, a forced delete): the
     # parent ends once all its children have ended, and reports their results.
     parent: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    waiting_for: Waiting | None = field(default=None, metadata=OMIT_IF_NONE)
     etag: str | None = field(default=None, compare=False, metadata={"json": False})
     # A secret of this operation, handed to its VM scripts in a protected parameter (never shown
     # by Azure) and echoed in their RESULT: a run command's output is this operation's only if it
@@ -142,8 +171,12 @@ class Operation:
             raise ValueError(f"progress {done}/{total} is out of range")
         return self._apply(OperationEvent.PROGRESS, now, progress=Progress(step, done, total))
 
-    def note_retry(self, error: ServiceError, now: datetime) -> Operation:
-        return self._apply(OperationEvent.RETRY, now, last_error=error.to_dict())
+    def note_retry(self, error: ServiceError, now: datetime, waiting: Waiting | None = None) -> Operation:
+        return self._apply(OperationEvent.RETRY, now, last_error=error.to_dict(), waiting_for=waiting)
+
+    def note_wait(self, waiting: Waiting, now: datetime) -> Operation:
+        """Waiting without an error (a parent for its children)."""
+        return self._apply(OperationEvent.RETRY, now, waiting_for=waiting)
 
     def succeed(self, result: Mapping[str, Any] | None, now: datetime) -> Operation:
         progress = self.progress and Progress("Done", self.progress.total, self.progress.total)
@@ -153,6 +186,7 @@ class Operation:
         return self._apply(OperationEvent.FAIL, now, error=error.to_dict())
 
     def _apply(self, event: OperationEvent, now: datetime, **changes: Any) -> Operation:
+        changes.setdefault("waiting_for", None)  # any other step means it no longer waits
         return replace(self, status=next_status(self.status, event), updated_at=now, **changes)
 
 

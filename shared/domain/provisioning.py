@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .commands import CreateStorage
+from .errors import Conflict, ErrorCode, ServiceError
 from .models import Billing, Redundancy, StorageInfo, Tier, nfs_endpoint
+from .serialization import format_time
 
 MANAGED_BY_TAG, MANAGED_BY = "managed-by", "azlin"
 CREATED_BY_TAG = "created-by"
@@ -137,6 +139,36 @@ class CloudShare:
     usage_bytes: int | None = None
     iops: int | None = None  # provisioned v2
     throughput_mibps: int | None = None
+    # When Azure lets each go down again: 24 hours after its last increase (None: any time).
+    next_quota_downgrade: datetime | None = None
+    next_iops_downgrade: datetime | None = None
+    next_throughput_downgrade: datetime | None = None
+
+
+def downgrade_refused(name: str, share: CloudShare, size_gb: int, iops: int | None,
+                      throughput_mibps: int | None, azure: ServiceError) -> Conflict:
+    """Azure's refusal to lower a share's size, IOPS or throughput within 24 hours of raising
+    it, saying when each quantity asked lower may go down (the share's nextAllowed...Time)."""
+    lowered = [
+        (f"size ({share.quota_gib} -> {size_gb} GiB)", "nextAllowedQuotaDowngradeTime",
+         share.next_quota_downgrade, size_gb < share.quota_gib),
+        (f"IOPS ({share.iops} -> {iops})", "nextAllowedProvisionedIopsDowngradeTime",
+         share.next_iops_downgrade, iops is not None and share.iops is not None and iops < share.iops),
+        (f"throughput ({share.throughput_mibps} -> {throughput_mibps} MiB/s)",
+         "nextAllowedProvisionedBandwidthDowngradeTime", share.next_throughput_downgrade,
+         throughput_mibps is not None and share.throughput_mibps is not None
+         and throughput_mibps < share.throughput_mibps),
+    ]
+    known = [(what, prop, at) for what, prop, at, lower in lowered if lower and at is not None]
+    when = max((at for _, _, at in known), default=None)
+    return Conflict(
+        "Azure lowers a share's size, IOPS or throughput only 24 hours after its last increase"
+        + (f": {name} can be made smaller from {format_time(when)}." if when else "."),
+        causes=[*azure.causes, *(f"{what}: {prop} {format_time(at)}" for what, prop, at in known)],
+        code=ErrorCode.QUOTA_DOWNGRADE_NOT_ALLOWED,
+        try_hint=f"submit the change again from {format_time(when)}" if when else
+        "submit the change again after the share's nextAllowedQuotaDowngradeTime",
+    )
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,14 @@ is recorded Failed (`NotAMember`, naming who asked) so the owners see it. The at
 script on the VM, so the writer must also be one Azure lets run commands there
 (`runCommands/write`): writing a VM is not enough.
 
-The handler answers fast: one read of the VM, no Run Command. Idempotent: the attach (or its
-refusal) is recorded with an Idempotency-Key made of the VM's immutable `vmId` and the storage, so
-repeated and out-of-order events for the same VM record nothing new, and a VM already attached
-queues nothing at all; an event id already handled is dropped before the VM is read. A tag value
-of `none` opts out. Who wrote the VM is remembered, so the reconcile timer applies the same rule."""
+The handler answers fast: one read of the VM, no Run Command. Idempotent: the attach is recorded
+with an Idempotency-Key made of the VM's immutable `vmId` and the storage, and a refusal with that
+key and its reason, so repeated and out-of-order events for the same VM record nothing new, and a
+VM already attached queues nothing at all; an event id already handled is dropped before the VM
+is read. A refusal does not hold the attach's key: once its reason is gone (the storage created,
+the writer made a member), a later attempt queues the attach. A tag value of `none` opts out. Who
+wrote the VM is remembered, so a storage's create (`attach_waiting`) and the reconcile timer apply
+the same rule later."""
 
 from __future__ import annotations
 
@@ -27,9 +30,16 @@ from shared.domain.errors import (
     ServiceError,
     ValidationError,
 )
-from shared.domain.events import OPT_OUT, Asked, VmWritten, auto_attach_key, who_asked
+from shared.domain.events import OPT_OUT, Asked, VmWritten, auto_attach_key, refusal_key, who_asked
 from shared.domain.identity import Writer
 from shared.domain.mounting import TaggedVm
+from shared.domain.operations import (
+    Operation,
+    OperationFilter,
+    OperationKind,
+    OperationStatus,
+    storage_subject,
+)
 from shared.ports import (
     AttachmentRepository,
     Clock,
@@ -44,6 +54,8 @@ from .access import AccessControl
 from .operations import OperationIntake
 
 log = logging.getLogger(__name__)
+# Refused auto-attaches a storage's create reads, by page: enough for a fleet tagged in advance.
+WAITING_PAGE, WAITING_PAGES = 100, 10
 
 
 class AutoAttachService:
@@ -72,8 +84,8 @@ class AutoAttachService:
         self.tag = tag
 
     def on_vm_written(self, written: VmWritten) -> str | None:
-        """Queue (or refuse) the attach a VM write asks for; the operation id, or None when there
-        is none. The event is remembered only once handled: a failure leaves it to Event Grid."""
+        """Queue (or refuse) the attach a VM write asks for; the id of the attach queued, or None
+        when none was. The event is remembered only once handled: a failure leaves it to Event Grid."""
         if self.events.seen(written.event_id):
             log.info("event %s: handled already (redelivered)", written.event_id)
             return None
@@ -89,6 +101,44 @@ class AutoAttachService:
     def attach_if_wanted(self, vm: TaggedVm, writer: Writer | None, why: str) -> str | None:
         storage = self.storage_wanted(vm, why)
         return None if storage is None else self.attach_as(vm, storage, writer, why)
+
+    def attach_waiting(self, storage: str) -> list[str]:
+        """After `storage` was created: the VMs that asked for it before it existed (their
+        auto-attach refused `StorageNotFound`, listed in its operations) are judged again as
+        their event was (the tag must still ask for it, the writer must be allowed); the attach
+        operations queued. Best effort: a VM this cannot read now is left to the reconcile timer,
+        which applies the same rule."""
+        why = f"storage {storage} created"
+        queued: list[str] = []
+        for vm_id, group, name in self._refused_for_lack_of(storage):
+            try:
+                vm = self.vms.get_vm(group, name)
+                if vm is None or vm.vm_id != vm_id or self.storage_wanted(vm, why) != storage:
+                    continue  # gone, recreated, or asks for something else now
+                operation = self.attach_as(vm, storage, self.who_asked(vm), why)
+            except ServiceError as err:
+                log.warning("%s: VM %s waits for the reconcile timer: %s", why, name, err.message)
+                continue
+            if operation is not None:
+                queued.append(operation)
+        return queued
+
+    def _refused_for_lack_of(self, storage: str) -> list[tuple[str, str, str]]:
+        """(vmId, resource group, name) of each VM whose auto-attach was refused because
+        `storage` did not exist, once each."""
+        only = OperationFilter(frozenset({OperationStatus.FAILED}), frozenset({OperationKind.ATTACH_VM}))
+        found: dict[str, tuple[str, str, str]] = {}
+        continuation: str | None = None
+        for _ in range(WAITING_PAGES):
+            page = self.intake.list_about(storage_subject(storage), WAITING_PAGE, continuation, only)
+            for operation in page.items:
+                waiting = _waiting_vm(operation)
+                if waiting is not None:
+                    found.setdefault(waiting[0], waiting)
+            continuation = page.continuation
+            if continuation is None:
+                break
+        return list(found.values())
 
     def who_asked(self, vm: TaggedVm) -> Writer | None:
         """Who made the VM ask for what it asks for now (from its events), or None: unknown."""
@@ -132,11 +182,12 @@ class AutoAttachService:
             return None
 
     def attach_as(self, vm: TaggedVm, storage: str, writer: Writer | None, why: str) -> str | None:
-        """Queue the attach if `writer` may join `storage`, else record why not; the operation
-        id, or None when nothing new was recorded."""
+        """Queue the attach if `writer` may join `storage`, else record why not; the id of the
+        attach queued now, or None: refused (recorded), or queued before."""
         refusal = self._refusal(vm, storage, writer)
         if refusal is not None:
-            return self._refuse(vm, storage, refusal, writer, why)
+            self._refuse(vm, storage, refusal, writer, why)
+            return None
         assert writer is not None
         command = AttachVm(storage, vm.name, vm.resource_group, vm_id=vm.vm_id)
         try:
@@ -153,7 +204,7 @@ class AutoAttachService:
             vm.name,
             storage,
             submission.operation.id,
-            " (already queued)" if submission.replayed else "",
+            f" (asked before: {submission.operation.status.value})" if submission.replayed else "",
         )
         return None if submission.replayed else submission.operation.id
 
@@ -173,8 +224,9 @@ class AutoAttachService:
     def _refusal(self, vm: TaggedVm, storage: str, writer: Writer | None) -> DomainError | None:
         if self.storages.get(storage) is None:
             return NotFound(
-                f"VM {vm.name} asks for storage {storage}, which this service does not know.",
-                try_hint=f"check the {self.tag} tag, or create the storage first",
+                f"VM {vm.name} asks for storage {storage}, which this service does not know (yet).",
+                try_hint=f"create the storage (POST /api/storage): the VM is attached then, if who "
+                f"wrote it may join it; or correct the {self.tag} tag",
                 code=ErrorCode.STORAGE_NOT_FOUND,
             )
         if writer is None or not writer.principal.object_id:
@@ -197,8 +249,8 @@ class AutoAttachService:
                     f"the writer's {who.kind.value.lower()} id and its role's principal are not among "
                     f"the owners and members of {storage}"
                 ],
-                try_hint=f"an owner can make them a member (PUT /api/storage/{storage}/access); their next "
-                f"VM is attached then, and this one through POST /api/storage/{storage}/attachments",
+                try_hint=f"an owner can make them a member (PUT /api/storage/{storage}/access): the "
+                f"reconcile timer attaches this VM then, or now: POST /api/storage/{storage}/attachments",
                 code=ErrorCode.NOT_A_MEMBER,
             )
         vm_scope = self.control.vm(vm.resource_group, vm.name)
@@ -216,18 +268,26 @@ class AutoAttachService:
 
     def _refuse(
         self, vm: TaggedVm, storage: str, refusal: DomainError, writer: Writer | None, why: str
-    ) -> str | None:
+    ) -> None:
         """An operation Failed from the start, so the owner sees why at /api/operations (no one
-        gets a 403 for an event)."""
+        gets a 403 for an event); the same reason again records nothing new."""
         command = AttachVm(storage, vm.name, vm.resource_group, vm_id=vm.vm_id)
         submission = self.intake.refuse(
             command,
             refusal,
-            auto_attach_key(vm.vm_id, storage),
+            refusal_key(vm.vm_id, storage, refusal.code.value),
             requested_by=writer.principal if writer else None,
         )
-        log.warning("%s: %s (operation %s)", why, refusal.message, submission.operation.id)
-        return None if submission.replayed else submission.operation.id
+        log.warning("%s: %s (operation %s%s)", why, refusal.message, submission.operation.id,
+                    ", recorded before" if submission.replayed else "")
+
+
+def _waiting_vm(operation: Operation) -> tuple[str, str, str] | None:
+    """The VM of an auto-attach refused for lack of its storage: (vmId, group, name)."""
+    params, error = operation.params, operation.error or {}
+    if error.get("code") != ErrorCode.STORAGE_NOT_FOUND.value or not params.get("vmId"):
+        return None
+    return str(params["vmId"]), str(params.get("resourceGroup") or ""), str(params.get("vm") or "")
 
 
 def _kept(wanted: str | None) -> str | None:

@@ -7,6 +7,10 @@ stored (a second run that day reuses it); a post is made only by the run that cl
 leaves it pending for the next run (the hourly cost refresh retries pending ones), up to a day of
 attempts. The one window left, a crash between the webhook's 2xx and the record of it, resends
 after CLAIM_EXPIRY with the same `Idempotency-Key: azlin-digest-<id>` so a receiver can drop it.
+
+On demand (`make_today`, POST /api/digests?force=true) today's digest is made again from the
+figures now, replacing the stored one as its next revision (an ETag-conditioned write), and
+posted again under the revision's own key (`azlin-digest-<id>-r<n>`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from shared.domain import rbac
 from shared.domain.digests import (
     CostDigest,
     Delivery,
@@ -27,7 +32,7 @@ from shared.domain.digests import (
     for_groups,
     render_markdown,
 )
-from shared.domain.errors import ConcurrentUpdate, ErrorCode, NotFound, ServiceError
+from shared.domain.errors import ConcurrentUpdate, ErrorCode, NotFound, PermissionDenied, ServiceError
 from shared.domain.identity import Caller
 from shared.domain.models import StorageInfo
 from shared.domain.serialization import to_json
@@ -37,6 +42,7 @@ from .costs import CostService
 
 log = logging.getLogger(__name__)
 CLAIM_EXPIRY = timedelta(minutes=10)  # a run that claimed a post and vanished is presumed dead
+REMAKE_TRIES = 3  # a remade digest is written over the day's; a concurrent write makes it read again
 _DELIVERY_FIELDS = ("delivery", "deliveryAttempts", "deliveredAt", "deliveryError", "claimedAt")
 
 
@@ -81,11 +87,66 @@ class DigestService:
         digest = self.digests.latest()
         if digest is None:
             raise NotFound("No cost digest has been made yet.",
-                           try_hint="the digest timer makes one a day (COST_DIGEST_SCHEDULE)",
+                           try_hint="the digest timer makes one a day (COST_DIGEST_SCHEDULE), or "
+                                    "POST /api/digests makes today's now",
                            code=ErrorCode.NOT_FOUND)
+        return self._as_seen_by(caller, digest)
+
+    def make_today(self, caller: Caller, *, force: bool) -> tuple[CostDigest, bool]:
+        """Today's digest, as the caller may see it, and whether this call made it: the stored
+        one, else made now; with `force`, made again from the figures now (so it agrees with
+        GET /api/costs) and posted again. Everyone reads the digest, so only someone who may
+        read every resource group it covers may make it; nothing is stored otherwise."""
+        day = digest_id(self.clock.now())
+        stored = self.digests.get(day)
+        if stored is not None and not force:
+            return self._as_seen_by(caller, stored), False
+        fresh = self._build()
+        self._require_all_readable(caller, fresh)
+        digest, made = self._store(day, fresh, force=force)
+        self.digests.clear_due(day)  # a day the timer failed to make is made now
+        if made:
+            log.info("cost digest %s: made on demand by %s (revision %d)", day, caller.object_id,
+                     digest.revision)
+            digest = self._deliver(digest)
+        return self._as_seen_by(caller, digest), made
+
+    def _require_all_readable(self, caller: Caller, digest: CostDigest) -> None:
         groups = {g.resource_group.lower() for g in digest.groups}
-        readable = self.costs.access.readable_groups(caller, groups)
-        return for_groups(digest, readable)
+        hidden = sorted(groups - self.costs.access.readable_groups(caller, groups))
+        if hidden:
+            more = f" and {len(hidden) - 10} more" if len(hidden) > 10 else ""
+            raise PermissionDenied(
+                "Only someone who may read every resource group the digest covers may make it: "
+                "everyone reads it.",
+                causes=[f"no role of yours allows {rbac.GROUP_READ} over resource group(s) "
+                        + ", ".join(hidden[:10]) + more],
+                try_hint="read your part of it (GET /api/digests/latest), or ask for the Reader role on "
+                         "the subscription",
+                code=ErrorCode.AUTHORIZATION_FAILED)
+
+    def _as_seen_by(self, caller: Caller, digest: CostDigest) -> CostDigest:
+        groups = {g.resource_group.lower() for g in digest.groups}
+        return for_groups(digest, self.costs.access.readable_groups(caller, groups))
+
+    def _store(self, day: str, fresh: CostDigest, *, force: bool) -> tuple[CostDigest, bool]:
+        """`fresh` as the day's digest, and whether it was stored: added when there is none;
+        with `force`, written over the stored one as its next revision; else the stored one
+        (a timer run made it meanwhile) stays."""
+        for _ in range(REMAKE_TRIES):
+            current = self.digests.get(day)
+            if current is None:
+                added = self.digests.add(fresh)  # a concurrent run's digest wins
+                return added, added.created_at == fresh.created_at
+            if not force:
+                return current, False
+            try:
+                next_revision = replace(fresh, revision=current.revision + 1, etag=current.etag)
+                return self.digests.save(next_revision), True
+            except ConcurrentUpdate:  # a timer run changed it (its delivery): read it again
+                continue
+        raise ConcurrentUpdate(f"Digest {day} kept changing while it was made again.",
+                               try_hint="try again in a minute")
 
     def _stored(self, day: str) -> CostDigest:
         digest = self.digests.get(day)
@@ -123,7 +184,7 @@ class DigestService:
             log.info("cost digest %s: another run is delivering it", digest.id)
             return digest
         try:
-            self.webhook.post(self.webhook_url, payload(claimed), f"azlin-digest-{claimed.id}")
+            self.webhook.post(self.webhook_url, payload(claimed), claimed.delivery_key)
         except ServiceError as err:
             failed = self.digests.save(claimed.post_failed(err.message))
             log.warning("cost digest %s: post %d failed (%s); %s", digest.id, failed.delivery_attempts,

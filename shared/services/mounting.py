@@ -32,6 +32,7 @@ from shared.domain.models import (
 )
 from shared.domain.mounting import (
     MAX_RUN_ATTEMPTS,
+    RESULT_PREFIX,
     SCRIPT_TIMEOUT_SECONDS,
     ScriptRun,
     VmFacts,
@@ -478,15 +479,25 @@ def _mount_health(
 
 
 def _script_failure(action: str, vm: VmFacts, run: ScriptRun, result: dict[str, Any] | None) -> DomainError:
+    """What the script said went wrong (its RESULT's errors), its exit code, and the last lines
+    it wrote (its errors, else its output): all of it the VM's word, bounded."""
     reported = (result or {}).get("errors")
-    errors = [untrusted.text(e) for e in reported] if isinstance(reported, list) and reported else [
-        untrusted.text(run.error.strip(), keep_end=True) or f"exit code {run.exit_code}"
-    ]
+    errors = [untrusted.text(e) for e in reported] if isinstance(reported, list) else []
+    exited = (f"the {action} script exited with code {run.exit_code}" if run.exit_code is not None
+              else f"the {action} script ended {run.state} without an exit code")
+    stream, lines = ("error output", _last_lines(run.error)) if run.error.strip() else (
+        "output", _last_lines(run.output))
     rolled_back = bool((result or {}).get("rolledBack"))
     return DomainError(
         f"The {action} script failed on {vm.name}"
         + ("; the VM's home was put back as it was." if rolled_back else "."),
-        causes=errors,
-        code=ErrorCode.CONFLICT,
+        causes=[*errors, exited, *(f"its last {stream}: {line}" for line in lines)],
+        code=ErrorCode.SCRIPT_FAILED,
         try_hint="fix the cause above on the VM or in the request, then submit it again",
     )
+
+
+def _last_lines(text: str, count: int = 5) -> list[str]:
+    """The last `count` lines a script wrote, its RESULT line left out (already read)."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith(RESULT_PREFIX)]
+    return [untrusted.text(line, 300, keep_end=True) for line in lines[-count:]]

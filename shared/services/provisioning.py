@@ -67,7 +67,11 @@ class StorageProvisioner:
         intake: OperationIntake,
         protection: DataProtection | None = None,
         snapshot: Callable[[StorageInfo, SnapshotReason], object] | None = None,
+        waiting: Callable[[str], list[str]] | None = None,
     ) -> None:
+        # After a new storage is recorded: queue the attaches of VMs tagged for it before it
+        # existed (AutoAttachService.attach_waiting); the ids of the attaches queued.
+        self.waiting = waiting
         self.protection = protection or DataProtection()
         self.snapshot = snapshot  # before a shrink (DataProtectionService.before)
         self.dns = dns
@@ -91,10 +95,14 @@ class StorageProvisioner:
             return self._create(command, context)
         self._claim_ownership(command.name, requested_by)
         try:
-            return self._create(command, context)
+            created = self._create(command, context)
         except DomainError:  # it will not exist: the name is free again
             self._release_claim(command.name, requested_by)
             raise
+        # Only a new storage can have VMs waiting for it. A redelivery after the record was saved
+        # takes the repair path above and skips this: the reconcile timer attaches them then.
+        queued = self.waiting(command.name) if self.waiting is not None else []
+        return {**created, "attachQueued": queued} if queued else created
 
     def _create(self, command: CreateStorage, context: OperationContext) -> Mapping[str, Any]:
         steps, total = p.CREATE_STEPS, len(p.CREATE_STEPS)
@@ -125,8 +133,7 @@ class StorageProvisioner:
         share = None if fresh else self.cloud.get_share(spec.resource_group, spec.name)
         if share is None or share.quota_gib < command.size_gb or _performance_differs(share, command):
             quota = max(command.size_gb, share.quota_gib if share else 0)  # never shrunk by a create
-            share = self.cloud.put_share(spec.resource_group, spec.name, quota, command.iops,
-                                         command.throughput_mibps)
+            share = self._put_share(spec.resource_group, spec.name, share, quota, command)
         # Share soft delete: a share deleted inside the account (a portal click) comes back.
         self.cloud.protect_shares(spec.resource_group, spec.name, self.protection.share_retention_days)
         context.progress(steps[4], 4, total)
@@ -267,12 +274,21 @@ class StorageProvisioner:
                 self.snapshot(storage, SnapshotReason.BEFORE_SHRINK)
         context.progress("Setting the share size", 1, 2)
         if size != share.quota_gib or _performance_differs(share, command):
-            share = self.cloud.put_share(storage.resource_group, storage.name, size, command.iops,
-                                         command.throughput_mibps)
+            share = self._put_share(storage.resource_group, storage.name, share, size, command)
         resized = replace(storage, size_gb=share.quota_gib, iops=share.iops,
                           throughput_mibps=share.throughput_mibps)
         self.storages.save(resized)
         return dict(to_json(resized))
+
+    def _put_share(self, group: str, name: str, before: p.CloudShare | None, size_gb: int,
+                   command: CreateStorage | ResizeStorage) -> p.CloudShare:
+        try:
+            return self.cloud.put_share(group, name, size_gb, command.iops, command.throughput_mibps)
+        except Conflict as err:  # too soon after an increase: say until when, from the share read
+            if err.code is not ErrorCode.QUOTA_DOWNGRADE_NOT_ALLOWED or before is None:
+                raise
+            raise p.downgrade_refused(name, before, size_gb, command.iops, command.throughput_mibps,
+                                      err) from err
 
     @staticmethod
     def _check_shrink(storage: StorageInfo, share: p.CloudShare, size_gb: int) -> None:

@@ -19,7 +19,8 @@ keeps the locks, and end it Succeeded or Failed.
   re-raised, so the host delivers the message again; after the last delivery the poison handler
   (`give_up`) ends it Failed with the reason, unless a live delivery of it is still running.
 
-Handlers must make every step safe to run twice.
+Each wait but a duplicate's is recorded on the operation (`waitingFor`: why, and when it is
+looked at again) and cleared once it runs on. Handlers must make every step safe to run twice.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain import messages
@@ -45,7 +46,7 @@ from shared.domain.errors import (
     TransientError,
     WaitingForChildren,
 )
-from shared.domain.operations import Operation, OperationKind, Patience
+from shared.domain.operations import Operation, OperationKind, Patience, Waiting
 from shared.logs import OperationLog, for_operation
 from shared.ports import Clock, Lease, LockManager, OperationQueue, OperationRepository, Tracing
 from shared.tracing import NO_TRACING, record
@@ -59,6 +60,9 @@ Handler = Callable[[Command, "OperationContext"], Mapping[str, Any] | None]
 MIN_DEFER_SECONDS = 1
 MAX_DEFER_SECONDS = 10
 MAX_THROTTLED_SECONDS = 300  # a throttled call is tried again after its Retry-After, at most this
+# A delivery that raised is seen again after host.json's queues.visibilityTimeout: the next look
+# an operation retried after an error announces (`waitingFor.nextLookAt`).
+REDELIVERY_SECONDS = 30
 
 
 class OperationContext:
@@ -179,19 +183,23 @@ class OperationWorker:
         except WaitingForChildren as err:
             context.heartbeat()
             context.log.info("%s Looking again in %ds.", err.message, err.delay_seconds)
+            waiting = self._waiting(err, err.delay_seconds)
+            self._save_quietly(context.operation.note_wait(waiting, self.clock.now()))
             self.queue.send(context.operation.id, delay_seconds=err.delay_seconds)
         except TransientError as err:
-            self._note_retry(context.operation, err)
             if err.code is ErrorCode.THROTTLED and err.retry_after:  # told when: no delivery spent
                 delay = min(err.retry_after, MAX_THROTTLED_SECONDS)
+                context.log.info("throttled (%s); looking again in %ds", err.message, delay)
+                self._note_retry(context.operation, err, delay, routine=True)
                 self.queue.send(context.operation.id, delay_seconds=delay)
                 return
+            self._note_retry(context.operation, err, REDELIVERY_SECONDS)
             raise
         except Exception as err:
             context.log.exception("failed unexpectedly; the queue will retry")
             unexpected = TransientError(f"Unexpected {type(err).__name__} in the worker.",
                                         code=ErrorCode.INTERNAL_ERROR)
-            self._note_retry(context.operation, unexpected)
+            self._note_retry(context.operation, unexpected, REDELIVERY_SECONDS)
             raise
         finally:
             self._release(context)
@@ -268,7 +276,7 @@ class OperationWorker:
             oplog.info("another delivery of it holds the lock; looking again in %ds", delay)
         else:
             oplog.info("waiting for a busy resource (%s); looking again in %ds", busy.message, delay)
-            self._note_retry(operation, busy)  # no delivery of it runs: the record is ours
+            self._note_retry(operation, busy, delay, routine=True)  # no delivery of it runs: ours to write
         queue.send(operation.id, delay_seconds=delay)
 
     def _wait(self, operation: Operation, err: NotReadyYet) -> None:
@@ -277,7 +285,7 @@ class OperationWorker:
             self._finish(operation.fail(_waited_too_long(err, self.patience), self.clock.now()))
             return
         delay = self.patience.delay(operation.attempts)
-        self._note_retry(operation, err)
+        self._note_retry(operation, err, delay, routine=True)
         for_operation(log, operation.id).info("%s Looking again in %ds.", err.message, delay)
         self.queue.send(operation.id, delay_seconds=delay)
 
@@ -301,15 +309,25 @@ class OperationWorker:
         except ServiceError as err:
             oplog.warning("could not wake the parent %s: %s", parent, err.message)
 
-    def _note_retry(self, operation: Operation, err: ServiceError) -> None:
-        oplog = for_operation(log, operation.id)
-        oplog.warning("will be retried: [%s] %s", err.code.value, err.message)
+    def _note_retry(self, operation: Operation, err: ServiceError, delay: int, *,
+                    routine: bool = False) -> None:
+        """Record the error, and what the operation waits for until it is looked at again in
+        `delay` seconds. A routine wait (a busy lock, an agent not ready, throttling) is logged
+        at INFO by its caller; an error worth a look, here at WARNING."""
+        if not routine:
+            for_operation(log, operation.id).warning("will be retried: [%s] %s", err.code.value, err.message)
+        retried = operation.note_retry(err, self.clock.now(), self._waiting(err, delay))
+        record(self.tracing.current(), retried)
+        self._save_quietly(retried)
+
+    def _waiting(self, err: ServiceError, delay: int) -> Waiting:
+        return Waiting.on(err, self.clock.now() + timedelta(seconds=delay))
+
+    def _save_quietly(self, operation: Operation) -> None:
         try:
-            retried = operation.note_retry(err, self.clock.now())
-            record(self.tracing.current(), retried)
-            self.operations.save(retried)
+            self.operations.save(operation)
         except ServiceError as save_err:  # the retry must not depend on this record
-            oplog.warning("could not record the retry: %s", save_err.message)
+            for_operation(log, operation.id).warning("could not record the retry: %s", save_err.message)
 
     def _release(self, context: OperationContext) -> None:
         for lease in context.leases:

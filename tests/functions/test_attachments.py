@@ -86,8 +86,11 @@ def test_attach_share_and_detach_through_the_service(stack: Stack, storage: str)
         mount["backupPath"],
     )
     assert record["vmId"] and record["owner"] == "azureuser"
+    # The attach script checked the live mount's source: healthy and verified now, never "unknown".
+    assert (record["health"], record["lastVerifiedAt"]) == ("healthy", operation["updatedAt"]), record
     assert stack.api.get(f"/api/storage/{storage}").json()["ownerUid"] == 1000
-    assert stack.api.get(f"/api/storage/{storage}/status").json()["connectedVms"] == ["vm1"]
+    status = stack.api.get(f"/api/storage/{storage}/status").json()
+    assert status["connectedVms"] == ["vm1"] and [a["health"] for a in status["attachments"]] == ["healthy"]
     assert script_runs(stack, "attach") == 1
 
     vm(stack, "vm2", key="ssh-ed25519 AAAAsecond me@desktop")
@@ -212,7 +215,12 @@ def test_only_a_users_home_may_be_a_mount_point(stack: Stack, storage: str) -> N
     before = manifest(stack, "vm1"), run(stack, "vm1", "findmnt -rn -o TARGET | sort; cat /etc/fstab\n")["output"]
     operation = attach(stack, storage, "vm1", mountPoint="/home/nosuchuser")
     assert operation["status"] == "Failed", operation
-    assert "user nosuchuser does not exist on this VM" in str(operation["error"]), operation["error"]
+    failed = operation["error"]
+    assert "user nosuchuser does not exist on this VM" in str(failed), failed
+    # A script that exits non-zero has its own code, its exit code and its last lines.
+    assert failed["code"] == "ScriptFailed" and "The attach script failed on vm1" in failed["message"], failed
+    assert failed["causes"][1:] == ["the attach script exited with code 65",  # lib.sh: no such user
+                                    "its last error output: attach: user nosuchuser does not exist on this VM"]
     after = manifest(stack, "vm1"), run(stack, "vm1", "findmnt -rn -o TARGET | sort; cat /etc/fstab\n")["output"]
     assert after == before
     assert stack.api.get("/api/vms/vm1/attachment", query={"resourceGroup": stack.group}).status == 404
@@ -386,7 +394,8 @@ def test_a_forced_delete_keeps_the_share_for_undelete_and_a_snapshot_brings_back
     shown = run(stack, "vm1", f"cat {HOME}/latest {HOME}/latest.restored-{stamp}")["output"]
     assert shown == "changed\nwritten-on-the-share\n"
     missing = stack.run(stack.api.post(restore, {"path": "never-there"}))
-    assert missing["status"] == "Failed" and missing["error"]["causes"] == ["never-there is not in the snapshot"]
+    assert (missing["status"], missing["error"]["code"]) == ("Failed", "ScriptFailed")
+    assert missing["error"]["causes"][0] == "never-there is not in the snapshot", missing["error"]
     refused = stack.api.post(restore, {"path": "../../etc/shadow"})
     assert (refused.status, refused.json()["error"]["code"]) == (400, "ValidationError")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from local import playground
+from local import identities, playground
 from local.host import FunctionIndex
 from local.inbox import Inbox
 from local.prices import RetailPricesStandIn
@@ -22,7 +22,7 @@ from shared.domain.errors import ServiceError
 from shared.domain.models import Attachment, AttachmentHealth, Redundancy, StorageInfo, Tier, nfs_endpoint
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
 from shared.settings import Settings
-from tests.conftest import Client, existing_group
+from tests.conftest import SUBSCRIPTION, Client, existing_group
 from tests.emulator.conftest import needs_sandbox
 from tests.fakes import FakeClock
 from tests.functions.conftest import REGION, Stack, unique
@@ -215,6 +215,51 @@ def test_the_digest_reaches_the_webhook_exactly_once_under_retries(
     (group,) = [g for g in inbox.accepted[1]["digest"]["groups"] if g["resourceGroup"] == "rg-digest"]
     assert Decimal(str(group["change"])) == Decimal("18.0")
     assert inbox.accepted[1]["digest"]["previousId"] == digest_id
+
+
+def test_todays_digest_is_made_again_on_demand_so_costs_and_digest_agree(
+    build: Callable[..., Container], functions: FunctionIndex, inbox: Inbox, clock: FakeClock, local_azure: Any
+) -> None:
+    app = build()
+    api = Client(functions)
+    record(app, clock, "stearly", "rg-again")
+    record(app, clock, "stelse", "rg-again-elsewhere")
+    functions.fire_timer("send_cost_digest")
+    first = api.get("/api/digests/latest").json()["digest"]
+    record(app, clock, "stlater", "rg-again", size=200)  # after 07:00: the digest and costs disagree
+    clock.advance(3600)
+    now = costs(api, "rg-again")
+    assert [g["total"] for g in first["groups"] if g["resourceGroup"] == "rg-again"] == [18.0] != [now["grandTotal"]]
+
+    stored = api.post("/api/digests")  # without force: today's, as it is
+    assert stored.status == 200 and stored.json()["digest"] == first, stored
+    again = api.post("/api/digests", query={"force": "true"})
+    assert again.status == 201, again
+    remade = again.json()["digest"]
+    assert (remade["id"], remade["revision"], remade["previousId"]) == (first["id"], 2, first["previousId"])
+    assert [g["total"] for g in remade["groups"] if g["resourceGroup"] == "rg-again"] == [now["grandTotal"]]
+    assert again.json()["markdown"].startswith(f"# Cost digest {first['id']} (made again at ")
+    latest = api.get("/api/digests/latest").json()
+    assert latest["digest"]["revision"] == 2 and latest["digest"]["delivery"] == "delivered"
+    # Posted again, under its own key: a receiver that drops repeated keys still takes it.
+    assert inbox.keys == [f"azlin-digest-{first['id']}", f"azlin-digest-{first['id']}-r2"]
+    functions.fire_timer("send_cost_digest")  # the day's timer again: nothing new
+    functions.fire_timer("refresh_costs")
+    assert len(inbox.accepted) == 2 and api.get("/api/digests/latest").json()["digest"]["revision"] == 2
+
+    # The digest covers every resource group and everyone sees it: a reader of one may read her
+    # part of it, not make it again for all.
+    carol = "user-" + uuid.uuid4().hex[:8]
+    identities.person(local_azure.emulator, carol,
+                      roles=[("Reader", f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-again")])
+    as_carol = Client(functions, identities.token_source(local_azure.emulator, carol))
+    refused = as_carol.post("/api/digests", query={"force": "true"})
+    assert (refused.status, refused.json()["error"]["code"]) == (403, "AuthorizationFailed"), refused
+    assert "every resource group the digest covers" in refused.json()["error"]["message"]
+    assert refused.json()["error"]["causes"][0].endswith("resource group(s) rg-again-elsewhere")
+    assert [g["resourceGroup"] for g in as_carol.get("/api/digests/latest").json()["digest"]["groups"]] == [
+        "rg-again"]
+    assert len(inbox.accepted) == 2
 
 
 def test_without_a_webhook_the_digest_is_only_stored(

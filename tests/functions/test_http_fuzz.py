@@ -25,7 +25,7 @@ from tests.fakes import FakeClock
 INDEX = FunctionIndex(function_app.app)
 ROUTES = {route.name: route for route in INDEX.http_routes}
 DOCUMENT = openapi.document()
-ALLOWED = {200, 202, 204, 400, 401, 403, 404, 409}
+ALLOWED = {200, 201, 202, 204, 400, 401, 403, 404, 409}
 
 names = st.one_of(st.sampled_from(["teamhome", "vm1", "rg1", "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"]),
                   st.text(min_size=1, max_size=40).filter(lambda s: "/" not in s))

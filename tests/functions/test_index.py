@@ -24,6 +24,8 @@ DESIGN_ROUTES = {
     # issue 14: a delete is kept for undelete; share snapshots, and a restore from one
     ("POST", "storage/{name}/undelete"), ("GET", "storage/{name}/snapshots"), ("POST", "storage/{name}/snapshots"),
     ("POST", "storage/{name}/snapshots/{snapshot}/restore"),
+    # issue 16: today's cost digest made (again) on demand
+    ("POST", "digests"),
 }
 
 

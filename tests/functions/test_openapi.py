@@ -46,3 +46,12 @@ def test_only_health_and_the_document_need_no_token(functions: FunctionIndex) ->
 def test_it_is_served(api: Client) -> None:
     answer = api.get("/api/openapi.json")
     assert answer.status == 200 and answer.json() == openapi.document()
+
+
+def test_a_size_asked_as_size_is_said_to_be_answered_as_size_gb() -> None:
+    """Requests say `size` (what a person types: "100", "1TiB"); answers say `sizeGb` (a number
+    of GiB): both names stay, and the document says so where a client writes one."""
+    schemas = openapi.document()["components"]["schemas"]
+    for request in ("CreateStorageRequest", "ResizeStorageRequest"):
+        assert "answered as sizeGb" in schemas[request]["properties"]["size"]["description"], request
+    assert "sizeGb" in schemas["StorageInfo"]["properties"] and "size" not in schemas["StorageInfo"]["properties"]

@@ -4,18 +4,21 @@ never delivered), then the timer, then the queue."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from local import identities, playground
 from shared.domain.commands import AttachVm
 from shared.domain.models import Attachment
 from shared.domain.operations import Operation
 from shared.settings import Settings
+from tests.conftest import arm_as
 from tests.emulator.conftest import needs_sandbox
 from tests.fakes import FakeClock
-from tests.functions.conftest import Stack
+from tests.functions.conftest import REGION, Stack, unique
 from tests.functions.test_attachments import (
     HOME,
     about,
@@ -233,3 +236,60 @@ def test_a_tag_that_is_no_storage_name_gives_a_failed_operation_once(stack: Stac
     failed = stack.api.get(f"/api/operations/{operations[0]['PartitionKey']}").json()
     assert (failed["status"], failed["error"]["code"]) == ("Failed", "ValidationError")
     assert "tag azlin-storage='Team_Home' names no storage" in failed["error"]["message"]
+
+
+def vm_operations(stack: Stack, vm_name: str) -> list[dict[str, Any]]:
+    answer = stack.api.get("/api/operations", query={"vm": vm_name, "resourceGroup": stack.group})
+    assert answer.status == 200, answer
+    return list(answer.json()["value"])
+
+
+@pytest.mark.parametrize("missed", [False, True], ids=["on-create", "by-reconcile"])
+def test_a_vm_tagged_for_a_storage_not_made_yet_is_attached_once_it_is(stack: Stack, missed: bool) -> None:
+    """The newcomer's order: a VM tagged first, its storage created after. The refusal waits for
+    the storage: its create queues the attach (or, had it missed the VM, the reconcile timer
+    does). The rules stay: a VM whose writer may not join is still not touched."""
+    name = unique()
+    base = f"{playground.providers(stack.rest, stack.group)}/Microsoft.Network/virtualNetworks"
+    stack.rest.put(f"{base}/teamnet", {"location": REGION, "properties": {
+        "addressSpace": {"addressPrefixes": ["10.88.0.0/16"]},
+        "subnets": [{"name": "default", "properties": {"addressPrefix": "10.88.0.0/24"}}]}})
+    subnet = f"{base}/teamnet/subnets/default"
+    vm(stack, "early", vnet="teamnet", subnet="default", tags={"azlin-storage": name})
+    bob = "user-" + uuid.uuid4().hex[:8]  # may write VMs in the group; never a member of the storage
+    identities.person(stack.azure.emulator, bob,
+                      roles=[("Virtual Machine Contributor", stack.rest.group_path(stack.group))])
+    playground.vm(arm_as(stack.azure, bob), stack.group, "theirs", subnet, REGION, tags={"azlin-storage": name})
+    for vm_name in ("early", "theirs"):
+        assert deliver_events_about(stack, vm_name) == 1
+        (refused,) = vm_operations(stack, vm_name)
+        assert (refused["status"], refused["error"]["code"]) == ("Failed", "StorageNotFound"), refused
+    stack.azure.emulator.events.flush()
+    for event in [e for e in stack.azure.emulator.events.published if about(stack, e, "early")]:
+        stack.api.index.publish("on_resource_event", {**event, "id": "another-delivery-" + event["id"]})
+    assert len(vm_operations(stack, "early")) == 1 and stack.pump.drain() == 0  # a duplicate: nothing new
+
+    if missed:  # the create's own look at the VM fails: the reconcile timer is the fallback
+        stack.azure.emulator.faults.add("GET", r"/virtualMachines/early$", status=500, count=1)
+    created = stack.create(name, vnet="teamnet", subnet="default")
+    assert created["status"] == "Succeeded", created
+    if missed:
+        assert "attachQueued" not in created["result"]
+        assert stack.api.get("/api/vms/early/attachment", query={"resourceGroup": stack.group}).status == 404
+        assert len(reconcile(stack)["attachQueued"]) == 1
+    else:
+        assert len(created["result"]["attachQueued"]) == 1
+    drain(stack)
+    attached = health(stack, "early")
+    assert (attached["storage"], attached["health"]) == (name, "healthy")
+    assert run(stack, "early", f"findmnt -n -o SOURCE {HOME}")["output"].strip().endswith(f"/{name}/home")
+    # bob's VM: now refused for what it is, a writer who is not a member; nothing ran on it.
+    assert stack.api.get("/api/vms/theirs/attachment", query={"resourceGroup": stack.group}).status == 404
+    assert sorted(o["error"]["code"] for o in vm_operations(stack, "theirs")) == ["NotAMember", "StorageNotFound"]
+    assert not [e for e in stack.log.snapshot() if "/virtualMachines/theirs/runCommands" in e.path]
+
+    for vm_name in ("early", "theirs"):  # their events again, and the timer: nothing new
+        deliver_events_about(stack, vm_name)
+    reconcile(stack)
+    assert script_runs(stack, "attach") == 1
+    assert len(vm_operations(stack, "theirs")) == 2

@@ -5,9 +5,11 @@ transit (secure transfer required; mounts through aznfs's TLS tunnel; plain NFS 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from local.prices import CATALOG
+from shared.domain.serialization import format_time
 from tests.emulator.conftest import needs_sandbox
 from tests.functions.conftest import REGION, Stack, unique
 from tests.functions.test_attachments import HOME, attach, manifest, run, verify, vm
@@ -53,6 +55,9 @@ def test_a_provisioned_v2_storage_of_32_gib_is_created_resized_and_priced(stack:
     assert [(s["name"], s["costPerMonth"]) for s in report["storage"]] == [(name, monthly(64, 6000, 250))]
     slower = stack.run(stack.api.patch(f"/api/storage/{name}", {"iops": 4000}))  # within a day of raising it
     assert (slower["status"], slower["error"]["code"]) == ("Failed", "QuotaDowngradeNotAllowed"), slower
+    allowed = format_time(parsedate_to_datetime(share_of(stack, name)["nextAllowedProvisionedIopsDowngradeTime"]))
+    assert f"IOPS (6000 -> 4000): nextAllowedProvisionedIopsDowngradeTime {allowed}" in slower["error"]["causes"]
+    assert slower["error"]["try"] == f"submit the change again from {allowed}"
     too_small = stack.api.patch(f"/api/storage/{name}", {"size": 31})
     assert (too_small.status, too_small.json()["error"]["code"]) == (400, "ValidationError")
 

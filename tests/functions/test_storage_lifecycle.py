@@ -4,6 +4,7 @@ and Resource Manager played by the local emulator through the real azure-mgmt cl
 from __future__ import annotations
 
 from dataclasses import replace
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from shared.domain.models import Redundancy, StorageInfo, Tier, nfs_endpoint
 from shared.domain.network_rules import NSG_NAME
 from shared.domain.private_dns import FILE_ZONE
 from shared.domain.provisioning import DEFAULT_SUBNET, DEFAULT_VNET
+from shared.domain.serialization import format_time
 from tests.conftest import ADMIN, OTHER_SUBSCRIPTION, Client, arm_as, object_id
 from tests.functions.conftest import REGION, Stack, unique
 
@@ -75,6 +77,11 @@ def test_create_list_status_resize_delete_end_to_end(stack: Stack) -> None:
     assert grown["status"] == "Succeeded"
     refused = stack.run(stack.api.patch(f"/api/storage/{name}", {"size": 250}))
     assert (refused["status"], refused["error"]["code"]) == ("Failed", "QuotaDowngradeNotAllowed")
+    share = stack.arm(f"Microsoft.Storage/storageAccounts/{name}/fileServices/default/shares/home")
+    allowed = format_time(parsedate_to_datetime(share["properties"]["nextAllowedQuotaDowngradeTime"]))
+    assert refused["error"]["message"].endswith(f"{name} can be made smaller from {allowed}."), refused["error"]
+    assert f"size (300 -> 250 GiB): nextAllowedQuotaDowngradeTime {allowed}" in refused["error"]["causes"]
+    assert refused["error"]["try"] == f"submit the change again from {allowed}"
     assert stack.api.get(f"/api/storage/{name}").json()["sizeGb"] == 300
 
     deleted = stack.delete_for_good(name)

@@ -5,8 +5,12 @@ the storage and attachment services of later issues."""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +19,11 @@ from local.host import FunctionIndex, QueuePump
 from shared.bootstrap import Container
 from shared.domain import messages
 from shared.domain.commands import Command, CreateStorage, storage_lock
-from shared.domain.errors import Conflict, ErrorCode, LeaseLost, ResourceBusy, TransientError
+from shared.domain.errors import Conflict, ErrorCode, LeaseLost, NotReadyYet, ResourceBusy, TransientError
 from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from shared.domain.operations import Operation, OperationKind
+from shared.domain.serialization import format_time
+from shared.services import worker
 from shared.services.worker import OperationContext
 from tests.conftest import DEFAULT_GROUP, Client
 from tests.fakes import FakeClock
@@ -151,6 +157,46 @@ def test_a_held_lock_defers_the_operation_without_spending_a_delivery(run: Any, 
     app.locks.release(held)
     functions.deliver(OPERATIONS_QUEUE, messages.encode(op_id))  # the delayed message arrives
     assert operation(client, op_id)["status"] == "Succeeded"
+
+
+def test_a_waiting_operation_says_what_for_and_when_it_looks_again_until_it_runs_on(
+        run: Any, functions: FunctionIndex, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    handler = Script(NotReadyYet("The VM agent of vm1 is not ready yet."),
+                     TransientError("Resource Manager answered 503."), "created")
+    app, client, _, _ = run(handler)
+    held = app.locks.acquire(storage_lock("teamhome"), "someone", "op-elsewhere")
+    op_id = create(client)
+    later = format_time(clock.now() + timedelta(seconds=1))  # the first look again at a busy lock
+    with caplog.at_level(logging.INFO, logger=worker.__name__):
+        functions.deliver(OPERATIONS_QUEUE, messages.encode(op_id))
+        busy = operation(client, op_id)
+        assert busy["status"] == "Pending" and busy["waitingFor"] == {
+            "reason": "lock", "operation": "op-elsewhere", "nextLookAt": later,
+            "message": "storage:teamhome is busy with operation op-elsewhere."}, busy
+        app.locks.release(held)
+        functions.deliver(OPERATIONS_QUEUE, messages.encode(op_id))  # the agent is not ready
+        agent = operation(client, op_id)
+        assert agent["waitingFor"] == {"reason": "vmAgent", "errorCode": "VmAgentNotReady",
+                                       "nextLookAt": format_time(clock.now()),
+                                       "message": "The VM agent of vm1 is not ready yet."}, agent
+        with pytest.raises(TransientError):  # an error: the host delivers the message again
+            functions.deliver(OPERATIONS_QUEUE, messages.encode(op_id))
+        retry = operation(client, op_id)
+        assert retry["waitingFor"] == {
+            "reason": "retry", "errorCode": "ServiceUnavailable", "message": "Resource Manager answered 503.",
+            "nextLookAt": format_time(clock.now() + timedelta(seconds=worker.REDELIVERY_SECONDS))}, retry
+    routine = [r for r in caplog.records if "busy" in r.getMessage() or "not ready" in r.getMessage()]
+    assert routine and {r.levelno for r in routine} == {logging.INFO}  # routine waits are no warnings
+    assert [r.levelno for r in caplog.records if "503" in r.getMessage()] == [logging.WARNING]
+    functions.deliver(OPERATIONS_QUEUE, messages.encode(op_id))
+    done = operation(client, op_id)
+    assert done["status"] == "Succeeded" and "waitingFor" not in done, done  # running on cleared it
+
+
+def test_the_redelivery_delay_the_worker_announces_is_host_jsons() -> None:
+    host = json.loads((Path(__file__).parents[2] / "host.json").read_text())
+    minutes_seconds = host["extensions"]["queues"]["visibilityTimeout"].split(":")
+    assert int(minutes_seconds[1]) * 60 + int(minutes_seconds[2]) == worker.REDELIVERY_SECONDS
 
 
 def test_a_duplicate_delivery_during_a_run_writes_nothing_and_the_run_completes(
