@@ -329,10 +329,15 @@ def costs(api: Api, resource_group: str | None, *, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--today", is_flag=True, help="Today's digest, made now if the day has none yet.")
+@click.option("--force", is_flag=True, help="Make today's again from the figures now (a new revision).")
 @command
-def digest(api: Api, *, as_json: bool) -> None:
-    """The latest cost digest."""
-    value = api.get("/digests/latest")
+def digest(api: Api, today: bool, force: bool, *, as_json: bool) -> None:
+    """The latest cost digest (or today's, made on demand)."""
+    if today or force:
+        value = api.call("POST", "/digests", query={"force": "true" if force else None})[1]
+    else:
+        value = api.get("/digests/latest")
     if as_json:
         show.as_json(value)
     else:

@@ -104,6 +104,8 @@ def test_the_cli_drives_a_storage_through_its_life(workdir: Path) -> None:
     status, shown, _ = cli(workdir, "storage", "status", "clihome")
     assert status == 0 and shown["connectedVms"] == ["clivm"] and shown["info"]["sizeGb"] == 120
     assert [(a["vm"], a["health"]) for a in shown["attachments"]] == [("clivm", "healthy")]
+    status, digest, _ = cli(workdir, "digest", "--force")  # today's, from the figures now
+    assert status == 0 and "clihome" in json.dumps(digest["digest"]) and digest["markdown"]
     status, listed, _ = cli(workdir, "operations", "list", "--storage", "clihome", "--kind", "AttachVm")
     assert status == 0 and [o["id"] for o in listed["value"]] == [attached["id"]]
 
