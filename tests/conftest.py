@@ -27,6 +27,7 @@ from shared.bootstrap import Container
 from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from shared.domain.operations import Patience
 from shared.settings import Settings
+from tests.contract.documented import check_answer
 from tests.fakes import FakeClock
 
 SUBSCRIPTION = "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"
@@ -225,9 +226,10 @@ class Client:
     azure: LocalAzure | None = None
 
     def __init__(self, index: FunctionIndex, token: Callable[[], str] | None = None, *,
-                 anonymous: bool = False) -> None:
+                 anonymous: bool = False, contract: bool = True) -> None:
         self.index = index
         self.token = None if anonymous else (token or Client.alice)
+        self.contract = contract  # False: the app runs stand-in handlers, whose results are no kind's
 
     def call(self, method: str, path: str, body: Any = None, *, query: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, raw: bytes | None = None) -> Answer:
@@ -236,7 +238,11 @@ class Client:
         sent = dict(headers or {})
         if self.token is not None and not any(k.lower() == "authorization" for k in sent):
             sent["Authorization"] = f"Bearer {self.token()}"
-        return Answer(self.index.http(method, url, body=data, headers=sent))
+        answer = Answer(self.index.http(method, url, body=data, headers=sent))
+        # Every answer a test sees is one the OpenAPI document gives (tests/contract/documented.py).
+        if self.contract:
+            check_answer(method, path, answer.status, answer.headers, answer.mimetype, answer.body)
+        return answer
 
     def get(self, path: str, **kw: Any) -> Answer:
         return self.call("GET", path, **kw)
