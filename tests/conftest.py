@@ -36,6 +36,16 @@ DEFAULT_GROUP = "rg-default"
 ADMIN = "alice"  # the tests' own set-up acts as alice: Owner of both subscriptions
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Lines a test recorded as its `summary` property (the Schemathesis run's summary), shown
+    whether it passed or failed, with pytest-xdist too (properties travel in the reports)."""
+    for status in ("passed", "failed"):
+        for report in terminalreporter.stats.get(status, []):
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "summary" and report.when == "call":
+                    terminalreporter.write_line(f"{report.nodeid}: {value}")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """With AZLIN_NO_SKIPS=1 (CI), a skipped test fails the run: CI has everything tests need."""
     if os.environ.get("AZLIN_NO_SKIPS") == "1" and exitstatus == 0:
