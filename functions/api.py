@@ -266,7 +266,8 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded
 def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(core.openapi.document())
+    """The contract of this deployment: its settings decide, for one, whether resourceGroup is required."""
+    return json_response(core.openapi.document(core.bootstrap.container().settings.defaults))
 
 
 def _probe(probe: Probe) -> str:

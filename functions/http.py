@@ -183,7 +183,8 @@ def page_response(req: func.HttpRequest, path: str, page: Page[Any], filters: Ma
 
 
 def read_json(req: func.HttpRequest) -> object:
-    """The body as JSON; None when empty. Ambiguous JSON (duplicate members, NaN) is refused."""
+    """The body as JSON; None when empty. Ambiguous JSON (duplicate members, NaN) is refused, and
+    so is text no UTF-8 can carry (a lone surrogate such as "\\ud800")."""
     raw = req.get_body() or b""
     if len(raw) > MAX_BODY_BYTES:
         raise core.errors.TooLarge("The request body is too large.",
@@ -192,7 +193,9 @@ def read_json(req: func.HttpRequest) -> object:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw, object_pairs_hook=_unique_members, parse_constant=_no_constants)
+        parsed = json.loads(raw, object_pairs_hook=_unique_members, parse_constant=_no_constants)
+        json.dumps(parsed, ensure_ascii=False).encode()  # a lone surrogate: UnicodeEncodeError, a ValueError
+        return parsed
     except (ValueError, RecursionError) as err:
         raise core.errors.ValidationError("The request body is not valid JSON.",
                               causes=[str(err)[:200]],

@@ -27,12 +27,23 @@ from shared.bootstrap import Container
 from shared.domain.messages import OPERATIONS_QUEUE, POISON_QUEUE
 from shared.domain.operations import Patience
 from shared.settings import Settings
+from tests.contract.documented import check_answer
 from tests.fakes import FakeClock
 
 SUBSCRIPTION = "6e0b3f2a-5a43-4b7e-9a57-3f0c2d7d1c11"
 OTHER_SUBSCRIPTION = "0b6f1e2d-3c4a-4d5e-8f70-91a2b3c4d5e6"
 DEFAULT_GROUP = "rg-default"
 ADMIN = "alice"  # the tests' own set-up acts as alice: Owner of both subscriptions
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Lines a test recorded as its `summary` property (the Schemathesis run's summary), shown
+    whether it passed or failed, with pytest-xdist too (properties travel in the reports)."""
+    for status in ("passed", "failed"):
+        for report in terminalreporter.stats.get(status, []):
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "summary" and report.when == "call":
+                    terminalreporter.write_line(f"{report.nodeid}: {value}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -226,9 +237,10 @@ class Client:
     azure: LocalAzure | None = None
 
     def __init__(self, index: FunctionIndex, token: Callable[[], str] | None = None, *,
-                 anonymous: bool = False) -> None:
+                 anonymous: bool = False, contract: bool = True) -> None:
         self.index = index
         self.token = None if anonymous else (token or Client.alice)
+        self.contract = contract  # False: the app runs stand-in handlers, whose results are no kind's
 
     def call(self, method: str, path: str, body: Any = None, *, query: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, raw: bytes | None = None) -> Answer:
@@ -237,7 +249,11 @@ class Client:
         sent = dict(headers or {})
         if self.token is not None and not any(k.lower() == "authorization" for k in sent):
             sent["Authorization"] = f"Bearer {self.token()}"
-        return Answer(self.index.http(method, url, body=data, headers=sent))
+        answer = Answer(self.index.http(method, url, body=data, headers=sent))
+        # Every answer a test sees is one the OpenAPI document gives (tests/contract/documented.py).
+        if self.contract:
+            check_answer(method, path, answer.status, answer.headers, answer.mimetype, answer.body)
+        return answer
 
     def get(self, path: str, **kw: Any) -> Answer:
         return self.call("GET", path, **kw)

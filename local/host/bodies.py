@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from email.message import Message
 from io import BufferedIOBase
 
+from shared.domain.errors import ErrorCode
+
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BODY_BYTES = 100 * 1024 * 1024
@@ -33,7 +35,7 @@ class Refused(Exception):
     """A request the host answers itself, in the error shape, without running a function."""
 
     status: int
-    code: str
+    code: ErrorCode
     message: str
     causes: list[str]
     try_hint: str
@@ -41,14 +43,15 @@ class Refused(Exception):
 
 
 def too_large(limit: int, what: str) -> Refused:
-    return Refused(413, "RequestBodyTooLarge", "The request body is larger than this host accepts.",
+    return Refused(413, ErrorCode.REQUEST_BODY_TOO_LARGE,
+                   "The request body is larger than this host accepts.",
                    [f"{what}; the limit is {limit} bytes"],
                    "send a smaller body (the API's own requests are a few hundred bytes)")
 
 
 def bad_framing(cause: str) -> Refused:
-    return Refused(400, "BadRequest", "The request body is not framed as HTTP/1.1 requires.", [cause],
-                   "send Content-Length with the exact body size, or Transfer-Encoding: chunked")
+    return Refused(400, ErrorCode.BAD_REQUEST, "The request body is not framed as HTTP/1.1 requires.",
+                   [cause], "send Content-Length with the exact body size, or Transfer-Encoding: chunked")
 
 
 def body_limit(environ: Mapping[str, str]) -> int:
@@ -79,7 +82,8 @@ class Framing:
             if lengths:  # RFC 9112 §6.1: both may be a smuggling attempt; a server may refuse it
                 raise bad_framing("both Transfer-Encoding and Content-Length were sent")
             if codings != ["chunked"]:
-                raise Refused(501, "NotImplemented", "The request's transfer coding is not supported.",
+                raise Refused(501, ErrorCode.NOT_IMPLEMENTED,
+                              "The request's transfer coding is not supported.",
                               [f"Transfer-Encoding: {', '.join(codings)}"], "send the body chunked or plain")
             return cls(None)
         if not lengths:

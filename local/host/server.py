@@ -9,10 +9,11 @@ Admin endpoints need the master key on Azure; locally, as with Core Tools, nothi
 
 What the host answers itself is in the API's error shape (`{"error": {"code", "message", "causes",
 "try"}}`), never the standard library's HTML pages: a body past the limit (413, `bodies`), bad
-framing (400), no function at that path (404), a path whose functions take other methods (405 with
-`Allow`; Azure's host answers 404 there, Azure/azure-functions-host#10098, issue 16 asks for the
-RFC 9110 answer), a method no route can take (501), a malformed request line or headers (400,
-414, 431). CORS preflights and headers as the platform adds them (`cors`).
+framing (400), no function at that path (404), a path whose functions take other methods, whatever
+the method (405 with `Allow`; Azure's host answers 404 there, Azure/azure-functions-host#10098,
+issue 16 asks for the RFC 9110 answer), a method no route can take at a path no function serves
+(501), a malformed request line or headers (400, 414, 431). CORS preflights and headers as the
+platform adds them (`cors`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
+from shared.domain.errors import ErrorCode
+
 from . import events
 from .bodies import MAX_REQUEST_BODY_BYTES, Body, Framing, Refused
 from .cors import Cors, is_preflight
@@ -41,8 +44,8 @@ ADMIN_FUNCTIONS = "/admin/functions/"
 HOST_STATUS = "/admin/host/status"
 LINGER_SECONDS = 2.0  # how long unread body bytes are drained after an early answer
 # The standard library's own refusals (parse_request), under the codes clients branch on.
-PARSE_ERRORS = {400: "BadRequest", 414: "UriTooLong", 431: "RequestHeaderFieldsTooLarge",
-                505: "HttpVersionNotSupported"}
+PARSE_ERRORS = {400: ErrorCode.BAD_REQUEST, 414: ErrorCode.URI_TOO_LONG,
+                431: ErrorCode.REQUEST_HEADER_FIELDS_TOO_LARGE, 505: ErrorCode.HTTP_VERSION_NOT_SUPPORTED}
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Reply:
 
     @classmethod
     def error(cls, refused: Refused) -> Reply:
-        body = {"error": {"code": refused.code, "message": refused.message, "causes": refused.causes,
+        body = {"error": {"code": refused.code.value, "message": refused.message, "causes": refused.causes,
                           "try": refused.try_hint}}
         reply = cls.json(refused.status, body)
         reply.headers.update(refused.headers)
@@ -73,14 +76,14 @@ class Reply:
 
 
 def not_found(path: str) -> Refused:
-    return Refused(404, "NotFound", "No function serves this path.", [f"{path} matches no route"],
+    return Refused(404, ErrorCode.NOT_FOUND, "No function serves this path.", [f"{path} matches no route"],
                    "see /api/openapi.json for the API's routes")
 
 
 def method_not_allowed(method: str, path: str, allowed: Iterable[str]) -> Refused:
     methods = ", ".join(sorted(allowed))
-    return Refused(405, "MethodNotAllowed", f"{path} does not take {method}.", [f"it takes {methods}"],
-                   "see /api/openapi.json for the API's routes", {"Allow": methods})
+    return Refused(405, ErrorCode.METHOD_NOT_ALLOWED, f"{path} does not take {method}.",
+                   [f"it takes {methods}"], "see /api/openapi.json for the API's routes", {"Allow": methods})
 
 
 class HostServer(ThreadingHTTPServer):
@@ -117,7 +120,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         if self.request_version == "HTTP/0.9":  # unparsed: HTTP/0.9 would drop the status and headers
             self.request_version = "HTTP/1.0"
-        self._send(Reply.error(Refused(code, PARSE_ERRORS.get(code, "BadRequest"), message or short,
+        self._send(Reply.error(Refused(code, PARSE_ERRORS.get(code, ErrorCode.BAD_REQUEST), message or short,
                                        [explain or long], "send a well-formed HTTP/1.1 request")))
 
     def _answer(self) -> None:
@@ -167,7 +170,11 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _checked(self) -> Reply:
         path = urlsplit(self.path).path
         if self.command not in ALL_METHODS:  # CONNECT, or a method HTTP does not define
-            raise Refused(501, "NotImplemented", f"This host does not implement {self.command[:40]}.",
+            served = self.server.index.methods_for(path)
+            if served:  # a path the API serves: say which methods it takes
+                raise method_not_allowed(self.command[:40], path, served)
+            raise Refused(501, ErrorCode.NOT_IMPLEMENTED,
+                          f"This host does not implement {self.command[:40]}.",
                           [f"the methods served are {', '.join(ALL_METHODS)}"], "use one of them")
         framing = Framing.of(self.headers, self.server.body_limit)
         self.body = Body(self.rfile, framing, self.server.body_limit)
@@ -214,7 +221,8 @@ class RequestHandler(BaseHTTPRequestHandler):
                 raise _bad_input('send {"input": "<string>"}')
             run = self.server.index.on_demand(name, text)
         except KeyError:
-            raise Refused(404, "NotFound", f"No function is called {name}.", [f"{name} is not indexed"],
+            raise Refused(404, ErrorCode.NOT_FOUND, f"No function is called {name}.",
+                          [f"{name} is not indexed"],
                           "POST /admin/functions/<name of a timer, queue or Event Grid function>") from None
         except ValueError as err:
             raise _bad_input(str(err)) from None
@@ -224,7 +232,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _event_grid(self, query: dict[str, str]) -> Reply:
         binding = self.server.index.function(query.get("functionName", ""))
         if binding is None or binding.kind != "eventGridTrigger":
-            raise Refused(404, "NotFound", "No Event Grid function by that functionName.",
+            raise Refused(404, ErrorCode.NOT_FOUND, "No Event Grid function by that functionName.",
                           [f"functionName={query.get('functionName', '')!r}"],
                           "name an Event Grid trigger in ?functionName=")
         if self.command == "OPTIONS":  # the CloudEvents webhook handshake
@@ -255,7 +263,7 @@ def _add_headers(headers: dict[str, str], added: dict[str, str]) -> None:
 
 
 def _bad_input(cause: str) -> Refused:
-    return Refused(400, "BadRequest", "The host could not take this request.", [cause],
+    return Refused(400, ErrorCode.BAD_REQUEST, "The host could not take this request.", [cause],
                    "see docs/local.md for what the host's endpoints take")
 
 

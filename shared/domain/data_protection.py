@@ -25,8 +25,13 @@ MAX_SNAPSHOTS = 200
 # Share metadata names follow C# identifier rules (Snapshot Share, x-ms-meta-name): no dashes.
 REASON_KEY = "azlinreason"
 # Azure's snapshot time, which names a snapshot everywhere (`?sharesnapshot=`, `x-ms-snapshot`).
-_SNAPSHOT_ID = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,7})?Z$")
-MAX_RESTORE_PATH = 1024
+# Matched whole, and stated by the OpenAPI document, as validation's patterns are.
+SNAPSHOT_ID = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,7})?Z"
+_SNAPSHOT_ID = re.compile(SNAPSHOT_ID)
+MAX_RESTORE_PATH = 1024  # characters
+# A path inside the home, relative to it: not absolute, no '.' or '..' component, no control
+# characters (the rules `restore_path` explains one by one).
+RESTORE_PATH = r"(?!/)(?!(?:[^/]*/)*\.\.?(?:/|$))[^\x00-\x1f\x7f]" + f"{{1,{MAX_RESTORE_PATH}}}"
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ def snapshot_stamp(snapshot: str) -> str:
 
 
 def snapshot_id(value: object, field_name: str = "snapshot") -> str:
-    if not isinstance(value, str) or not _SNAPSHOT_ID.match(value):
+    if not isinstance(value, str) or not _SNAPSHOT_ID.fullmatch(value):
         raise ValidationError(f"'{field_name}' must be a snapshot's id, as GET /api/storage/<name>/snapshots "
                               "lists them (e.g. 2026-12-03T02:00:00.0000000Z).")
     return value
@@ -132,8 +137,8 @@ def restore_path(value: object, field_name: str = "path") -> str:
     if not isinstance(value, str) or not value.strip("/"):
         raise ValidationError(f"'{field_name}' must name a file or directory inside the home, "
                               "relative to it (e.g. projects/report.txt).")
-    if len(value.encode()) > MAX_RESTORE_PATH or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValidationError(f"'{field_name}' must be at most {MAX_RESTORE_PATH} bytes, without "
+    if len(value) > MAX_RESTORE_PATH or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValidationError(f"'{field_name}' must be at most {MAX_RESTORE_PATH} characters, without "
                               "control characters.")
     if value.startswith("/"):
         raise ValidationError(f"'{field_name}' must be relative to the home, not absolute.",

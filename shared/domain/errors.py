@@ -68,6 +68,13 @@ class ErrorCode(str, Enum):
     CONCURRENT_UPDATE = "ConcurrentUpdate"
     CONFIGURATION_ERROR = "ConfigurationError"
     INTERNAL_ERROR = "InternalError"
+    # What the Functions host answers itself, before any function runs (local/host/).
+    BAD_REQUEST = "BadRequest"
+    METHOD_NOT_ALLOWED = "MethodNotAllowed"
+    NOT_IMPLEMENTED = "NotImplemented"
+    URI_TOO_LONG = "UriTooLong"
+    REQUEST_HEADER_FIELDS_TOO_LARGE = "RequestHeaderFieldsTooLarge"
+    HTTP_VERSION_NOT_SUPPORTED = "HttpVersionNotSupported"
 
 
 class ServiceError(Exception):

@@ -85,7 +85,7 @@ def create_storage(body: object, defaults: RequestDefaults) -> CreateStorage:
     if subnet and not vnet:
         problems.errors.append(ValidationError("'subnet' needs 'vnet'.",
                                                try_hint="name the VNet the subnet is in"))
-    guard = "guardSubnet" in data and bool(problems.check(v.flag, data["guardSubnet"], "guardSubnet"))
+    guard = "guardSubnet" in data and bool(problems.check(v.boolean, data["guardSubnet"], "guardSubnet"))
     if guard and "vnet" not in data:
         problems.errors.append(ValidationError(
             "'guardSubnet' applies to a subnet you name with 'vnet'.",
@@ -135,8 +135,7 @@ DEFAULT_PAGE_SIZE = 100
 
 def list_query(query: Mapping[str, str]) -> ListQuery:
     problems = v.Problems()
-    group = (problems.check(v.resource_group_name, query["resourceGroup"])
-             if query.get("resourceGroup") else None)
+    group = _query_group(query, problems)
     size = problems.check(v.page_size, query["$top"]) if "$top" in query else DEFAULT_PAGE_SIZE
     problems.raise_if_any()
     assert size
@@ -146,22 +145,22 @@ def list_query(query: Mapping[str, str]) -> ListQuery:
 def storage_ref(name: object, query: Mapping[str, str]) -> StorageRef:
     problems = v.Problems()
     checked = problems.check(v.storage_account_name, name, "name")
-    group = (problems.check(v.resource_group_name, query["resourceGroup"])
-             if query.get("resourceGroup") else None)
+    group = _query_group(query, problems)
     problems.raise_if_any()
     assert checked
     return StorageRef(checked, group)
 
 
 def cloud_init_user(query: Mapping[str, str], defaults: RequestDefaults) -> tuple[str, str | None]:
-    """`user` (default azureuser, the admin user Azure's Linux images are given) and `mountPoint`,
-    which must be that user's home."""
+    """`user` and `mountPoint`, which must be that user's home. Without a user, the mount point's
+    (or else azureuser, the admin user Azure's Linux images are given)."""
     problems = v.Problems()
-    user = problems.check(v.linux_user, query["user"], "user") if query.get("user") else "azureuser"
+    user = problems.check(v.linux_user, query["user"], "user") if "user" in query else None
     mount = (problems.check(v.mount_point, query["mountPoint"], "mountPoint", defaults.home_roots)
-             if query.get("mountPoint") else None)
+             if "mountPoint" in query else None)
     problems.raise_if_any()
-    assert user
+    if user is None:
+        user = v.home_user(mount) if mount is not None else "azureuser"
     if mount is not None and v.home_user(mount) != user:
         raise ValidationError("'mountPoint' is not the home of 'user'.",
                               causes=[f"{mount} is the home of {v.home_user(mount)}, not of {user}"],
@@ -172,7 +171,7 @@ def cloud_init_user(query: Mapping[str, str], defaults: RequestDefaults) -> tupl
 def vm_ref(vm: object, query: Mapping[str, str], defaults: RequestDefaults) -> VmRef:
     problems = v.Problems()
     name = problems.check(v.vm_name, vm, "vm")
-    group = problems.check(_resource_group, query.get("resourceGroup") or None, defaults)
+    group = problems.check(_resource_group, query.get("resourceGroup"), defaults)
     problems.raise_if_any()
     assert name and group
     return VmRef(name, group)
@@ -244,18 +243,21 @@ def storage_access(body: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 DEFAULT_OPERATIONS_PAGE = 20
+MAX_OPERATIONS_PAGE = 100
 
 
 def operations_query(query: Mapping[str, str], defaults: RequestDefaults) -> OperationsQuery:
     problems = v.Problems()
-    if query.get("storage") and query.get("vm"):
+    if "storage" in query and "vm" in query:
         raise ValidationError("Name at most one target: 'storage', or 'vm' with 'resourceGroup'.",
                               try_hint="GET /api/operations?storage=<name>, ?vm=<name>&resourceGroup="
                                        "<group>, or neither for the operations you asked for")
-    storage = (problems.check(v.storage_account_name, query["storage"], "storage")
-               if query.get("storage") else None)
-    vm = problems.check(vm_ref, query["vm"], query, defaults) if query.get("vm") else None
-    size = (problems.check(v.page_size, query["$top"], "$top", 100) if "$top" in query
+    storage = (problems.check(v.storage_account_name, query["storage"], "storage") if "storage" in query
+               else None)
+    vm = problems.check(vm_ref, query["vm"], query, defaults) if "vm" in query else None
+    if "vm" not in query:  # resourceGroup is said of the vm only; still never unchecked
+        _query_group(query, problems)
+    size = (problems.check(v.page_size, query["$top"], "$top", MAX_OPERATIONS_PAGE) if "$top" in query
             else DEFAULT_OPERATIONS_PAGE)
     statuses = problems.check(v.one_of_each, query["status"], "status", OperationStatus) \
         if "status" in query else frozenset()
@@ -269,7 +271,7 @@ def operations_query(query: Mapping[str, str], defaults: RequestDefaults) -> Ope
 
 def detach_mode(query: Mapping[str, str]) -> DetachMode:
     """`mode=copy|restore`; copy when absent."""
-    return v.detach_mode(query["mode"]) if query.get("mode") else DetachMode.COPY
+    return v.detach_mode(query["mode"]) if "mode" in query else DetachMode.COPY
 
 
 def detach_vm(ref: VmRef, query: Mapping[str, str]) -> DetachVm:
@@ -300,6 +302,11 @@ def json_object(body: object, *, required: AbstractSet[str] = frozenset(),
         raise ValidationError("The request body does not have the expected members.",
                               causes=causes, try_hint=f"send only: {known}")
     return data
+
+
+def _query_group(query: Mapping[str, str], problems: v.Problems) -> str | None:
+    """`resourceGroup` of a query string: absent, or a valid name (an empty value is not absent)."""
+    return problems.check(v.resource_group_name, query["resourceGroup"]) if "resourceGroup" in query else None
 
 
 def _resource_group(value: object, defaults: RequestDefaults) -> str:

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +33,38 @@ SETTINGS = {"AzureWebJobsStorage", "ARM_ENDPOINT", "ARM_CA_BUNDLE", "ARM_CREDENT
 pytestmark = needs_sandbox
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], Path]]:
-    env = {**os.environ, "PORT": "0", "AZLIN_LOCAL_DIR": str(tmp_path)}
+@contextmanager
+def dev_stack(state: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], Path]]:
+    """`python -m local dev` in a process of its own, its state under `state`, on free ports, once
+    it said it is ready; stopped at the end (SIGTERM, as Ctrl-C) if it still runs, killed if it
+    does not stop (its children die with it: local/processes.py)."""
+    env = {**os.environ, "PORT": "0", "AZLIN_LOCAL_DIR": str(state)}
     process = subprocess.Popen([sys.executable, "-m", "local", "dev"], cwd=ROOT, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdout is not None
-    deadline, lines = time.monotonic() + 60, []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        lines.append(line)
-        if READY.search(line) or not line:
-            break
-    assert READY.search(lines[-1]), "".join(lines)
-    yield process, env, tmp_path
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    try:
+        assert process.stdout is not None
+        deadline, lines = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if READY.search(line) or not line:
+                break
+        assert READY.search(lines[-1]), "".join(lines)
+        yield process, env, state
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], Path]]:
+    with dev_stack(tmp_path) as started:
+        yield started
 
 
 def post(url: str, body: dict[str, str], token: str) -> dict[str, str]:

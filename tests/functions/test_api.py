@@ -95,6 +95,12 @@ class TestCreateStorage:
     def test_malformed_bodies_are_400(self, api: Client, raw: bytes) -> None:
         assert_error(api.post("/api/storage", raw=raw), 400, "ValidationError")
 
+    def test_text_no_utf_8_can_carry_is_400_not_500(self, api: Client) -> None:
+        """A lone surrogate (valid JSON escape, no character) never reaches a validator or a record."""
+        assert_error(api.post("/api/storage", raw=b'{"name": "\\ud800"}'), 400, "ValidationError")
+        answer = api.post("/api/storage/teamhome/snapshots/2026-12-03T02:00:00Z/restore", raw=b'{"path": "a\\udfff"}')
+        assert_error(answer, 400, "ValidationError")
+
     def test_oversized_bodies_are_413(self, api: Client, queued: Queued) -> None:
         assert_error(api.post("/api/storage", {"name": "teamhome", "pad": "x" * 70_000}), 413, "RequestBodyTooLarge")
         assert queued() == []
@@ -480,7 +486,7 @@ class TestListingOperations:
                                          requested_by=someone))
         listed = api.get("/api/operations").json()
         assert [o["id"] for o in listed["value"]] == mine[::-1] and "nextLink" not in listed
-        creates = api.get("/api/operations", query={"kind": "createstorage"}).json()["value"]
+        creates = api.get("/api/operations", query={"kind": "CreateStorage"}).json()["value"]
         assert [o["id"] for o in creates] == mine[1::-1]
         assert api.get("/api/operations", query={"status": "Succeeded,Failed"}).json()["value"] == []
         pending = api.get("/api/operations", query={"status": "Pending", "kind": "AttachVm,CreateStorage"})
@@ -504,7 +510,8 @@ class TestListingOperations:
         assert seen == asked[::-1]
 
     @pytest.mark.parametrize("query", [{"status": "Done"}, {"kind": "Attach"}, {"status": ""},
-                                       {"storage": "teamhome", "vm": "vm1"}, {"status": "Pending,,"}])
+                                       {"storage": "teamhome", "vm": "vm1"}, {"status": "Pending,,"},
+                                       {"kind": "createstorage"}, {"status": "Pending, Running"}])
     def test_unknown_filters_are_400(self, api: Client, query: dict[str, str]) -> None:
         error = assert_error(api.get("/api/operations", query=query), 400, "ValidationError")
         assert error["try"]

@@ -149,11 +149,14 @@ def test_paths_and_methods_no_route_takes_get_json_404_405_and_501(serve: Serve)
     trace = call(f"{host.url}/api/ping", "TRACE")
     assert trace.status == 405 and trace.headers["Allow"] == "GET"
     assert_error_shape(trace.json(), "MethodNotAllowed")
-    for method in ("CONNECT", "BREW", "get"):
+    for method in ("CONNECT", "BREW", "get", "QUERY"):  # not taken by the path: which ones are
         made_up = call(f"{host.url}/api/ping", method)
-        assert made_up.status == 501, method
-        assert made_up.headers["Content-Type"].startswith("application/json")
-        assert_error_shape(made_up.json(), "NotImplemented")
+        assert made_up.status == 405 and made_up.headers["Allow"] == "GET", method
+        assert_error_shape(made_up.json(), "MethodNotAllowed")
+        unknown = call(f"{host.url}/api/nothing-here", method)  # no path to speak of: not implemented
+        assert unknown.status == 501, method
+        assert unknown.headers["Content-Type"].startswith("application/json")
+        assert_error_shape(unknown.json(), "NotImplemented")
 
 
 @pytest.mark.parametrize(("head", "status", "code"), [

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from shared.domain import requests
@@ -29,8 +31,8 @@ class TestCreateStorage:
                                         Redundancy.LRS, 100)
 
     def test_everything_given(self) -> None:
-        body = {"name": "teamhome", "resourceGroup": "rg1", "region": "East US", "tier": "premium",
-                "redundancy": "zrs", "size": "1TiB"}
+        body = {"name": "teamhome", "resourceGroup": "rg1", "region": "East US", "tier": "Premium",
+                "redundancy": "ZRS", "size": "1TiB"}
         assert requests.create_storage(body, NO_DEFAULTS) == CreateStorage(
             "teamhome", "rg1", "eastus", Tier.PREMIUM, Redundancy.ZRS, 1024)
 
@@ -103,6 +105,33 @@ class TestOtherRequests:
     def test_storage_ref_resource_group_is_optional(self) -> None:
         assert requests.storage_ref("teamhome", {}) == requests.StorageRef("teamhome", None)
         assert requests.storage_ref("teamhome", {"resourceGroup": "rg"}).resource_group == "rg"
+
+    @pytest.mark.parametrize(("parse", "name"), [
+        (lambda q: requests.storage_ref("teamhome", q), "resourceGroup"),
+        (requests.list_query, "resourceGroup"), (requests.list_query, "$top"),
+        (lambda q: requests.vm_ref("vm1", q, DEFAULTS), "resourceGroup"),
+        *((lambda q: requests.operations_query(q, DEFAULTS), name)
+          for name in ("storage", "vm", "resourceGroup", "status", "kind", "$top")),
+        (lambda q: requests.cloud_init_user(q, DEFAULTS), "user"),
+        (lambda q: requests.cloud_init_user(q, DEFAULTS), "mountPoint"),
+        (requests.detach_mode, "mode"), (lambda q: requests.optional_flag(q, "force"), "force")])
+    def test_a_query_parameter_sent_empty_is_refused_not_taken_as_absent(
+            self, parse: Callable[[dict[str, str]], object], name: str) -> None:
+        """`?resourceGroup=` is a value the document's pattern refuses; so does the service."""
+        with pytest.raises(ValidationError):
+            parse({name: ""})
+
+    def test_cloud_init_user_is_the_mount_points_when_not_named(self) -> None:
+        assert requests.cloud_init_user({}, DEFAULTS) == ("azureuser", None)
+        assert requests.cloud_init_user({"mountPoint": "/home/bob"}, DEFAULTS) == ("bob", "/home/bob")
+        assert requests.cloud_init_user({"user": "bob"}, DEFAULTS) == ("bob", None)
+        with pytest.raises(ValidationError, match="not the home of 'user'"):
+            requests.cloud_init_user({"user": "alice", "mountPoint": "/home/bob"}, DEFAULTS)
+
+    def test_the_operations_query_checks_a_resource_group_without_a_vm(self) -> None:
+        with pytest.raises(ValidationError):
+            requests.operations_query({"resourceGroup": "bad/group"}, DEFAULTS)
+        assert requests.operations_query({"resourceGroup": "rg1"}, DEFAULTS).vm is None
 
 
 class TestCommandsInOperations:
