@@ -574,8 +574,12 @@ def _results() -> dict[str, dict[str, Any]]:
                      ("name", "resourceGroup", "deleted", "purged", "alsoRemoved"), "Deleted for good.")
     not_purged = _object({"name": _TEXT, "purged": {"const": False}, "note": _TEXT},
                          ("name", "purged", "note"))
+    created = json_schema(StorageInfo, _ref)  # the storage, and the waiting VMs it let in
     return {
-        OperationKind.CREATE_STORAGE.value: _ref(StorageInfo),
+        OperationKind.CREATE_STORAGE.value: {**created, "properties": {
+            **created["properties"],
+            "attachQueued": {**_STRINGS, "description": "The attaches queued for VMs tagged for it before it "
+                                                        "existed."}}},
         OperationKind.RESIZE_STORAGE.value: _ref(StorageInfo),
         OperationKind.DELETE_STORAGE.value: {"oneOf": [kept, purged]},
         OperationKind.PURGE_STORAGE.value: {"oneOf": [purged, not_purged]},
