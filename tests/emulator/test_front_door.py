@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from local.control import Control
 from tests.emulator.conftest import needs_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,10 +57,6 @@ def environment(workdir: Path) -> dict[str, str]:
     packages importable (`python -m local`), the stack's state where `make dev` put it."""
     return {**os.environ, "XDG_CONFIG_HOME": str(workdir / "config"), "PYTHONPATH": str(ROOT),
             "AZLIN_LOCAL_DIR": str(workdir / ".local"), "COLUMNS": "160"}
-
-
-def read_dev_env(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
 def readme_block(heading: str) -> str:
@@ -132,34 +126,3 @@ def test_the_cli_says_the_services_error_and_exits_non_zero(workdir: Path) -> No
     status, answer, _ = cli(workdir, "storage", "show", "nosuchhome")
     assert status == 1 and answer["error"]["code"] == "StorageNotFound"
 
-
-def test_ctrl_c_stops_the_wait_never_the_operation(workdir: Path) -> None:
-    assert cli(workdir, "storage", "create", "ctrlchome")[0] == 0
-    local(workdir, "vm", "create", "ctrlvm")
-    local(workdir, "vm", "run", "ctrlvm", "--", "true")  # its agent is ready
-    settings = read_dev_env(workdir / ".local" / "dev.env")
-    control = Control(settings["ARM_ENDPOINT"], settings["ARM_CA_BUNDLE"])
-    # Compute allows one Run Command write in 20 s, and this takes it: the attach below is
-    # throttled (429, Retry-After) and waits, however fast this machine is.
-    control.call("POST", "throttles", {"method": "PUT", "pathPattern": "/runCommands/", "limit": 1,
-                                       "windowSeconds": 20, "policy": "PutVMRunCommand"})
-    try:
-        local(workdir, "vm", "run", "ctrlvm", "--", "true")
-        waiting = subprocess.Popen([sys.executable, "-m", "azlin_cli", "attach", "ctrlvm", "--storage", "ctrlchome"],
-                                   cwd=workdir, env=environment(workdir), stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # accepted, and the CLI waiting for it
-            listed = cli(workdir, "operations", "list", "--kind", "AttachVm", "--status", "Pending,Running")[1]
-            if any(o["target"].endswith("/ctrlvm") for o in listed["value"]):
-                break
-            time.sleep(0.2)
-        waiting.send_signal(signal.SIGINT)
-        _, stderr = waiting.communicate(timeout=30)
-    finally:
-        control.call("DELETE", "faults")  # the throttle goes; the attach comes back after its Retry-After
-    assert waiting.returncode == 130, stderr
-    operation_id = re.search(r"Stopped waiting; operation ([0-9a-f-]{36}) goes on", stderr)
-    assert operation_id, stderr
-    status, ended, _ = cli(workdir, "operations", "show", operation_id.group(1), "--wait")
-    assert status == 0 and (ended["kind"], ended["status"]) == ("AttachVm", "Succeeded"), ended
