@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ from typing import Any
 import pytest
 
 from tests.emulator.conftest import needs_sandbox
+from tests.emulator.test_dev_stack import dev_stack
 
 ROOT = Path(__file__).resolve().parents[2]
-READY = re.compile(r"azlin dev ready in [\d.]+ s: API (http://127\.0\.0\.1:\d+/api);")
 
 pytestmark = needs_sandbox
 
@@ -29,27 +28,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A directory laid out as a clone after `make` and `make dev`: `.venv/` and `.local/` (the
     running stack's state), so the README's relative paths work as written."""
     here = tmp_path_factory.mktemp("clone")
-    state = here / ".local"
-    state.mkdir()
     (here / ".venv").symlink_to(sys.prefix)  # the venv `make` made, with the CLI installed
-    env = {**os.environ, "PORT": "0", "AZLIN_LOCAL_DIR": str(state)}
-    process = subprocess.Popen([sys.executable, "-m", "local", "dev"], cwd=ROOT, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdout is not None
-    deadline, lines = time.monotonic() + 90, []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        lines.append(line)
-        if READY.search(line) or not line:
-            break
-    assert READY.search(lines[-1]), "".join(lines)
-    yield here
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    with dev_stack(here / ".local"):
+        yield here
 
 
 def environment(workdir: Path) -> dict[str, str]:
